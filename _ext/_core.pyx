@@ -1,0 +1,34 @@
+# cython: language_level=3
+"""fastsio's compiled protocol core: codecs, binary attachments, the ack table, dispatch."""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport
+
+import base64
+import binascii
+import datetime
+import struct
+
+import msgpack
+import orjson
+
+from fastsio.exceptions import (
+    BufferFullError,
+    DisconnectedError,
+    PayloadTooLargeError,
+    ProtocolError,
+)
+
+cdef object _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+include "consts.pxi"
+include "binary.pxi"
+include "codec.pxi"
+include "acks.pxi"
+include "listener.pxi"

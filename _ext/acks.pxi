@@ -1,0 +1,107 @@
+# The ack table: ids we issued for emits that carry a callback, and what to resolve when the
+# server's ACK comes back (or the connection is lost, or a timeout fires).
+
+@cython.freelist(64)
+cdef class PendingAck:
+    cdef public str nsp
+    cdef public object callback      # called with the ack's args (or (err, *args), see err_first)
+    cdef public object future        # resolved with the args tuple (call())
+    cdef public object timer         # a TimerHandle to cancel when resolved
+    cdef public bint err_first       # socket.io-client's timeout style: callback(err, *args)
+    cdef public bint is_async
+    cdef public object packet        # what was sent, kept for at-least-once retries
+
+
+cdef class AckTable:
+    """Pending acks by id. Ids are unique per client, across namespaces and reconnects."""
+
+    cdef uint64_t _next_id
+    cdef dict _pending
+    cdef public Py_ssize_t max_pending
+    cdef public object on_async_callback   # runs a coroutine callback (client-provided)
+    cdef public object on_callback_error   # logs an exception raised by a callback
+    cdef public object on_ack_lost         # told when a plain callback can never be called
+
+    def __cinit__(self):
+        self._next_id = 0
+        self._pending = {}
+        self.max_pending = DEFAULT_MAX_PENDING_ACKS
+        self.on_async_callback = None
+        self.on_callback_error = None
+        self.on_ack_lost = None
+
+    def __len__(self):
+        return len(self._pending)
+
+    cpdef uint64_t add(self, PendingAck entry) except? 0:
+        if len(self._pending) >= self.max_pending:
+            raise BufferFullError(f"too many pending acks (limit {self.max_pending})")
+        self._next_id += 1
+        self._pending[self._next_id] = entry
+        return self._next_id
+
+    cpdef PendingAck pop(self, uint64_t ack_id):
+        return self._pending.pop(ack_id, None)
+
+    cpdef PendingAck get(self, uint64_t ack_id):
+        return self._pending.get(ack_id)
+
+    def ids(self, nsp=None):
+        if nsp is None:
+            return list(self._pending)
+        return [k for k, v in self._pending.items() if (<PendingAck>v).nsp == nsp]
+
+    cpdef bint resolve(self, str nsp, uint64_t ack_id, object args) except -1:
+        """Deliver an ACK. Returns False for an id we do not know (or of another namespace)."""
+        cdef PendingAck entry = self._pending.get(ack_id)
+        if entry is None or entry.nsp != nsp:
+            return False
+        del self._pending[ack_id]
+        self._complete(entry, None, args)
+        return True
+
+    cpdef fail(self, uint64_t ack_id, object exc):
+        cdef PendingAck entry = self._pending.pop(ack_id, None)
+        if entry is not None:
+            self._complete(entry, exc, ())
+
+    cpdef fail_all(self, object exc, str nsp=None):
+        """Fail every pending ack (of one namespace, or all) with exc."""
+        cdef list ids
+        if nsp is None:
+            ids = list(self._pending)
+        else:
+            ids = [k for k, v in self._pending.items() if (<PendingAck>v).nsp == nsp]
+        for ack_id in ids:
+            self.fail(ack_id, exc)
+
+    cdef _complete(self, PendingAck entry, object exc, object args):
+        cdef object result
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        if entry.future is not None:
+            if not entry.future.done():
+                if exc is not None:
+                    entry.future.set_exception(exc)
+                else:
+                    entry.future.set_result(tuple(args))
+            return
+        if entry.callback is None:
+            return
+        if exc is not None and not entry.err_first:
+            # A python-socketio style callback only ever receives the server's arguments; the
+            # failure is reported to the client's error hook instead of being lost.
+            if self.on_ack_lost is not None:
+                self.on_ack_lost(entry, exc)
+            return
+        try:
+            if entry.err_first:
+                result = entry.callback(exc, *args)
+            else:
+                result = entry.callback(*args)
+            if entry.is_async and self.on_async_callback is not None:
+                self.on_async_callback(result)
+        except Exception as e:
+            if self.on_callback_error is not None:
+                self.on_callback_error(entry, e)

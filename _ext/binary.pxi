@@ -1,0 +1,85 @@
+# Binary attachments: bytes anywhere in the arguments travel as separate frames, referenced by
+# {"_placeholder": true, "num": N} in the JSON.
+
+cdef enum:
+    MAX_NESTING = 512
+
+
+cdef bint _has_binary(object obj, int depth) except -1:
+    cdef object t = type(obj)
+    if depth > MAX_NESTING:
+        raise ValueError("data nested too deeply")
+    if t is bytes or t is bytearray or t is memoryview:
+        return True
+    if t is list or t is tuple:
+        for item in obj:
+            if _has_binary(item, depth + 1):
+                return True
+        return False
+    if t is dict:
+        for item in (<dict>obj).values():
+            if _has_binary(item, depth + 1):
+                return True
+        return False
+    if t is str or t is int or t is float or obj is None or t is bool:
+        return False
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return any(_has_binary(item, depth + 1) for item in obj)
+    if isinstance(obj, dict):
+        return any(_has_binary(item, depth + 1) for item in obj.values())
+    return False
+
+
+cdef object _deconstruct(object obj, list attachments, int depth):
+    if depth > MAX_NESTING:
+        raise ValueError("data nested too deeply")
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        attachments.append(bytes(obj))
+        return {"_placeholder": True, "num": len(attachments) - 1}
+    if isinstance(obj, (list, tuple)):
+        return [_deconstruct(item, attachments, depth + 1) for item in obj]
+    if isinstance(obj, dict):
+        return {key: _deconstruct(value, attachments, depth + 1) for key, value in obj.items()}
+    return obj
+
+
+cdef object _reconstruct(object obj, list attachments, bytearray used, int depth):
+    cdef object num
+    cdef Py_ssize_t n
+    if depth > MAX_NESTING:
+        raise ProtocolError("binary packet nested too deeply")
+    if type(obj) is list:
+        return [_reconstruct(item, attachments, used, depth + 1) for item in <list>obj]
+    if type(obj) is dict:
+        if (<dict>obj).get("_placeholder") is True and "num" in <dict>obj:
+            num = (<dict>obj)["num"]
+            if type(num) is not int:
+                raise ProtocolError(f"binary placeholder with a non-integer num {num!r}")
+            if num < 0 or num >= len(attachments):
+                raise ProtocolError(
+                    f"binary placeholder {num} out of range ({len(attachments)} attachments)")
+            n = num
+            if used[n]:
+                raise ProtocolError(f"binary placeholder {num} used twice")
+            used[n] = 1
+            return attachments[n]
+        return {key: _reconstruct(value, attachments, used, depth + 1)
+                for key, value in (<dict>obj).items()}
+    return obj
+
+
+def reconstruct(data, list attachments):
+    """Replace placeholders in decoded data by their attachments.
+
+    Raises ProtocolError for a placeholder that is out of range or used twice.
+    """
+    cdef bytearray used = bytearray(len(attachments))
+    return _reconstruct(data, attachments, used, 0)
+
+
+def deconstruct(data):
+    """Split bytes out of data: returns (data with placeholders, [attachments])."""
+    cdef list attachments = []
+    return _deconstruct(data, attachments, 0), attachments

@@ -1,0 +1,48 @@
+# Packet type numbers and limits: the one place they are written down.
+
+cdef enum:
+    # Engine.IO v4 packet types (the first character of a text frame).
+    EIO_OPEN = 0
+    EIO_CLOSE = 1
+    EIO_PING = 2
+    EIO_PONG = 3
+    EIO_MESSAGE = 4
+    EIO_UPGRADE = 5
+    EIO_NOOP = 6
+
+    # Socket.IO v5 packet types.
+    SIO_CONNECT = 0
+    SIO_DISCONNECT = 1
+    SIO_EVENT = 2
+    SIO_ACK = 3
+    SIO_CONNECT_ERROR = 4
+    SIO_BINARY_EVENT = 5
+    SIO_BINARY_ACK = 6
+
+    # An ack id longer than this many digits cannot be an id we issued (nor fit in 63 bits).
+    MAX_ACK_ID_DIGITS = 18
+    # Attachment counts are parsed as at most this many digits: 10**9 is refused by the limit
+    # check below, never preallocated.
+    MAX_ATTACHMENT_DIGITS = 10
+
+# Defaults of the limits (each overridable per client).
+DEFAULT_MAX_ATTACHMENTS = 1000
+DEFAULT_MAX_PENDING_ACKS = 1_000_000
+
+# Python-visible copies, for the Python layer and the tests.
+PACKET_TYPES = {
+    "CONNECT": SIO_CONNECT, "DISCONNECT": SIO_DISCONNECT, "EVENT": SIO_EVENT, "ACK": SIO_ACK,
+    "CONNECT_ERROR": SIO_CONNECT_ERROR, "BINARY_EVENT": SIO_BINARY_EVENT,
+    "BINARY_ACK": SIO_BINARY_ACK,
+}
+CONNECT = SIO_CONNECT
+DISCONNECT = SIO_DISCONNECT
+EVENT = SIO_EVENT
+ACK = SIO_ACK
+CONNECT_ERROR = SIO_CONNECT_ERROR
+BINARY_EVENT = SIO_BINARY_EVENT
+BINARY_ACK = SIO_BINARY_ACK
+EIO_TYPES = {
+    "open": EIO_OPEN, "close": EIO_CLOSE, "ping": EIO_PING, "pong": EIO_PONG,
+    "message": EIO_MESSAGE, "upgrade": EIO_UPGRADE, "noop": EIO_NOOP,
+}

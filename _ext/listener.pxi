@@ -1,0 +1,393 @@
+# The per-frame path: a picows listener hands each frame's payload pointer to the Connection,
+# which answers pings, decodes Socket.IO packets and calls handlers, all without a Python-level
+# callback per frame.
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class NamespaceSlot:
+    """Per-namespace dispatch state owned by the compiled core.
+
+    ``fast`` maps event names to plain sync handlers called inline; everything else (async
+    handlers, catch-alls, namespace classes, events with an ack id) goes to the client's
+    ``_on_event``. ``strip_offset`` is set when the server offered connection-state recovery:
+    the last string argument of each ack-less event is then the server's offset, recorded in
+    ``offset`` and removed before handlers see the arguments.
+    """
+
+    cdef public str name
+    cdef public dict fast
+    cdef public dict batch
+    cdef public bint strip_offset
+    cdef public object offset
+
+    def __init__(self, str name):
+        self.name = name
+        self.fast = {}
+        self.batch = {}
+        self.strip_offset = False
+        self.offset = None
+
+
+cdef class Connection:
+    """The compiled half of one client: codec, dispatch, acks; it outlives reconnects."""
+
+    cdef public object client
+    cdef public object engine
+    cdef public AckTable acks
+    cdef public dict slots
+    cdef public bint msgpack_mode
+    cdef public object json
+    cdef public Py_ssize_t max_attachments
+    cdef public Py_ssize_t max_send_size      # the server's maxPayload; 0 = unknown
+    cdef public Py_ssize_t max_message_size   # the largest message we accept
+    cdef public object poll_sender            # callable(bytes, binary) while on polling
+    cdef WSTransport _ws
+    cdef double _last_ping
+    cdef Packet _pending_bin
+    cdef list _pending_atts
+    cdef public uint64_t packets_received
+    cdef public uint64_t events_received
+    cdef public uint64_t bytes_received
+    cdef public uint64_t packets_sent
+    cdef public uint64_t bytes_sent
+
+    def __init__(self, client, engine=None, bint msgpack_mode=False, json=None,
+                 Py_ssize_t max_attachments=DEFAULT_MAX_ATTACHMENTS,
+                 Py_ssize_t max_message_size=0):
+        self.client = client
+        self.engine = engine
+        self.acks = AckTable()
+        self.slots = {}
+        self.msgpack_mode = msgpack_mode
+        self.json = json
+        self.max_attachments = max_attachments
+        self.max_send_size = 0
+        self.max_message_size = max_message_size
+        self.poll_sender = None
+        self._ws = None
+        self._last_ping = _monotonic()
+        self._pending_bin = None
+        self._pending_atts = None
+
+    # -- transport plumbing (Python layer) --
+
+    def attach_websocket(self, WSTransport transport):
+        self._ws = transport
+        self.poll_sender = None
+
+    def detach_transport(self):
+        self._ws = None
+        self.poll_sender = None
+        self.reset_stream()
+
+    def reset_stream(self):
+        """Forget a half-received binary packet (the transport it came on is gone)."""
+        self._pending_bin = None
+        self._pending_atts = None
+
+    @property
+    def has_transport(self):
+        return self._ws is not None or self.poll_sender is not None
+
+    def touch_ping(self):
+        self._last_ping = _monotonic()
+
+    def ping_age(self):
+        """Seconds since the last server ping (or since touch_ping())."""
+        return _monotonic() - self._last_ping
+
+    def feed_text(self, data):
+        """Feed one Engine.IO text packet (polling transport, tests)."""
+        cdef bytes b = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        self._feed_text(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    def feed_binary(self, data):
+        """Feed one Engine.IO binary message (polling transport, tests)."""
+        cdef bytes b = bytes(data)
+        self._feed_binary(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    # -- receive --
+
+    cdef int _feed_text(self, const char* buf, Py_ssize_t size) except -1:
+        cdef char c
+        self.bytes_received += size
+        if size < 1:
+            raise ProtocolError("empty Engine.IO packet", b"")
+        c = buf[0]
+        if c == 52:  # '4' message
+            self.packets_received += 1
+            if self.msgpack_mode:
+                raise ProtocolError("text message on a msgpack connection", _truncated(buf, size))
+            self._on_sio_text(buf + 1, size - 1)
+        elif c == 50:  # '2' ping: answer right here, refresh the heartbeat deadline
+            self._last_ping = _monotonic()
+            if size == 1:
+                self._send(_PONG, False)
+            else:
+                self._send(b"3" + PyBytes_FromStringAndSize(buf + 1, size - 1), False)
+        elif c == 54:  # '6' noop
+            if self.engine is not None:
+                self.engine._on_eio_noop()
+        elif c == 49:  # '1' close
+            if self.engine is not None:
+                self.engine._on_eio_close()
+        elif c == 48:  # '0' open
+            if self.engine is not None:
+                self.engine._on_eio_open(PyBytes_FromStringAndSize(buf + 1, size - 1))
+        elif c == 51 or c == 53:  # '3' pong, '5' upgrade: nothing to do on the client side
+            pass
+        else:
+            raise ProtocolError("unknown Engine.IO packet type", _truncated(buf, size))
+        return 0
+
+    cdef int _feed_binary(self, const char* buf, Py_ssize_t size) except -1:
+        cdef Packet p
+        cdef list atts
+        self.bytes_received += size
+        if self.msgpack_mode:
+            self.packets_received += 1
+            p = _decode_msgpack(buf, size)
+            self._route(p.type, p.nsp, p.id, p.data)
+            return 0
+        if self._pending_bin is None:
+            raise ProtocolError("binary frame with no pending binary packet", _truncated(buf, size))
+        self._pending_atts.append(PyBytes_FromStringAndSize(buf, size))
+        if len(self._pending_atts) == self._pending_bin.attachments:
+            p = self._pending_bin
+            atts = self._pending_atts
+            self._pending_bin = None
+            self._pending_atts = None
+            self._route(p.type, p.nsp, p.id,
+                        _reconstruct(p.data, atts, bytearray(len(atts)), 0))
+        return 0
+
+    cdef int _on_sio_text(self, const char* buf, Py_ssize_t size) except -1:
+        cdef Header h
+        cdef str nsp
+        cdef object data, ack_id
+        cdef Packet p
+        if self._pending_bin is not None:
+            raise ProtocolError("text packet while binary attachments were expected",
+                                _truncated(buf, size))
+        _parse_header(buf, size, &h, self.max_attachments)
+        nsp = _header_nsp(buf, &h, size)
+        data = _loads_body(buf, h.data_start, size, self.json)
+        _validate(h.type, data, h.has_id, nsp, buf, size)
+        ack_id = h.id if h.has_id else None
+        if (h.type == SIO_BINARY_EVENT or h.type == SIO_BINARY_ACK) and h.attachments > 0:
+            p = Packet.__new__(Packet)
+            p.type = h.type
+            p.nsp = nsp
+            p.id = ack_id
+            p.data = data
+            p.attachments = h.attachments
+            self._pending_bin = p
+            self._pending_atts = []
+            return 0
+        self._route(h.type, nsp, ack_id, data)
+        return 0
+
+    cdef int _route(self, int t, str nsp, object ack_id, object data) except -1:
+        cdef Packet p
+        if t == SIO_EVENT or t == SIO_BINARY_EVENT:
+            self._dispatch_event(nsp, ack_id, <list>data)
+        elif t == SIO_ACK or t == SIO_BINARY_ACK:
+            if not self.acks.resolve(nsp, ack_id, data):
+                self.client._on_unknown_ack(nsp, ack_id)
+        else:
+            p = Packet.__new__(Packet)
+            p.type = t
+            p.nsp = nsp
+            p.id = ack_id
+            p.data = data
+            p.attachments = 0
+            self.client._on_control_packet(p)
+        return 0
+
+    cdef int _dispatch_event(self, str nsp, object ack_id, list data) except -1:
+        cdef NamespaceSlot slot
+        cdef object handler
+        cdef Py_ssize_t n
+        self.events_received += 1
+        slot = self.slots.get(nsp)
+        if slot is not None:
+            n = len(data)
+            if slot.strip_offset and ack_id is None and n > 1 and type(data[n - 1]) is str:
+                slot.offset = data.pop()
+                n -= 1
+            if ack_id is None:
+                handler = slot.fast.get(data[0])
+                if handler is not None:
+                    try:
+                        if n == 2:
+                            handler(data[1])
+                        elif n == 1:
+                            handler()
+                        elif n == 3:
+                            handler(data[1], data[2])
+                        else:
+                            handler(*data[1:])
+                    except Exception as exc:
+                        self.client._on_handler_error(data[0], nsp, exc)
+                    return 0
+        self.client._on_event(nsp, ack_id, data)
+        return 0
+
+    # -- send --
+
+    cdef int _send(self, bytes data, bint binary) except -1:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        if self.max_send_size > 0 and n > self.max_send_size:
+            raise PayloadTooLargeError(
+                f"message of {n} bytes exceeds the server's maxPayload of {self.max_send_size}")
+        if self._ws is not None:
+            self._ws.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, data)
+        elif self.poll_sender is not None:
+            self.poll_sender(data, binary)
+        else:
+            raise DisconnectedError("not connected")
+        self.packets_sent += 1
+        self.bytes_sent += n
+        return 0
+
+    def send_eio(self, bytes data, bint binary=False):
+        """Send a raw Engine.IO packet (text including its type character)."""
+        self._send(data, binary)
+
+    def encode(self, int t, str nsp, object data=None, object ack_id=None):
+        """Encode a Socket.IO packet into the frames to send: [(bytes, binary), ...]."""
+        cdef list parts
+        cdef list out
+        if self.msgpack_mode:
+            return [(_encode_msgpack(t, nsp, data, ack_id), True)]
+        parts = _encode_json_packet(t, nsp, data, ack_id, self.json, True)
+        out = [(parts[0], False)]
+        for att in parts[1:]:
+            out.append((att, True))
+        return out
+
+    def send_frames(self, list frames):
+        """Send frames made by encode(); all are checked against the size limit first."""
+        cdef Py_ssize_t n
+        if self.max_send_size > 0:
+            for frame, _ in frames:
+                n = len(frame)
+                if n > self.max_send_size:
+                    raise PayloadTooLargeError(
+                        f"message of {n} bytes exceeds the server's maxPayload of "
+                        f"{self.max_send_size}")
+        for frame, binary in frames:
+            self._send(frame, binary)
+
+    cpdef send_packet(self, int t, str nsp, object data=None, object ack_id=None):
+        """Encode and send a Socket.IO packet on the active transport."""
+        cdef list parts
+        if self.msgpack_mode:
+            self._send(_encode_msgpack(t, nsp, data, ack_id), True)
+            return
+        parts = _encode_json_packet(t, nsp, data, ack_id, self.json, True)
+        if len(parts) == 1:
+            self._send(<bytes>parts[0], False)
+        else:
+            self.send_frames([(parts[0], False)] + [(a, True) for a in parts[1:]])
+
+    def stats(self):
+        return {
+            "packets_received": self.packets_received,
+            "events_received": self.events_received,
+            "bytes_received": self.bytes_received,
+            "packets_sent": self.packets_sent,
+            "bytes_sent": self.bytes_sent,
+            "pending_acks": len(self.acks),
+        }
+
+
+cdef bytes _PONG = b"3"
+
+
+cdef class EngineListener(WSListener):
+    """picows listener for one WebSocket. Frames go straight to the Connection.
+
+    While ``probing`` (the polling → websocket upgrade), frames are handed to the engine's
+    ``_on_probe_frame`` instead.
+    """
+
+    cdef public Connection conn
+    cdef public object engine
+    cdef public bint probing
+    cdef public object transport
+    cdef public bint failed
+    cdef bytearray _frag
+    cdef int _frag_type
+
+    def __init__(self, Connection conn, engine, bint probing=False):
+        self.conn = conn
+        self.engine = engine
+        self.probing = probing
+        self.transport = None
+        self.failed = False
+        self._frag = None
+        self._frag_type = 0
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self.transport = transport
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef WSMsgType msg_type = frame.msg_type
+        cdef Py_ssize_t size
+        if self.failed:
+            return
+        try:
+            if self.probing:
+                if msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY:
+                    self.engine._on_probe_frame(self, frame.get_payload_as_bytes(),
+                                                msg_type == WSMsgType.BINARY)
+                return
+            if msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY:
+                if not frame.fin:
+                    self._frag = bytearray(frame.get_payload_as_memoryview())
+                    self._frag_type = msg_type
+                    self._check_size(len(self._frag))
+                    return
+                # Borrowed memory: payload_ptr points into picows's read buffer and is valid
+                # only during this call; everything kept is copied by the decoders.
+                size = frame.payload_size
+                if self.conn.max_message_size > 0 and size > self.conn.max_message_size:
+                    self._check_size(size)
+                if msg_type == WSMsgType.TEXT:
+                    self.conn._feed_text(frame.payload_ptr, size)
+                else:
+                    self.conn._feed_binary(frame.payload_ptr, size)
+            elif msg_type == WSMsgType.CONTINUATION:
+                if self._frag is None:
+                    raise ProtocolError("continuation frame without a first fragment")
+                self._frag += frame.get_payload_as_memoryview()
+                self._check_size(len(self._frag))
+                if frame.fin:
+                    data = bytes(self._frag)
+                    self._frag = None
+                    if self._frag_type == WSMsgType.TEXT:
+                        self.conn._feed_text(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+                    else:
+                        self.conn._feed_binary(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            elif msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+        except Exception as exc:
+            # Never let an exception escape into picows: report it and stop reading this link.
+            self.failed = True
+            self.engine._on_listener_error(self, exc)
+
+    cdef int _check_size(self, Py_ssize_t size) except -1:
+        if self.conn.max_message_size > 0 and size > self.conn.max_message_size:
+            raise PayloadTooLargeError(
+                f"incoming message of {size} bytes exceeds max_message_size "
+                f"{self.conn.max_message_size}")
+        return 0
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.engine._on_ws_disconnected(self)

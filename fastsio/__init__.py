@@ -1,0 +1,36 @@
+"""fastsio: a fast, dependable Socket.IO client with python-socketio's API.
+
+``import fastsio as socketio`` runs python-socketio client code unchanged.
+"""
+
+from __future__ import annotations
+
+try:
+    from ._ext import _core  # noqa: F401 - fail loudly without the compiled core
+except ImportError as exc:  # pragma: no cover - exercised only by broken installs
+    raise ImportError(
+        "fastsio's compiled core (fastsio._ext._core) is missing or was built against another "
+        "picows: reinstall with `pip install --force-reinstall --no-binary fastsio fastsio` "
+        f"(original error: {exc})"
+    ) from exc
+
+from . import exceptions
+from .async_client import AsyncClient
+from .client import Client
+from .namespace import AsyncClientNamespace, ClientNamespace
+from .reasons import Reason
+from .simple_client import AsyncSimpleClient, SimpleClient
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "AsyncSimpleClient",
+    "SimpleClient",
+    "AsyncClientNamespace",
+    "ClientNamespace",
+    "Reason",
+    "exceptions",
+    "__version__",
+]

@@ -1,0 +1,864 @@
+"""AsyncClient: python-socketio's asyncio client API on fastsio's compiled core."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from . import exceptions
+from ._ext._core import (
+    ACK,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    EVENT,
+    AckTable,
+    Connection,
+    NamespaceSlot,
+    Packet,
+    PendingAck,
+)
+from .backoff import reconnect_delay
+from .engine import EngineIO
+from .reasons import Reason
+
+default_logger = logging.getLogger("fastsio.client")
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+_VALID_TRANSPORTS = ("websocket", "polling")
+_EAGER_TASKS = sys.version_info >= (3, 12)
+
+
+def _resolve_logger(logger: bool | logging.Logger, default: logging.Logger) -> logging.Logger:
+    if not isinstance(logger, bool):
+        return logger
+    if default.level == logging.NOTSET:
+        default.setLevel(logging.INFO if logger else logging.ERROR)
+        if not default.handlers and not logging.getLogger().handlers:
+            default.addHandler(logging.StreamHandler())
+    return default
+
+
+def _args_of(data: Any) -> list[Any]:
+    # python-socketio's rule: a tuple is several arguments, anything else is one.
+    if isinstance(data, tuple):
+        return list(data)
+    if data is None:
+        return []
+    return [data]
+
+
+def _ack_result(args: tuple[Any, ...]) -> Any:
+    if len(args) > 1:
+        return args
+    if len(args) == 1:
+        return args[0]
+    return None
+
+
+class _Buffered:
+    __slots__ = ("nsp", "data", "ack_id")
+
+    def __init__(self, nsp: str, data: list[Any], ack_id: int | None) -> None:
+        self.nsp = nsp
+        self.data = data
+        self.ack_id = ack_id
+
+
+class AsyncClient:
+    """A Socket.IO client for asyncio, with python-socketio's ``AsyncClient`` API.
+
+    :param reconnection: reconnect automatically after the link is lost (default ``True``).
+    :param reconnection_attempts: attempts before giving up, 0 for no limit.
+    :param reconnection_delay: first delay in seconds; doubled each attempt...
+    :param reconnection_delay_max: ...up to this many seconds.
+    :param randomization_factor: each delay is scaled by a random factor in [1-f, 1+f].
+    :param logger: ``True``/``False`` or a ``logging.Logger``.
+    :param serializer: ``'default'`` (JSON) or ``'msgpack'`` (socket.io-msgpack-parser).
+    :param json: a module with ``dumps``/``loads`` to use instead of orjson.
+    :param handle_sigint: accepted for compatibility; fastsio installs no signal handler.
+    :param request_timeout: seconds for HTTP requests and the WebSocket handshake.
+    :param http_session: an ``aiohttp.ClientSession`` for the polling transport.
+    :param ssl_verify: verify TLS certificates (default ``True``).
+    :param ssl_context: an ``ssl.SSLContext`` (custom CA, client certificates).
+    :param websocket_extra_options: extra keyword arguments for ``picows.ws_connect``.
+    :param engineio_logger: accepted for compatibility (Engine.IO logs go to ``logger``).
+    :param max_buffer: packets kept while disconnected (offline buffer), 0 to disable.
+    :param buffer_policy: when the buffer is full: ``'error'`` (raise ``BufferFullError``),
+        ``'drop_oldest'`` or ``'drop_newest'`` (both logged, and acks of dropped packets fail).
+    :param max_attachments: most binary attachments accepted in one packet.
+    :param max_pending_acks: most acks waiting at once.
+    :param max_message_size: largest incoming message in bytes (0: no limit).
+    """
+
+    reserved_events = [
+        "connect", "connect_error", "disconnect", "__disconnect_final",
+        "reconnect_attempt", "reconnect", "reconnect_failed",
+    ]
+    reason = Reason
+
+    def __init__(
+        self,
+        reconnection: bool = True,
+        reconnection_attempts: int = 0,
+        reconnection_delay: float = 1,
+        reconnection_delay_max: float = 5,
+        randomization_factor: float = 0.5,
+        logger: bool | logging.Logger = False,
+        serializer: str = "default",
+        json: Any = None,
+        handle_sigint: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if serializer not in ("default", "msgpack", "json"):
+            raise ValueError(f"unsupported serializer {serializer!r}: use 'default' or 'msgpack'")
+        if reconnection_attempts < 0:
+            raise ValueError("reconnection_attempts must be >= 0")
+        self.reconnection = reconnection
+        self.reconnection_attempts = reconnection_attempts
+        self.reconnection_delay = reconnection_delay
+        self.reconnection_delay_max = reconnection_delay_max
+        self.randomization_factor = randomization_factor
+        self.handle_sigint = handle_sigint
+        self.logger = _resolve_logger(logger, default_logger)
+        self.serializer = "msgpack" if serializer == "msgpack" else "default"
+
+        self.request_timeout: float = kwargs.pop("request_timeout", 5)
+        self.http_session = kwargs.pop("http_session", None)
+        self.ssl_verify: bool = kwargs.pop("ssl_verify", True)
+        self.ssl_context = kwargs.pop("ssl_context", None)
+        self.websocket_extra_options = kwargs.pop("websocket_extra_options", None)
+        kwargs.pop("engineio_logger", None)
+        kwargs.pop("timestamp_requests", None)
+        self.max_buffer: int = kwargs.pop("max_buffer", 1000)
+        self.buffer_policy: str = kwargs.pop("buffer_policy", "error")
+        if self.buffer_policy not in ("error", "drop_oldest", "drop_newest"):
+            raise ValueError("buffer_policy must be 'error', 'drop_oldest' or 'drop_newest'")
+        max_attachments: int = kwargs.pop("max_attachments", 1000)
+        max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
+        self.max_message_size: int = kwargs.pop("max_message_size", 0)
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        if not self.ssl_verify:
+            self.logger.warning("ssl_verify=False: TLS certificates will not be verified")
+
+        self._conn = Connection(
+            self, None, self.serializer == "msgpack", json, max_attachments,
+            self.max_message_size)
+        acks: AckTable = self._conn.acks
+        acks.max_pending = max_pending_acks
+        acks.on_async_callback = self._start_awaitable
+        acks.on_callback_error = self._on_callback_error
+        acks.on_ack_lost = self._on_ack_lost
+
+        self.connection_url: Any = None
+        self.connection_headers: Any = None
+        self.connection_auth: Any = None
+        self.connection_transports: list[str] | None = None
+        self.connection_namespaces: list[str] = []
+        self.socketio_path: str = "socket.io"
+        self.sid: str | None = None
+        self.connected = False
+        self.namespaces: dict[str, str | None] = {}
+        self.failed_namespaces: list[str] = []
+        self.handlers: dict[str, dict[str, Handler]] = {}
+        self.namespace_handlers: dict[str, Any] = {}
+        #: per namespace: did the last connect restore the session (connection-state recovery)?
+        self.recovered: dict[str, bool] = {}
+        self.eio: EngineIO | None = None
+        self._pids: dict[str, str] = {}
+        self._connect_event: asyncio.Event | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._reconnect_abort: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._user_disconnect = False
+        self._buffer: collections.deque[_Buffered] = collections.deque()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wait_timeout: float = 1
+
+    # -- handlers ------------------------------------------------------------------------
+
+    def is_asyncio_based(self) -> bool:
+        return True
+
+    def on(self, event: str, handler: Handler | None = None,
+           namespace: str | None = None) -> Any:
+        """Register an event handler; without ``handler``, a decorator.
+
+        ``'*'`` as the event is a catch-all (receives the event name first); ``'*'`` as the
+        namespace catches every namespace (receives the namespace first). Plain functions are
+        called inline, in arrival order; coroutine functions are started in arrival order.
+        """
+        nsp = namespace or "/"
+
+        def set_handler(h: H) -> H:
+            if not callable(h):
+                raise TypeError("handler must be callable")
+            self.handlers.setdefault(nsp, {})[event] = h
+            if nsp in self._conn.slots:
+                self._sync_slot(nsp)
+            return h
+
+        if handler is None:
+            return set_handler
+        set_handler(handler)
+        return None
+
+    def event(self, *args: Any, **kwargs: Any) -> Any:
+        """Decorator registering a handler named after the function."""
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return self.on(args[0].__name__)(args[0])
+
+        def set_handler(handler: H) -> H:
+            return self.on(handler.__name__, *args, **kwargs)(handler)  # type: ignore[no-any-return]
+
+        return set_handler
+
+    def register_namespace(self, namespace_handler: Any) -> None:
+        """Register a namespace handler object (an ``AsyncClientNamespace``)."""
+        from .namespace import _BaseNamespace
+
+        if not isinstance(namespace_handler, _BaseNamespace):
+            raise ValueError("Not a namespace instance")
+        if self.is_asyncio_based() != namespace_handler.is_asyncio_based():
+            raise ValueError("Not a valid namespace class for this client")
+        namespace_handler._set_client(self)
+        self.namespace_handlers[namespace_handler.namespace] = namespace_handler
+
+    def get_sid(self, namespace: str | None = None) -> str | None:
+        return self.namespaces.get(namespace or "/")
+
+    def transport(self) -> str | None:
+        """``'websocket'`` or ``'polling'`` (None when not connected)."""
+        return self.eio.transport() if self.eio is not None else None
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the current client: packets, events, bytes, pending acks, buffer."""
+        out: dict[str, Any] = self._conn.stats()
+        out["buffered"] = len(self._buffer)
+        return out
+
+    # -- connect -------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        url: str | Callable[[], Any],
+        headers: Mapping[str, str] | Callable[[], Any] = {},  # noqa: B006 - python-socketio's signature
+        auth: Any = None,
+        transports: str | list[str] | None = None,
+        namespaces: str | list[str] | None = None,
+        socketio_path: str = "socket.io",
+        wait: bool = True,
+        wait_timeout: float = 1,
+        retry: bool = False,
+    ) -> None:
+        """Connect to a Socket.IO server.
+
+        ``url``, ``headers`` and ``auth`` may be callables (sync or async), re-evaluated on every
+        connection attempt. ``transports`` defaults to websocket with a fallback to polling.
+        Raises ``ConnectionError`` when the server cannot be reached or a namespace is refused.
+        """
+        if self.connected:
+            raise exceptions.ConnectionError("Already connected")
+        if self._reconnect_task is not None and not self._reconnect_task.done():
+            raise exceptions.ConnectionError("Already reconnecting")
+        self._loop = asyncio.get_running_loop()
+        if isinstance(transports, str):
+            transports = [transports]
+        if transports is None:
+            transports = ["websocket", "polling"]
+        transports = [t for t in transports if t in _VALID_TRANSPORTS]
+        if not transports:
+            raise ValueError("No valid transports provided")
+        self.connection_url = url
+        self.connection_headers = headers
+        self.connection_auth = auth
+        self.connection_transports = transports
+        self.socketio_path = socketio_path
+        if namespaces is None:
+            nsps = set(self.handlers).union(self.namespace_handlers)
+            nsps.discard("*")
+            namespaces = sorted(nsps) or ["/"]
+        elif isinstance(namespaces, str):
+            namespaces = [namespaces]
+        self.connection_namespaces = list(namespaces)
+        self._wait_timeout = wait_timeout
+        self._user_disconnect = False
+        self._stopped = asyncio.Event()
+        self._reconnect_abort = asyncio.Event()
+        self._pids.clear()
+        for slot in self._conn.slots.values():
+            slot.strip_offset = False
+            slot.offset = None
+        try:
+            await self._connect_once(wait)
+        except exceptions.ConnectionError:
+            if retry and self.reconnection and not self._user_disconnect:
+                self._reconnect_task = self._loop.create_task(self._handle_reconnect())
+                await self._reconnect_task
+                if self.connected:
+                    return
+            self._set_stopped()
+            raise
+
+    async def _get_real_value(self, value: Any) -> Any:
+        if not callable(value):
+            return value
+        result = value()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _connect_once(self, wait: bool = True) -> None:
+        """One attempt: Engine.IO session, then CONNECT every namespace."""
+        url = await self._get_real_value(self.connection_url)
+        headers = await self._get_real_value(self.connection_headers)
+        assert self.connection_transports is not None
+        self.namespaces = {}
+        self.failed_namespaces = []
+        self._connect_event = asyncio.Event()
+        eio = EngineIO(
+            self._conn, self._on_engine_lost, logger=self.logger,
+            request_timeout=self.request_timeout, ssl_verify=self.ssl_verify,
+            ssl_context=self.ssl_context, http_session=self.http_session,
+            websocket_extra_options=self.websocket_extra_options,
+            max_message_size=self.max_message_size,
+        )
+        self._conn.engine = eio
+        self.eio = eio
+        for nsp in self.connection_namespaces:
+            self._sync_slot(nsp)
+        try:
+            await eio.connect(url, headers, self.connection_transports, self.socketio_path)
+        except exceptions.ConnectionError as exc:
+            self.eio = None
+            for nsp in self.connection_namespaces:
+                self._trigger_event("connect_error", nsp, str(exc))
+            raise
+        except ValueError as exc:
+            self.eio = None
+            raise exceptions.ConnectionError(str(exc)) from exc
+        self.sid = eio.sid
+        auth = await self._get_real_value(self.connection_auth)
+        for nsp in self.connection_namespaces:
+            self._send_connect(nsp, auth)
+        if not wait:
+            self.connected = True
+            return
+        deadline = self._loop.time() + self._wait_timeout if self._loop else 0.0
+        while len(self.namespaces) + len(self.failed_namespaces) < len(self.connection_namespaces):
+            if self.eio is not eio:
+                break  # lost while connecting
+            remaining = deadline - self._loop.time() if self._loop else 0.0
+            if remaining <= 0:
+                break
+            self._connect_event.clear()
+            try:
+                await asyncio.wait_for(self._connect_event.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        if set(self.namespaces) != set(self.connection_namespaces):
+            failed = list(self.failed_namespaces)
+            await self._abandon(eio)
+            if failed:
+                raise exceptions.ConnectionError(
+                    "One or more namespaces failed to connect: " + ", ".join(failed))
+            raise exceptions.ConnectionError("Connection timed out or was lost while connecting")
+        self.connected = True
+
+    async def _abandon(self, eio: EngineIO) -> None:
+        # A failed attempt: close the session quietly (no disconnect events, no reconnect).
+        if self.eio is eio:
+            self.eio = None
+        for nsp in list(self.namespaces):
+            try:
+                self._conn.send_packet(DISCONNECT, nsp)
+            except exceptions.SocketIOError:
+                pass
+        self.namespaces = {}
+        await eio.close()
+
+    def _send_connect(self, nsp: str, auth: Any) -> None:
+        data = auth
+        pid = self._pids.get(nsp)
+        if pid is not None:
+            slot: NamespaceSlot = self._conn.slots[nsp]
+            data = {"pid": pid, "offset": slot.offset}
+            if isinstance(auth, Mapping):
+                data.update(auth)
+        self._conn.send_packet(CONNECT, nsp, data)
+
+    def _sync_slot(self, nsp: str) -> None:
+        """Refresh the compiled dispatch table of a namespace from self.handlers."""
+        slot = self._conn.slots.get(nsp)
+        if slot is None:
+            slot = self._conn.slots[nsp] = NamespaceSlot(nsp)
+        fast = {}
+        for event, handler in self.handlers.get(nsp, {}).items():
+            if event in self.reserved_events or event == "*":
+                continue
+            if not inspect.iscoroutinefunction(handler):
+                fast[event] = handler
+        slot.fast = fast
+
+    # -- packets from the compiled core --------------------------------------------------
+
+    def _on_control_packet(self, pkt: Packet) -> None:
+        nsp = pkt.nsp
+        if pkt.type == CONNECT:
+            self._handle_connect(nsp, pkt.data)
+        elif pkt.type == DISCONNECT:
+            self._handle_server_disconnect(nsp)
+        elif pkt.type == CONNECT_ERROR:
+            self._handle_connect_error(nsp, pkt.data)
+
+    def _handle_connect(self, nsp: str, data: Any) -> None:
+        if nsp not in self.connection_namespaces or nsp in self.namespaces:
+            self.logger.warning("Unexpected CONNECT for namespace %s, ignored", nsp)
+            return
+        data = data or {}
+        sid = data.get("sid") if isinstance(data, dict) else None
+        pid = data.get("pid") if isinstance(data, dict) else None
+        slot = self._conn.slots.get(nsp) or NamespaceSlot(nsp)
+        previous = self._pids.get(nsp)
+        self.recovered[nsp] = bool(pid) and pid == previous
+        if isinstance(pid, str) and pid:
+            self._pids[nsp] = pid
+            slot.strip_offset = True
+        else:
+            self._pids.pop(nsp, None)
+            slot.strip_offset = False
+            slot.offset = None
+        self.namespaces[nsp] = sid if isinstance(sid, str) else self.sid
+        self.logger.info("Namespace %s is connected%s", nsp,
+                         " (session recovered)" if self.recovered[nsp] else "")
+        if self.connected or len(self.namespaces) == len(self.connection_namespaces):
+            self.connected = True
+        self._trigger_event("connect", nsp)
+        self._flush_buffer(nsp)
+        if self._connect_event is not None:
+            self._connect_event.set()
+
+    def _handle_connect_error(self, nsp: str, data: Any) -> None:
+        self.logger.info("Connection to namespace %s was rejected", nsp)
+        if data is None:
+            args: tuple[Any, ...] = ()
+        elif isinstance(data, (tuple, list)):
+            args = tuple(data)
+        else:
+            args = (data,)
+        self._trigger_event("connect_error", nsp, *args)
+        if nsp not in self.failed_namespaces:
+            self.failed_namespaces.append(nsp)
+        self.namespaces.pop(nsp, None)
+        if self._connect_event is not None:
+            self._connect_event.set()
+
+    def _handle_server_disconnect(self, nsp: str) -> None:
+        if nsp not in self.namespaces:
+            return
+        del self.namespaces[nsp]
+        self._pids.pop(nsp, None)
+        self._conn.acks.fail_all(exceptions.DisconnectedError(Reason.SERVER_DISCONNECT), nsp)
+        self._drop_buffer(nsp, Reason.SERVER_DISCONNECT)
+        self._trigger_event("disconnect", nsp, Reason.SERVER_DISCONNECT)
+        self._trigger_event("__disconnect_final", nsp)
+        if not self.namespaces:
+            # Every namespace was closed by the server: this is final, no reconnection.
+            self.connected = False
+            self._user_disconnect = True
+            eio, self.eio = self.eio, None
+            if eio is not None:
+                self._spawn(eio.close())
+            self._set_stopped()
+
+    def _on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
+        event = data[0]
+        args = tuple(data[1:])
+        handler, hargs = self._get_event_handler(event, nsp, args)
+        if handler is not None:
+            self._invoke(handler, hargs, event, nsp, ack_id)
+            return
+        ns_handler, hargs = self._get_namespace_handler(nsp, args)
+        if ns_handler is not None:
+            self._invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, ack_id)
+            return
+        self.logger.debug("No handler for event %r in namespace %s", event, nsp)
+        if ack_id is not None:
+            self._send_ack(nsp, ack_id, None)
+
+    def _on_unknown_ack(self, nsp: str, ack_id: int) -> None:
+        self.logger.warning("Unknown ack id %s for namespace %s, ignored", ack_id, nsp)
+
+    def _on_handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
+        self.logger.error("Handler for event %r in namespace %s raised", event, nsp,
+                          exc_info=exc)
+
+    def _on_callback_error(self, entry: PendingAck, exc: BaseException) -> None:
+        self.logger.error("Ack callback for namespace %s raised", entry.nsp, exc_info=exc)
+
+    def _on_ack_lost(self, entry: PendingAck, exc: BaseException) -> None:
+        self.logger.warning("Ack callback %r in namespace %s will not be called: %s",
+                            entry.callback, entry.nsp, exc)
+
+    # -- handler invocation --------------------------------------------------------------
+
+    def _get_event_handler(self, event: str, nsp: str,
+                           args: tuple[Any, ...]) -> tuple[Handler | None, tuple[Any, ...]]:
+        # Resolution order as python-socketio: [nsp][event], [nsp]['*'], ['*'][event], ['*']['*'].
+        handlers = self.handlers
+        if nsp in handlers:
+            hs = handlers[nsp]
+            if event in hs:
+                return hs[event], args
+            if event not in self.reserved_events and "*" in hs:
+                return hs["*"], (event, *args)
+        elif "*" in handlers:
+            hs = handlers["*"]
+            if event in hs:
+                return hs[event], (nsp, *args)
+            if event not in self.reserved_events and "*" in hs:
+                return hs["*"], (event, nsp, *args)
+        return None, args
+
+    def _get_namespace_handler(self, nsp: str, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        if nsp in self.namespace_handlers:
+            return self.namespace_handlers[nsp], args
+        if "*" in self.namespace_handlers:
+            return self.namespace_handlers["*"], (nsp, *args)
+        return None, args
+
+    def _trigger_event(self, event: str, nsp: str, *args: Any) -> None:
+        handler, hargs = self._get_event_handler(event, nsp, args)
+        if handler is not None:
+            self._invoke(handler, hargs, event, nsp, None)
+            return
+        ns_handler, hargs = self._get_namespace_handler(nsp, args)
+        if ns_handler is not None:
+            self._invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, None)
+
+    def _invoke(self, handler: Handler, args: tuple[Any, ...], event: str, nsp: str,
+                ack_id: int | None) -> None:
+        try:
+            try:
+                result = handler(*args)
+            except TypeError:
+                # Legacy disconnect handlers take no reason argument.
+                if event != "disconnect" or not args:
+                    raise
+                result = handler(*args[:-1])
+        except Exception as exc:
+            self._on_handler_error(event, nsp, exc)
+            return
+        if inspect.isawaitable(result):
+            task = self._start_awaitable(result)
+            if ack_id is not None and task is not None:
+                task.add_done_callback(
+                    lambda t: self._send_ack(nsp, ack_id, None if t.cancelled() or t.exception()
+                                             else t.result()))
+            return
+        if ack_id is not None:
+            self._send_ack(nsp, ack_id, result)
+
+    def _start_awaitable(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any] | None:
+        """Start an async handler now, in arrival order; keep it referenced until done."""
+        loop = self._loop or asyncio.get_running_loop()
+        coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
+        if _EAGER_TASKS:
+            task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        else:
+            task = loop.create_task(coro)
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+        else:
+            self._task_done(task, discard=False)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any], discard: bool = True) -> None:
+        if discard:
+            self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.logger.error("Async handler raised", exc_info=task.exception())
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        self._start_awaitable(coro)
+
+    def _send_ack(self, nsp: str, ack_id: int, result: Any) -> None:
+        if nsp not in self.namespaces:
+            self.logger.info("Not sending ack %s: namespace %s is not connected", ack_id, nsp)
+            return
+        try:
+            self._conn.send_packet(ACK, nsp, _args_of(result), ack_id)
+        except exceptions.DisconnectedError:
+            self.logger.info("Not sending ack %s: disconnected", ack_id)
+        except Exception as exc:
+            self.logger.error("Could not send ack %s for namespace %s", ack_id, nsp,
+                              exc_info=exc)
+
+    # -- emit ----------------------------------------------------------------------------
+
+    async def emit(self, event: str, data: Any = None, namespace: str | None = None,
+                   callback: Handler | None = None, *, timeout: float | None = None,
+                   volatile: bool = False) -> None:
+        """Emit an event. A tuple ``data`` is sent as several arguments.
+
+        ``callback`` receives the server's ack arguments. With ``timeout`` (seconds) the
+        callback is called socket.io-client style, ``callback(err, *args)``: ``err`` is None
+        on success, a ``TimeoutError`` or a ``DisconnectedError`` otherwise.
+        While reconnecting, the packet is kept in the offline buffer and sent once the
+        namespace is connected again; a ``volatile`` emit is dropped instead.
+        """
+        self._emit(event, data, namespace, callback, timeout, volatile, None)
+
+    def _emit(self, event: str, data: Any, namespace: str | None, callback: Handler | None,
+              timeout: float | None, volatile: bool,
+              future: asyncio.Future[Any] | None) -> None:
+        if not isinstance(event, str):
+            raise TypeError("event name must be a str")
+        nsp = namespace or "/"
+        payload = [event, *_args_of(data)]
+        connected = nsp in self.namespaces and self.eio is not None
+        if not connected:
+            if volatile:
+                self.logger.debug("Dropping volatile event %r: not connected", event)
+                return
+            if not self._can_buffer(nsp):
+                raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
+        ack_id = None
+        if callback is not None or future is not None:
+            entry = PendingAck()
+            entry.nsp = nsp
+            entry.callback = callback
+            entry.future = future
+            entry.err_first = timeout is not None and future is None
+            entry.is_async = callback is not None and inspect.iscoroutinefunction(callback)
+            ack_id = self._conn.acks.add(entry)
+            if timeout is not None:
+                loop = self._loop or asyncio.get_running_loop()
+                entry.timer = loop.call_later(
+                    timeout, self._conn.acks.fail, ack_id,
+                    exceptions.TimeoutError(f"no ack for {event!r} within {timeout} s"))
+        try:
+            if connected:
+                try:
+                    self._conn.send_packet(EVENT, nsp, payload, ack_id)
+                    return
+                except exceptions.DisconnectedError:
+                    pass  # the link just went down: buffer below
+            self._buffer_packet(_Buffered(nsp, payload, ack_id))
+        except BaseException:
+            if ack_id is not None:
+                entry = self._conn.acks.pop(ack_id)
+                if entry is not None and entry.timer is not None:
+                    entry.timer.cancel()
+            raise
+
+    async def send(self, data: Any, namespace: str | None = None,
+                   callback: Handler | None = None) -> None:
+        """Emit a ``'message'`` event."""
+        await self.emit("message", data=data, namespace=namespace, callback=callback)
+
+    async def call(self, event: str, data: Any = None, namespace: str | None = None,
+                   timeout: float | None = 60) -> Any:
+        """Emit and wait for the ack; returns its argument (a tuple for several).
+
+        Raises ``TimeoutError`` after ``timeout`` seconds and ``DisconnectedError`` as soon
+        as the connection is lost.
+        """
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._emit(event, data, namespace, None, timeout, False, future)
+        args = await future
+        return _ack_result(args)
+
+    # -- offline buffer ------------------------------------------------------------------
+
+    def _can_buffer(self, nsp: str) -> bool:
+        if self.max_buffer <= 0 or self._user_disconnect:
+            return False
+        if nsp not in self.connection_namespaces:
+            return False
+        reconnecting = self._reconnect_task is not None and not self._reconnect_task.done()
+        return reconnecting or self.eio is not None
+
+    def _buffer_packet(self, item: _Buffered) -> None:
+        if len(self._buffer) >= self.max_buffer:
+            if self.buffer_policy == "error":
+                raise exceptions.BufferFullError(
+                    f"offline buffer full ({self.max_buffer} packets)")
+            if self.buffer_policy == "drop_newest":
+                self.logger.warning("Offline buffer full: dropping event %r", item.data[0])
+                self._fail_buffered(item, "offline buffer full")
+                return
+            old = self._buffer.popleft()
+            self.logger.warning("Offline buffer full: dropping oldest event %r", old.data[0])
+            self._fail_buffered(old, "offline buffer full")
+        self._buffer.append(item)
+
+    def _fail_buffered(self, item: _Buffered, why: str) -> None:
+        if item.ack_id is not None:
+            self._conn.acks.fail(item.ack_id, exceptions.BufferFullError(why))
+
+    def _flush_buffer(self, nsp: str) -> None:
+        if not self._buffer:
+            return
+        keep: collections.deque[_Buffered] = collections.deque()
+        while self._buffer:
+            item = self._buffer.popleft()
+            if item.nsp != nsp:
+                keep.append(item)
+                continue
+            try:
+                self._conn.send_packet(EVENT, nsp, item.data, item.ack_id)
+            except exceptions.DisconnectedError:
+                keep.append(item)
+                keep.extend(self._buffer)
+                self._buffer.clear()
+                break
+        self._buffer = keep
+
+    def _drop_buffer(self, nsp: str | None, reason: str) -> None:
+        keep: collections.deque[_Buffered] = collections.deque()
+        dropped = 0
+        for item in self._buffer:
+            if nsp is None or item.nsp == nsp:
+                dropped += 1
+                if item.ack_id is not None:
+                    self._conn.acks.fail(item.ack_id, exceptions.DisconnectedError(reason))
+            else:
+                keep.append(item)
+        if dropped:
+            self.logger.warning("Discarding %d buffered packet(s): %s", dropped, reason)
+        self._buffer = keep
+
+    # -- loss, reconnection, disconnect --------------------------------------------------
+
+    def _on_engine_lost(self, reason: str) -> None:
+        """Called by EngineIO when the session dies without us asking."""
+        was = list(self.namespaces)
+        self.eio = None
+        self.namespaces = {}
+        self.connected = False
+        self._conn.engine = None
+        self._conn.acks.fail_all(exceptions.DisconnectedError(reason))
+        if self._connect_event is not None:
+            self._connect_event.set()
+        for nsp in was:
+            self._trigger_event("disconnect", nsp, reason)
+            self._trigger_event("__disconnect_final", nsp)
+        if not was:
+            return  # lost while connecting: _connect_once reports the failure
+        if self.reconnection and not self._user_disconnect:
+            loop = self._loop or asyncio.get_running_loop()
+            self._reconnect_task = loop.create_task(self._handle_reconnect())
+        else:
+            self._drop_buffer(None, reason)
+            self._set_stopped()
+
+    async def _handle_reconnect(self) -> None:
+        assert self._reconnect_abort is not None
+        self._reconnect_abort.clear()
+        attempt = 0
+        while True:
+            delay = reconnect_delay(attempt, self.reconnection_delay,
+                                    self.reconnection_delay_max, self.randomization_factor)
+            self.logger.info("Reconnecting in %.2f s", delay)
+            try:
+                await asyncio.wait_for(self._reconnect_abort.wait(), delay)
+                break  # aborted
+            except asyncio.TimeoutError:
+                pass
+            if self._user_disconnect:
+                break
+            attempt += 1
+            self._trigger_event("reconnect_attempt", "/", attempt)
+            try:
+                await self._connect_once()
+            except exceptions.ConnectionError as exc:
+                self.logger.info("Reconnection attempt %d failed: %s", attempt, exc)
+            else:
+                if self._user_disconnect:
+                    await self._shutdown_session(Reason.CLIENT_DISCONNECT, quiet=True)
+                    break
+                self.logger.info("Reconnected after %d attempt(s)", attempt)
+                self._trigger_event("reconnect", "/", attempt)
+                return
+            if self.reconnection_attempts and attempt >= self.reconnection_attempts:
+                self.logger.info("Giving up after %d reconnection attempts", attempt)
+                self._trigger_event("reconnect_failed", "/")
+                break
+        self._drop_buffer(None, "reconnection ended")
+        self._conn.acks.fail_all(exceptions.DisconnectedError("reconnection ended"))
+        self._set_stopped()
+
+    def _set_stopped(self) -> None:
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def _shutdown_session(self, reason: str, quiet: bool = False) -> None:
+        eio, self.eio = self.eio, None
+        was = list(self.namespaces)
+        if eio is not None:
+            for nsp in was:
+                try:
+                    self._conn.send_packet(DISCONNECT, nsp)
+                except exceptions.SocketIOError:
+                    pass
+            await eio.close()
+        self.namespaces = {}
+        self.connected = False
+        self._conn.acks.fail_all(exceptions.DisconnectedError(reason))
+        if not quiet:
+            for nsp in was:
+                self._trigger_event("disconnect", nsp, reason)
+                self._trigger_event("__disconnect_final", nsp)
+
+    async def disconnect(self) -> None:
+        """Disconnect from the server, or stop reconnecting. No reconnection follows."""
+        self._user_disconnect = True
+        if self._reconnect_abort is not None:
+            self._reconnect_abort.set()
+        task = self._reconnect_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            try:
+                await task
+            except Exception:
+                pass
+        await self._shutdown_session(Reason.CLIENT_DISCONNECT)
+        self._drop_buffer(None, Reason.CLIENT_DISCONNECT)
+        self._set_stopped()
+
+    async def shutdown(self) -> None:
+        """Disconnect, or stop a reconnection loop (python-socketio's name)."""
+        await self.disconnect()
+
+    async def wait(self) -> None:
+        """Wait until the client is disconnected for good (reconnection included)."""
+        while True:
+            stopped = self._stopped
+            if stopped is None:
+                return
+            await stopped.wait()
+            if stopped is self._stopped:
+                return
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any,
+                              **kwargs: Any) -> asyncio.Task[Any]:
+        """Run ``target(*args, **kwargs)`` (a coroutine function) as a task."""
+        return asyncio.ensure_future(target(*args, **kwargs))
+
+    async def sleep(self, seconds: float = 0) -> None:
+        await asyncio.sleep(seconds)
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -1,0 +1,513 @@
+"""One Engine.IO v4 session: handshake, transport choice, polling, upgrade, heartbeat watchdog.
+
+The per-frame work (pings, Socket.IO decoding, dispatch) happens in the compiled
+``Connection``; this module only sets up and tears down the links it reads from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import picows
+
+from ._ext._core import Connection, EngineListener, decode_eio_payload, encode_eio_payload
+from .exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
+from .reasons import Reason
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# Heartbeat values a sane server sends; anything outside is refused as a protocol error
+# rather than trusted (a ping interval of 0 would spin, one of a year would never detect loss).
+_MAX_PING_MS = 24 * 3600 * 1000
+_MIN_MAX_PAYLOAD = 1024
+
+#: Slack added to pingInterval + pingTimeout before a silent link is declared dead.
+HEARTBEAT_MARGIN = 0.5
+
+
+class OpenPacket:
+    """The parsed Engine.IO open packet."""
+
+    __slots__ = ("sid", "upgrades", "ping_interval", "ping_timeout", "max_payload")
+
+    def __init__(self, raw: bytes) -> None:
+        try:
+            info = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProtocolError("open packet is not valid JSON", raw) from None
+        if not isinstance(info, dict):
+            raise ProtocolError("open packet is not a JSON object", raw)
+        sid = info.get("sid")
+        if not isinstance(sid, str) or not sid or len(sid) > 1024:
+            raise ProtocolError("open packet without a valid sid", raw)
+        upgrades = info.get("upgrades", [])
+        if not isinstance(upgrades, list) or not all(isinstance(u, str) for u in upgrades):
+            raise ProtocolError("open packet with invalid upgrades", raw)
+        values = []
+        for key in ("pingInterval", "pingTimeout"):
+            v = info.get(key)
+            if type(v) is not int or not 0 < v <= _MAX_PING_MS:
+                raise ProtocolError(f"open packet with an invalid {key}: {v!r}", raw)
+            values.append(v)
+        max_payload = info.get("maxPayload", 0)
+        if type(max_payload) is not int or (max_payload != 0 and max_payload < _MIN_MAX_PAYLOAD):
+            raise ProtocolError(f"open packet with an invalid maxPayload: {max_payload!r}", raw)
+        self.sid: str = sid
+        self.upgrades: list[str] = upgrades
+        self.ping_interval: int = values[0]
+        self.ping_timeout: int = values[1]
+        self.max_payload: int = max_payload
+
+
+def build_urls(url: str, path: str) -> tuple[str, str]:
+    """Return (http_base, ws_base) URLs, each ending in a query with ``EIO=4``."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "ws"):
+        http_scheme, ws_scheme = "http", "ws"
+    elif scheme in ("https", "wss"):
+        http_scheme, ws_scheme = "https", "wss"
+    else:
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"URL without a host: {url!r}")
+    path = "/" + path.strip("/") + "/"
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+             if k not in ("EIO", "transport", "sid", "t")]
+    query.append(("EIO", "4"))
+    q = urllib.parse.urlencode(query)
+    http = urllib.parse.urlunsplit((http_scheme, parts.netloc, path, q, ""))
+    ws = urllib.parse.urlunsplit((ws_scheme, parts.netloc, path, q, ""))
+    return http, ws
+
+
+class EngineIO:
+    """One Engine.IO session. Create, ``await connect()``, then it reports loss to ``on_lost``."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        on_lost: Callable[[str], None],
+        *,
+        logger: logging.Logger,
+        request_timeout: float = 5,
+        ssl_verify: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        http_session: aiohttp.ClientSession | None = None,
+        websocket_extra_options: Mapping[str, Any] | None = None,
+        max_message_size: int = 0,
+    ) -> None:
+        self.conn = conn
+        self.on_lost = on_lost
+        self.logger = logger
+        self.request_timeout = request_timeout
+        self.ssl_verify = ssl_verify
+        self.ssl_context = ssl_context
+        self.http_session = http_session
+        self.websocket_extra_options = dict(websocket_extra_options or {})
+        self.max_message_size = max_message_size
+        self.loop = asyncio.get_running_loop()
+
+        self.state = "new"  # new -> connected -> closed
+        self.transport_name: str | None = None
+        self.open: OpenPacket | None = None
+        self._open_waiter: asyncio.Future[OpenPacket] | None = None
+        self._ws: Any = None  # picows WSTransport of the active websocket
+        self._listener: EngineListener | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closing = False
+        # polling state
+        self._session: aiohttp.ClientSession | None = None
+        self._own_session = False
+        self._http_url = ""
+        self._ws_url = ""
+        self._headers: dict[str, str] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+        self._post_task: asyncio.Task[None] | None = None
+        self._outbox: list[tuple[bytes, bool]] = []
+        self._outbox_ready = asyncio.Event()
+        self._poll_paused = False
+        self._upgrade_task: asyncio.Task[None] | None = None
+        self._probe_waiter: asyncio.Future[bool] | None = None
+
+    # -- public --------------------------------------------------------------------------
+
+    @property
+    def sid(self) -> str | None:
+        return self.open.sid if self.open else None
+
+    async def connect(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None,
+        transports: list[str],
+        path: str,
+    ) -> None:
+        """Open the session. Raises ConnectionError (with the cause chained) on failure."""
+        self._http_url, self._ws_url = build_urls(url, path)
+        self._headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        errors: list[str] = []
+        if transports[0] == "websocket":
+            try:
+                await self._connect_websocket()
+                return
+            except (ProtocolError, ConnectionError, OSError, asyncio.TimeoutError,
+                    picows.WSError) as exc:
+                errors.append(f"websocket: {exc!r}")
+                self.logger.info("WebSocket connection failed (%r)%s", exc,
+                                 ", falling back to polling" if "polling" in transports else "")
+                await self._teardown()
+                if "polling" not in transports:
+                    raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
+        try:
+            await self._connect_polling(upgrade="websocket" in transports)
+        except (ProtocolError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            await self._teardown()
+            errors.append(f"polling: {exc!r}")
+            raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
+        except BaseException:
+            await self._teardown()
+            raise
+
+    async def close(self) -> None:
+        """Client-initiated close. Does not call on_lost."""
+        if self.state == "closed":
+            return
+        self._closing = True
+        if self.transport_name == "polling" and self._session is not None and self.state == "connected":
+            try:
+                await self._post([(b"1", False)])
+            except Exception:  # best effort: the server times the session out anyway
+                pass
+        await self._teardown()
+
+    def transport(self) -> str | None:
+        return self.transport_name
+
+    # -- websocket -----------------------------------------------------------------------
+
+    def _ssl_context(self, scheme_url: str) -> ssl.SSLContext | None:
+        if not scheme_url.startswith(("wss:", "https:")):
+            return None
+        if self.ssl_context is not None:
+            return self.ssl_context
+        ctx = ssl.create_default_context()
+        if not self.ssl_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    async def _ws_open(self, url: str, probing: bool) -> tuple[Any, EngineListener]:
+        options: dict[str, Any] = {
+            "ssl_context": self._ssl_context(url),
+            "websocket_handshake_timeout": self.request_timeout,
+            "extra_headers": self._headers or None,
+            "enable_auto_pong": True,
+            "disconnect_on_exception": True,
+            # Our own limit is enforced per message in the listener; picows's per-frame cap is
+            # only a backstop so that it never cuts a message we would accept.
+            "max_frame_size": max(self.max_message_size, 1 << 31) if self.max_message_size
+            else 1 << 31,
+        }
+        options.update(self.websocket_extra_options)
+        transport, listener = await asyncio.wait_for(
+            picows.ws_connect(lambda: EngineListener(self.conn, self, probing), url, **options),
+            self.request_timeout,
+        )
+        return transport, listener
+
+    async def _connect_websocket(self) -> None:
+        self._open_waiter = self.loop.create_future()
+        url = self._ws_url + "&transport=websocket"
+        transport, listener = await self._ws_open(url, probing=False)
+        self._ws, self._listener = transport, listener
+        try:
+            opened = await asyncio.wait_for(asyncio.shield(self._open_waiter), self.request_timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionError("no Engine.IO open packet received") from None
+        self.conn.attach_websocket(transport)
+        self._became_open(opened, "websocket")
+
+    # -- polling -------------------------------------------------------------------------
+
+    async def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            if self.http_session is not None:
+                self._session = self.http_session
+            else:
+                import aiohttp
+
+                self._session = aiohttp.ClientSession()
+                self._own_session = True
+        return self._session
+
+    def _poll_url(self) -> str:
+        url = self._http_url + "&transport=polling&t=" + format(time.time_ns() // 1000, "x")
+        if self.open is not None:
+            url += "&sid=" + urllib.parse.quote(self.open.sid)
+        return url
+
+    async def _get(self, timeout: float) -> str:
+        import aiohttp
+
+        session = await self._ensure_session()
+        async with session.get(
+            self._poll_url(), headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            ssl=self._ssl_context(self._http_url) or True,
+        ) as resp:
+            if resp.status != 200:
+                raise ConnectionError(f"polling GET returned HTTP {resp.status}")
+            body = await resp.read()
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("polling payload is not valid UTF-8", body) from None
+
+    async def _post(self, frames: list[tuple[bytes, bool]]) -> None:
+        import aiohttp
+
+        session = await self._ensure_session()
+        packets = []
+        for data, binary in frames:
+            if binary:
+                packets.append((4, data))
+            else:
+                text = data.decode("utf-8")
+                packets.append((ord(text[0]) - 48, text[1:]))
+        body = encode_eio_payload(packets).encode("utf-8")
+        headers = dict(self._headers)
+        headers["Content-Type"] = "text/plain;charset=UTF-8"
+        async with session.post(
+            self._poll_url(), data=body, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            ssl=self._ssl_context(self._http_url) or True,
+        ) as resp:
+            if resp.status != 200:
+                raise ConnectionError(f"polling POST returned HTTP {resp.status}")
+            await resp.read()
+
+    async def _connect_polling(self, upgrade: bool) -> None:
+        payload = decode_eio_payload(await self._get(self.request_timeout))
+        first_type, first = payload[0]
+        if first_type != 0 or not isinstance(first, str):
+            raise ProtocolError("first polling packet is not an open packet", str(first))
+        opened = OpenPacket(first.encode("utf-8"))
+        self.conn.poll_sender = self._enqueue
+        self._became_open(opened, "polling")
+        self._feed_payload(payload[1:])
+        self._poll_task = self.loop.create_task(self._poll_loop())
+        self._post_task = self.loop.create_task(self._post_loop())
+        if upgrade and "websocket" in opened.upgrades:
+            self._upgrade_task = self.loop.create_task(self._upgrade())
+
+    def _feed_payload(self, packets: list[tuple[int, str | bytes]]) -> None:
+        conn = self.conn
+        for t, data in packets:
+            if self.state != "connected":
+                return
+            if isinstance(data, bytes):
+                conn.feed_binary(data)
+            else:
+                conn.feed_text(chr(48 + t) + data)
+
+    def _enqueue(self, data: bytes, binary: bool) -> None:
+        self._outbox.append((data, binary))
+        self._outbox_ready.set()
+
+    async def _poll_loop(self) -> None:
+        assert self.open is not None
+        timeout = (self.open.ping_interval + self.open.ping_timeout) / 1000 + 5
+        try:
+            while self.state == "connected" and not self._poll_paused:
+                text = await self._get(timeout)
+                packets = decode_eio_payload(text)
+                self._feed_payload(packets)
+        except asyncio.CancelledError:
+            raise
+        except ProtocolError as exc:
+            self._fail(Reason.PARSE_ERROR, exc)
+        except Exception as exc:
+            self._fail(Reason.TRANSPORT_ERROR, exc)
+
+    async def _post_loop(self) -> None:
+        try:
+            while self.state == "connected":
+                await self._outbox_ready.wait()
+                self._outbox_ready.clear()
+                if not self._outbox:
+                    continue
+                frames, self._outbox = self._outbox, []
+                await self._post(frames)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(Reason.TRANSPORT_ERROR, exc)
+
+    async def _upgrade(self) -> None:
+        """Polling -> WebSocket: 2probe / 3probe, drain polling, then 5 (upgrade)."""
+        assert self.open is not None
+        url = self._ws_url + "&transport=websocket&sid=" + urllib.parse.quote(self.open.sid)
+        transport = None
+        try:
+            self._probe_waiter = self.loop.create_future()
+            transport, listener = await self._ws_open(url, probing=True)
+            transport.send(picows.WSMsgType.TEXT, b"2probe")
+            await asyncio.wait_for(self._probe_waiter, self.request_timeout)
+            # Stop polling; the server answers the in-flight GET with a noop once probed.
+            self._poll_paused = True
+            if self._poll_task is not None:
+                await asyncio.wait_for(asyncio.shield(self._poll_task), self.request_timeout)
+            if self.state != "connected":
+                transport.disconnect(False)
+                return
+            # Flush what is queued for POST before switching, to keep the send order.
+            if self._post_task is not None:
+                self._post_task.cancel()
+                try:
+                    await self._post_task
+                except asyncio.CancelledError:
+                    pass
+            pending, self._outbox = self._outbox, []
+            if pending:
+                await self._post(pending)
+            transport.send(picows.WSMsgType.TEXT, b"5")
+            listener.probing = False
+            self._ws, self._listener = transport, listener
+            self.conn.attach_websocket(transport)
+            self.transport_name = "websocket"
+            self.logger.info("Upgraded to websocket")
+        except asyncio.CancelledError:
+            if transport is not None and self._ws is not transport:
+                transport.disconnect(False)
+            raise
+        except Exception as exc:
+            self.logger.info("WebSocket upgrade failed (%r), staying on polling", exc)
+            if transport is not None and self._ws is not transport:
+                transport.disconnect(False)
+            if self._poll_paused and self.state == "connected" and self._ws is None:
+                # We already stopped polling: without the upgrade the session cannot go on.
+                self._fail(Reason.TRANSPORT_ERROR, exc)
+
+    def _on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None:
+        if data == b"3probe" and self._probe_waiter is not None and not self._probe_waiter.done():
+            self._probe_waiter.set_result(True)
+
+    # -- callbacks from the compiled core ------------------------------------------------
+
+    def _on_eio_open(self, raw: bytes) -> None:
+        opened = OpenPacket(raw)
+        if self._open_waiter is not None and not self._open_waiter.done():
+            self._open_waiter.set_result(opened)
+        else:
+            raise ProtocolError("unexpected open packet", raw)
+
+    def _on_eio_close(self) -> None:
+        self._fail(Reason.TRANSPORT_CLOSE, None)
+
+    def _on_eio_noop(self) -> None:
+        pass
+
+    def _on_listener_error(self, listener: EngineListener, exc: BaseException) -> None:
+        if listener is not self._listener:
+            listener.transport and listener.transport.disconnect(False)
+            return
+        if self._open_waiter is not None and not self._open_waiter.done():
+            self._open_waiter.set_exception(exc)
+            return
+        if isinstance(exc, (ProtocolError, PayloadTooLargeError)):
+            self._fail(Reason.PARSE_ERROR, exc)
+        else:
+            self.logger.error("Unexpected error while reading from the server", exc_info=exc)
+            self._fail(Reason.TRANSPORT_ERROR, exc)
+
+    def _on_ws_disconnected(self, listener: EngineListener) -> None:
+        if listener is self._listener:
+            if self._open_waiter is not None and not self._open_waiter.done():
+                self._open_waiter.set_exception(
+                    ConnectionError("connection closed before the open packet"))
+                return
+            self._fail(Reason.TRANSPORT_CLOSE, None)
+        elif self._probe_waiter is not None and not self._probe_waiter.done():
+            self._probe_waiter.set_exception(ConnectionError("probe websocket closed"))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _became_open(self, opened: OpenPacket, transport_name: str) -> None:
+        self.open = opened
+        self.state = "connected"
+        self.transport_name = transport_name
+        self.conn.max_send_size = opened.max_payload
+        self.conn.touch_ping()
+        self._arm_watchdog(self._heartbeat_limit())
+
+    def _heartbeat_limit(self) -> float:
+        assert self.open is not None
+        return (self.open.ping_interval + self.open.ping_timeout) / 1000 + HEARTBEAT_MARGIN
+
+    def _arm_watchdog(self, delay: float) -> None:
+        # One timer per heartbeat period, never one per packet: the core only records the time
+        # of the last ping, and this check re-arms itself for the remaining time.
+        self._watchdog = self.loop.call_later(delay, self._check_heartbeat)
+
+    def _check_heartbeat(self) -> None:
+        self._watchdog = None
+        if self.state != "connected":
+            return
+        limit = self._heartbeat_limit()
+        age = self.conn.ping_age()
+        if age >= limit:
+            self.logger.info("No ping from the server for %.1f s: the link is dead", age)
+            self._fail(Reason.PING_TIMEOUT, None)
+        else:
+            self._arm_watchdog(limit - age)
+
+    def _fail(self, reason: str, exc: BaseException | None) -> None:
+        """The session is lost: tear it down and tell the client once."""
+        if self.state == "closed" or self._closing:
+            return
+        if exc is not None:
+            if reason == Reason.PARSE_ERROR:
+                self.logger.error("Protocol error from the server: %s", exc)
+            else:
+                self.logger.info("Transport failed: %r", exc)
+        self.state = "closed"
+        self.loop.create_task(self._teardown())
+        self.on_lost(reason)
+
+    async def _teardown(self) -> None:
+        self.state = "closed"
+        self.conn.detach_transport()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        current = asyncio.current_task()
+        for task in (self._upgrade_task, self._poll_task, self._post_task):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        for task in (self._upgrade_task, self._poll_task, self._post_task):
+            if task is not None and task is not current:
+                try:
+                    await task
+                except BaseException:
+                    pass
+        self._upgrade_task = self._poll_task = self._post_task = None
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            try:
+                ws.disconnect(False)
+            except Exception:
+                pass
+        elif self._listener is not None and self._listener.transport is not None:
+            self._listener.transport.disconnect(False)
+        if self._own_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

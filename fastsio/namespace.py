@@ -1,0 +1,82 @@
+"""Class-based namespaces, as in python-socketio: methods named ``on_<event>``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .async_client import AsyncClient
+    from .client import Client
+
+
+class _BaseNamespace:
+    def __init__(self, namespace: str | None = None) -> None:
+        self.namespace = namespace or "/"
+        self.client: Any = None
+
+    def _set_client(self, client: Any) -> None:
+        self.client = client
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        """Call ``on_<event>`` if defined; its result (maybe awaitable) is returned."""
+        handler_name = "on_" + (event or "")
+        handler = getattr(self, handler_name, None)
+        if handler is None:
+            return None
+        try:
+            return handler(*args)
+        except TypeError:
+            # Legacy disconnect handlers take no reason argument.
+            if event == "disconnect" and args:
+                return handler(*args[:-1])
+            raise
+
+
+class AsyncClientNamespace(_BaseNamespace):
+    """Base class for class-based namespaces of an ``AsyncClient``."""
+
+    client: AsyncClient
+
+    def is_asyncio_based(self) -> bool:
+        return True
+
+    async def emit(self, event: str, data: Any = None, namespace: str | None = None,
+                   callback: Any = None, **kwargs: Any) -> None:
+        await self.client.emit(event, data=data, namespace=namespace or self.namespace,
+                               callback=callback, **kwargs)
+
+    async def send(self, data: Any, namespace: str | None = None, callback: Any = None) -> None:
+        await self.client.send(data, namespace=namespace or self.namespace, callback=callback)
+
+    async def call(self, event: str, data: Any = None, namespace: str | None = None,
+                   timeout: float | None = 60) -> Any:
+        return await self.client.call(event, data=data, namespace=namespace or self.namespace,
+                                      timeout=timeout)
+
+    async def disconnect(self) -> None:
+        await self.client.disconnect()
+
+
+class ClientNamespace(_BaseNamespace):
+    """Base class for class-based namespaces of a sync ``Client``."""
+
+    client: Client
+
+    def is_asyncio_based(self) -> bool:
+        return False
+
+    def emit(self, event: str, data: Any = None, namespace: str | None = None,
+             callback: Any = None, **kwargs: Any) -> None:
+        self.client.emit(event, data=data, namespace=namespace or self.namespace,
+                         callback=callback, **kwargs)
+
+    def send(self, data: Any, namespace: str | None = None, callback: Any = None) -> None:
+        self.client.send(data, namespace=namespace or self.namespace, callback=callback)
+
+    def call(self, event: str, data: Any = None, namespace: str | None = None,
+             timeout: float | None = 60) -> Any:
+        return self.client.call(event, data=data, namespace=namespace or self.namespace,
+                                timeout=timeout)
+
+    def disconnect(self) -> None:
+        self.client.disconnect()

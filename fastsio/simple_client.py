@@ -1,0 +1,163 @@
+"""AsyncSimpleClient and SimpleClient: python-socketio's request/response style API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import exceptions
+from .async_client import AsyncClient
+from .client import _LoopThread
+
+
+class AsyncSimpleClient:
+    """Connect, ``emit``/``call``, and ``receive()`` events one at a time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.client_args = args
+        self.client_kwargs = kwargs
+        self.client: AsyncClient | None = None
+        self.namespace = "/"
+        self.connected_event = asyncio.Event()
+        self.connected = False
+        self.input_event = asyncio.Event()
+        self.input_buffer: list[list[Any]] = []
+
+    async def connect(self, url: str, headers: dict[str, str] = {},  # noqa: B006
+                      auth: Any = None, transports: Any = None, namespace: str = "/",
+                      socketio_path: str = "socket.io", wait_timeout: float = 5) -> None:
+        if self.connected:
+            raise RuntimeError("Already connected")
+        self.namespace = namespace
+        self.input_buffer = []
+        self.input_event.clear()
+        self.client = AsyncClient(*self.client_args, **self.client_kwargs)
+
+        @self.client.event(namespace=self.namespace)
+        def connect() -> None:
+            self.connected = True
+            self.connected_event.set()
+
+        @self.client.event(namespace=self.namespace)
+        def disconnect() -> None:
+            self.connected_event.clear()
+
+        @self.client.event(namespace=self.namespace)
+        def __disconnect_final() -> None:
+            self.connected = False
+            self.connected_event.set()
+
+        @self.client.on("*", namespace=self.namespace)
+        def on_event(event: str, *args: Any) -> None:
+            self.input_buffer.append([event, *args])
+            self.input_event.set()
+
+        await self.client.connect(url, headers=headers, auth=auth, transports=transports,
+                                  namespaces=[namespace], socketio_path=socketio_path,
+                                  wait_timeout=wait_timeout)
+
+    @property
+    def sid(self) -> str | None:
+        return self.client.get_sid(self.namespace) if self.client else None
+
+    @property
+    def transport(self) -> str:
+        return (self.client.transport() or "") if self.client else ""
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        while True:
+            await self.connected_event.wait()
+            if not self.connected or self.client is None:
+                raise exceptions.DisconnectedError()
+            try:
+                return await self.client.emit(event, data, namespace=self.namespace)
+            except exceptions.BadNamespaceError:
+                pass
+
+    async def call(self, event: str, data: Any = None, timeout: float = 60) -> Any:
+        while True:
+            await self.connected_event.wait()
+            if not self.connected or self.client is None:
+                raise exceptions.DisconnectedError()
+            try:
+                return await self.client.call(event, data, namespace=self.namespace,
+                                              timeout=timeout)
+            except exceptions.BadNamespaceError:
+                pass
+
+    async def receive(self, timeout: float | None = None) -> list[Any]:
+        """The next event as ``[name, *args]``; raises TimeoutError after ``timeout``."""
+        while not self.input_buffer:
+            await self.connected_event.wait()
+            if not self.connected:
+                raise exceptions.DisconnectedError()
+            self.input_event.clear()
+            try:
+                await asyncio.wait_for(self.input_event.wait(), timeout=timeout)
+            except asyncio.TimeoutError:
+                raise exceptions.TimeoutError() from None
+        return self.input_buffer.pop(0)
+
+    async def disconnect(self) -> None:
+        if self.connected and self.client is not None:
+            await self.client.disconnect()
+            self.client = None
+            self.connected = False
+
+    async def __aenter__(self) -> AsyncSimpleClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+
+class SimpleClient:
+    """The synchronous ``SimpleClient``: an AsyncSimpleClient on a background loop thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._thread = _LoopThread()
+        self._client: AsyncSimpleClient = self._thread.run(
+            _make_async_simple(args, kwargs), "SimpleClient")
+
+    def connect(self, url: str, headers: dict[str, str] = {},  # noqa: B006
+                auth: Any = None, transports: Any = None, namespace: str = "/",
+                socketio_path: str = "socket.io", wait_timeout: float = 5) -> None:
+        self._thread.run(self._client.connect(url, headers=headers, auth=auth,
+                                              transports=transports, namespace=namespace,
+                                              socketio_path=socketio_path,
+                                              wait_timeout=wait_timeout), "connect")
+
+    @property
+    def sid(self) -> str | None:
+        return self._client.sid
+
+    @property
+    def transport(self) -> str:
+        return self._client.transport
+
+    @property
+    def connected(self) -> bool:
+        return self._client.connected
+
+    def emit(self, event: str, data: Any = None) -> None:
+        self._thread.run(self._client.emit(event, data), "emit")
+
+    def call(self, event: str, data: Any = None, timeout: float = 60) -> Any:
+        return self._thread.run(self._client.call(event, data, timeout=timeout), "call")
+
+    def receive(self, timeout: float | None = None) -> list[Any]:
+        return self._thread.run(self._client.receive(timeout=timeout), "receive")
+
+    def disconnect(self) -> None:
+        self._thread.run(self._client.disconnect(), "disconnect")
+
+    def __enter__(self) -> SimpleClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+
+async def _make_async_simple(args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncSimpleClient:
+    # Created on the loop thread so its asyncio primitives belong to that loop.
+    return AsyncSimpleClient(*args, **kwargs)
