@@ -171,7 +171,7 @@ class AsyncClient:
         self.handlers: dict[str, dict[str, Handler]] = {}
         self.namespace_handlers: dict[str, Any] = {}
         #: per namespace: did the last connect restore the session (connection-state recovery)?
-        self.recovered: dict[str, bool] = {}
+        self.recovered_namespaces: dict[str, bool] = {}
         self.eio: EngineIO | None = None
         self._pids: dict[str, str] = {}
         self._connect_event: asyncio.Event | None = None
@@ -235,6 +235,17 @@ class AsyncClient:
 
     def get_sid(self, namespace: str | None = None) -> str | None:
         return self.namespaces.get(namespace or "/")
+
+    @property
+    def recovered(self) -> bool:
+        """True when the last (re)connection restored the session of every connected namespace
+        (connection-state recovery: the server replayed what was missed)."""
+        return bool(self.namespaces) and all(
+            self.recovered_namespaces.get(nsp, False) for nsp in self.namespaces)
+
+    def is_recovered(self, namespace: str | None = None) -> bool:
+        """Whether the last connect of ``namespace`` restored its session."""
+        return self.recovered_namespaces.get(namespace or "/", False)
 
     def transport(self) -> str | None:
         """``'websocket'`` or ``'polling'`` (None when not connected)."""
@@ -429,7 +440,7 @@ class AsyncClient:
         pid = data.get("pid") if isinstance(data, dict) else None
         slot = self._conn.slots.get(nsp) or NamespaceSlot(nsp)
         previous = self._pids.get(nsp)
-        self.recovered[nsp] = bool(pid) and pid == previous
+        self.recovered_namespaces[nsp] = bool(pid) and pid == previous
         if isinstance(pid, str) and pid:
             self._pids[nsp] = pid
             slot.strip_offset = True
@@ -439,7 +450,7 @@ class AsyncClient:
             slot.offset = None
         self.namespaces[nsp] = sid if isinstance(sid, str) else self.sid
         self.logger.info("Namespace %s is connected%s", nsp,
-                         " (session recovered)" if self.recovered[nsp] else "")
+                         " (session recovered)" if self.recovered_namespaces[nsp] else "")
         if self.connected or len(self.namespaces) == len(self.connection_namespaces):
             self.connected = True
         self._trigger_event("connect", nsp)

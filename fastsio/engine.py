@@ -167,9 +167,12 @@ class EngineIO:
                 await self._teardown()
                 if "polling" not in transports:
                     raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
+        import aiohttp
+
         try:
             await self._connect_polling(upgrade="websocket" in transports)
-        except (ProtocolError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+        except (ProtocolError, ConnectionError, OSError, asyncio.TimeoutError,
+                aiohttp.ClientError) as exc:
             await self._teardown()
             errors.append(f"polling: {exc!r}")
             raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
@@ -222,6 +225,9 @@ class EngineIO:
             picows.ws_connect(lambda: EngineListener(self.conn, self, probing), url, **options),
             self.request_timeout,
         )
+        if transport.is_disconnected:
+            # picows completes the handshake future when the link drops mid-handshake.
+            raise ConnectionError("connection closed during the WebSocket handshake")
         return transport, listener
 
     async def _connect_websocket(self) -> None:
@@ -430,11 +436,11 @@ class EngineIO:
             self._fail(Reason.TRANSPORT_ERROR, exc)
 
     def _on_ws_disconnected(self, listener: EngineListener) -> None:
+        if not listener.probing and self._open_waiter is not None and not self._open_waiter.done():
+            self._open_waiter.set_exception(
+                ConnectionError("connection closed before the open packet"))
+            return
         if listener is self._listener:
-            if self._open_waiter is not None and not self._open_waiter.done():
-                self._open_waiter.set_exception(
-                    ConnectionError("connection closed before the open packet"))
-                return
             self._fail(Reason.TRANSPORT_CLOSE, None)
         elif self._probe_waiter is not None and not self._probe_waiter.done():
             self._probe_waiter.set_exception(ConnectionError("probe websocket closed"))
