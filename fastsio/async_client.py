@@ -72,6 +72,17 @@ class _Buffered:
         self.ack_id = ack_id
 
 
+class _Queued:
+    __slots__ = ("nsp", "payload", "callback", "tries", "pending")
+
+    def __init__(self, nsp: str, payload: list[Any], callback: Handler | None) -> None:
+        self.nsp = nsp
+        self.payload = payload
+        self.callback = callback
+        self.tries = 0
+        self.pending = False
+
+
 class AsyncClient:
     """A Socket.IO client for asyncio, with python-socketio's ``AsyncClient`` API.
 
@@ -96,6 +107,11 @@ class AsyncClient:
     :param max_attachments: most binary attachments accepted in one packet.
     :param max_pending_acks: most acks waiting at once.
     :param max_message_size: largest incoming message in bytes (0: no limit).
+    :param retries: at-least-once delivery as socket.io-client's ``retries``: every ``emit``
+        is queued, one packet is in flight at a time, and it is resent (on timeout after
+        ``ack_timeout`` seconds, and after a reconnection) until the server acks it, at most
+        ``retries`` extra times. Callbacks are then called ``callback(err, *args)``.
+    :param ack_timeout: seconds to wait for each ack when ``retries`` is set.
     """
 
     reserved_events = [
@@ -144,6 +160,12 @@ class AsyncClient:
         max_attachments: int = kwargs.pop("max_attachments", 1000)
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
         self.max_message_size: int = kwargs.pop("max_message_size", 0)
+        self.retries: int = kwargs.pop("retries", 0)
+        self.ack_timeout: float | None = kwargs.pop("ack_timeout", None)
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if self.retries and not self.ack_timeout:
+            raise ValueError("retries needs an ack_timeout (seconds)")
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         if not self.ssl_verify:
@@ -180,6 +202,7 @@ class AsyncClient:
         self._stopped: asyncio.Event | None = None
         self._user_disconnect = False
         self._buffer: collections.deque[_Buffered] = collections.deque()
+        self._queue: collections.deque[_Queued] = collections.deque()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wait_timeout: float = 1
@@ -255,6 +278,7 @@ class AsyncClient:
         """Counters of the current client: packets, events, bytes, pending acks, buffer."""
         out: dict[str, Any] = self._conn.stats()
         out["buffered"] = len(self._buffer)
+        out["queued"] = len(self._queue)
         return out
 
     # -- connect -------------------------------------------------------------------------
@@ -455,6 +479,7 @@ class AsyncClient:
             self.connected = True
         self._trigger_event("connect", nsp)
         self._flush_buffer(nsp)
+        self._drain_queue()
         if self._connect_event is not None:
             self._connect_event.set()
 
@@ -489,6 +514,8 @@ class AsyncClient:
             eio, self.eio = self.eio, None
             if eio is not None:
                 self._spawn(eio.close())
+            self._drop_buffer(None, Reason.SERVER_DISCONNECT)
+            self._fail_queue(Reason.SERVER_DISCONNECT)
             self._set_stopped()
 
     def _on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
@@ -517,8 +544,10 @@ class AsyncClient:
         self.logger.error("Ack callback for namespace %s raised", entry.nsp, exc_info=exc)
 
     def _on_ack_lost(self, entry: PendingAck, exc: BaseException) -> None:
-        self.logger.warning("Ack callback %r in namespace %s will not be called: %s",
-                            entry.callback, entry.nsp, exc)
+        # Logged as an error: without a timeout the callback has no way to learn about it, and
+        # nothing may vanish silently. emit(..., timeout=...) gets the error instead.
+        self.logger.error("Ack callback %r in namespace %s will not be called: %s",
+                          entry.callback, entry.nsp, exc)
 
     # -- handler invocation --------------------------------------------------------------
 
@@ -637,6 +666,9 @@ class AsyncClient:
             raise TypeError("event name must be a str")
         nsp = namespace or "/"
         payload = [event, *_args_of(data)]
+        if self.retries and future is None and not volatile:
+            self._emit_reliable(nsp, payload, callback)
+            return
         connected = nsp in self.namespaces and self.eio is not None
         if not connected:
             if volatile:
@@ -690,6 +722,74 @@ class AsyncClient:
         self._emit(event, data, namespace, None, timeout, False, future)
         args = await future
         return _ack_result(args)
+
+    # -- at-least-once queue (retries) ---------------------------------------------------
+
+    def _emit_reliable(self, nsp: str, payload: list[Any], callback: Handler | None) -> None:
+        if nsp not in self.namespaces and not self._can_buffer(nsp):
+            raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
+        if self.max_buffer and len(self._queue) >= self.max_buffer:
+            raise exceptions.BufferFullError(f"retry queue full ({self.max_buffer} packets)")
+        self._queue.append(_Queued(nsp, payload, callback))
+        self._drain_queue()
+
+    def _drain_queue(self) -> None:
+        """Send the head of the retry queue unless it is already in flight."""
+        if not self._queue:
+            return
+        item = self._queue[0]
+        if item.pending or item.nsp not in self.namespaces or self.eio is None:
+            return
+        item.pending = True
+        item.tries += 1
+        entry = PendingAck()
+        entry.nsp = item.nsp
+        entry.err_first = True
+        entry.callback = lambda err, *args: self._on_reliable_ack(item, err, args)
+        ack_id = self._conn.acks.add(entry)
+        loop = self._loop or asyncio.get_running_loop()
+        assert self.ack_timeout is not None
+        entry.timer = loop.call_later(
+            self.ack_timeout, self._conn.acks.fail, ack_id,
+            exceptions.TimeoutError(f"no ack within {self.ack_timeout} s"))
+        try:
+            self._conn.send_packet(EVENT, item.nsp, item.payload, ack_id)
+        except exceptions.DisconnectedError:
+            pass  # the ack fails with the connection; the packet is resent on reconnect
+        except Exception:
+            self._queue.popleft()
+            self._conn.acks.pop(ack_id)
+            entry.timer.cancel()
+            raise
+
+    def _on_reliable_ack(self, item: _Queued, err: BaseException | None,
+                         args: tuple[Any, ...]) -> None:
+        if not self._queue or self._queue[0] is not item:
+            return
+        item.pending = False
+        if err is None:
+            self._queue.popleft()
+            self._call_reliable_callback(item, None, args)
+        elif isinstance(err, exceptions.DisconnectedError) and not self._user_disconnect:
+            item.tries -= 1  # not the server's fault: resent as is once reconnected
+            return
+        elif item.tries > self.retries or self._user_disconnect:
+            self._queue.popleft()
+            self._call_reliable_callback(item, err, ())
+        self._drain_queue()
+
+    def _call_reliable_callback(self, item: _Queued, err: BaseException | None,
+                                args: tuple[Any, ...]) -> None:
+        if item.callback is None:
+            if err is not None:
+                self.logger.warning("Event %r was not acknowledged: %s", item.payload[0], err)
+            return
+        self._invoke(item.callback, (err, *args), item.payload[0], item.nsp, None)
+
+    def _fail_queue(self, reason: str) -> None:
+        queue, self._queue = self._queue, collections.deque()
+        for item in queue:
+            self._call_reliable_callback(item, exceptions.DisconnectedError(reason), ())
 
     # -- offline buffer ------------------------------------------------------------------
 
@@ -773,6 +873,7 @@ class AsyncClient:
             self._reconnect_task = loop.create_task(self._handle_reconnect())
         else:
             self._drop_buffer(None, reason)
+            self._fail_queue(reason)
             self._set_stopped()
 
     async def _handle_reconnect(self) -> None:
@@ -808,6 +909,7 @@ class AsyncClient:
                 self._trigger_event("reconnect_failed", "/")
                 break
         self._drop_buffer(None, "reconnection ended")
+        self._fail_queue("reconnection ended")
         self._conn.acks.fail_all(exceptions.DisconnectedError("reconnection ended"))
         self._set_stopped()
 
@@ -846,6 +948,7 @@ class AsyncClient:
                 pass
         await self._shutdown_session(Reason.CLIENT_DISCONNECT)
         self._drop_buffer(None, Reason.CLIENT_DISCONNECT)
+        self._fail_queue(Reason.CLIENT_DISCONNECT)
         self._set_stopped()
 
     async def shutdown(self) -> None:

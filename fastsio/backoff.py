@@ -26,8 +26,8 @@ def reconnect_delay(
     delay = max(0.0, float(delay))
     delay_max = max(0.0, float(delay_max))
     factor = min(max(float(randomization_factor), 0.0), 1.0)
-    # 2**attempt overflows a float for huge attempt counts; the cap is reached long before.
-    base = delay_max if attempt >= 64 else min(delay_max, delay * (2**attempt))
+    # 2.0**attempt overflows a float for huge attempt counts; the cap is reached long before.
+    base = min(delay_max, delay * 2.0 ** min(attempt, 64))
     if factor:
         base *= 1.0 - factor + 2.0 * factor * rand()
     return max(0.0, base)
