@@ -49,6 +49,13 @@ cdef class Connection:
     cdef double _last_ping
     cdef Packet _pending_bin
     cdef list _pending_atts
+    # Batch dispatch: consecutive events for one batch handler accumulate here until the end
+    # of the socket read (or another kind of packet) flushes them, in order.
+    cdef object _batch_handler
+    cdef list _batch_items
+    cdef str _batch_event
+    cdef str _batch_nsp
+    cdef public Py_ssize_t max_batch
     cdef public uint64_t packets_received
     cdef public uint64_t events_received
     cdef public uint64_t bytes_received
@@ -72,6 +79,9 @@ cdef class Connection:
         self._last_ping = _monotonic()
         self._pending_bin = None
         self._pending_atts = None
+        self._batch_handler = None
+        self._batch_items = None
+        self.max_batch = 65536
 
     # -- transport plumbing (Python layer) --
 
@@ -83,6 +93,8 @@ cdef class Connection:
         self._ws = None
         self.poll_sender = None
         self.reset_stream()
+        if self._batch_handler is not None:
+            self._flush_batch()
 
     def reset_stream(self):
         """Forget a half-received binary packet (the transport it came on is gone)."""
@@ -99,6 +111,22 @@ cdef class Connection:
     def ping_age(self):
         """Seconds since the last server ping (or since touch_ping())."""
         return _monotonic() - self._last_ping
+
+    def flush_batch(self):
+        """Deliver the events accumulated for a batch handler (end of a read)."""
+        if self._batch_handler is not None:
+            self._flush_batch()
+
+    cdef int _flush_batch(self) except -1:
+        cdef object handler = self._batch_handler
+        cdef list items = self._batch_items
+        self._batch_handler = None
+        self._batch_items = None
+        try:
+            handler(items)
+        except Exception as exc:
+            self.client._on_handler_error(self._batch_event, self._batch_nsp, exc)
+        return 0
 
     def feed_text(self, data):
         """Feed one Engine.IO text packet (polling transport, tests)."""
@@ -195,7 +223,10 @@ cdef class Connection:
         cdef Packet p
         if t == SIO_EVENT or t == SIO_BINARY_EVENT:
             self._dispatch_event(nsp, ack_id, <list>data)
-        elif t == SIO_ACK or t == SIO_BINARY_ACK:
+            return 0
+        if self._batch_handler is not None:
+            self._flush_batch()
+        if t == SIO_ACK or t == SIO_BINARY_ACK:
             if not self.acks.resolve(nsp, ack_id, data):
                 self.client._on_unknown_ack(nsp, ack_id)
         else:
@@ -220,6 +251,27 @@ cdef class Connection:
                 slot.offset = data.pop()
                 n -= 1
             if ack_id is None:
+                if slot.batch:
+                    handler = slot.batch.get(data[0])
+                    if handler is not None:
+                        if handler is not self._batch_handler:
+                            if self._batch_handler is not None:
+                                self._flush_batch()
+                            self._batch_handler = handler
+                            self._batch_items = []
+                            self._batch_event = data[0]
+                            self._batch_nsp = nsp
+                        if n == 2:
+                            self._batch_items.append(data[1])
+                        elif n == 1:
+                            self._batch_items.append(None)
+                        else:
+                            self._batch_items.append(tuple(data[1:]))
+                        if len(self._batch_items) >= self.max_batch:
+                            self._flush_batch()
+                        return 0
+                if self._batch_handler is not None:
+                    self._flush_batch()
                 handler = slot.fast.get(data[0])
                 if handler is not None:
                     try:
@@ -234,6 +286,8 @@ cdef class Connection:
                     except Exception as exc:
                         self.client._on_handler_error(data[0], nsp, exc)
                     return 0
+        if self._batch_handler is not None:
+            self._flush_batch()
         self.client._on_event(nsp, ack_id, data)
         return 0
 
@@ -362,6 +416,8 @@ cdef class EngineListener(WSListener):
                     self.conn._feed_text(frame.payload_ptr, size)
                 else:
                     self.conn._feed_binary(frame.payload_ptr, size)
+                if frame.last_in_buffer and self.conn._batch_handler is not None:
+                    self.conn._flush_batch()
             elif msg_type == WSMsgType.CONTINUATION:
                 if self._frag is None:
                     raise ProtocolError("continuation frame without a first fragment")

@@ -107,6 +107,9 @@ class AsyncClient:
     :param max_attachments: most binary attachments accepted in one packet.
     :param max_pending_acks: most acks waiting at once.
     :param max_message_size: largest incoming message in bytes (0: no limit).
+    :param max_pending_handlers: async handlers running at once before the client stops
+        reading from the socket (TCP then pushes back on the server); reading resumes when
+        half of them have finished. Sync handlers need no limit: they run inline.
     :param retries: at-least-once delivery as socket.io-client's ``retries``: every ``emit``
         is queued, one packet is in flight at a time, and it is resent (on timeout after
         ``ack_timeout`` seconds, and after a reconnection) until the server acks it, at most
@@ -160,6 +163,8 @@ class AsyncClient:
         max_attachments: int = kwargs.pop("max_attachments", 1000)
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
         self.max_message_size: int = kwargs.pop("max_message_size", 0)
+        self.max_pending_handlers: int = kwargs.pop("max_pending_handlers", 1000)
+        self._reading_paused = False
         self.retries: int = kwargs.pop("retries", 0)
         self.ack_timeout: float | None = kwargs.pop("ack_timeout", None)
         if self.retries < 0:
@@ -192,6 +197,7 @@ class AsyncClient:
         self.failed_namespaces: list[str] = []
         self.handlers: dict[str, dict[str, Handler]] = {}
         self.namespace_handlers: dict[str, Any] = {}
+        self.batch_handlers: dict[str, dict[str, Handler]] = {}
         #: per namespace: did the last connect restore the session (connection-state recovery)?
         self.recovered_namespaces: dict[str, bool] = {}
         self.eio: EngineIO | None = None
@@ -213,19 +219,33 @@ class AsyncClient:
         return True
 
     def on(self, event: str, handler: Handler | None = None,
-           namespace: str | None = None) -> Any:
+           namespace: str | None = None, *, batch: bool = False) -> Any:
         """Register an event handler; without ``handler``, a decorator.
 
         ``'*'`` as the event is a catch-all (receives the event name first); ``'*'`` as the
         namespace catches every namespace (receives the namespace first). Plain functions are
         called inline, in arrival order; coroutine functions are started in arrival order.
+
+        With ``batch=True`` (a plain function, a real event name and namespace) the handler is
+        called once per socket read with a list of the events that arrived: each item is the
+        event's argument (a tuple when it has several, None when it has none). Batches keep the
+        arrival order with respect to every other event and packet.
         """
         nsp = namespace or "/"
 
         def set_handler(h: H) -> H:
             if not callable(h):
                 raise TypeError("handler must be callable")
-            self.handlers.setdefault(nsp, {})[event] = h
+            if batch:
+                if event == "*" or nsp == "*" or event in self.reserved_events:
+                    raise ValueError("batch handlers need a real event name and namespace")
+                if inspect.iscoroutinefunction(h):
+                    raise ValueError("batch handlers must be plain (sync) functions")
+                self.batch_handlers.setdefault(nsp, {})[event] = h
+                self.handlers.get(nsp, {}).pop(event, None)
+            else:
+                self.handlers.setdefault(nsp, {})[event] = h
+                self.batch_handlers.get(nsp, {}).pop(event, None)
             if nsp in self._conn.slots:
                 self._sync_slot(nsp)
             return h
@@ -319,7 +339,7 @@ class AsyncClient:
         self.connection_transports = transports
         self.socketio_path = socketio_path
         if namespaces is None:
-            nsps = set(self.handlers).union(self.namespace_handlers)
+            nsps = set(self.handlers).union(self.namespace_handlers, self.batch_handlers)
             nsps.discard("*")
             namespaces = sorted(nsps) or ["/"]
         elif isinstance(namespaces, str):
@@ -443,6 +463,7 @@ class AsyncClient:
             if not inspect.iscoroutinefunction(handler):
                 fast[event] = handler
         slot.fast = fast
+        slot.batch = dict(self.batch_handlers.get(nsp, {}))
 
     # -- packets from the compiled core --------------------------------------------------
 
@@ -521,6 +542,12 @@ class AsyncClient:
     def _on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
         event = data[0]
         args = tuple(data[1:])
+        batch = self.batch_handlers.get(nsp)
+        if batch is not None and event in batch:
+            # An event with an ack id (or before the namespace is set up): a batch of one.
+            item = args[0] if len(args) == 1 else (args or None)
+            self._invoke(batch[event], ([item],), event, nsp, ack_id)
+            return
         handler, hargs = self._get_event_handler(event, nsp, args)
         if handler is not None:
             self._invoke(handler, hargs, event, nsp, ack_id)
@@ -619,6 +646,10 @@ class AsyncClient:
         if not task.done():
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+            if (not self._reading_paused and self.max_pending_handlers
+                    and len(self._tasks) >= self.max_pending_handlers and self.eio is not None):
+                self._reading_paused = True
+                self.eio.pause_reading()
         else:
             self._task_done(task, discard=False)
         return task
@@ -626,6 +657,10 @@ class AsyncClient:
     def _task_done(self, task: asyncio.Task[Any], discard: bool = True) -> None:
         if discard:
             self._tasks.discard(task)
+            if self._reading_paused and len(self._tasks) <= self.max_pending_handlers // 2:
+                self._reading_paused = False
+                if self.eio is not None:
+                    self.eio.resume_reading()
         if not task.cancelled() and task.exception() is not None:
             self.logger.error("Async handler raised", exc_info=task.exception())
 
@@ -857,6 +892,7 @@ class AsyncClient:
         """Called by EngineIO when the session dies without us asking."""
         was = list(self.namespaces)
         self.eio = None
+        self._reading_paused = False
         self.namespaces = {}
         self.connected = False
         self._conn.engine = None

@@ -90,8 +90,9 @@ class Client:
     def is_asyncio_based(self) -> bool:
         return False
 
-    def on(self, event: str, handler: Handler | None = None, namespace: str | None = None) -> Any:
-        return self._client.on(event, handler, namespace)
+    def on(self, event: str, handler: Handler | None = None, namespace: str | None = None,
+           *, batch: bool = False) -> Any:
+        return self._client.on(event, handler, namespace, batch=batch)
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         return self._client.event(*args, **kwargs)

@@ -135,6 +135,8 @@ class EngineIO:
         self._outbox: list[tuple[bytes, bool]] = []
         self._outbox_ready = asyncio.Event()
         self._poll_paused = False
+        self._read_gate = asyncio.Event()
+        self._read_gate.set()
         self._upgrade_task: asyncio.Task[None] | None = None
         self._probe_waiter: asyncio.Future[bool] | None = None
 
@@ -194,6 +196,19 @@ class EngineIO:
 
     def transport(self) -> str | None:
         return self.transport_name
+
+    def pause_reading(self) -> None:
+        """Stop reading from the server (backpressure); the heartbeat watchdog is suspended."""
+        self._read_gate.clear()
+        if self._ws is not None:
+            self._ws.underlying_transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._read_gate.set()
+        # Pings queued behind the pause were not the server's fault: restart the clock.
+        self.conn.touch_ping()
+        if self._ws is not None and not self._ws.is_disconnected:
+            self._ws.underlying_transport.resume_reading()
 
     # -- websocket -----------------------------------------------------------------------
 
@@ -324,6 +339,7 @@ class EngineIO:
                 conn.feed_binary(data)
             else:
                 conn.feed_text(chr(48 + t) + data)
+        conn.flush_batch()
 
     def _enqueue(self, data: bytes, binary: bool) -> None:
         self._outbox.append((data, binary))
@@ -334,6 +350,7 @@ class EngineIO:
         timeout = (self.open.ping_interval + self.open.ping_timeout) / 1000 + 5
         try:
             while self.state == "connected" and not self._poll_paused:
+                await self._read_gate.wait()
                 text = await self._get(timeout)
                 packets = decode_eio_payload(text)
                 self._feed_payload(packets)
@@ -470,6 +487,9 @@ class EngineIO:
             return
         limit = self._heartbeat_limit()
         age = self.conn.ping_age()
+        if not self._read_gate.is_set():
+            age = 0.0  # we are not reading: the missing pings are ours, not the server's
+            self.conn.touch_ping()
         if age >= limit:
             self.logger.info("No ping from the server for %.1f s: the link is dead", age)
             self._fail(Reason.PING_TIMEOUT, None)

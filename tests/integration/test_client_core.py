@@ -438,3 +438,59 @@ async def test_emit_over_server_max_payload_is_a_clear_error(node_server: Any) -
         assert await sio.call("ack", 1, timeout=5) == 1
     finally:
         await sio.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_batch_handler_gets_events_in_order_interleaved_correctly(
+    node_server: Any, transports: list[str]
+) -> None:
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False)
+    order: list[Any] = []
+    batches: list[int] = []
+
+    @sio.on("tick", batch=True)
+    def ticks(items: list[Any]) -> None:
+        batches.append(len(items))
+        order.extend(items)
+
+    sio.on("bin_tick", lambda n, b: order.append(("bin", n)))
+    await sio.connect(server.url, transports=transports)
+    try:
+        await sio.emit("burst", 2000)
+        await sio.emit("burst_binary", 2)
+        await sio.emit("burst", 3)
+        await wait_for(lambda: len(order) == 2005, timeout=10)
+        assert order == [*range(2000), ("bin", 0), ("bin", 1), 0, 1, 2]
+        assert sum(batches) == 2003 and len(batches) < 2003  # really batched
+    finally:
+        await sio.disconnect()
+
+
+async def test_slow_async_handlers_pause_reading_instead_of_queueing(node_server: Any) -> None:
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False, max_pending_handlers=50)
+    started: list[int] = []
+    running = 0
+    peak = 0
+
+    @sio.on("tick")
+    async def tick(seq: int) -> None:
+        nonlocal running, peak
+        started.append(seq)
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.002)
+        running -= 1
+
+    await sio.connect(server.url, transports=["websocket"])
+    try:
+        await sio.emit("burst", 3000)
+        await wait_for(lambda: len(started) == 3000 and running == 0, timeout=30)
+        assert started == list(range(3000))
+        # Frames already read when the limit is hit are still dispatched, so allow one read's
+        # worth of slack, but nothing like the 3000 an unbounded queue would reach.
+        assert peak < 1000
+        assert sio.connected
+    finally:
+        await sio.disconnect()
