@@ -305,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event", default="tick", help="event to count (default: tick)")
     p.add_argument("--rtt-event", metavar="NAME",
                    help="also measure ack round trips by calling this event")
+    p.add_argument("--batch", action="store_true",
+                   help="count with a batch handler (on(..., batch=True)) instead of a plain one")
     p.add_argument("--compare", action="store_true",
                    help="also run python-socketio (when installed) and print the ratio")
     p.add_argument("--namespace", "-n", default="/", metavar="NS", help="namespace (default /)")
