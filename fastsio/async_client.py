@@ -735,9 +735,9 @@ class AsyncClient:
             self._buffer_packet(_Buffered(nsp, payload, ack_id))
         except BaseException:
             if ack_id is not None:
-                entry = self._conn.acks.pop(ack_id)
-                if entry is not None and entry.timer is not None:
-                    entry.timer.cancel()
+                lost = self._conn.acks.pop(ack_id)
+                if lost is not None and lost.timer is not None:
+                    lost.timer.cancel()
             raise
 
     async def send(self, data: Any, namespace: str | None = None,

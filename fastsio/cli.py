@@ -152,14 +152,17 @@ async def _listen(args: argparse.Namespace) -> int:
         if args.count and total >= args.count:
             done.set()
 
+    def say(message: str) -> None:
+        if not args.quiet:
+            _status(message)
+
     for nsp in namespaces:
         sio.on("*", lambda event, *a, nsp=nsp: on_any(event, nsp, *a), namespace=nsp)
-        sio.on("connect", lambda nsp=nsp: args.quiet or _status(f"connected to {nsp}"),
+        sio.on("connect", lambda nsp=nsp: say(f"connected to {nsp}"), namespace=nsp)
+        sio.on("disconnect", lambda reason, nsp=nsp: say(f"disconnected from {nsp}: {reason}"),
                namespace=nsp)
-        sio.on("disconnect", lambda reason, nsp=nsp: args.quiet or _status(
-            f"disconnected from {nsp}: {reason}"), namespace=nsp)
-    sio.on("reconnect_attempt", lambda n: args.quiet or _status(f"reconnecting (attempt {n})"))
-    sio.on("reconnect", lambda n: args.quiet or _status(f"reconnected after {n} attempt(s)"))
+    sio.on("reconnect_attempt", lambda n: say(f"reconnecting (attempt {n})"))
+    sio.on("reconnect", lambda n: say(f"reconnected after {n} attempt(s)"))
 
     try:
         await sio.connect(args.url, namespaces=namespaces, **_connect_options(args))
@@ -326,12 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    runner: Any = asyncio.run
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover
-        runner = asyncio.run
+        pass
     try:
         if args.command == "listen":
             if args.count is not None and args.count <= 0:

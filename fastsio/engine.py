@@ -240,6 +240,7 @@ class EngineIO:
             picows.ws_connect(lambda: EngineListener(self.conn, self, probing), url, **options),
             self.request_timeout,
         )
+        assert isinstance(listener, EngineListener)
         if transport.is_disconnected:
             # picows completes the handshake future when the link drops mid-handshake.
             raise ConnectionError("connection closed during the WebSocket handshake")
@@ -297,7 +298,7 @@ class EngineIO:
         import aiohttp
 
         session = await self._ensure_session()
-        packets = []
+        packets: list[tuple[int, str | bytes]] = []
         for data, binary in frames:
             if binary:
                 packets.append((4, data))

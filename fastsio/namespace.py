@@ -17,6 +17,9 @@ class _BaseNamespace:
     def _set_client(self, client: Any) -> None:
         self.client = client
 
+    def is_asyncio_based(self) -> bool:
+        raise NotImplementedError
+
     def trigger_event(self, event: str, *args: Any) -> Any:
         """Call ``on_<event>`` if defined; its result (maybe awaitable) is returned."""
         handler_name = "on_" + (event or "")

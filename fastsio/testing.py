@@ -175,8 +175,14 @@ class _Codec:
             raise ValueError(f"serializer must be 'json' or 'msgpack', not {serializer!r}")
         self.msgpack = serializer == "msgpack"
 
-    def encode(self, ptype: int, nsp: str, data: Any = None, ack_id: int | None = None,
-               attachments: int = 0) -> tuple[bytes, bool]:
+    def encode(
+        self,
+        ptype: int,
+        nsp: str,
+        data: Any = None,
+        ack_id: int | None = None,
+        attachments: int = 0,
+    ) -> tuple[bytes, bool]:
         """Encode one packet; ``data=None`` omits the data field."""
         if self.msgpack:
             packet: dict[str, Any] = {"type": ptype, "nsp": nsp}
@@ -274,7 +280,7 @@ class FirehoseServer:
             host,
             port,
             max_frame_size=self.max_payload,
-            logger_name="fastsio.testing",
+            logger_name=logger,
         )
         sock = self._server.sockets[0]
         self._host, self._port = sock.getsockname()[:2]
@@ -291,7 +297,7 @@ class FirehoseServer:
         for conn in conns:
             try:
                 await asyncio.wait_for(conn.transport.wait_disconnected(), 2)
-            except (asyncio.TimeoutError, Exception):  # noqa: PERF203 - a few connections
+            except Exception:
                 conn.transport.disconnect(graceful=False)
         await server.wait_closed()
 
@@ -316,7 +322,8 @@ class FirehoseServer:
     @property
     def url(self) -> str:
         """``http://host:port`` — the URL to give a Socket.IO client's ``connect``."""
-        return f"http://{self._host}:{self._port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -360,7 +367,7 @@ def _error_response(code: int, message: str) -> WSUpgradeResponseWithListener:
     return WSUpgradeResponseWithListener(response, None)
 
 
-class _Connection(WSListener):  # type: ignore[misc]
+class _Connection(WSListener):
     """One Engine.IO session of a :class:`FirehoseServer`."""
 
     transport: WSTransport
@@ -458,8 +465,15 @@ class _Connection(WSListener):  # type: ignore[misc]
             if not isinstance(obj, dict) or not isinstance(obj.get("type"), int):
                 raise ValueError("msgpack Socket.IO packet is not a map with a type")
             nsp = obj.get("nsp", "/")
-            self._on_packet(_Packet(obj["type"], nsp if isinstance(nsp, str) else "/",
-                                    obj.get("data"), obj.get("id"), 0))
+            self._on_packet(
+                _Packet(
+                    obj["type"],
+                    nsp if isinstance(nsp, str) else "/",
+                    obj.get("data"),
+                    obj.get("id"),
+                    0,
+                )
+            )
             return
         pending = self.pending
         if pending is None:
@@ -492,8 +506,7 @@ class _Connection(WSListener):  # type: ignore[misc]
         self._send(_CONNECT, nsp, {"sid": sid})
         server = self.server
         server.stats.namespaces_connected += 1
-        if (server.count > 0 and self.stream_task is None
-                and server.namespace in (None, nsp)):
+        if server.count > 0 and self.stream_task is None and server.namespace in (None, nsp):
             self.stream_nsp = nsp
             self.stream_task = asyncio.get_running_loop().create_task(self._stream(nsp))
 
@@ -516,6 +529,8 @@ class _Connection(WSListener):  # type: ignore[misc]
         """End the session: optionally Socket.IO DISCONNECT every namespace, then close."""
         if self.transport.is_disconnected:
             return
+        if self.stream_task is not None:
+            self.stream_task.cancel()
         if send_disconnect:
             for nsp in list(self.namespaces):
                 self._send(_DISCONNECT, nsp)
@@ -582,7 +597,7 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
             if kind == "uvloop":
                 raise
         else:
-            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+            return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 
@@ -619,20 +634,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--count", type=int, default=1_000_000,
-                        help="events per connection, 0 for none (default 1000000)")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=1_000_000,
+        help="events per connection, 0 for none (default 1000000)",
+    )
     parser.add_argument("--serializer", choices=("json", "msgpack"), default="json")
     parser.add_argument("--event", default=DEFAULT_EVENT)
-    parser.add_argument("--payload", default=None,
-                        help="the event argument as JSON (default: a small tick object)")
-    parser.add_argument("--namespace", default=None,
-                        help="stream only on this namespace (default: the first one joined)")
-    parser.add_argument("--ack-echo", action="store_true",
-                        help="answer client events that request an ack with their arguments")
+    parser.add_argument(
+        "--payload", default=None, help="the event argument as JSON (default: a small tick object)"
+    )
+    parser.add_argument(
+        "--namespace",
+        default=None,
+        help="stream only on this namespace (default: the first one joined)",
+    )
+    parser.add_argument(
+        "--ack-echo",
+        action="store_true",
+        help="answer client events that request an ack with their arguments",
+    )
     parser.add_argument("--ping-interval", type=float, default=25.0, help="seconds")
     parser.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
-    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
-                        help="event loop (auto: uvloop when installed)")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop (auto: uvloop when installed)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     loop = _new_loop(args.loop)
