@@ -212,6 +212,9 @@ class AsyncClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wait_timeout: float = 1
+        # The Engine.IO session on which every namespace got connected; a session lost before
+        # that is a failed connection attempt (reported by connect()), not a disconnection.
+        self._established: EngineIO | None = None
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -407,6 +410,7 @@ class AsyncClient:
             self._send_connect(nsp, auth)
         if not wait:
             self.connected = True
+            self._established = eio
             return
         deadline = self._loop.time() + self._wait_timeout if self._loop else 0.0
         while len(self.namespaces) + len(self.failed_namespaces) < len(self.connection_namespaces):
@@ -420,6 +424,10 @@ class AsyncClient:
                 await asyncio.wait_for(self._connect_event.wait(), remaining)
             except asyncio.TimeoutError:
                 break
+        if self._established is eio:
+            # Every namespace connected. If the link has already dropped again, the loss was
+            # reported as a disconnection and the reconnection loop owns what follows.
+            return
         if set(self.namespaces) != set(self.connection_namespaces):
             failed = list(self.failed_namespaces)
             await self._abandon(eio)
@@ -498,6 +506,7 @@ class AsyncClient:
                          " (session recovered)" if self.recovered_namespaces[nsp] else "")
         if self.connected or len(self.namespaces) == len(self.connection_namespaces):
             self.connected = True
+            self._established = self.eio
         self._trigger_event("connect", nsp)
         self._flush_buffer(nsp)
         self._drain_queue()
@@ -890,6 +899,7 @@ class AsyncClient:
 
     def _on_engine_lost(self, reason: str) -> None:
         """Called by EngineIO when the session dies without us asking."""
+        lost_eio = self.eio
         was = list(self.namespaces)
         self.eio = None
         self._reading_paused = False
@@ -902,7 +912,7 @@ class AsyncClient:
         for nsp in was:
             self._trigger_event("disconnect", nsp, reason)
             self._trigger_event("__disconnect_final", nsp)
-        if not was:
+        if self._established is not lost_eio:
             return  # lost while connecting: _connect_once reports the failure
         if self.reconnection and not self._user_disconnect:
             loop = self._loop or asyncio.get_running_loop()

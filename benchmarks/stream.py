@@ -1,0 +1,654 @@
+"""Stream benchmark: events/s end to end from a local firehose server, per client.
+
+The firehose (fastsio/testing.py, run as a script so it does not import the client) runs in its
+own process; each client runs in its own subprocess, one at a time, interleaved over the rounds.
+Every client does the Engine.IO/Socket.IO handshake against the same server, receives ``count``
+identical events and stops at the server's ``done`` event. Reported per client (median of the
+rounds):
+
+- events/s: events received / time from the first event to the ``done`` event, as seen by the
+  client's own handler;
+- CPU us/event and CPU %: user+sys CPU time of the client process over that same window;
+- peak RSS: the client process's own ``ru_maxrss`` at the end;
+- server CPU %: the firehose process's CPU over the whole client run divided by the stream
+  window (an upper bound; near 100 % would mean the server is the bottleneck).
+
+Clients (append ``-asyncio`` to any name to run it on the default asyncio loop instead of
+uvloop, e.g. ``raw-asyncio``):
+
+- ``raw``: a Python-level picows ``WSListener`` counting frames (the practical ceiling);
+- ``raw_orjson``: the same plus ``orjson.loads(payload[2:])`` per frame (msgpack: ``unpackb``);
+- ``python-socketio``: ``socketio.AsyncClient`` with one plain sync handler;
+- ``fastsio``: the same code with ``import fastsio as socketio`` (``fastsio-asyncio``: on the
+  default asyncio loop).
+
+The installed fastsio is benchmarked, not the source tree: reinstall (``pip install .``) first.
+
+Usage::
+
+    python benchmarks/stream.py                       # all clients, JSON, 3 rounds
+    python benchmarks/stream.py --serializer msgpack --clients raw,fastsio
+    python benchmarks/stream.py --count 20000 --rounds 1 --clients raw,raw_orjson,python-socketio
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SERVER_SCRIPT = ROOT / "fastsio" / "testing.py"
+RESULTS_DIR = HERE / "results"
+
+DEFAULT_CLIENTS = "raw,raw_orjson,python-socketio,fastsio,fastsio-asyncio"
+BASE_CLIENTS = ("raw", "raw_orjson", "python-socketio", "fastsio")
+SLOW_CLIENTS = ("python-socketio",)  # get --slow-count events (events/s is what is compared)
+PACKAGES = (
+    "picows",
+    "aiofastnet",
+    "orjson",
+    "msgpack",
+    "uvloop",
+    "aiohttp",
+    "python-socketio",
+    "python-engineio",
+    "fastsio",
+)
+_LISTENING = re.compile(r"^LISTENING (\d+)$")
+
+
+# ==============================================================================================
+# Client side (runs in a worker subprocess: ``stream.py --worker NAME ...``)
+# ==============================================================================================
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+class _Window:
+    """First-event / done timestamps (wall and CPU) of one client run."""
+
+    def __init__(self) -> None:
+        self.t0 = self.t1 = self.cpu0 = self.cpu1 = 0.0
+        self.done_count: int | None = None
+
+    def first(self) -> None:
+        self.t0 = time.perf_counter()
+        self.cpu0 = _cpu()
+
+    def last(self, done_count: Any) -> None:
+        self.t1 = time.perf_counter()
+        self.cpu1 = _cpu()
+        self.done_count = done_count
+
+
+def _make_raw_listeners(serializer: str) -> dict[str, type]:
+    """Build the raw picows listener classes (imports picows only in the worker)."""
+    import msgpack
+    import orjson
+    from picows import WSListener, WSMsgType
+
+    loads = orjson.loads
+    unpackb = msgpack.unpackb
+    is_msgpack = serializer == "msgpack"
+    connect_packet = msgpack.packb({"type": 0, "nsp": "/"}) if is_msgpack else b"40"
+    connect_type = WSMsgType.BINARY if is_msgpack else WSMsgType.TEXT
+
+    class RawCounter(WSListener):  # type: ignore[misc]
+        """Counts event frames; everything that is not a tick goes through ``slow``.
+
+        A tick is recognized by its payload size once the first one has been decoded: every
+        tick of the stream is the same pre-encoded frame, and nothing else has that size.
+        """
+
+        def __init__(self, done: asyncio.Future[None], window: _Window) -> None:
+            super().__init__()
+            self.done = done
+            self.window = window
+            self.n = 0
+            self.tick_size = -1
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.payload_size == self.tick_size:
+                self.n += 1
+                return
+            self.slow(transport, frame)
+
+        def slow(self, transport: Any, frame: Any) -> None:
+            data = frame.get_payload_as_bytes()
+            msg_type = frame.msg_type
+            if msg_type == WSMsgType.TEXT:
+                kind = data[:1]
+                if kind == b"2":
+                    transport.send(WSMsgType.TEXT, b"3")
+                elif kind == b"0":
+                    transport.send(connect_type, connect_packet)
+                elif kind == b"4" and not is_msgpack:
+                    ptype = data[1:2]
+                    if ptype == b"2":
+                        self.event(loads(data[2:]), len(data))
+                    elif ptype != b"0":
+                        self.fail(f"unexpected packet {data[:64]!r}")
+                else:
+                    self.fail(f"unexpected Engine.IO packet {data[:64]!r}")
+            elif msg_type == WSMsgType.BINARY and is_msgpack:
+                pkt = unpackb(data)
+                if pkt["type"] == 2:
+                    self.event(pkt["data"], len(data))
+                elif pkt["type"] != 0:
+                    self.fail(f"unexpected packet {pkt!r:.64}")
+            elif msg_type == WSMsgType.CLOSE:
+                self.fail("server closed the WebSocket")
+
+        def event(self, args: list[Any], size: int) -> None:
+            if args[0] == "done":
+                self.window.last(args[1])
+                if not self.done.done():
+                    self.done.set_result(None)
+            else:
+                if self.tick_size < 0:
+                    self.window.first()
+                    self.tick_size = size
+                self.n += 1
+
+        def fail(self, why: str) -> None:
+            if not self.done.done():
+                self.done.set_exception(RuntimeError(why))
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            self.fail("disconnected before 'done'")
+
+    class RawOrjson(RawCounter):
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.payload_size == self.tick_size:
+                loads(frame.get_payload_as_bytes()[2:])
+                self.n += 1
+                return
+            self.slow(transport, frame)
+
+    class RawMsgpack(RawCounter):
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.payload_size == self.tick_size:
+                unpackb(frame.get_payload_as_bytes())
+                self.n += 1
+                return
+            self.slow(transport, frame)
+
+    return {"raw": RawCounter, "raw_orjson": RawMsgpack if is_msgpack else RawOrjson}
+
+
+async def _run_raw(name: str, url: str, serializer: str, timeout: float) -> dict[str, Any]:
+    from picows import WSCloseCode, ws_connect
+
+    cls = _make_raw_listeners(serializer)[name]
+    window = _Window()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ws_url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
+    transport, listener = await ws_connect(lambda: cls(done, window), ws_url)
+    try:
+        await asyncio.wait_for(done, timeout)
+    finally:
+        transport.send_close(WSCloseCode.OK)
+        transport.disconnect()
+        await transport.wait_disconnected()
+    return _summary(window, int(getattr(listener, "n")))  # noqa: B009
+
+
+async def _run_socketio(module: str, url: str, serializer: str, timeout: float) -> dict[str, Any]:
+    if module == "fastsio":
+        try:
+            import fastsio as socketio
+
+            socketio.AsyncClient  # noqa: B018 - the API this benchmark needs
+        except (ImportError, AttributeError) as exc:
+            return {"skipped": f"fastsio is not importable yet ({exc})"}
+    else:
+        import socketio  # type: ignore[no-redef]
+
+    # --- the benchmarked client code: identical for python-socketio and fastsio ---
+    sio = socketio.AsyncClient(serializer="msgpack" if serializer == "msgpack" else "default")
+    counter = 0
+
+    def tick(data: Any) -> None:
+        nonlocal counter
+        counter += 1
+
+    # --- measurement scaffolding: time the first event, then swap in the plain handler ---
+    window = _Window()
+    finished = asyncio.Event()
+
+    def first_tick(data: Any) -> None:
+        nonlocal counter
+        window.first()
+        counter += 1
+        sio.on("tick", tick)
+
+    def done(count: Any) -> None:
+        window.last(count)
+        finished.set()
+
+    sio.on("tick", first_tick)
+    sio.on("done", done)
+    await sio.connect(url, transports=["websocket"])
+    try:
+        await asyncio.wait_for(finished.wait(), timeout)
+    finally:
+        await sio.disconnect()
+    result = _summary(window, counter)
+    result["module_file"] = getattr(socketio, "__file__", None)
+    return result
+
+
+def _summary(window: _Window, received: int) -> dict[str, Any]:
+    elapsed = window.t1 - window.t0
+    cpu = window.cpu1 - window.cpu0
+    return {
+        "received": received,
+        "done_count": window.done_count,
+        "elapsed_s": elapsed,
+        "events_per_s": received / elapsed if elapsed > 0 else None,
+        "cpu_s": cpu,
+        "cpu_us_per_event": cpu / received * 1e6 if received else None,
+        "cpu_percent": cpu / elapsed * 100 if elapsed > 0 else None,
+    }
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.SelectorEventLoop()
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    """Run one client once and print one JSON line with its figures."""
+    base, loop_kind = split_client(args.worker)
+    if base in ("raw", "raw_orjson"):
+        coro = _run_raw(base, args.url, args.serializer, args.timeout)
+    else:
+        coro = _run_socketio(
+            "fastsio" if base == "fastsio" else "socketio", args.url, args.serializer, args.timeout
+        )
+    loop = _new_loop(loop_kind)
+    try:
+        asyncio.set_event_loop(loop)
+        result = loop.run_until_complete(coro)
+    except Exception as exc:  # reported to the parent, which marks the run failed
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    result["loop"] = loop_kind
+    result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# ==============================================================================================
+# Parent side
+# ==============================================================================================
+
+
+def split_client(name: str) -> tuple[str, str]:
+    """``"fastsio-asyncio"`` -> ``("fastsio", "asyncio")``; no suffix means uvloop."""
+    if name.endswith("-asyncio"):
+        return name[: -len("-asyncio")], "asyncio"
+    return name, "uvloop"
+
+
+class FirehoseProcess:
+    """``fastsio/testing.py`` running as a separate process."""
+
+    def __init__(self, count: int, serializer: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(SERVER_SCRIPT),
+                "--port",
+                "0",
+                "--count",
+                str(count),
+                "--serializer",
+                serializer,
+                "--loop",
+                "uvloop",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=HERE,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        match = _LISTENING.match(line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"firehose server did not start (got {line!r})")
+        self.port = int(match.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_client(
+    name: str, server: FirehoseProcess, serializer: str, count: int, timeout: float
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        name,
+        "--url",
+        server.url,
+        "--serializer",
+        serializer,
+        "--timeout",
+        str(timeout),
+    ]
+    cpu_before = server.cpu_seconds()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=HERE)
+    except subprocess.TimeoutExpired:
+        return {"error": f"worker timed out after {timeout + 30:.0f} s"}
+    server_cpu = server.cpu_seconds() - cpu_before
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if "error" in result or "skipped" in result:
+        return result
+    if result["received"] != count or result["done_count"] != count:
+        result["error"] = (
+            f"received {result['received']} events, done said "
+            f"{result['done_count']}, expected {count}"
+        )
+    result["server_cpu_percent"] = (
+        server_cpu / result["elapsed_s"] * 100 if result["elapsed_s"] > 0 else None
+    )
+    return result
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib import metadata
+
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "packages": versions,
+    }
+
+
+def installed_fastsio_is_stale() -> str | None:
+    """Say why the installed fastsio differs from the source tree, or None if it matches."""
+    try:
+        from importlib.util import find_spec
+
+        spec = find_spec("fastsio")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        return "fastsio is not installed"
+    installed = Path(spec.origin).parent
+    if installed.resolve() == (ROOT / "fastsio").resolve():
+        return None
+    for src in sorted((ROOT / "fastsio").glob("*.py")):
+        other = installed / src.name
+        if not other.exists():
+            return f"{src.name} is missing from the installed copy ({installed})"
+        if hashlib.sha256(src.read_bytes()).digest() != hashlib.sha256(other.read_bytes()).digest():
+            return f"installed {src.name} differs from the source tree ({installed})"
+    return None
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "error" not in r and "skipped" not in r]
+    skipped = next((r["skipped"] for r in runs if "skipped" in r), None)
+    errors = [r["error"] for r in runs if "error" in r]
+
+    def med(key: str) -> float | None:
+        return _median([r.get(key) for r in ok])
+
+    return {
+        "client": name,
+        "loop": split_client(name)[1],
+        "count": runs[0].get("count") if runs else None,
+        "runs_ok": len(ok),
+        "events_per_s": med("events_per_s"),
+        "events_per_s_min": min((r["events_per_s"] for r in ok), default=None),
+        "events_per_s_max": max((r["events_per_s"] for r in ok), default=None),
+        "cpu_us_per_event": med("cpu_us_per_event"),
+        "cpu_percent": med("cpu_percent"),
+        "peak_rss_mb": (m / 1024 if (m := med("maxrss_kb")) is not None else None),
+        "server_cpu_percent": med("server_cpu_percent"),
+        "skipped": skipped,
+        "errors": errors,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> None:
+    raw = next((r["events_per_s"] for r in rows if r["client"] == "raw"), None)
+    psio = next((r["events_per_s"] for r in rows if r["client"] == "python-socketio"), None)
+    header = (
+        "client",
+        "events",
+        "events/s",
+        "vs raw",
+        "vs psio",
+        "CPU us/ev",
+        "CPU %",
+        "RSS MB",
+        "srv CPU %",
+    )
+    table = [header]
+    notes = []
+    for r in rows:
+        eps = r["events_per_s"]
+        table.append(
+            (
+                r["client"],
+                str(r["count"]),
+                _fmt(eps, ",.0f"),
+                _fmt(eps / raw if eps and raw else None, ".2f"),
+                _fmt(eps / psio if eps and psio else None, ".2f"),
+                _fmt(r["cpu_us_per_event"], ".2f"),
+                _fmt(r["cpu_percent"], ".0f"),
+                _fmt(r["peak_rss_mb"], ".1f"),
+                _fmt(r["server_cpu_percent"], ".0f"),
+            )
+        )
+        if r["skipped"]:
+            notes.append(f"{r['client']}: skipped - {r['skipped']}")
+        for err in r["errors"]:
+            notes.append(f"{r['client']}: FAILED - {err}")
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    print(f"\nstream benchmark, serializer={serializer}, median of {rounds} round(s)")
+    for i, row in enumerate(table):
+        print(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    for note in notes:
+        print(note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=1_000_000,
+        help="events per run for the fast clients (default 1000000)",
+    )
+    parser.add_argument(
+        "--slow-count",
+        type=int,
+        default=None,
+        help="events per run for python-socketio (default min(count, 100000))",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serializer", choices=("json", "msgpack"), default="json")
+    parser.add_argument(
+        "--clients", default=DEFAULT_CLIENTS, help=f"comma-separated (default {DEFAULT_CLIENTS})"
+    )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=None,
+        help="default benchmarks/results/stream-<serializer>.json",
+    )
+    parser.add_argument("--timeout", type=float, default=300.0, help="per client run, seconds")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = [c for c in clients if split_client(c)[0] not in BASE_CLIENTS]
+    if unknown:
+        parser.error(
+            f"unknown client(s) {unknown}; known: {', '.join(BASE_CLIENTS)} "
+            "(each optionally suffixed with -asyncio)"
+        )
+    slow_count = args.slow_count if args.slow_count is not None else min(args.count, 100_000)
+
+    def count_of(client: str) -> int:
+        return slow_count if split_client(client)[0] in SLOW_CLIENTS else args.count
+
+    stale = None
+    if any(split_client(c)[0] == "fastsio" for c in clients):
+        stale = installed_fastsio_is_stale()
+        if stale:
+            print(
+                f"warning: {stale}; the benchmark runs the installed fastsio "
+                "(reinstall with `pip install .`)",
+                file=sys.stderr,
+            )
+
+    servers: dict[int, FirehoseProcess] = {}
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+    started = time.time()
+    try:
+        for count in sorted({count_of(c) for c in clients}):
+            servers[count] = FirehoseProcess(count, args.serializer)
+        for rnd in range(1, args.rounds + 1):
+            for client in clients:
+                if runs[client] and "skipped" in runs[client][0]:
+                    continue
+                count = count_of(client)
+                result = run_client(client, servers[count], args.serializer, count, args.timeout)
+                result["count"] = count
+                result["round"] = rnd
+                runs[client].append(result)
+                _progress(client, rnd, result)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    rows = [summarize(c, runs[c]) for c in clients]
+    print_table(rows, args.serializer, args.rounds)
+    raw = next((r["events_per_s"] for r in rows if r["client"] == "raw"), None)
+    psio = next((r["events_per_s"] for r in rows if r["client"] == "python-socketio"), None)
+    for row in rows:
+        eps = row["events_per_s"]
+        row["ratio_vs_raw"] = eps / raw if eps and raw else None
+        row["ratio_vs_python_socketio"] = eps / psio if eps and psio else None
+
+    out = args.json_out or RESULTS_DIR / f"stream-{args.serializer}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "stream",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "config": {
+            "serializer": args.serializer,
+            "count": args.count,
+            "slow_count": slow_count,
+            "rounds": args.rounds,
+            "clients": clients,
+            "fastsio_install_warning": stale,
+            "event": '42["tick",{"s":"AAPL","p":123.45,"q":100,"t":1700000000123}]'
+            if args.serializer == "json"
+            else "msgpack {type:2,nsp:'/',data:['tick',{...}]}",
+        },
+        "machine": machine_info(),
+        "results": rows,
+        "runs": runs,
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+def _progress(client: str, rnd: int, result: dict[str, Any]) -> None:
+    if "skipped" in result:
+        msg = f"skipped: {result['skipped']}"
+    elif "error" in result:
+        msg = f"FAILED: {result['error']}"
+    else:
+        msg = (
+            f"{result['events_per_s']:,.0f} ev/s, {result['cpu_us_per_event']:.2f} us/ev, "
+            f"{result['maxrss_kb'] / 1024:.1f} MB"
+        )
+    print(f"round {rnd} {client:<20} {msg}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
