@@ -307,26 +307,35 @@ def encode_packet(int type, str nsp="/", data=None, id=None, json=None):
 
 # --- msgpack (socket.io-msgpack-parser / notepack wire format) --------------------------------
 
-cdef object _msgpack_ext_hook(int code, bytes data):
-    # notepack encodes `undefined` as fixext1 type 0, Date as fixext8 type 0 (float64 ms since
-    # the epoch) and ArrayBuffer as ext type 0 with the raw bytes.
+def _msgpack_ext_hook(int code, bytes data):
+    # notepack (socket.io-msgpack-parser) encodes `undefined` as fixext1 type 0 (one zero
+    # byte), a Date as fixext8 type 0 (milliseconds since the epoch: a signed big-endian 32-bit
+    # high word and an unsigned 32-bit low word) and an ArrayBuffer as ext type 0 with its bytes.
     cdef Py_ssize_t n = len(data)
+    cdef object ms
+    if code == -128:  # an ArrayBuffer, retagged by _mp_skip
+        return data
     if code == 0:
         if n == 1 and data[0] == 0:
             return None
         if n == 8:
-            ms = struct.unpack(">d", data)[0]
-            if ms == ms and -8.64e15 <= ms <= 8.64e15:
-                return _EPOCH + datetime.timedelta(milliseconds=ms)
+            hi, lo = struct.unpack(">iI", data)
+            ms = hi * 4294967296 + lo
+            if -8_640_000_000_000_000 <= ms <= 8_640_000_000_000_000:
+                try:
+                    return _EPOCH + datetime.timedelta(milliseconds=ms)
+                except OverflowError:
+                    pass
         return data
     return _ExtType(code, data)
 
 
-cdef object _msgpack_default(object obj):
+def _msgpack_default(obj):
     if isinstance(obj, datetime.datetime):
         if obj.tzinfo is None:
             obj = obj.replace(tzinfo=datetime.timezone.utc)
-        return _ExtType(0, struct.pack(">d", (obj - _EPOCH) / datetime.timedelta(milliseconds=1)))
+        ms = (obj - _EPOCH) // datetime.timedelta(milliseconds=1)
+        return _ExtType(0, struct.pack(">iI", ms >> 32, ms & 0xFFFFFFFF))
     if isinstance(obj, (bytearray, memoryview)):
         return bytes(obj)
     if isinstance(obj, tuple):
@@ -346,7 +355,7 @@ cdef bytes _encode_msgpack(int t, str nsp, object data, object ack_id):
         d["data"] = data
     if ack_id is not None:
         d["id"] = ack_id
-    return _msgpack_packb(d, use_bin_type=True, default=_msgpack_default)
+    return PyObject_Call(_msgpack_packb, (d,), _PACK_KW)
 
 
 def encode_msgpack(int type, str nsp="/", data=None, id=None):
@@ -356,34 +365,235 @@ def encode_msgpack(int type, str nsp="/", data=None, id=None):
     return _encode_msgpack(type, nsp, data, id)
 
 
-cdef Packet _decode_msgpack(const char* buf, Py_ssize_t size):
-    cdef object obj
+# A type code msgpack reserves (-128) that the retagging walk gives to notepack ArrayBuffers.
+cdef unsigned char _EXT_ARRAYBUFFER = 0x80
+
+
+cdef inline uint64_t _be(const unsigned char* p, int n) noexcept:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(n):
+        v = (v << 8) | p[i]
+    return v
+
+
+cdef Py_ssize_t _mp_skip(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t size,
+                         unsigned char* retag=NULL) except -2:
+    """Return the offset just past the msgpack value at pos, or -1 if it is truncated/invalid.
+
+    Iterative (a count of values still to skip), so hostile nesting cannot exhaust the stack;
+    every value consumes at least one byte, so the loop is bounded by the input size.
+
+    notepack sends an ArrayBuffer as ext8/16/32 type 0 and `undefined`/Date as fixext type 0;
+    msgpack's ext_hook cannot tell them apart. With ``retag`` (a writable copy of buf), the
+    type byte of every ext8/16/32 of type 0 is rewritten to _EXT_ARRAYBUFFER in it.
+    """
+    cdef uint64_t todo = 1
+    cdef Py_ssize_t tpos
+    cdef unsigned char c
+    cdef uint64_t n
+    while todo:
+        if pos >= size:
+            return -1
+        c = buf[pos]
+        todo -= 1
+        if c <= 0x7f or c >= 0xe0 or c == 0xc0 or c == 0xc2 or c == 0xc3:
+            pos += 1
+        elif c <= 0x8f:
+            todo += 2 * <uint64_t>(c & 0x0f)
+            pos += 1
+        elif c <= 0x9f:
+            todo += c & 0x0f
+            pos += 1
+        elif c <= 0xbf:
+            pos += 1 + (c & 0x1f)
+        elif c == 0xc4 or c == 0xd9:  # bin8, str8
+            if pos + 2 > size:
+                return -1
+            pos += 2 + buf[pos + 1]
+        elif c == 0xc5 or c == 0xda:  # bin16, str16
+            if pos + 3 > size:
+                return -1
+            pos += 3 + <Py_ssize_t>_be(buf + pos + 1, 2)
+        elif c == 0xc6 or c == 0xdb:  # bin32, str32
+            if pos + 5 > size:
+                return -1
+            pos += 5 + <Py_ssize_t>_be(buf + pos + 1, 4)
+        elif c == 0xc7 or c == 0xc8 or c == 0xc9:  # ext8, ext16, ext32
+            tpos = pos + (2 if c == 0xc7 else 3 if c == 0xc8 else 5)
+            if tpos + 1 > size:
+                return -1
+            if retag != NULL and buf[tpos] == 0:
+                retag[tpos] = _EXT_ARRAYBUFFER
+            if c == 0xc7:
+                pos = tpos + 1 + buf[pos + 1]
+            elif c == 0xc8:
+                pos = tpos + 1 + <Py_ssize_t>_be(buf + pos + 1, 2)
+            else:
+                pos = tpos + 1 + <Py_ssize_t>_be(buf + pos + 1, 4)
+        elif c == 0xca or c == 0xce or c == 0xd2:
+            pos += 5
+        elif c == 0xcb or c == 0xcf or c == 0xd3:
+            pos += 9
+        elif c == 0xcc or c == 0xd0:
+            pos += 2
+        elif c == 0xcd or c == 0xd1:
+            pos += 3
+        elif c == 0xd4:
+            pos += 3
+        elif c == 0xd5:
+            pos += 4
+        elif c == 0xd6:
+            pos += 6
+        elif c == 0xd7:
+            pos += 10
+        elif c == 0xd8:
+            pos += 18
+        elif c == 0xdc or c == 0xde:  # array16, map16
+            if pos + 3 > size:
+                return -1
+            n = _be(buf + pos + 1, 2)
+            todo += n * 2 if c == 0xde else n
+            pos += 3
+        elif c == 0xdd or c == 0xdf:  # array32, map32
+            if pos + 5 > size:
+                return -1
+            n = _be(buf + pos + 1, 4)
+            todo += n * 2 if c == 0xdf else n
+            pos += 5
+        else:  # 0xc1: never used
+            return -1
+    return pos if pos <= size else -1
+
+
+cdef int _mp_uint(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end,
+                  uint64_t* out) except -1:
+    """Read an unsigned integer value at pos; returns 1 if it is one, 0 otherwise."""
+    cdef unsigned char c = buf[pos]
+    if c <= 0x7f:
+        out[0] = c
+        return 1
+    if c == 0xcc and pos + 2 <= end:
+        out[0] = buf[pos + 1]
+        return 1
+    if c == 0xcd and pos + 3 <= end:
+        out[0] = _be(buf + pos + 1, 2)
+        return 1
+    if c == 0xce and pos + 5 <= end:
+        out[0] = _be(buf + pos + 1, 4)
+        return 1
+    if c == 0xcf and pos + 9 <= end:
+        out[0] = _be(buf + pos + 1, 8)
+        return 1
+    return 0
+
+
+cdef inline Py_ssize_t _mp_str(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end,
+                               Py_ssize_t* length) noexcept:
+    """If a str is at pos, return the offset of its bytes and set length; else -1."""
+    cdef unsigned char c = buf[pos]
+    if 0xa0 <= c <= 0xbf:
+        length[0] = c & 0x1f
+        return pos + 1
+    if c == 0xd9 and pos + 2 <= end:
+        length[0] = buf[pos + 1]
+        return pos + 2
+    if c == 0xda and pos + 3 <= end:
+        length[0] = <Py_ssize_t>_be(buf + pos + 1, 2)
+        return pos + 3
+    return -1
+
+
+cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
+    # The envelope {type, nsp, data, id} is parsed on the buffer; only `data` goes through
+    # msgpack.unpackb, so no dict or key strings are built for the envelope itself.
+    cdef const unsigned char* buf = <const unsigned char*>cbuf
+    cdef Py_ssize_t pos = 0, npairs, i, kpos, klen, vend, spos, slen
+    cdef Py_ssize_t data_start = -1, data_end = -1
+    cdef uint64_t v
+    cdef int t = -1
+    cdef object nsp = _ROOT_NSP
+    cdef object ack_id = None
+    cdef object data = None
+    cdef bytes body
+    cdef unsigned char c
     cdef Packet p
-    cdef object t, nsp, ack_id
-    try:
-        obj = _msgpack_unpackb(PyBytes_FromStringAndSize(buf, size), raw=False,
-                               ext_hook=_msgpack_ext_hook, strict_map_key=False)
-    except Exception as exc:
-        raise ProtocolError(f"invalid msgpack payload: {exc!r}", _truncated(buf, size)) from None
-    if type(obj) is not dict:
-        raise ProtocolError("msgpack packet is not a map", _truncated(buf, size))
-    t = (<dict>obj).get("type")
-    nsp = (<dict>obj).get("nsp", "/")
-    ack_id = (<dict>obj).get("id")
-    if type(t) is not int or not (0 <= t <= 4):
-        raise ProtocolError("msgpack packet with an invalid type", _truncated(buf, size))
-    if type(nsp) is not str:
-        raise ProtocolError("msgpack packet with an invalid nsp", _truncated(buf, size))
-    if ack_id is not None and (type(ack_id) is not int or ack_id < 0):
-        raise ProtocolError("msgpack packet with an invalid id", _truncated(buf, size), nsp)
+    if size < 1:
+        raise ProtocolError("empty msgpack packet", b"")
+    c = buf[0]
+    if 0x80 <= c <= 0x8f:
+        npairs = c & 0x0f
+        pos = 1
+    elif c == 0xde and size >= 3:
+        npairs = <Py_ssize_t>_be(buf + 1, 2)
+        pos = 3
+    else:
+        raise ProtocolError("msgpack packet is not a map", _truncated(cbuf, size))
+    for i in range(npairs):
+        if pos >= size:
+            raise ProtocolError("truncated msgpack packet", _truncated(cbuf, size))
+        kpos = _mp_str(buf, pos, size, &klen)
+        if kpos < 0 or kpos + klen > size:
+            raise ProtocolError("msgpack packet with a non-string key", _truncated(cbuf, size))
+        pos = kpos + klen
+        vend = _mp_skip(buf, pos, size)
+        if vend < 0:
+            raise ProtocolError("truncated or invalid msgpack packet", _truncated(cbuf, size))
+        if klen == 4 and memcmp(buf + kpos, b"type", 4) == 0:
+            if not _mp_uint(buf, pos, vend, &v) or v > 4:
+                raise ProtocolError("msgpack packet with an invalid type", _truncated(cbuf, size))
+            t = <int>v
+        elif klen == 4 and memcmp(buf + kpos, b"data", 4) == 0:
+            data_start = pos
+            data_end = vend
+        elif klen == 3 and memcmp(buf + kpos, b"nsp", 3) == 0:
+            spos = _mp_str(buf, pos, vend, &slen)
+            if spos < 0 or spos + slen != vend:
+                raise ProtocolError("msgpack packet with an invalid nsp", _truncated(cbuf, size))
+            if slen == 1 and buf[spos] == 47:
+                nsp = _ROOT_NSP
+            else:
+                try:
+                    nsp = PyUnicode_DecodeUTF8(cbuf + spos, slen, NULL)
+                except UnicodeDecodeError:
+                    raise ProtocolError("msgpack nsp is not valid UTF-8",
+                                        _truncated(cbuf, size)) from None
+        elif klen == 2 and memcmp(buf + kpos, b"id", 2) == 0:
+            if buf[pos] == 0xc0:
+                ack_id = None
+            elif _mp_uint(buf, pos, vend, &v):
+                ack_id = v
+            else:
+                raise ProtocolError("msgpack packet with an invalid id", _truncated(cbuf, size))
+        pos = vend
+    if pos != size:
+        raise ProtocolError("trailing bytes after the msgpack packet", _truncated(cbuf, size))
+    if t < 0:
+        raise ProtocolError("msgpack packet without a type", _truncated(cbuf, size))
+    if data_start >= 0 and not (buf[data_start] == 0xd4 and data_end - data_start == 3
+                                and buf[data_start + 1] == 0):
+        # (`data: undefined` is the same as no data.)
+        body = PyBytes_FromStringAndSize(cbuf + data_start, data_end - data_start)
+        # The copy is not shared yet: retag ArrayBuffers in it before msgpack sees it.
+        _mp_skip(buf + data_start, 0, data_end - data_start,
+                 <unsigned char*>PyBytes_AS_STRING(body))
+        try:
+            data = PyObject_Call(_msgpack_unpackb, (body,), _UNPACK_KW)
+        except Exception as exc:
+            raise ProtocolError(f"invalid msgpack payload: {exc!r}",
+                                _truncated(cbuf, size)) from None
     p = Packet.__new__(Packet)
     p.type = t
     p.nsp = nsp
     p.id = ack_id
-    p.data = (<dict>obj).get("data")
+    p.data = data
     p.attachments = 0
-    _validate(p.type, p.data, ack_id is not None, nsp, buf, size)
+    _validate(t, data, ack_id is not None, nsp, cbuf, size)
     return p
+
+
+cdef dict _UNPACK_KW = {"raw": False, "ext_hook": _msgpack_ext_hook, "strict_map_key": False}
+cdef dict _PACK_KW = {"use_bin_type": True, "default": _msgpack_default}
 
 
 def decode_msgpack(data):

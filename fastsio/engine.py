@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 _MAX_PING_MS = 24 * 3600 * 1000
 _MIN_MAX_PAYLOAD = 1024
 
+#: Packets per polling POST: python-engineio servers silently drop a POST of more than 16.
+MAX_PACKETS_PER_POST = 16
+
 #: Slack added to pingInterval + pingTimeout before a silent link is declared dead.
 HEARTBEAT_MARGIN = 0.5
 
@@ -367,10 +370,11 @@ class EngineIO:
             while self.state == "connected":
                 await self._outbox_ready.wait()
                 self._outbox_ready.clear()
-                if not self._outbox:
-                    continue
-                frames, self._outbox = self._outbox, []
-                await self._post(frames)
+                while self._outbox:
+                    # python-engineio servers drop a whole POST of more than 16 packets.
+                    frames = self._outbox[:MAX_PACKETS_PER_POST]
+                    del self._outbox[:MAX_PACKETS_PER_POST]
+                    await self._post(frames)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -400,9 +404,10 @@ class EngineIO:
                     await self._post_task
                 except asyncio.CancelledError:
                     pass
-            pending, self._outbox = self._outbox, []
-            if pending:
-                await self._post(pending)
+            while self._outbox:
+                frames = self._outbox[:MAX_PACKETS_PER_POST]
+                del self._outbox[:MAX_PACKETS_PER_POST]
+                await self._post(frames)
             transport.send(picows.WSMsgType.TEXT, b"5")
             listener.probing = False
             self._ws, self._listener = transport, listener
