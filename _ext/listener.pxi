@@ -56,6 +56,11 @@ cdef class Connection:
     cdef str _batch_event
     cdef str _batch_nsp
     cdef public Py_ssize_t max_batch
+    # Backpressure: while `holding`, frames that were already read are kept (copied) here
+    # instead of dispatched; the socket is paused, so this holds at most one read's worth.
+    cdef public bint holding
+    cdef list _held
+    cdef Py_ssize_t _held_pos
     cdef public uint64_t packets_received
     cdef public uint64_t events_received
     cdef public uint64_t bytes_received
@@ -82,6 +87,9 @@ cdef class Connection:
         self._batch_handler = None
         self._batch_items = None
         self.max_batch = 65536
+        self.holding = False
+        self._held = []
+        self._held_pos = 0
 
     # -- transport plumbing (Python layer) --
 
@@ -93,6 +101,10 @@ cdef class Connection:
         self._ws = None
         self.poll_sender = None
         self.reset_stream()
+        # Frames of a dead session are not dispatched into the next one.
+        self.holding = False
+        self._held = []
+        self._held_pos = 0
         if self._batch_handler is not None:
             self._flush_batch()
 
@@ -111,6 +123,42 @@ cdef class Connection:
     def ping_age(self):
         """Seconds since the last server ping (or since touch_ping())."""
         return _monotonic() - self._last_ping
+
+    cdef inline bint _must_hold(self) noexcept:
+        return self.holding or self._held_pos < len(self._held)
+
+    cdef int _hold(self, bint binary, const char* buf, Py_ssize_t size) except -1:
+        self._held.append((binary, PyBytes_FromStringAndSize(buf, size)))
+        return 0
+
+    def hold(self):
+        """Stop dispatching: frames read from now on are kept until release()."""
+        self.holding = True
+
+    def release(self):
+        """Dispatch the kept frames in order until done or held again; True when all are out."""
+        cdef bytes data
+        cdef bint binary
+        self.holding = False
+        while self._held_pos < len(self._held) and not self.holding:
+            binary, data = self._held[self._held_pos]
+            self._held[self._held_pos] = None
+            self._held_pos += 1
+            if binary:
+                self._feed_binary(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            else:
+                self._feed_text(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        if self._held_pos >= len(self._held):
+            self._held = []
+            self._held_pos = 0
+            if self._batch_handler is not None:
+                self._flush_batch()
+            return True
+        return False
+
+    @property
+    def held(self):
+        return len(self._held) - self._held_pos
 
     def flush_batch(self):
         """Deliver the events accumulated for a batch handler (end of a read)."""
@@ -131,11 +179,17 @@ cdef class Connection:
     def feed_text(self, data):
         """Feed one Engine.IO text packet (polling transport, tests)."""
         cdef bytes b = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        if self._must_hold():
+            self._held.append((False, b))
+            return
         self._feed_text(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     def feed_binary(self, data):
         """Feed one Engine.IO binary message (polling transport, tests)."""
         cdef bytes b = bytes(data)
+        if self._must_hold():
+            self._held.append((True, b))
+            return
         self._feed_binary(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     # -- receive --
@@ -412,6 +466,9 @@ cdef class EngineListener(WSListener):
                 size = frame.payload_size
                 if self.conn.max_message_size > 0 and size > self.conn.max_message_size:
                     self._check_size(size)
+                if self.conn._must_hold():
+                    self.conn._hold(msg_type == WSMsgType.BINARY, frame.payload_ptr, size)
+                    return
                 if msg_type == WSMsgType.TEXT:
                     self.conn._feed_text(frame.payload_ptr, size)
                 else:
@@ -426,6 +483,9 @@ cdef class EngineListener(WSListener):
                 if frame.fin:
                     data = bytes(self._frag)
                     self._frag = None
+                    if self.conn._must_hold():
+                        self.conn._held.append((self._frag_type == WSMsgType.BINARY, data))
+                        return
                     if self._frag_type == WSMsgType.TEXT:
                         self.conn._feed_text(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
                     else:

@@ -669,7 +669,7 @@ class AsyncClient:
             if self._reading_paused and len(self._tasks) <= self.max_pending_handlers // 2:
                 self._reading_paused = False
                 if self.eio is not None:
-                    self.eio.resume_reading()
+                    self.eio.resume_reading()  # may pause again at once
         if not task.cancelled() and task.exception() is not None:
             self.logger.error("Async handler raised", exc_info=task.exception())
 

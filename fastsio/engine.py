@@ -201,12 +201,18 @@ class EngineIO:
         return self.transport_name
 
     def pause_reading(self) -> None:
-        """Stop reading from the server (backpressure); the heartbeat watchdog is suspended."""
+        """Stop dispatching and reading (backpressure); the heartbeat watchdog is suspended.
+
+        Frames already read are kept by the core (at most one read's worth) until resumed.
+        """
+        self.conn.hold()
         self._read_gate.clear()
         if self._ws is not None:
             self._ws.underlying_transport.pause_reading()
 
     def resume_reading(self) -> None:
+        if not self.conn.release():
+            return  # dispatching the kept frames filled the handlers up again
         self._read_gate.set()
         # Pings queued behind the pause were not the server's fault: restart the clock.
         self.conn.touch_ping()
@@ -243,8 +249,7 @@ class EngineIO:
             picows.ws_connect(lambda: EngineListener(self.conn, self, probing), url, **options),
             self.request_timeout,
         )
-        assert isinstance(listener, EngineListener)
-        if transport.is_disconnected:
+        if transport.is_disconnected or not isinstance(listener, EngineListener):
             # picows completes the handshake future when the link drops mid-handshake.
             raise ConnectionError("connection closed during the WebSocket handshake")
         return transport, listener
