@@ -923,7 +923,8 @@ class AsyncClient:
             self._set_stopped()
 
     async def _handle_reconnect(self) -> None:
-        assert self._reconnect_abort is not None
+        if self._reconnect_abort is None:
+            self._reconnect_abort = asyncio.Event()
         self._reconnect_abort.clear()
         attempt = 0
         while True:

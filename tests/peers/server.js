@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+// Socket.IO 4.8 test peer for the fastsio suite. The behaviour contract is in README.md (same
+// directory); tests/peers/pyserver.py implements the same contract on python-socketio.
+//
+//   node server.js [--port N] [--host H] [--parser json|msgpack] [--recovery]
+//                  [--ping-interval MS] [--ping-timeout MS] [--transports websocket,polling]
+//                  [--max-payload BYTES] [--stdin-watch]
+//
+// Prints exactly one line, "LISTENING <port>", on stdout once it accepts connections; everything
+// else goes to stderr.
+"use strict";
+
+const http = require("http");
+const { Server } = require("socket.io");
+
+function usage(msg) {
+  process.stderr.write(`server.js: ${msg}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = {
+    port: 0,
+    host: "127.0.0.1",
+    parser: "json",
+    recovery: false,
+    pingInterval: 25000,
+    pingTimeout: 20000,
+    transports: ["polling", "websocket"],
+    maxPayload: 1e6,
+    stdinWatch: false,
+  };
+  const int = (name, v) => {
+    if (v === undefined || !/^\d+$/.test(v)) usage(`${name} needs a non-negative integer`);
+    return Number(v);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    switch (a) {
+      case "--port": opts.port = int(a, argv[++i]); break;
+      case "--host": opts.host = argv[++i]; break;
+      case "--parser": opts.parser = argv[++i]; break;
+      case "--recovery": opts.recovery = true; break;
+      case "--ping-interval": opts.pingInterval = int(a, argv[++i]); break;
+      case "--ping-timeout": opts.pingTimeout = int(a, argv[++i]); break;
+      case "--max-payload": opts.maxPayload = int(a, argv[++i]); break;
+      case "--stdin-watch": opts.stdinWatch = true; break;
+      case "--transports":
+        opts.transports = (argv[++i] || "").split(",").map((s) => s.trim()).filter(Boolean);
+        for (const t of opts.transports) {
+          if (t !== "websocket" && t !== "polling") usage(`unknown transport ${t}`);
+        }
+        if (!opts.transports.length) usage("--transports needs at least one transport");
+        break;
+      default:
+        usage(`unknown argument ${a}`);
+    }
+  }
+  if (opts.parser !== "json" && opts.parser !== "msgpack") usage(`unknown parser ${opts.parser}`);
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+const serverOptions = {
+  pingInterval: opts.pingInterval,
+  pingTimeout: opts.pingTimeout,
+  transports: opts.transports,
+  maxHttpBufferSize: opts.maxPayload,
+  // A test peer must never linger: no CORS, no serving of the client bundle.
+  serveClient: false,
+};
+if (opts.parser === "msgpack") serverOptions.parser = require("socket.io-msgpack-parser");
+if (opts.recovery) {
+  serverOptions.connectionStateRecovery = {
+    maxDisconnectionDuration: 120000,
+    skipMiddlewares: true,
+  };
+}
+
+const httpServer = http.createServer();
+const io = new Server(httpServer, serverOptions);
+
+// Per-namespace server-side streams started by `stream_start`; they live on the namespace, not
+// on the socket that asked, so they keep emitting while that socket is cut off (recovery tests).
+const streams = new Map(); // nsp name -> {timer, seq}
+
+function stopStream(nsp) {
+  const s = streams.get(nsp.name);
+  if (s) {
+    clearInterval(s.timer);
+    streams.delete(nsp.name);
+  }
+}
+
+function startStream(nsp, intervalMs) {
+  stopStream(nsp);
+  const s = { seq: 0, timer: null };
+  s.timer = setInterval(() => nsp.emit("seq", s.seq++), Math.max(1, Number(intervalMs) || 1));
+  streams.set(nsp.name, s);
+}
+
+// Splits a trailing ack callback off the event arguments.
+function splitAck(args) {
+  if (args.length && typeof args[args.length - 1] === "function") {
+    return [args.slice(0, -1), args[args.length - 1]];
+  }
+  return [args, null];
+}
+
+function seqBuffer(seq) {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(seq >>> 0);
+  return b;
+}
+
+function installHandlers(nsp) {
+  nsp.on("connection", (socket) => {
+    socket.on("echo", (...raw) => {
+      const [args, cb] = splitAck(raw);
+      socket.emit("echo", ...args);
+      // Not in the ask of the event, but a client that passes a callback should not hang.
+      if (cb) cb();
+    });
+
+    socket.on("ack", (...raw) => {
+      const [args, cb] = splitAck(raw);
+      if (cb) cb(...args);
+    });
+
+    socket.on("auth", (cb) => typeof cb === "function" && cb(socket.handshake.auth));
+    socket.on("headers", (cb) => typeof cb === "function" && cb(socket.handshake.headers));
+    socket.on("query", (cb) => typeof cb === "function" && cb(socket.handshake.query));
+    socket.on("recovered", (cb) => typeof cb === "function" && cb(socket.recovered));
+
+    socket.on("join", (room, cb) => {
+      socket.join(room);
+      if (typeof cb === "function") cb(true);
+    });
+    socket.on("leave", (room, cb) => {
+      socket.leave(room);
+      if (typeof cb === "function") cb(true);
+    });
+
+    socket.on("to_room", (room, ...raw) => {
+      const [args] = splitAck(raw);
+      nsp.to(room).emit("room_msg", room, ...args);
+    });
+
+    socket.on("ask", (payload, cb) => {
+      // The callback form (rather than emitWithAck) keeps every ack argument; emitWithAck
+      // resolves with the first one only.
+      socket.timeout(5000).emit("question", payload, (err, ...answer) => {
+        if (!socket.connected) return;
+        if (err) socket.emit("answer_error", err.message);
+        else socket.emit("answer", answer);
+        if (typeof cb === "function") cb();
+      });
+    });
+
+    socket.on("burst", (n, cb) => {
+      const count = Number(n) || 0;
+      for (let i = 0; i < count; i++) socket.emit("tick", i);
+      if (typeof cb === "function") cb(count);
+    });
+
+    socket.on("burst_binary", (n, cb) => {
+      const count = Number(n) || 0;
+      for (let i = 0; i < count; i++) socket.emit("bin_tick", i, seqBuffer(i));
+      if (typeof cb === "function") cb(count);
+    });
+
+    socket.on("stream_start", (intervalMs, cb) => {
+      startStream(nsp, intervalMs);
+      if (typeof cb === "function") cb(true);
+    });
+    socket.on("stream_stop", (cb) => {
+      stopStream(nsp);
+      if (typeof cb === "function") cb(true);
+    });
+
+    socket.on("disconnect_me", () => socket.disconnect());
+    socket.on("close_transport", () => socket.conn.close());
+
+    socket.on("big", (nbytes, cb) => {
+      const n = Math.max(0, Number(nbytes) || 0);
+      socket.emit("big", "x".repeat(n));
+      if (typeof cb === "function") cb(n);
+    });
+
+    socket.on("emit_undefined", (cb) => {
+      socket.emit("undef", undefined, null, 1);
+      socket.emit("date", new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 678)));
+      socket.emit("arraybuffer", new Uint8Array([1, 2, 3]).buffer);
+      if (typeof cb === "function") cb();
+    });
+  });
+}
+
+installHandlers(io.of("/"));
+installHandlers(io.of("/chat"));
+
+const priv = io.of("/private");
+priv.use((socket, next) => {
+  const auth = socket.handshake.auth || {};
+  if (auth.token === "secret") return next();
+  const err = new Error("unauthorized");
+  err.data = { reason: "bad token" };
+  next(err);
+});
+installHandlers(priv);
+
+let closing = false;
+function shutdown(code) {
+  if (closing) return;
+  closing = true;
+  for (const s of streams.values()) clearInterval(s.timer);
+  streams.clear();
+  // io.close() disconnects every client and closes the HTTP server; the timer is a backstop for
+  // keep-alive sockets that would otherwise hold the process open.
+  io.close(() => process.exit(code));
+  setTimeout(() => process.exit(code), 2000).unref();
+}
+
+process.on("SIGTERM", () => shutdown(0));
+process.on("SIGINT", () => shutdown(0));
+if (opts.stdinWatch) {
+  // The fixture holds our stdin open; EOF means the test process died without cleaning up.
+  process.stdin.on("end", () => shutdown(0));
+  process.stdin.on("error", () => shutdown(0));
+  process.stdin.resume();
+}
+
+httpServer.on("error", (err) => {
+  process.stderr.write(`server.js: ${err.stack || err}\n`);
+  process.exit(1);
+});
+
+httpServer.listen(opts.port, opts.host, () => {
+  process.stdout.write(`LISTENING ${httpServer.address().port}\n`);
+});

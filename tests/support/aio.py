@@ -1,0 +1,65 @@
+"""Small asyncio helpers for tests: which loop is running, waiting on conditions and events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+
+def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
+    """``"uvloop"`` or ``"asyncio"`` for the given loop (default: the running one)."""
+    loop = loop or asyncio.get_running_loop()
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+async def until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
+    """Poll ``predicate`` until truthy; TimeoutError naming ``what`` otherwise.
+
+    Polling (5 ms) rather than notifications keeps this independent of the client under test.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate!r}")
+        await asyncio.sleep(0.005)
+
+
+class EventLog:
+    """Records events as lists of argument tuples, per name, in arrival order.
+
+    log = EventLog()
+    client.on("tick", log.handler("tick"))
+    args = await log.wait("tick", count=100)   # the first 100 calls' args
+    """
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+
+    def handler(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self.events[name].append(args)
+
+        return record
+
+    def record(self, name: str, *args: Any) -> None:
+        self.events[name].append(args)
+
+    def count(self, name: str) -> int:
+        return len(self.events.get(name, ()))
+
+    async def wait(self, name: str, count: int = 1, timeout: float = 5.0) -> list[tuple[Any, ...]]:
+        await until(
+            lambda: self.count(name) >= count,
+            timeout,
+            f"{count} x {name!r} (got {self.count(name)})",
+        )
+        return self.events[name][:count]
+
+    def clear(self, name: str | None = None) -> None:
+        if name is None:
+            self.events.clear()
+        else:
+            self.events.pop(name, None)
