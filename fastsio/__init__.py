@@ -9,9 +9,10 @@ try:
     from ._ext import _core  # noqa: F401 - fail loudly without the compiled core
 except ImportError as exc:  # pragma: no cover - exercised only by broken installs
     raise ImportError(
-        "fastsio's compiled core (fastsio._ext._core) is missing or was built against another "
-        "picows: reinstall with `pip install --force-reinstall --no-binary fastsio fastsio` "
-        f"(original error: {exc})"
+        "fastsio's compiled core (fastsio._ext._core) could not be imported. If this is a "
+        "source checkout, install it (`pip install .`) and run from outside the checkout, whose "
+        "fastsio/ has no compiled core; otherwise rebuild it against the installed picows with "
+        f"`pip install --force-reinstall --no-binary fastsio fastsio`. ({exc})"
     ) from exc
 
 from . import exceptions
