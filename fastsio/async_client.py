@@ -174,7 +174,9 @@ class AsyncClient:
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         if not self.ssl_verify:
-            self.logger.warning("ssl_verify=False: TLS certificates will not be verified")
+            # Its own logger, so that logger=False (errors only) does not hide it.
+            logging.getLogger("fastsio.tls").warning(
+                "ssl_verify=False: TLS certificates will not be verified")
 
         self._conn = Connection(
             self, None, self.serializer == "msgpack", json, max_attachments,
