@@ -42,12 +42,16 @@ test: install peers
 bench: install peers
 	$(PY) benchmarks/run.py
 
-# The codec and fuzz tests against an AddressSanitizer/UBSan build of the extension.
-asan: venv peers
-	FASTSIO_SANITIZE=address,undefined $(PIP) install -q --no-build-isolation --force-reinstall --no-deps .
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
-		$(VENV)/bin/pytest -q tests/unit
-	$(PIP) install -q --force-reinstall --no-deps .
+# The codec and fuzz tests against an AddressSanitizer/UBSan build of the extension, in a venv
+# of its own (.venv-asan) so that the normal build is never replaced by the instrumented one.
+ASAN_VENV := .venv-asan
+asan:
+	$(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/pip install -q --upgrade pip
+	FASTSIO_SANITIZE=address,undefined $(ASAN_VENV)/bin/pip install -q --no-cache-dir --force-reinstall ".[test]"
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		$(ASAN_VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/faults/test_hostile_server.py
 
 clean:
-	rm -rf build dist *.egg-info $(VENV) tests/peers/node_modules
+	rm -rf build dist *.egg-info $(VENV) $(ASAN_VENV) tests/peers/node_modules
