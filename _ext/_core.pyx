@@ -12,6 +12,8 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport
 
 import base64
+from json import dumps as _stdlib_json_dumps
+from json import loads as _stdlib_json_loads
 import binascii
 import datetime
 import struct

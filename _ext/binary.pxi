@@ -53,8 +53,8 @@ cdef object _reconstruct(object obj, list attachments, bytearray used, int depth
     if type(obj) is list:
         return [_reconstruct(item, attachments, used, depth + 1) for item in <list>obj]
     if type(obj) is dict:
-        if (<dict>obj).get("_placeholder") is True and "num" in <dict>obj:
-            num = (<dict>obj)["num"]
+        if (<dict>obj).get("_placeholder") is True:
+            num = (<dict>obj).get("num")
             if type(num) is not int:
                 raise ProtocolError(f"binary placeholder with a non-integer num {num!r}")
             if num < 0 or num >= len(attachments):

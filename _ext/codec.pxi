@@ -82,7 +82,7 @@ cdef int _parse_header(const char* buf, Py_ssize_t size, Header* h,
                 raise ProtocolError("attachment count too long", _truncated(buf, size))
             n = n * 10 + <uint64_t>(buf[pos] - 48)
             pos += 1
-        if pos == start or pos >= size or buf[pos] != 45:  # '-'
+        if pos == start or pos >= size or buf[pos] != 45 or n == 0:  # '-'
             raise ProtocolError("binary packet without a valid attachment count",
                                 _truncated(buf, size))
         pos += 1
@@ -130,23 +130,39 @@ cdef str _header_nsp(const char* buf, Header* h, Py_ssize_t size):
 cdef object _loads_body(const char* buf, Py_ssize_t start, Py_ssize_t size, object loads):
     if start >= size:
         return None
+    cdef bytes body = PyBytes_FromStringAndSize(buf + start, size - start)
     try:
         if loads is None:
-            return _orjson_loads(PyBytes_FromStringAndSize(buf + start, size - start))
+            return _orjson_loads(body)
         return loads(PyUnicode_DecodeUTF8(buf + start, size - start, NULL))
     except (ValueError, RecursionError, TypeError) as exc:
         # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors.
+        if loads is None and b"\\u" in body:
+            # orjson refuses escaped lone surrogates ("\ud83d"), which JSON.stringify produces
+            # for a string cut inside an emoji; the standard library accepts them.
+            try:
+                return _stdlib_json_loads(body.decode("utf-8"), parse_constant=_reject_constant)
+            except (ValueError, RecursionError):
+                pass
         raise ProtocolError(f"invalid JSON payload: {exc}", _truncated(buf, size)) from None
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
 cdef int _validate(int t, object data, bint has_id, str nsp, const char* buf,
-                   Py_ssize_t size) except -1:
-    """The payload rules of the reference parser (socket.io-parser's isPayloadValid)."""
+                   Py_ssize_t size, bint has_body=True) except -1:
+    """The payload rules of the reference parser (socket.io-parser's isPayloadValid).
+
+    ``has_body`` tells an explicit JSON ``null`` (invalid for CONNECT and DISCONNECT) from no
+    payload at all.
+    """
     cdef bint ok
     if t == SIO_CONNECT:
-        ok = data is None or type(data) is dict
+        ok = (data is None and not has_body) or type(data) is dict
     elif t == SIO_DISCONNECT:
-        ok = data is None
+        ok = data is None and not has_body
     elif t == SIO_CONNECT_ERROR:
         ok = type(data) is dict or type(data) is str
     elif t == SIO_EVENT or t == SIO_BINARY_EVENT:
@@ -170,7 +186,7 @@ cdef Packet _decode_text(const char* buf, Py_ssize_t size, object loads,
     p.id = h.id if h.has_id else None
     p.data = _loads_body(buf, h.data_start, size, loads)
     p.attachments = h.attachments
-    _validate(h.type, p.data, h.has_id, p.nsp, buf, size)
+    _validate(h.type, p.data, h.has_id, p.nsp, buf, size, h.data_start < size)
     return p
 
 
@@ -221,7 +237,13 @@ cdef bytes _dumps(object data, object json):
         try:
             return _orjson_dumps(data, option=_ORJSON_OPTS)
         except orjson.JSONEncodeError as exc:
-            raise TypeError(f"cannot serialize to JSON: {exc}") from None
+            # orjson stops at 64-bit integers; the standard library (python-socketio's
+            # encoder) does not. Anything else it cannot encode stays a TypeError.
+            try:
+                return _stdlib_json_dumps(data, separators=(",", ":"),
+                                          ensure_ascii=False).encode("utf-8")
+            except (TypeError, ValueError, RecursionError):
+                raise TypeError(f"cannot serialize to JSON: {exc}") from None
     out = json.dumps(data, separators=(",", ":"))
     if isinstance(out, str):
         return (<str>out).encode("utf-8")
@@ -300,9 +322,13 @@ def encode_packet(int type, str nsp="/", data=None, id=None, json=None):
     """
     if type < 0 or type > 6:
         raise ValueError(f"unknown Socket.IO packet type {type}")
-    if id is not None and (not isinstance(id, int) or id < 0):
-        raise ValueError("ack id must be a non-negative int")
+    _check_ack_id(id)
     return _encode_json_packet(type, nsp, data, id, json, False)
+
+
+cdef _check_ack_id(object id):
+    if id is not None and (type(id) is not int or id < 0 or id >= (1 << 64)):
+        raise ValueError("ack id must be an int in [0, 2**64)")
 
 
 # --- msgpack (socket.io-msgpack-parser / notepack wire format) --------------------------------
@@ -362,6 +388,7 @@ def encode_msgpack(int type, str nsp="/", data=None, id=None):
     """Encode a Socket.IO packet in socket.io-msgpack-parser's format (one binary frame)."""
     if type < 0 or type > 6:
         raise ValueError(f"unknown Socket.IO packet type {type}")
+    _check_ack_id(id)
     return _encode_msgpack(type, nsp, data, id)
 
 
@@ -512,7 +539,7 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
     cdef Py_ssize_t data_start = -1, data_end = -1
     cdef uint64_t v
     cdef int t = -1
-    cdef object nsp = _ROOT_NSP
+    cdef object nsp = None
     cdef object ack_id = None
     cdef object data = None
     cdef bytes body
@@ -570,6 +597,8 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
         raise ProtocolError("trailing bytes after the msgpack packet", _truncated(cbuf, size))
     if t < 0:
         raise ProtocolError("msgpack packet without a type", _truncated(cbuf, size))
+    if nsp is None:
+        raise ProtocolError("msgpack packet without a namespace", _truncated(cbuf, size))
     if data_start >= 0 and not (buf[data_start] == 0xd4 and data_end - data_start == 3
                                 and buf[data_start + 1] == 0):
         # (`data: undefined` is the same as no data.)
@@ -588,7 +617,8 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
     p.id = ack_id
     p.data = data
     p.attachments = 0
-    _validate(t, data, ack_id is not None, nsp, cbuf, size)
+    # python-socketio sends `data: nil` on CONNECT/DISCONNECT: treated as no data.
+    _validate(t, data, ack_id is not None, nsp, cbuf, size, data is not None)
     return p
 
 

@@ -258,7 +258,7 @@ cdef class Connection:
         _parse_header(buf, size, &h, self.max_attachments)
         nsp = _header_nsp(buf, &h, size)
         data = _loads_body(buf, h.data_start, size, self.json)
-        _validate(h.type, data, h.has_id, nsp, buf, size)
+        _validate(h.type, data, h.has_id, nsp, buf, size, h.data_start < size)
         ack_id = h.id if h.has_id else None
         if (h.type == SIO_BINARY_EVENT or h.type == SIO_BINARY_ACK) and h.attachments > 0:
             p = Packet.__new__(Packet)

@@ -110,6 +110,11 @@ class AsyncClient:
     :param max_pending_handlers: async handlers running at once before the client stops
         reading from the socket (TCP then pushes back on the server); reading resumes when
         half of them have finished. Sync handlers need no limit: they run inline.
+    :param strip_offsets: with a server that offers connection-state recovery, remove the
+        offset the server appends to each event (``True``, so handlers keep their signature) or
+        pass it on as a last argument like socket.io-client (``False``). The server appends no
+        offset to ``volatile`` events: if yours sends volatile events whose last argument is a
+        string, use ``False``.
     :param retries: at-least-once delivery as socket.io-client's ``retries``: every ``emit``
         is queued, one packet is in flight at a time, and it is resent (on timeout after
         ``ack_timeout`` seconds, and after a reconnection) until the server acks it, at most
@@ -161,6 +166,9 @@ class AsyncClient:
         if self.buffer_policy not in ("error", "drop_oldest", "drop_newest"):
             raise ValueError("buffer_policy must be 'error', 'drop_oldest' or 'drop_newest'")
         max_attachments: int = kwargs.pop("max_attachments", 1000)
+        if max_attachments < 0:
+            raise ValueError("max_attachments must be >= 0")
+        self.strip_offsets: bool = kwargs.pop("strip_offsets", True)
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
         self.max_message_size: int = kwargs.pop("max_message_size", 0)
         self.max_pending_handlers: int = kwargs.pop("max_pending_handlers", 1000)
@@ -498,7 +506,7 @@ class AsyncClient:
         self.recovered_namespaces[nsp] = bool(pid) and pid == previous
         if isinstance(pid, str) and pid:
             self._pids[nsp] = pid
-            slot.strip_offset = True
+            slot.strip_offset = self.strip_offsets
         else:
             self._pids.pop(nsp, None)
             slot.strip_offset = False
@@ -552,6 +560,10 @@ class AsyncClient:
 
     def _on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
         event = data[0]
+        if event in self.reserved_events:
+            # socket.io-parser refuses these names; a server must not fire our lifecycle events.
+            self.logger.warning("Ignoring an event named %r sent by the server", event)
+            return
         args = tuple(data[1:])
         batch = self.batch_handlers.get(nsp)
         if batch is not None and event in batch:

@@ -31,14 +31,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import collections
+import inspect
 import logging
 import secrets
 import signal
+import socket
 import struct
 import sys
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,9 +63,15 @@ from picows import (
 __all__ = [
     "DEFAULT_EVENT",
     "DEFAULT_PAYLOAD",
+    "ClientGone",
+    "ConnectionRefused",
     "FirehoseServer",
+    "Handler",
+    "Handshake",
     "Serializer",
     "ServerStats",
+    "TestServer",
+    "TestServerStats",
     "encode_ws_frame",
     "main",
 ]
@@ -584,6 +594,1318 @@ class _Connection(WSListener):
                 stats.streams_completed += 1
         finally:
             self.stream_task = None
+
+
+# -- TestServer --------------------------------------------------------------------------------
+#
+# The TestServer keeps a codec of its own (orjson/msgpack plus the small parser above) instead of
+# reusing fastsio's compiled one: a server that decoded with the client's decoder and encoded
+# with the client's encoder would agree with the client about any symmetric codec bug, and the
+# tests that use it would pass with it. It also keeps this module importable without the
+# compiled core.
+
+#: Engine.IO packets of a session: ``str`` is a text packet (type digit first), ``bytes`` a
+#: binary message.
+_Frame = str | bytes
+
+#: A handler registered with :meth:`TestServer.on`: sync or async, see there for arguments.
+Handler = Callable[..., Any]
+
+_HANDSHAKE_ERRORS = {
+    0: "Transport unknown",
+    1: "Session ID unknown",
+    2: "Bad handshake method",
+    3: "Bad request",
+    5: "Unsupported protocol version",
+}
+#: Most packets in one long-polling GET response.
+_MAX_POLL_PACKETS = 1000
+#: Firehose over polling: packets queued ahead of the client's GETs.
+_POLL_FIREHOSE_BACKLOG = 5000
+
+
+class ConnectionRefused(Exception):
+    """Raise from a ``connect`` handler to refuse the connection to a namespace.
+
+    The client gets a CONNECT_ERROR packet whose data is ``{"message": message}``, plus
+    ``"data": data`` when ``data`` is not None (what socket.io's ``next(err)`` with
+    ``err.data`` sends); fastsio's ``connect()`` then raises ``ConnectionError`` and calls the
+    client's ``connect_error`` handler with that object.
+    """
+
+    def __init__(self, message: str = "Connection rejected by server", data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class ClientGone(ConnectionError):
+    """:meth:`TestServer.call` failed: the client's socket disconnected before it acked."""
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What a client sent when it connected a namespace (see :meth:`TestServer.handshake`)."""
+
+    sid: str
+    """The Socket.IO sid of this namespace connection (the client's ``get_sid(namespace)``)."""
+    eio_sid: str
+    """The Engine.IO session id (the client's ``sid``), shared by all its namespaces."""
+    namespace: str
+    auth: Any
+    """The CONNECT packet's data (the client's ``auth``), None when it sent none."""
+    headers: dict[str, str]
+    """Headers of the first HTTP request of the session, lower-case names, repeats joined
+    with ``", "``."""
+    query: dict[str, str]
+    """Query parameters of the first HTTP request (``EIO``, ``transport``, ...)."""
+
+
+@dataclass
+class TestServerStats:
+    """Counters of a :class:`TestServer`, cumulative over all its sessions."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    sessions: int = 0
+    """Engine.IO sessions opened (one per client connection)."""
+    upgrades: int = 0
+    """Sessions upgraded from polling to WebSocket."""
+    sockets: int = 0
+    """Namespace connections accepted."""
+    refused: int = 0
+    """Namespace connections refused (CONNECT_ERROR sent)."""
+    events_received: int = 0
+    """EVENT/BINARY_EVENT packets received."""
+    events_sent: int = 0
+    """EVENT/BINARY_EVENT packets sent (firehose events included)."""
+    acks_received: int = 0
+    """ACK/BINARY_ACK packets received (answers to :meth:`TestServer.call`)."""
+    acks_sent: int = 0
+    """ACK/BINARY_ACK packets sent (handler return values)."""
+    pings_sent: int = 0
+    pongs_received: int = 0
+
+
+class _Done:
+    """What the send methods return: already done, awaitable for python-socketio's style."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+_DONE = _Done()
+
+
+def _args_of(data: Any) -> list[Any]:
+    """python-socketio's rule: a tuple is several arguments, None none, anything else one."""
+    if isinstance(data, tuple):
+        return list(data)
+    if data is None:
+        return []
+    return [data]
+
+
+def _ack_value(args: list[Any]) -> Any:
+    if not args:
+        return None
+    return args[0] if len(args) == 1 else tuple(args)
+
+
+def _has_binary(data: Any) -> bool:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(data, (list, tuple)):
+        return any(_has_binary(v) for v in data)
+    if isinstance(data, dict):
+        return any(_has_binary(v) for v in data.values())
+    return False
+
+
+def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
+    """Replace binary values by Socket.IO placeholders, appending them to ``buffers``."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        buffers.append(bytes(data))
+        return {"_placeholder": True, "num": len(buffers) - 1}
+    if isinstance(data, (list, tuple)):
+        return [_deconstruct(v, buffers) for v in data]
+    if isinstance(data, dict):
+        return {k: _deconstruct(v, buffers) for k, v in data.items()}
+    return data
+
+
+def _reconstruct(data: Any, buffers: list[bytes]) -> Any:
+    """Put the attachments back in place of their placeholders."""
+    if isinstance(data, list):
+        return [_reconstruct(v, buffers) for v in data]
+    if isinstance(data, dict):
+        if data.get("_placeholder") is True and len(data) == 2:
+            num = data.get("num")
+            if type(num) is not int or not 0 <= num < len(buffers):
+                raise ValueError(f"bad attachment placeholder {data!r}")
+            return buffers[num]
+        return {k: _reconstruct(v, buffers) for k, v in data.items()}
+    return data
+
+
+def _bytes_to_bin(data: Any) -> Any:
+    """msgpack packs bytes as bin already; bytearray/memoryview become bytes."""
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (list, tuple)):
+        return [_bytes_to_bin(v) for v in data]
+    if isinstance(data, dict):
+        return {k: _bytes_to_bin(v) for k, v in data.items()}
+    return data
+
+
+def _encode_packet(
+    msgpack_mode: bool, ptype: int, nsp: str, data: Any = None, ack_id: int | None = None
+) -> list[_Frame]:
+    """Encode one server Socket.IO packet into its Engine.IO packets.
+
+    JSON: one text ``4...`` packet, then one binary message per attachment (an EVENT/ACK whose
+    data holds bytes becomes a BINARY_EVENT/BINARY_ACK). msgpack: one binary message holding
+    the map ``{type, data, nsp, [id]}`` as socket.io-msgpack-parser writes it.
+    """
+    if msgpack_mode:
+        packet: dict[str, Any] = {"type": ptype}
+        if data is not None:
+            packet["data"] = _bytes_to_bin(data)
+        packet["nsp"] = nsp
+        if ack_id is not None:
+            packet["id"] = ack_id
+        return [msgpack.packb(packet)]
+    buffers: list[bytes] = []
+    if data is not None and ptype in (_EVENT, _ACK) and _has_binary(data):
+        data = _deconstruct(data, buffers)
+        ptype = _BINARY_EVENT if ptype == _EVENT else _BINARY_ACK
+    parts = ["4", str(ptype)]
+    if buffers:
+        parts.append(f"{len(buffers)}-")
+    if nsp != "/":
+        parts.append(nsp + ",")
+    if ack_id is not None:
+        parts.append(str(ack_id))
+    if data is not None:
+        parts.append(orjson.dumps(data).decode())
+    return ["".join(parts), *buffers]
+
+
+def _encode_poll_payload(frames: Sequence[_Frame]) -> str:
+    """Engine.IO v4 polling payload: packets joined by ``\\x1e``, binary as ``b`` + base64."""
+    return "\x1e".join(
+        f if isinstance(f, str) else "b" + base64.b64encode(f).decode("ascii") for f in frames
+    )
+
+
+def _decode_poll_payload(body: str) -> list[_Frame]:
+    frames: list[_Frame] = []
+    for part in body.split("\x1e"):
+        if not part:
+            raise ValueError("empty packet in a polling payload")
+        if part[0] == "b":
+            frames.append(base64.b64decode(part[1:], validate=True))
+        else:
+            frames.append(part)
+    return frames
+
+
+def _json_error(code: int, status: int = 400) -> Any:
+    from aiohttp import web
+
+    return web.json_response({"code": code, "message": _HANDSHAKE_ERRORS[code]}, status=status)
+
+
+class _Socket:
+    """One namespace connection of a session."""
+
+    __slots__ = ("sid", "nsp", "session", "auth", "connected", "rooms", "held")
+
+    def __init__(self, sid: str, nsp: str, session: _Session, auth: Any) -> None:
+        self.sid = sid
+        self.nsp = nsp
+        self.session = session
+        self.auth = auth
+        self.connected = False
+        self.rooms: set[str] = set()
+        # Packets emitted to the socket while its connect handler runs: sent after CONNECT.
+        self.held: list[_Frame] = []
+
+    def send(self, frames: list[_Frame]) -> None:
+        if self.connected:
+            self.session.send(frames)
+        else:
+            self.held.extend(frames)
+
+
+class _Session:
+    """One Engine.IO session of a :class:`TestServer`, on polling and/or WebSocket."""
+
+    def __init__(
+        self, server: TestServer, transport: str, headers: dict[str, str], query: dict[str, str]
+    ) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.sid = secrets.token_urlsafe(15)
+        self.transport = transport  # "polling" or "websocket"
+        self.headers = headers
+        self.query = query
+        self.closed = False
+        self.sockets: dict[str, _Socket] = {}
+        self.acks: dict[int, tuple[str, asyncio.Future[list[Any]] | Handler]] = {}
+        self.ack_seq = 0
+        self.pending: _Packet | None = None  # JSON binary packet waiting for attachments
+        self.inbound = asyncio.Lock()
+        # websocket
+        self.ws: Any = None  # aiohttp WebSocketResponse of the active WebSocket
+        self.raw: asyncio.Transport | None = None  # its TCP transport, written to directly
+        # polling
+        self.outbox: collections.deque[_Frame] = collections.deque()
+        self.poll_waiter: asyncio.Future[None] | None = None
+        self.poll_transport: Any = None  # TCP transport of the pending GET
+        self.upgrading = False
+        self.probe_raw: asyncio.Transport | None = None
+        # heartbeat and faults
+        self.pong = asyncio.Event()
+        self.stop_pings = False
+        self.ignore_pongs = False
+        self.frozen = False
+        self.held_in: list[_Frame] = []
+        self.ping_task: asyncio.Task[None] | None = None
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send(self, frames: Sequence[_Frame]) -> None:
+        """Send Engine.IO packets in order (queued for polling, or while frozen/upgrading)."""
+        if self.closed:
+            return
+        if self.transport == "websocket" and not self.frozen:
+            if self.outbox:
+                frames = [*self.outbox, *frames]
+                self.outbox.clear()
+            self._write_ws(frames)
+        else:
+            self.outbox.extend(frames)
+            self.wake_poll()
+
+    def _write_ws(self, frames: Iterable[_Frame]) -> None:
+        raw = self.raw
+        if raw is None or raw.is_closing():
+            return
+        raw.write(
+            b"".join(
+                encode_ws_frame(f.encode(), binary=False)
+                if isinstance(f, str)
+                else encode_ws_frame(f, binary=True)
+                for f in frames
+            )
+        )
+
+    def flush(self) -> None:
+        """Send what the outbox holds on the current transport (after a thaw or upgrade)."""
+        if self.closed or self.frozen:
+            return
+        if self.transport == "websocket":
+            frames = list(self.outbox)
+            self.outbox.clear()
+            self._write_ws(frames)
+        else:
+            self.wake_poll()
+
+    def wake_poll(self, force: bool = False) -> None:
+        waiter = self.poll_waiter
+        if (
+            waiter is not None
+            and not waiter.done()
+            and (force or (self.outbox and not self.frozen))
+        ):
+            waiter.set_result(None)
+
+    def take_poll_payload(self) -> str:
+        if self.frozen or not self.outbox:
+            return "6"
+        n = min(len(self.outbox), _MAX_POLL_PACKETS)
+        frames = [self.outbox.popleft() for _ in range(n)]
+        return _encode_poll_payload(frames)
+
+    def send_packet(
+        self, ptype: int, nsp: str, data: Any = None, ack_id: int | None = None
+    ) -> None:
+        self.send(_encode_packet(self.server._msgpack, ptype, nsp, data, ack_id))
+
+    def add_ack(self, nsp: str, waiter: asyncio.Future[list[Any]] | Handler) -> int:
+        ack_id = self.ack_seq
+        self.ack_seq += 1
+        self.acks[ack_id] = (nsp, waiter)
+        return ack_id
+
+    # -- input -------------------------------------------------------------------------------
+
+    async def receive(self, frame: _Frame) -> None:
+        """One Engine.IO packet from the client (any transport), in arrival order."""
+        if self.closed:
+            return
+        if self.frozen:
+            self.held_in.append(frame)
+            return
+        try:
+            if isinstance(frame, str):
+                await self._on_text(frame)
+            else:
+                await self._on_binary(frame)
+        except Exception as exc:
+            logger.warning("TestServer: bad packet from session %s (%r): closing it", self.sid, exc)
+            self.server._close_session(self, "parse error", mode="abort")
+
+    async def _on_text(self, data: str) -> None:
+        if not data:
+            raise ValueError("empty Engine.IO packet")
+        kind = data[0]
+        if kind == "4":
+            if self.server._msgpack:
+                raise ValueError("text Socket.IO packet on a msgpack server")
+            await self._on_packet(_parse_json_packet(data[1:]))
+        elif kind == "3":
+            self.server.stats.pongs_received += 1
+            if not self.ignore_pongs and not self.server._ignore_pongs:
+                self.pong.set()
+        elif kind == "1":
+            self.server._close_session(self, "transport close", mode="quiet")
+        elif kind == "2":  # an Engine.IO v3 client pings; answer it
+            self.send(["3" + data[1:]])
+        elif kind not in "56":
+            raise ValueError(f"unknown Engine.IO packet {data[:32]!r}")
+
+    async def _on_binary(self, data: bytes) -> None:
+        if self.server._msgpack:
+            obj = msgpack.unpackb(data, strict_map_key=False)
+            if not isinstance(obj, dict) or type(obj.get("type")) is not int:
+                raise ValueError("msgpack Socket.IO packet is not a map with an int type")
+            nsp = obj.get("nsp", "/")
+            ack_id = obj.get("id")
+            if not isinstance(nsp, str) or (ack_id is not None and type(ack_id) is not int):
+                raise ValueError("msgpack Socket.IO packet with a bad nsp or id")
+            await self._on_packet(_Packet(obj["type"], nsp, obj.get("data"), ack_id, 0))
+            return
+        pending = self.pending
+        if pending is None:
+            raise ValueError("binary message without a pending binary packet")
+        pending.buffers.append(data)
+        if len(pending.buffers) == pending.attachments:
+            self.pending = None
+            pending.data = _reconstruct(pending.data, pending.buffers)
+            await self._on_packet(pending)
+
+    async def _on_packet(self, pkt: _Packet) -> None:
+        if pkt.attachments and len(pkt.buffers) < pkt.attachments:
+            self.pending = pkt
+            return
+        server = self.server
+        if pkt.type == _CONNECT:
+            await server._connect_socket(self, pkt.nsp, pkt.data)
+        elif pkt.type == _DISCONNECT:
+            sock = self.sockets.get(pkt.nsp)
+            if sock is not None:
+                server._remove_socket(sock, "client namespace disconnect")
+        elif pkt.type in (_EVENT, _BINARY_EVENT):
+            server.stats.events_received += 1
+            sock = self.sockets.get(pkt.nsp)
+            if sock is None or not sock.connected:
+                logger.info("TestServer: event for unconnected namespace %s ignored", pkt.nsp)
+                return
+            data = pkt.data
+            if not isinstance(data, list) or not data or not isinstance(data[0], str):
+                raise ValueError(f"event without a name: {data!r}")
+            server._dispatch(sock, data[0], data[1:], pkt.id)
+        elif pkt.type in (_ACK, _BINARY_ACK):
+            server.stats.acks_received += 1
+            entry = self.acks.pop(pkt.id, None) if pkt.id is not None else None
+            if entry is None or entry[0] != pkt.nsp:
+                logger.info("TestServer: unknown ack %s on %s ignored", pkt.id, pkt.nsp)
+                return
+            args = (
+                pkt.data if isinstance(pkt.data, list) else [] if pkt.data is None else [pkt.data]
+            )
+            waiter = entry[1]
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(args)
+            else:
+                server._run_handler(waiter, tuple(args), f"ack callback on {pkt.nsp}")
+        else:
+            raise ValueError(f"unexpected Socket.IO packet type {pkt.type} from a client")
+
+    async def process_held(self) -> None:
+        async with self.inbound:
+            while self.held_in and not self.frozen and not self.closed:
+                await self.receive(self.held_in.pop(0))
+
+    # -- heartbeat ---------------------------------------------------------------------------
+
+    async def ping_loop(self) -> None:
+        server = self.server
+        while not self.closed:
+            await asyncio.sleep(server.ping_interval)
+            if self.closed:
+                return
+            if self.frozen or self.stop_pings or server._stop_pings:
+                continue
+            self.pong.clear()
+            self.send(["2"])
+            server.stats.pings_sent += 1
+            try:
+                await asyncio.wait_for(self.pong.wait(), server.ping_timeout)
+            except asyncio.TimeoutError:
+                if self.closed or self.frozen or self.stop_pings or server._stop_pings:
+                    continue
+                logger.info("TestServer: no pong from session %s: closing it", self.sid)
+                server._close_session(self, "ping timeout", mode="abort")
+                return
+
+
+class TestServer:
+    """In-process Socket.IO v5 / Engine.IO v4 server for tests and demos.
+
+    Serves HTTP long-polling and WebSocket (with the polling to WebSocket upgrade) on one
+    port, from an aiohttp application in the running event loop. Everything is scriptable
+    from Python::
+
+        server = TestServer()
+
+        @server.on("connect")
+        def connect(sid, auth):
+            if auth != {"token": "secret"}:
+                raise ConnectionRefused("unauthorized", {"reason": "bad token"})
+
+        @server.on("add")
+        def add(sid, a, b):
+            return a + b                     # the return value is the ack
+
+        @server.on("join", namespace="/chat")
+        async def join(sid, room):
+            server.enter_room(sid, room)
+            await server.emit("joined", sid, to=room, namespace="/chat")
+
+        async with server:                   # start() on a free loopback port, stop() after
+            client = fastsio.AsyncClient()
+            await client.connect(server.url, auth={"token": "secret"})
+            assert await client.call("add", (1, 2)) == 3
+            await server.emit("news", {"id": 1}, to=client.get_sid())
+            reply = await server.call("question", "?", to=client.get_sid())
+
+    Handlers (:meth:`on`) receive ``(sid, *args)`` where ``sid`` is the Socket.IO sid of the
+    client's namespace connection (its ``get_sid(namespace)``). Plain functions run inline in
+    arrival order; coroutine functions each run in a task started in arrival order, so they
+    may await :meth:`call`. The return value acks the event when the client asked for an ack
+    (a tuple is several arguments, None none); an event without a handler is never acked, as
+    with a Node server. ``'connect'`` handlers get ``(sid, auth)`` and refuse the connection
+    by raising :class:`ConnectionRefused` or returning ``False``; ``'disconnect'`` handlers
+    get ``(sid, reason)`` with socket.io's reasons (``'client namespace disconnect'``,
+    ``'server namespace disconnect'``, ``'transport close'``, ``'ping timeout'``,
+    ``'parse error'``, ``'server shutting down'``); a ``'*'`` handler gets
+    ``(event, sid, *args)`` for events without a handler of their own.
+
+    Binary data (``bytes`` anywhere in the arguments) travels both ways: as placeholders and
+    attachments with the JSON parser, as msgpack ``bin`` with ``serializer="msgpack"`` (the
+    wire format of socket.io-msgpack-parser: one map ``{type, data, nsp, id}`` per packet).
+
+    Fault hooks for client tests: :meth:`drop` (abort the TCP link without a close frame),
+    :meth:`close_transport` (close it cleanly), :meth:`stop_pings` (the client then detects a
+    ping timeout), :meth:`ignore_pongs` (the server then times the client out),
+    :meth:`freeze` (the link stays open but nothing moves either way), :meth:`disconnect`
+    (Socket.IO namespace disconnect). :meth:`firehose` streams a pre-encoded event as fast as
+    the link takes it.
+
+    The server keeps its own codec (independent of fastsio's compiled one), so a codec bug in
+    the client cannot hide behind the same bug in the server.
+
+    :param serializer: ``"json"`` (Socket.IO's default parser) or ``"msgpack"``.
+    :param transports: transports accepted, ``("polling", "websocket")`` by default.
+    :param allow_upgrades: offer the WebSocket upgrade to polling sessions.
+    :param namespaces: namespaces clients may connect to; None accepts any namespace. Others
+        get CONNECT_ERROR ``{"message": "Invalid namespace"}``.
+    :param ping_interval: seconds between Engine.IO pings.
+    :param ping_timeout: seconds to wait for each pong before closing the session (a real
+        server's behaviour); also advertised to the client, which allows
+        ``ping_interval + ping_timeout`` between pings.
+    :param max_payload: advertised ``maxPayload``, and the largest WebSocket message or
+        polling POST body accepted from a client.
+    :param path: Engine.IO path, ``"socket.io"`` by default.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(
+        self,
+        *,
+        serializer: Serializer = "json",
+        transports: Sequence[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        namespaces: Iterable[str] | None = None,
+        ping_interval: float = 25,
+        ping_timeout: float = 20,
+        max_payload: int = 1_000_000,
+        path: str = "socket.io",
+    ) -> None:
+        if serializer not in ("json", "msgpack"):
+            raise ValueError(f"serializer must be 'json' or 'msgpack', not {serializer!r}")
+        unknown = set(transports) - {"polling", "websocket"}
+        if unknown or not transports:
+            raise ValueError(f"transports must be 'polling' and/or 'websocket', not {transports!r}")
+        if ping_interval <= 0 or ping_timeout <= 0:
+            raise ValueError("ping_interval and ping_timeout must be > 0")
+        self.serializer: Serializer = serializer
+        self.transports = tuple(transports)
+        self.allow_upgrades = allow_upgrades
+        self.namespaces = None if namespaces is None else set(namespaces)
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_payload = max_payload
+        self.path = "/" + path.strip("/")
+        self.stats = TestServerStats()
+        #: Exceptions raised by handlers, in order (they are also logged).
+        self.errors: list[BaseException] = []
+        self._msgpack = serializer == "msgpack"
+        self._handlers: dict[str, dict[str, Handler]] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._sockets: dict[str, _Socket] = {}
+        self._rooms: dict[str, dict[str, set[str]]] = {}  # nsp -> room -> sids
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._stop_pings = False
+        self._ignore_pongs = False
+        self._runner: Any = None
+        self._host = "127.0.0.1"
+        self._port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Bind and start serving; ``port=0`` picks a free port (see :attr:`port`, :attr:`url`).
+
+        A stopped server can be started again, on the same port to simulate a restart.
+        """
+        from aiohttp import web
+
+        if self._runner is not None:
+            raise RuntimeError("server already started")
+        app = web.Application(client_max_size=self.max_payload + 1024)
+        app.router.add_route("*", self.path + "/", self._handle)
+        app.router.add_route("*", self.path, self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            site = web.SockSite(runner, sock, shutdown_timeout=1.0)
+            await site.start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._host, self._port = sock.getsockname()[:2]
+
+    async def stop(self, disconnect: bool = True) -> None:
+        """Stop serving and end every session.
+
+        With ``disconnect`` (default) every client first gets a Socket.IO DISCONNECT for each
+        namespace, so fastsio clients do not reconnect; with ``disconnect=False`` the links are
+        just closed, as when a server process dies, and clients reconnect.
+        """
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for session in list(self._sessions.values()):
+            if disconnect:
+                for sock in list(session.sockets.values()):
+                    if sock.connected:
+                        session.send_packet(_DISCONNECT, sock.nsp)
+            self._close_session(session, "server shutting down", mode="close")
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self._sessions.clear()
+        self._sockets.clear()
+        self._rooms.clear()
+
+    async def __aenter__(self) -> TestServer:
+        if self._runner is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def host(self) -> str:
+        """Host the server is bound to."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on (valid after :meth:`start`)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` — the URL to give a Socket.IO client's ``connect``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def on(self, event: str, handler: Handler | None = None, namespace: str = "/") -> Any:
+        """Register ``handler`` for ``event`` in ``namespace``; without ``handler``, a decorator.
+
+        See the class documentation for the arguments each kind of handler receives.
+        """
+
+        def register(fn: Handler) -> Handler:
+            self._handlers.setdefault(namespace, {})[event] = fn
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def event(self, handler: Handler) -> Handler:
+        """Decorator: register ``handler`` for the event named like the function, in ``/``."""
+        return self.on(handler.__name__, handler)  # type: ignore[no-any-return]
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | Iterable[str] | None = None,
+        room: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        callback: Handler | None = None,
+    ) -> Awaitable[None]:
+        """Emit ``event`` to a socket (``to=sid``), a room, several of them, or (``None``)
+        every socket of ``namespace``. A tuple ``data`` is several arguments.
+
+        Rooms and broadcasts are looked up in ``namespace`` (``"/"`` when None); a sid is a
+        socket whatever its namespace, unless ``namespace`` is given and differs.
+
+        ``callback`` (only with a single ``sid``) is called with the client's ack arguments.
+        The packets are queued or written before this returns; the result may be awaited
+        (python-socketio style) or ignored, so sync handlers can emit too.
+        """
+        if not isinstance(event, str):
+            raise TypeError("event name must be a str")
+        payload = [event, *_args_of(data)]
+        targets = self._targets(to if to is not None else room, namespace, skip_sid)
+        if callback is not None:
+            if len(targets) != 1:
+                raise ValueError("callback needs exactly one target sid")
+            sock = targets[0]
+            ack_id = sock.session.add_ack(sock.nsp, callback)
+            sock.send(_encode_packet(self._msgpack, _EVENT, sock.nsp, payload, ack_id))
+            self.stats.events_sent += 1
+            return _DONE
+        frames: list[_Frame] | None = None
+        for sock in targets:
+            if frames is None:
+                frames = _encode_packet(self._msgpack, _EVENT, sock.nsp, payload)
+            sock.send(frames)
+            self.stats.events_sent += 1
+        return _DONE
+
+    def send(
+        self, data: Any, to: str | Iterable[str] | None = None, namespace: str | None = None
+    ) -> Awaitable[None]:
+        """Emit a ``'message'`` event."""
+        return self.emit("message", data, to=to, namespace=namespace)
+
+    async def call(self, event: str, data: Any = None, *, to: str, timeout: float = 5.0) -> Any:
+        """Emit ``event`` to the socket ``to`` with an ack id and return the client's ack.
+
+        The result follows python-socketio: None for no arguments, the argument for one, a
+        tuple for several. Raises ``TimeoutError`` after ``timeout`` seconds and
+        :class:`ClientGone` if the socket disconnects first.
+        """
+        sock = self._socket(to)
+        waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        session = sock.session
+        ack_id = session.add_ack(sock.nsp, waiter)
+        sock.send(_encode_packet(self._msgpack, _EVENT, sock.nsp, [event, *_args_of(data)], ack_id))
+        self.stats.events_sent += 1
+        try:
+            args = await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no ack for {event!r} from {to} within {timeout} s") from None
+        finally:
+            session.acks.pop(ack_id, None)
+        return _ack_value(args)
+
+    def send_raw(self, sid: str, *frames: str | bytes) -> None:
+        """Send Engine.IO packets verbatim to a session (``sid``: a Socket.IO or Engine.IO sid).
+
+        ``str`` is a text packet, type digit first (``'42["x",1]'``); ``bytes`` a binary
+        message. For hostile-server tests.
+        """
+        self._session(sid).send(list(frames))
+
+    async def firehose(
+        self,
+        to: str,
+        count: int,
+        event: str = DEFAULT_EVENT,
+        data: Any = DEFAULT_PAYLOAD,
+        *,
+        packet: str | bytes | None = None,
+    ) -> int:
+        """Send ``count`` identical events to the socket ``to`` as fast as its link takes them.
+
+        The event (``event`` with the one argument ``data``, or ``packet``: a pre-encoded
+        Engine.IO packet such as ``'42["tick",1]'``, or msgpack bytes) is encoded once. On
+        WebSocket a blob of ready-made frames is written straight to the TCP transport, with
+        write-buffer flow control; on polling the packets are queued a few thousand ahead of
+        the client's requests. Returns how many were sent (fewer if the session ended).
+        """
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        sock = self._socket(to)
+        session = sock.session
+        if packet is not None:
+            frames: list[_Frame] = [packet]
+        else:
+            frames = _encode_packet(self._msgpack, _EVENT, sock.nsp, [event, data])
+        wire = b"".join(
+            encode_ws_frame(f.encode(), binary=False)
+            if isinstance(f, str)
+            else encode_ws_frame(f, binary=True)
+            for f in frames
+        )
+        per_blob = max(1, _BLOB_TARGET // len(wire))
+        blob = wire * per_blob
+        sent = 0
+        while sent < count and not session.closed and sock.connected:
+            n = min(per_blob, count - sent)
+            if session.transport == "websocket":
+                if session.frozen:
+                    await asyncio.sleep(0.005)
+                    continue
+                session.flush()
+                raw = session.raw
+                if raw is None or raw.is_closing():
+                    break
+                raw.write(blob if n == per_blob else wire * n)
+                while raw.get_write_buffer_size() > _HIGH_WATER and not raw.is_closing():
+                    await asyncio.sleep(0.001)
+            else:
+                if len(session.outbox) > _POLL_FIREHOSE_BACKLOG:
+                    await asyncio.sleep(0.001)
+                    continue
+                for _ in range(n):
+                    session.outbox.extend(frames)
+                session.wake_poll()
+            sent += n
+            self.stats.events_sent += n
+            await asyncio.sleep(0)
+        return sent
+
+    # -- rooms and sessions ------------------------------------------------------------------
+
+    def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        """Put the socket ``sid`` in ``room`` (of its namespace)."""
+        sock = self._socket(sid, namespace)
+        sock.rooms.add(room)
+        self._rooms.setdefault(sock.nsp, {}).setdefault(room, set()).add(sid)
+
+    def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        """Take the socket ``sid`` out of ``room``."""
+        sock = self._socket(sid, namespace)
+        sock.rooms.discard(room)
+        members = self._rooms.get(sock.nsp, {}).get(room)
+        if members is not None:
+            members.discard(sid)
+            if not members:
+                del self._rooms[sock.nsp][room]
+
+    def rooms(self, sid: str) -> set[str]:
+        """The rooms of the socket ``sid`` (its own sid included)."""
+        return set(self._socket(sid).rooms)
+
+    def sids(self, namespace: str = "/", room: str | None = None) -> list[str]:
+        """Socket.IO sids connected to ``namespace`` (or in ``room`` of it), in connect order."""
+        if room is not None:
+            members = self._rooms.get(namespace, {}).get(room, set())
+            return [s for s in self._sockets if s in members and self._sockets[s].connected]
+        return [s for s, k in self._sockets.items() if k.nsp == namespace and k.connected]
+
+    def handshake(self, sid: str) -> Handshake:
+        """What the client of socket ``sid`` sent: auth, headers and query."""
+        sock = self._socket(sid)
+        s = sock.session
+        return Handshake(sock.sid, s.sid, sock.nsp, sock.auth, dict(s.headers), dict(s.query))
+
+    def transport(self, sid: str) -> str:
+        """``"polling"`` or ``"websocket"``: the current transport of a session."""
+        return self._session(sid).transport
+
+    def eio_sid(self, sid: str) -> str:
+        """The Engine.IO session id of the socket ``sid``."""
+        return self._socket(sid).session.sid
+
+    def disconnect(self, sid: str, namespace: str | None = None) -> Awaitable[None]:
+        """Socket.IO disconnect of one namespace connection (``'io server disconnect'`` for
+        the client, which does not reconnect). The Engine.IO session stays open."""
+        sock = self._socket(sid, namespace)
+        sock.session.send_packet(_DISCONNECT, sock.nsp)
+        self._remove_socket(sock, "server namespace disconnect")
+        return _DONE
+
+    # -- fault hooks -------------------------------------------------------------------------
+
+    def drop(self, sid: str | None = None) -> None:
+        """Abort the TCP link(s) of one session (``sid``: Socket.IO or Engine.IO) or of every
+        session: no close frame, no Engine.IO close packet, as when a network path dies. A
+        WebSocket client sees ``'transport close'``; a polling client a failed request."""
+        for session in self._pick(sid):
+            self._close_session(session, "transport close", mode="abort")
+
+    def close_transport(self, sid: str | None = None) -> None:
+        """Close the link(s) cleanly at the Engine.IO level, as socket.io's
+        ``socket.conn.close()``: a WebSocket close frame, or a CLOSE packet on polling. The
+        client sees ``'transport close'`` and reconnects."""
+        for session in self._pick(sid):
+            self._close_session(session, "forced close", mode="close")
+
+    def stop_pings(self, stop: bool = True, sid: str | None = None) -> None:
+        """Stop (or resume) sending Engine.IO pings, to one session or to all sessions
+        including later ones. The link stays up otherwise, so a client detects a
+        ``'ping timeout'`` after ``ping_interval + ping_timeout``."""
+        if sid is None:
+            self._stop_pings = stop
+        else:
+            self._session(sid).stop_pings = stop
+
+    def ignore_pongs(self, ignore: bool = True, sid: str | None = None) -> None:
+        """Ignore (or not) the client's pongs, to one session or all including later ones: the
+        server then closes the session ``ping_timeout`` after its next ping, as a real server
+        does with an unresponsive client (the client sees ``'transport close'``)."""
+        if sid is None:
+            self._ignore_pongs = ignore
+        else:
+            self._session(sid).ignore_pongs = ignore
+
+    def freeze(self, sid: str | None = None, frozen: bool = True) -> None:
+        """Freeze (or thaw) one session or every current session: the TCP link stays open but
+        nothing moves either way. Outgoing packets and pings are held, incoming packets are
+        held unprocessed; a thaw delivers both, in order. A client detects a ``'ping
+        timeout'`` if the freeze lasts longer than ``ping_interval + ping_timeout``."""
+        for session in self._pick(sid):
+            if session.frozen == frozen:
+                continue
+            session.frozen = frozen
+            if not frozen:
+                self._spawn(session.process_held())
+                session.flush()
+
+    # -- internals: lookup -------------------------------------------------------------------
+
+    def _socket(self, sid: str, namespace: str | None = None) -> _Socket:
+        sock = self._sockets.get(sid)
+        if sock is None:
+            raise KeyError(f"no connected socket with sid {sid!r}")
+        if namespace is not None and namespace != sock.nsp:
+            raise KeyError(f"socket {sid!r} is in namespace {sock.nsp}, not {namespace}")
+        return sock
+
+    def _session(self, sid: str) -> _Session:
+        session = self._sessions.get(sid)
+        if session is not None:
+            return session
+        return self._socket(sid).session
+
+    def _pick(self, sid: str | None) -> list[_Session]:
+        if sid is None:
+            return [s for s in self._sessions.values() if not s.closed]
+        return [self._session(sid)]
+
+    def _targets(
+        self,
+        to: str | Iterable[str] | None,
+        namespace: str | None,
+        skip: str | Iterable[str] | None,
+    ) -> list[_Socket]:
+        skipped = {skip} if isinstance(skip, str) else set(skip or ())
+        nsp = namespace or "/"
+        if to is None:
+            sids: Iterable[str] = [
+                s for s, k in self._sockets.items() if k.nsp == nsp and k.connected
+            ]
+        else:
+            names = [to] if isinstance(to, str) else list(to)
+            rooms = self._rooms.get(nsp, {})
+            found: dict[str, None] = {}
+            for name in names:
+                sock = self._sockets.get(name)
+                if sock is not None and (namespace is None or sock.nsp == namespace):
+                    found[name] = None  # a sid (also while its connect handler runs)
+                    continue
+                for s in rooms.get(name, ()):
+                    found[s] = None
+            sids = found
+        return [self._sockets[s] for s in sids if s not in skipped]
+
+    # -- internals: Socket.IO ----------------------------------------------------------------
+
+    async def _connect_socket(self, session: _Session, nsp: str, auth: Any) -> None:
+        if nsp in session.sockets:
+            logger.info("TestServer: second CONNECT for %s ignored", nsp)
+            return
+        if self.namespaces is not None and nsp not in self.namespaces:
+            self.stats.refused += 1
+            session.send_packet(_CONNECT_ERROR, nsp, {"message": "Invalid namespace"})
+            return
+        sid = secrets.token_urlsafe(15)
+        sock = _Socket(sid, nsp, session, auth)
+        session.sockets[nsp] = sock
+        self._sockets[sid] = sock
+        self.enter_room(sid, sid)
+        handler = self._handlers.get(nsp, {}).get("connect")
+        refusal: dict[str, Any] | None = None
+        if handler is not None:
+            try:
+                result = handler(sid, auth)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is False:
+                    refusal = {"message": "Connection rejected by server"}
+            except ConnectionRefused as exc:
+                refusal = {"message": exc.message}
+                if exc.data is not None:
+                    refusal["data"] = exc.data
+            except Exception as exc:
+                self._handler_error(exc, f"connect handler of {nsp}")
+                refusal = {"message": "Internal server error"}
+        if session.closed or session.sockets.get(nsp) is not sock:
+            return
+        if refusal is not None:
+            self._forget_socket(sock)
+            self.stats.refused += 1
+            session.send_packet(_CONNECT_ERROR, nsp, refusal)
+            return
+        sock.connected = True
+        self.stats.sockets += 1
+        session.send_packet(_CONNECT, nsp, {"sid": sid})
+        held, sock.held = sock.held, []
+        session.send(held)
+
+    def _forget_socket(self, sock: _Socket) -> None:
+        for room in list(sock.rooms):
+            self.leave_room(sock.sid, room)
+        self._sockets.pop(sock.sid, None)
+        if sock.session.sockets.get(sock.nsp) is sock:
+            del sock.session.sockets[sock.nsp]
+        session = sock.session
+        for ack_id, (nsp, waiter) in list(session.acks.items()):
+            if nsp == sock.nsp:
+                del session.acks[ack_id]
+                if isinstance(waiter, asyncio.Future) and not waiter.done():
+                    waiter.set_exception(ClientGone(f"socket {sock.sid} disconnected"))
+
+    def _remove_socket(self, sock: _Socket, reason: str) -> None:
+        was_connected = sock.connected
+        sock.connected = False
+        self._forget_socket(sock)
+        if was_connected:
+            handler = self._handlers.get(sock.nsp, {}).get("disconnect")
+            if handler is not None:
+                self._run_handler(handler, (sock.sid, reason), f"disconnect handler of {sock.nsp}")
+
+    def _dispatch(self, sock: _Socket, event: str, args: list[Any], ack_id: int | None) -> None:
+        handlers = self._handlers.get(sock.nsp, {})
+        handler = handlers.get(event) if event not in ("connect", "disconnect") else None
+        if handler is not None:
+            call_args: tuple[Any, ...] = (sock.sid, *args)
+        else:
+            handler = handlers.get("*")
+            if handler is None:
+                return
+            call_args = (event, sock.sid, *args)
+        self._run_handler(handler, call_args, f"handler of {event!r} in {sock.nsp}", sock, ack_id)
+
+    def _run_handler(
+        self,
+        handler: Handler,
+        args: tuple[Any, ...],
+        what: str,
+        sock: _Socket | None = None,
+        ack_id: int | None = None,
+    ) -> None:
+        try:
+            result = handler(*args)
+        except Exception as exc:
+            self._handler_error(exc, what)
+            return
+        if inspect.isawaitable(result):
+            task = self._spawn(result)
+            if sock is not None and ack_id is not None:
+
+                def ack_when_done(t: asyncio.Task[Any], sock: _Socket = sock) -> None:
+                    if not t.cancelled() and t.exception() is None:
+                        self._send_ack(sock, ack_id, t.result())
+
+                task.add_done_callback(ack_when_done)
+            task.add_done_callback(lambda t: self._task_error(t, what))
+            return
+        if sock is not None and ack_id is not None:
+            self._send_ack(sock, ack_id, result)
+
+    def _send_ack(self, sock: _Socket, ack_id: int, result: Any) -> None:
+        if not sock.connected or sock.session.closed:
+            return
+        sock.session.send_packet(_ACK, sock.nsp, _args_of(result), ack_id)
+        self.stats.acks_sent += 1
+
+    def _spawn(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _task_error(self, task: asyncio.Task[Any], what: str) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._handler_error(task.exception(), what)  # type: ignore[arg-type]
+
+    def _handler_error(self, exc: BaseException, what: str) -> None:
+        self.errors.append(exc)
+        logger.error("TestServer: %s raised", what, exc_info=exc)
+
+    # -- internals: Engine.IO ----------------------------------------------------------------
+
+    def _open_packet(self, session: _Session) -> str:
+        upgrades = (
+            ["websocket"]
+            if session.transport == "polling"
+            and self.allow_upgrades
+            and "websocket" in self.transports
+            else []
+        )
+        return (
+            "0"
+            + orjson.dumps(
+                {
+                    "sid": session.sid,
+                    "upgrades": upgrades,
+                    "pingInterval": int(self.ping_interval * 1000),
+                    "pingTimeout": int(self.ping_timeout * 1000),
+                    "maxPayload": self.max_payload,
+                }
+            ).decode()
+        )
+
+    def _new_session(self, transport: str, request: Any) -> _Session:
+        headers: dict[str, str] = {}
+        for key, value in request.headers.items():
+            k = key.lower()
+            headers[k] = f"{headers[k]}, {value}" if k in headers else value
+        session = _Session(self, transport, headers, dict(request.query))
+        self._sessions[session.sid] = session
+        self.stats.sessions += 1
+        session.ping_task = self._spawn(session.ping_loop())
+        return session
+
+    def _close_session(self, session: _Session, reason: str, mode: str) -> None:
+        """End a session. ``mode``: ``"abort"`` (TCP abort), ``"close"`` (close frame or a
+        CLOSE packet on polling) or ``"quiet"`` (the client closed it)."""
+        if session.closed:
+            return
+        session.closed = True
+        if session.ping_task is not None and session.ping_task is not asyncio.current_task():
+            session.ping_task.cancel()
+        for sock in list(session.sockets.values()):
+            self._remove_socket(sock, reason)
+        for _nsp, waiter in session.acks.values():
+            if isinstance(waiter, asyncio.Future) and not waiter.done():
+                waiter.set_exception(ClientGone("session closed"))
+        session.acks.clear()
+        if session.probe_raw is not None:
+            session.probe_raw.abort()
+        if session.transport == "websocket":
+            raw = session.raw
+            if raw is not None and not raw.is_closing():
+                if mode == "abort":
+                    raw.abort()
+                else:
+                    if not session.frozen and mode == "close":
+                        session._write_ws(list(session.outbox))
+                        raw.write(b"\x88\x02\x03\xe8")  # close frame, 1000
+                    raw.close()
+            self._sessions.pop(session.sid, None)
+            return
+        # polling
+        if mode == "abort":
+            if session.poll_transport is not None:
+                session.poll_transport.abort()
+            self._sessions.pop(session.sid, None)
+            session.wake_poll(force=True)
+            return
+        if mode == "close":
+            session.frozen = False
+            session.outbox.append("1")
+            session.wake_poll(force=True)
+            # The next GET collects the CLOSE packet; forget the session soon after anyway.
+            timer = asyncio.get_running_loop().call_later(
+                self.ping_interval + self.ping_timeout, self._forget_session, session
+            )
+            self._timers.add(timer)
+            return
+        self._sessions.pop(session.sid, None)
+        session.wake_poll(force=True)
+
+    def _forget_session(self, session: _Session) -> None:
+        if self._sessions.get(session.sid) is session:
+            del self._sessions[session.sid]
+
+    async def _handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        query = request.query
+        if query.get("EIO") != "4":
+            return _json_error(5)
+        transport = query.get("transport")
+        if transport not in ("polling", "websocket") or transport not in self.transports:
+            return _json_error(0)
+        sid = query.get("sid")
+        if transport == "websocket":
+            if request.method != "GET" or request.headers.get("Upgrade", "").lower() != "websocket":
+                return _json_error(3)
+            return await self._handle_websocket(request, sid)
+        if sid is None:
+            if request.method != "GET":
+                return _json_error(2)
+            new = self._new_session("polling", request)
+            return self._poll_response(self._open_packet(new))
+        found = self._sessions.get(sid)
+        if found is None or (found.closed and not found.outbox):
+            return _json_error(1)
+        session = found
+        if request.method == "GET":
+            if session.transport != "polling" or session.poll_waiter is not None:
+                return _json_error(3)
+            if not session.closed and (
+                session.frozen or (not session.outbox and not session.upgrading)
+            ):
+                waiter = asyncio.get_running_loop().create_future()
+                session.poll_waiter = waiter
+                session.poll_transport = request.transport
+                try:
+                    await waiter
+                finally:
+                    session.poll_waiter = None
+                    session.poll_transport = None
+            if session.closed:
+                # Closed by the server with a CLOSE packet still to deliver, or gone.
+                if not session.outbox or self._sessions.get(session.sid) is not session:
+                    return _json_error(1)
+                self._forget_session(session)
+            return self._poll_response(session.take_poll_payload())
+        if request.method == "POST":
+            if session.closed:
+                return _json_error(1)
+            if request.content_length is not None and request.content_length > self.max_payload:
+                self._close_session(session, "transport error", mode="abort")
+                return web.Response(status=413, text="payload too large")
+            try:
+                frames = _decode_poll_payload(await request.text())
+            except Exception as exc:
+                logger.warning("TestServer: bad polling payload (%r): closing the session", exc)
+                self._close_session(session, "parse error", mode="quiet")
+                return _json_error(3)
+            async with session.inbound:
+                for frame in frames:
+                    await session.receive(frame)
+            return web.Response(text="ok", content_type="text/plain")
+        return _json_error(2)
+
+    def _poll_response(self, body: str) -> Any:
+        from aiohttp import web
+
+        return web.Response(text=body, content_type="text/plain", charset="utf-8")
+
+    async def _handle_websocket(self, request: Any, sid: str | None) -> Any:
+        from aiohttp import WSMsgType as AioMsgType
+        from aiohttp import web
+
+        probing: _Session | None = None
+        if sid is not None:
+            probing = self._sessions.get(sid)
+            if probing is None or probing.closed:
+                return _json_error(1)
+            if probing.transport != "polling" or probing.upgrading or not self.allow_upgrades:
+                return _json_error(3)
+        ws = web.WebSocketResponse(
+            autoping=True, compress=False, max_msg_size=self.max_payload, heartbeat=None
+        )
+        await ws.prepare(request)
+        raw = request.transport
+        if probing is None:
+            session = self._new_session("websocket", request)
+            session.ws, session.raw = ws, raw
+            session.send([self._open_packet(session)])
+        else:
+            session = probing
+            session.probe_raw = raw
+        upgraded = probing is None
+        try:
+            async for msg in ws:
+                if session.closed:
+                    break
+                if msg.type == AioMsgType.TEXT:
+                    frame: _Frame = msg.data
+                elif msg.type == AioMsgType.BINARY:
+                    frame = msg.data
+                else:
+                    break
+                if not upgraded:
+                    # Upgrade handshake: 2probe -> 3probe (and a noop to release the pending
+                    # GET), then 5 switches the session to this WebSocket.
+                    if frame == "2probe":
+                        raw.write(encode_ws_frame(b"3probe"))
+                        session.upgrading = True
+                        session.wake_poll(force=True)
+                    elif frame == "5" and session.upgrading:
+                        session.upgrading = False
+                        session.probe_raw = None
+                        session.transport = "websocket"
+                        session.ws, session.raw = ws, raw
+                        upgraded = True
+                        self.stats.upgrades += 1
+                        session.wake_poll(force=True)
+                        session.flush()
+                    else:
+                        logger.warning("TestServer: unexpected %r during an upgrade", frame)
+                        break
+                    continue
+                async with session.inbound:
+                    await session.receive(frame)
+        finally:
+            if upgraded:
+                if session.raw is raw:
+                    self._close_session(session, "transport close", mode="quiet")
+            elif not session.closed:
+                session.upgrading = False  # failed probe: the session goes on with polling
+                session.probe_raw = None
+                session.wake_poll()
+        return ws
 
 
 # -- command line ------------------------------------------------------------------------------

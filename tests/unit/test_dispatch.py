@@ -1,0 +1,614 @@
+"""The compiled Connection's receive and send paths, driven with a recording fake client.
+
+Nothing here touches a socket: frames go in through feed_text/feed_binary (what the polling
+transport and the picows listener call) and out through ``poll_sender``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fastsio._ext import _core
+from fastsio.exceptions import (
+    BufferFullError,
+    DisconnectedError,
+    PayloadTooLargeError,
+    ProtocolError,
+)
+
+CONNECT, DISCONNECT, EVENT, ACK = _core.CONNECT, _core.DISCONNECT, _core.EVENT, _core.ACK
+CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = _core.CONNECT_ERROR, _core.BINARY_EVENT, _core.BINARY_ACK
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.controls: list[_core.Packet] = []
+        self.unknown_acks: list[tuple] = []
+        self.handler_errors: list[tuple] = []
+
+    def _on_event(self, nsp, ack_id, data):
+        self.events.append((nsp, ack_id, data))
+
+    def _on_control_packet(self, pkt):
+        self.controls.append(pkt)
+
+    def _on_unknown_ack(self, nsp, ack_id):
+        self.unknown_acks.append((nsp, ack_id))
+
+    def _on_handler_error(self, event, nsp, exc):
+        self.handler_errors.append((event, nsp, exc))
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def _on_eio_open(self, payload):
+        self.calls.append(("open", payload))
+
+    def _on_eio_close(self):
+        self.calls.append(("close",))
+
+    def _on_eio_noop(self):
+        self.calls.append(("noop",))
+
+
+class Wire:
+    """A Connection with a fake client, a fake engine and a recording poll_sender."""
+
+    def __init__(self, **kwargs) -> None:
+        self.client = FakeClient()
+        self.engine = FakeEngine()
+        self.sent: list[tuple[bytes, bool]] = []
+        self.conn = _core.Connection(self.client, self.engine, **kwargs)
+        self.conn.poll_sender = lambda data, binary: self.sent.append((data, binary))
+
+    def slot(self, nsp: str = "/", **fast) -> _core.NamespaceSlot:
+        slot = self.conn.slots.get(nsp)
+        if slot is None:
+            slot = self.conn.slots[nsp] = _core.NamespaceSlot(nsp)
+        slot.fast.update(fast)
+        return slot
+
+
+@pytest.fixture
+def wire() -> Wire:
+    return Wire()
+
+
+def pending(nsp: str = "/", **fields) -> _core.PendingAck:
+    entry = _core.PendingAck()
+    entry.nsp = nsp
+    for k, v in fields.items():
+        setattr(entry, k, v)
+    return entry
+
+
+# --- Engine.IO packets ------------------------------------------------------------------------
+
+def test_ping_is_answered_with_a_pong_through_the_poll_sender(wire):
+    wire.conn.feed_text("2")
+    wire.conn.feed_text(b"2")
+    assert wire.sent == [(b"3", False), (b"3", False)]
+
+
+def test_ping_payload_is_echoed(wire):
+    wire.conn.feed_text("2probe")
+    assert wire.sent == [(b"3probe", False)]
+
+
+def test_ping_refreshes_the_heartbeat_clock(wire):
+    wire.conn.touch_ping()
+    time.sleep(0.02)
+    assert wire.conn.ping_age() >= 0.015
+    wire.conn.feed_text("2")
+    assert wire.conn.ping_age() < 0.015
+
+
+def test_ping_without_a_transport_reports_disconnected():
+    conn = _core.Connection(FakeClient())
+    assert not conn.has_transport
+    with pytest.raises(DisconnectedError):
+        conn.feed_text("2")
+
+
+def test_open_close_noop_reach_the_engine(wire):
+    wire.conn.feed_text('0{"sid":"abc","pingInterval":25000}')
+    wire.conn.feed_text("6")
+    wire.conn.feed_text("1")
+    assert wire.engine.calls == [("open", b'{"sid":"abc","pingInterval":25000}'), ("noop",),
+                                 ("close",)]
+    assert wire.client.events == wire.client.controls == []
+
+
+def test_pong_and_upgrade_are_ignored(wire):
+    wire.conn.feed_text("3")
+    wire.conn.feed_text("3probe")
+    wire.conn.feed_text("5")
+    assert wire.sent == [] and wire.engine.calls == []
+
+
+def test_engine_packets_without_an_engine_are_harmless():
+    conn = _core.Connection(FakeClient())
+    for frame in ("0{}", "1", "6", "3", "5"):
+        conn.feed_text(frame)
+
+
+def test_unknown_engineio_type_is_a_protocol_error(wire):
+    with pytest.raises(ProtocolError):
+        wire.conn.feed_text("7")
+    with pytest.raises(ProtocolError):
+        wire.conn.feed_text("")
+
+
+# --- events -----------------------------------------------------------------------------------
+
+def test_event_without_a_slot_takes_the_slow_path(wire):
+    wire.conn.feed_text('42["hello",1,{"a":[true,null]}]')
+    assert wire.client.events == [("/", None, ["hello", 1, {"a": [True, None]}])]
+
+
+@pytest.mark.parametrize(("frame", "args"), [
+    ('42["ev"]', ()),
+    ('42["ev",1]', (1,)),
+    ('42["ev",1,"two"]', (1, "two")),
+    ('42["ev",1,"two",[3]]', (1, "two", [3])),
+    ('42["ev",null,null,null,null,null]', (None,) * 5),
+])
+def test_fast_handler_is_called_inline_with_the_arguments(wire, frame, args):
+    got = []
+    wire.slot(ev=lambda *a: got.append(a))
+    wire.conn.feed_text(frame)
+    assert got == [args]
+    assert wire.client.events == []
+
+
+def test_fast_handler_only_for_its_namespace_and_event(wire):
+    got = []
+    wire.slot("/admin", ev=lambda *a: got.append(a))
+    wire.conn.feed_text('42["ev",1]')            # namespace / has no slot
+    wire.conn.feed_text('42/admin,["other",2]')  # no fast handler for "other"
+    wire.conn.feed_text('42/admin,["ev",3]')
+    assert got == [(3,)]
+    assert wire.client.events == [("/", None, ["ev", 1]), ("/admin", None, ["other", 2])]
+
+
+def test_event_with_an_ack_id_always_takes_the_slow_path(wire):
+    got = []
+    wire.slot(ev=lambda *a: got.append(a))
+    wire.conn.feed_text('42/x,7["ev",1]')
+    wire.conn.feed_text('4212["ev",1]')
+    assert got == []
+    assert wire.client.events == [("/x", 7, ["ev", 1]), ("/", 12, ["ev", 1])]
+
+
+def test_fast_handler_exception_is_reported_and_dispatch_goes_on(wire):
+    boom = ValueError("boom")
+    got = []
+
+    def bad(*args):
+        raise boom
+
+    wire.slot(bad=bad, ev=lambda *a: got.append(a))
+    wire.conn.feed_text('42["bad",1]')
+    wire.conn.feed_text('42["ev",2]')
+    assert wire.client.handler_errors == [("bad", "/", boom)]
+    assert got == [(2,)]
+
+
+def test_events_are_delivered_in_order_across_paths(wire):
+    order = []
+    wire.slot(fast=lambda *a: order.append(("fast", a)))
+    wire.client._on_event = lambda nsp, ack_id, data: order.append(("slow", tuple(data)))
+    for frame in ('42["fast",1]', '42["slow",2]', '42["fast",3]', '421["fast",4]'):
+        wire.conn.feed_text(frame)
+    assert order == [("fast", (1,)), ("slow", ("slow", 2)), ("fast", (3,)), ("slow", ("fast", 4))]
+
+
+def test_counters(wire):
+    wire.conn.feed_text('42["a"]')
+    wire.conn.feed_text("2")
+    wire.conn.feed_text('40{"sid":"x"}')
+    stats = wire.conn.stats()
+    assert stats["events_received"] == 1
+    assert stats["packets_received"] == 2          # Socket.IO messages
+    assert stats["bytes_received"] == len('42["a"]') + 1 + len('40{"sid":"x"}')
+    assert stats["packets_sent"] == 1 and stats["bytes_sent"] == 1  # the pong
+
+
+# --- connection-state recovery: the offset at the end of each event ---------------------------
+
+def test_offset_is_stripped_and_recorded(wire):
+    got = []
+    slot = wire.slot(ev=lambda *a: got.append(a))
+    slot.strip_offset = True
+    wire.conn.feed_text('42["ev","payload","MzUPkW0"]')
+    assert got == [("payload",)]
+    assert slot.offset == "MzUPkW0"
+    wire.conn.feed_text('42["slow",{"k":1},"MzUPkW1"]')
+    assert wire.client.events == [("/", None, ["slow", {"k": 1}])]
+    assert slot.offset == "MzUPkW1"
+
+
+def test_offset_rules(wire):
+    got = []
+    slot = wire.slot(ev=lambda *a: got.append(a))
+    slot.strip_offset = True
+    slot.offset = "before"
+    wire.conn.feed_text('42["ev"]')            # no arguments: nothing to strip
+    wire.conn.feed_text('42["ev",1]')          # last argument is not a string
+    wire.conn.feed_text('425["ev","x","o1"]')  # events with an ack id are never stored/offset
+    assert got == [(), (1,)]
+    assert wire.client.events == [("/", 5, ["ev", "x", "o1"])]
+    assert slot.offset == "before"
+
+
+def test_offset_only_where_recovery_was_offered(wire):
+    got = []
+    wire.slot(ev=lambda *a: got.append(a))               # strip_offset defaults to False
+    admin = wire.slot("/admin", ev=lambda *a: got.append(a))
+    admin.strip_offset = True
+    wire.conn.feed_text('42["ev","a","b"]')
+    wire.conn.feed_text('42/admin,["ev","a","b"]')
+    assert got == [("a", "b"), ("a",)]
+    assert admin.offset == "b" and wire.conn.slots["/"].offset is None
+
+
+def test_offset_after_binary_reassembly(wire):
+    got = []
+    slot = wire.slot(ev=lambda *a: got.append(a))
+    slot.strip_offset = True
+    wire.conn.feed_text('451-["ev",{"_placeholder":true,"num":0},"off9"]')
+    wire.conn.feed_binary(b"\x01")
+    assert got == [(b"\x01",)]
+    assert slot.offset == "off9"
+
+
+# --- binary packets ---------------------------------------------------------------------------
+
+def test_binary_event_is_reassembled_across_frames(wire):
+    got = []
+    wire.slot(ev=lambda *a: got.append(a))
+    wire.conn.feed_text('452-["ev",{"_placeholder":true,"num":1},{"k":{"_placeholder":true,'
+                        '"num":0}}]')
+    wire.conn.feed_binary(b"first")
+    assert got == []
+    wire.conn.feed_binary(bytearray(b"second"))
+    assert got == [(b"second", {"k": b"first"})]
+    # The stream is back to text: another binary frame has nothing to attach to.
+    with pytest.raises(ProtocolError):
+        wire.conn.feed_binary(b"extra")
+
+
+def test_binary_event_with_ack_id_and_namespace(wire):
+    wire.conn.feed_text('451-/admin,9["up",{"_placeholder":true,"num":0}]')
+    wire.conn.feed_binary(b"")
+    assert wire.client.events == [("/admin", 9, ["up", b""])]
+
+
+def test_binary_ack_resolves_the_pending_ack(wire):
+    got = []
+    ack_id = wire.conn.acks.add(pending("/admin", callback=lambda *a: got.append(a)))
+    wire.conn.feed_text(f'461-/admin,{ack_id}["ok",{{"_placeholder":true,"num":0}}]')
+    assert got == []
+    wire.conn.feed_binary(b"\xff")
+    assert got == [("ok", b"\xff")]
+    assert len(wire.conn.acks) == 0
+
+
+def test_binary_frame_with_no_pending_packet(wire):
+    with pytest.raises(ProtocolError):
+        wire.conn.feed_binary(b"\x00")
+
+
+def test_text_while_attachments_are_expected(wire):
+    wire.conn.feed_text('452-["ev",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+    wire.conn.feed_binary(b"a")
+    with pytest.raises(ProtocolError):
+        wire.conn.feed_text('42["next"]')
+    assert wire.client.events == []
+    # Engine.IO packets are not Socket.IO text: a ping in between is still answered.
+    wire.conn.feed_text("2")
+    assert wire.sent == [(b"3", False)]
+
+
+def test_reset_stream_forgets_a_half_received_packet(wire):
+    wire.conn.feed_text('451-["ev",{"_placeholder":true,"num":0}]')
+    wire.conn.reset_stream()
+    wire.conn.feed_text('42["next"]')
+    assert wire.client.events == [("/", None, ["next"])]
+
+
+def test_detach_transport_forgets_it_too(wire):
+    wire.conn.feed_text('451-["ev",{"_placeholder":true,"num":0}]')
+    wire.conn.detach_transport()
+    assert not wire.conn.has_transport
+    with pytest.raises(ProtocolError):
+        wire.conn.feed_binary(b"late")
+
+
+def test_attachment_limit_is_the_connections():
+    w = Wire(max_attachments=2)
+    w.conn.feed_text('462-1[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+    w.conn.reset_stream()
+    with pytest.raises(ProtocolError):
+        w.conn.feed_text('463-1[]')
+
+
+# --- acks -------------------------------------------------------------------------------------
+
+def test_ack_ids_count_up_from_one(wire):
+    assert [wire.conn.acks.add(pending()) for _ in range(3)] == [1, 2, 3]
+    assert wire.conn.acks.ids() == [1, 2, 3]
+
+
+def test_ack_table_resolve_directly():
+    acks = _core.AckTable()
+    got = []
+    ack_id = acks.add(pending("/n", callback=lambda *a: got.append(a)))
+    assert acks.get(ack_id).nsp == "/n"
+    assert acks.resolve("/other", ack_id, [1]) is False
+    assert acks.resolve("/n", ack_id + 1, [1]) is False
+    assert acks.resolve("/n", ack_id, [1, 2]) is True
+    assert got == [(1, 2)]
+    assert acks.resolve("/n", ack_id, [1]) is False
+    assert acks.get(ack_id) is None and len(acks) == 0
+
+
+def test_ack_calls_the_callback_with_the_arguments(wire):
+    got = []
+    ack_id = wire.conn.acks.add(pending(callback=lambda *a: got.append(a)))
+    wire.conn.feed_text(f'43{ack_id}["a",2,null]')
+    assert got == [("a", 2, None)]
+    assert len(wire.conn.acks) == 0
+    # A second ACK for the same id is unknown now.
+    wire.conn.feed_text(f'43{ack_id}[]')
+    assert wire.client.unknown_acks == [("/", ack_id)]
+
+
+def test_ack_resolves_a_future():
+    async def main():
+        w = Wire()
+        fut = asyncio.get_running_loop().create_future()
+        ack_id = w.conn.acks.add(pending("/x", future=fut))
+        w.conn.feed_text(f'43/x,{ack_id}[1,"b"]')
+        return await asyncio.wait_for(fut, 1)
+
+    assert asyncio.run(main()) == (1, "b")
+
+
+def test_ack_err_first_callback_gets_none_first(wire):
+    got = []
+    ack_id = wire.conn.acks.add(pending(callback=lambda *a: got.append(a), err_first=True))
+    wire.conn.feed_text(f"43{ack_id}[7]")
+    assert got == [(None, 7)]
+
+
+def test_ack_cancels_its_timer(wire):
+    class Timer:
+        cancelled = False
+
+        def cancel(self):
+            self.cancelled = True
+
+    timer = Timer()
+    entry = pending(callback=lambda *a: None, timer=timer)
+    ack_id = wire.conn.acks.add(entry)
+    wire.conn.feed_text(f"43{ack_id}[]")
+    assert timer.cancelled and entry.timer is None
+
+
+def test_ack_for_another_namespace_is_unknown_and_stays_pending(wire):
+    got = []
+    ack_id = wire.conn.acks.add(pending("/a", callback=lambda *a: got.append(a)))
+    wire.conn.feed_text(f'43/b,{ack_id}["x"]')
+    assert wire.client.unknown_acks == [("/b", ack_id)]
+    assert got == [] and wire.conn.acks.ids("/a") == [ack_id]
+    wire.conn.feed_text(f'43/a,{ack_id}["x"]')
+    assert got == [("x",)]
+
+
+def test_unknown_ack_id(wire):
+    wire.conn.feed_text('43999["x"]')
+    assert wire.client.unknown_acks == [("/", 999)]
+
+
+def test_fail_all_with_every_kind_of_waiter():
+    async def main():
+        w = Wire()
+        acks = w.conn.acks
+        lost, err_first = [], []
+        acks.on_ack_lost = lambda entry, exc: lost.append((entry.nsp, exc))
+        fut = asyncio.get_running_loop().create_future()
+        acks.add(pending("/", future=fut))
+        acks.add(pending("/", callback=lambda *a: err_first.append(a), err_first=True))
+        acks.add(pending("/", callback=lambda *a: pytest.fail("a plain callback never fails")))
+        other = acks.add(pending("/other", callback=lambda *a: None))
+        exc = DisconnectedError("gone")
+        acks.fail_all(exc, "/")
+        assert acks.ids() == [other]
+        with pytest.raises(DisconnectedError):
+            await fut
+        assert err_first == [(exc,)]
+        assert lost == [("/", exc)]
+        acks.fail_all(exc)
+        assert len(acks) == 0
+
+    asyncio.run(main())
+
+
+def test_callback_errors_and_async_callbacks_go_to_their_hooks(wire):
+    acks = wire.conn.acks
+    errors, scheduled = [], []
+    acks.on_callback_error = lambda entry, exc: errors.append(exc)
+    acks.on_async_callback = scheduled.append
+    boom = RuntimeError("cb")
+
+    def bad(*args):
+        raise boom
+
+    a = acks.add(pending(callback=bad))
+    b = acks.add(pending(callback=lambda *a: ("coroutine-ish", a), is_async=True))
+    wire.conn.feed_text(f"43{a}[]")
+    wire.conn.feed_text(f"43{b}[1]")
+    assert errors == [boom]
+    assert scheduled == [("coroutine-ish", (1,))]
+
+
+def test_ack_table_limit(wire):
+    wire.conn.acks.max_pending = 2
+    wire.conn.acks.add(pending())
+    wire.conn.acks.add(pending())
+    with pytest.raises(BufferFullError):
+        wire.conn.acks.add(pending())
+
+
+# --- control packets --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("frame", "expected"), [
+    ('40{"sid":"abc"}', (CONNECT, "/", None, {"sid": "abc"})),
+    ('40/admin,{"sid":"x","pid":"p"}', (CONNECT, "/admin", None, {"sid": "x", "pid": "p"})),
+    ("41", (DISCONNECT, "/", None, None)),
+    ("41/admin,", (DISCONNECT, "/admin", None, None)),
+    ('44{"message":"Not authorized","data":{"code":3}}',
+     (CONNECT_ERROR, "/", None, {"message": "Not authorized", "data": {"code": 3}})),
+    ('44/x,"legacy string"', (CONNECT_ERROR, "/x", None, "legacy string")),
+])
+def test_control_packets_go_to_the_client(wire, frame, expected):
+    wire.conn.feed_text(frame)
+    (pkt,) = wire.client.controls
+    assert (pkt.type, pkt.nsp, pkt.id, pkt.data) == expected
+    assert pkt.attachments == 0
+    assert wire.client.events == []
+
+
+# --- batch handlers ---------------------------------------------------------------------------
+
+def test_batch_handler_gets_consecutive_events_in_one_call(wire):
+    batches = []
+    slot = wire.slot()
+    slot.batch = {"tick": batches.append}
+    for frame in ('42["tick",1]', '42["tick"]', '42["tick",2,3]'):
+        wire.conn.feed_text(frame)
+    assert batches == []
+    wire.conn.flush_batch()
+    assert batches == [[1, None, (2, 3)]]
+    wire.conn.flush_batch()
+    assert batches == [[1, None, (2, 3)]]
+
+
+def test_other_packets_flush_the_batch_first(wire):
+    order = []
+    slot = wire.slot(ev=lambda *a: order.append(("ev", a)))
+    slot.batch = {"tick": lambda items: order.append(("batch", items))}
+    wire.conn.feed_text('42["tick",1]')
+    wire.conn.feed_text('42["ev",2]')
+    wire.conn.feed_text('42["tick",3]')
+    wire.conn.feed_text('40{"sid":"x"}')
+    assert order == [("batch", [1]), ("ev", (2,)), ("batch", [3])]
+    assert len(wire.client.controls) == 1
+
+
+def test_batch_is_flushed_at_max_batch_and_errors_are_reported(wire):
+    boom = ValueError("batch")
+    calls = []
+
+    def handler(items):
+        calls.append(list(items))
+        raise boom
+
+    wire.slot().batch = {"tick": handler}
+    wire.conn.max_batch = 2
+    for i in range(5):
+        wire.conn.feed_text(f'42["tick",{i}]')
+    wire.conn.detach_transport()  # also flushes
+    assert calls == [[0, 1], [2, 3], [4]]
+    assert wire.client.handler_errors == [("tick", "/", boom)] * 3
+
+
+# --- msgpack mode -----------------------------------------------------------------------------
+
+def test_msgpack_mode_dispatch():
+    w = Wire(msgpack_mode=True)
+    got = []
+    w.slot(ev=lambda *a: got.append(a))
+    ack_got = []
+    ack_id = w.conn.acks.add(pending("/", callback=lambda *a: ack_got.append(a)))
+    w.conn.feed_binary(_core.encode_msgpack(EVENT, "/", ["ev", b"\x00", {"k": 1}]))
+    w.conn.feed_binary(_core.encode_msgpack(EVENT, "/", ["slow"], 4))
+    w.conn.feed_binary(_core.encode_msgpack(ACK, "/", [b"r"], ack_id))
+    w.conn.feed_binary(_core.encode_msgpack(CONNECT, "/", {"sid": "s"}))
+    assert got == [(b"\x00", {"k": 1})]
+    assert w.client.events == [("/", 4, ["slow"])]
+    assert ack_got == [(b"r",)]
+    assert [(p.type, p.data) for p in w.client.controls] == [(CONNECT, {"sid": "s"})]
+    # Engine.IO still speaks text: pings work, a Socket.IO text message does not.
+    w.conn.feed_text("2")
+    assert w.sent == [(b"3", False)]
+    with pytest.raises(ProtocolError):
+        w.conn.feed_text('42["ev"]')
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+def test_send_packet_text_and_attachments(wire):
+    wire.conn.send_packet(EVENT, "/", ["ev", 1])
+    wire.conn.send_packet(EVENT, "/admin", ["up", b"\x01\x02"], 3)
+    wire.conn.send_packet(ACK, "/", [b"r"], 9)
+    wire.conn.send_packet(CONNECT, "/x", {"token": "t"})
+    assert wire.sent == [
+        (b'42["ev",1]', False),
+        (b'451-/admin,3["up",{"_placeholder":true,"num":0}]', False), (b"\x01\x02", True),
+        (b'461-9[{"_placeholder":true,"num":0}]', False), (b"r", True),
+        (b'40/x,{"token":"t"}', False),
+    ]
+    assert wire.conn.stats()["packets_sent"] == 6
+
+
+def test_encode_gives_frames_and_send_frames_sends_them(wire):
+    frames = wire.conn.encode(EVENT, "/", ["ev", b"z"], 1)
+    assert frames == [(b'451-1["ev",{"_placeholder":true,"num":0}]', False), (b"z", True)]
+    wire.conn.send_frames(frames)
+    assert wire.sent == frames
+
+
+def test_msgpack_mode_sends_one_binary_frame():
+    w = Wire(msgpack_mode=True)
+    w.conn.send_packet(EVENT, "/", ["ev", b"z"], 2)
+    ((frame, binary),) = w.sent
+    assert binary is True
+    p = _core.decode_msgpack(frame)
+    assert (p.type, p.nsp, p.id, p.data) == (EVENT, "/", 2, ["ev", b"z"])
+    assert w.conn.encode(EVENT, "/", ["ev"]) == [(_core.encode_msgpack(EVENT, "/", ["ev"]), True)]
+
+
+def test_send_respects_the_servers_max_payload(wire):
+    wire.conn.max_send_size = 20
+    with pytest.raises(PayloadTooLargeError):
+        wire.conn.send_packet(EVENT, "/", ["ev", "x" * 30])
+    # With attachments, every frame is checked before any is sent.
+    with pytest.raises(PayloadTooLargeError):
+        wire.conn.send_packet(EVENT, "/", ["e", b"y" * 30])
+    with pytest.raises(PayloadTooLargeError):
+        wire.conn.send_eio(b"4" + b"x" * 30)
+    assert wire.sent == []
+    wire.conn.send_packet(EVENT, "/", ["ev"])
+    assert wire.sent == [(b'42["ev"]', False)]
+
+
+def test_send_without_a_transport():
+    conn = _core.Connection(FakeClient())
+    with pytest.raises(DisconnectedError):
+        conn.send_packet(EVENT, "/", ["ev"])
+    with pytest.raises(DisconnectedError):
+        conn.send_eio(b"2")
+
+
+def test_send_eio_raw(wire):
+    wire.conn.send_eio(b"5")
+    wire.conn.send_eio(b"\x00\x01", True)
+    assert wire.sent == [(b"5", False), (b"\x00\x01", True)]
