@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -37,8 +38,10 @@ class _Firehose:
                 "--count", str(self.count), "--serializer", self.serializer]
         if self.ack_echo:
             argv.append("--ack-echo")
+        # A neutral working directory: `-m` puts the cwd first on sys.path, and a source
+        # checkout there would shadow the installed package (which has the compiled core).
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(
             asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline), 15)
