@@ -46,7 +46,6 @@ class PendingAck:
     timer: Any
     err_first: bool
     is_async: bool
-    packet: Any
 
 class AckTable:
     max_pending: int

@@ -9,7 +9,6 @@ cdef class PendingAck:
     cdef public object timer         # a TimerHandle to cancel when resolved
     cdef public bint err_first       # socket.io-client's timeout style: callback(err, *args)
     cdef public bint is_async
-    cdef public object packet        # what was sent, kept for at-least-once retries
 
 
 cdef class AckTable:
