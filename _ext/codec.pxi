@@ -198,6 +198,8 @@ def decode_packet(data, json=None, Py_ssize_t max_attachments=DEFAULT_MAX_ATTACH
     cdef bytes b
     if isinstance(data, str):
         b = (<str>data).encode("utf-8", "surrogatepass")
+    elif type(data) is bytes:
+        b = <bytes>data
     elif isinstance(data, (bytes, bytearray, memoryview)):
         b = bytes(data)
     else:

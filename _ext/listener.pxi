@@ -178,7 +178,13 @@ cdef class Connection:
 
     def feed_text(self, data):
         """Feed one Engine.IO text packet (polling transport, tests)."""
-        cdef bytes b = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        cdef bytes b
+        if type(data) is bytes:
+            b = <bytes>data
+        elif isinstance(data, str):
+            b = data.encode("utf-8", "surrogatepass")
+        else:
+            b = bytes(data)
         if self._must_hold():
             self._held.append((False, b))
             return
@@ -186,7 +192,7 @@ cdef class Connection:
 
     def feed_binary(self, data):
         """Feed one Engine.IO binary message (polling transport, tests)."""
-        cdef bytes b = bytes(data)
+        cdef bytes b = <bytes>data if type(data) is bytes else bytes(data)
         if self._must_hold():
             self._held.append((True, b))
             return

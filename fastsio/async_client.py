@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import inspect
 import logging
 import sys
@@ -70,6 +71,53 @@ class _Buffered:
         self.nsp = nsp
         self.data = data
         self.ack_id = ack_id
+
+
+class _AckDeadlines:
+    """Ack timeouts without a loop timer per ack.
+
+    Deadlines go into a heap and one timer, armed for the earliest, fails the overdue acks
+    (an ack already resolved is simply not found). The TimeoutError is built only when one
+    fires. The heap is compacted when resolved entries dominate it, so a high call rate with
+    long timeouts does not accumulate them.
+    """
+
+    __slots__ = ("acks", "heap", "timer", "timer_when")
+
+    def __init__(self, acks: AckTable) -> None:
+        self.acks = acks
+        self.heap: list[tuple[float, int, float, str]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_when = 0.0
+
+    def add(self, ack_id: int, timeout: float, event: str) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + timeout
+        heap = self.heap
+        heapq.heappush(heap, (when, ack_id, timeout, event))
+        if len(heap) > 1024 and len(heap) > 4 * len(self.acks):
+            get = self.acks.get
+            self.heap = heap = [e for e in heap if get(e[1]) is not None]
+            heapq.heapify(heap)
+        if self.timer is None or when < self.timer_when:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(when, self._sweep)
+            self.timer_when = when
+
+    def _sweep(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, ack_id, timeout, event = heapq.heappop(heap)
+            if self.acks.get(ack_id) is not None:
+                self.acks.fail(ack_id, exceptions.TimeoutError(
+                    f"no ack for {event!r} within {timeout} s"))
+        if heap:
+            self.timer_when = heap[0][0]
+            self.timer = loop.call_at(self.timer_when, self._sweep)
 
 
 class _Queued:
@@ -194,6 +242,7 @@ class AsyncClient:
         acks.on_async_callback = self._start_awaitable
         acks.on_callback_error = self._on_callback_error
         acks.on_ack_lost = self._on_ack_lost
+        self._ack_deadlines = _AckDeadlines(acks)
 
         self.connection_url: Any = None
         self.connection_headers: Any = None
@@ -744,10 +793,7 @@ class AsyncClient:
             entry.is_async = callback is not None and inspect.iscoroutinefunction(callback)
             ack_id = self._conn.acks.add(entry)
             if timeout is not None:
-                loop = self._loop or asyncio.get_running_loop()
-                entry.timer = loop.call_later(
-                    timeout, self._conn.acks.fail, ack_id,
-                    exceptions.TimeoutError(f"no ack for {event!r} within {timeout} s"))
+                self._ack_deadlines.add(ack_id, timeout, event)
         try:
             if connected:
                 try:
@@ -805,11 +851,8 @@ class AsyncClient:
         entry.err_first = True
         entry.callback = lambda err, *args: self._on_reliable_ack(item, err, args)
         ack_id = self._conn.acks.add(entry)
-        loop = self._loop or asyncio.get_running_loop()
         assert self.ack_timeout is not None
-        entry.timer = loop.call_later(
-            self.ack_timeout, self._conn.acks.fail, ack_id,
-            exceptions.TimeoutError(f"no ack within {self.ack_timeout} s"))
+        self._ack_deadlines.add(ack_id, self.ack_timeout, item.payload[0])
         try:
             self._conn.send_packet(EVENT, item.nsp, item.payload, ack_id)
         except exceptions.DisconnectedError:

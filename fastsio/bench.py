@@ -34,17 +34,32 @@ class _Firehose:
         self.port = 0
 
     async def __aenter__(self) -> _Firehose:
-        argv = [sys.executable, "-m", "fastsio.testing", "--port", "0",
-                "--count", str(self.count), "--serializer", self.serializer]
+        argv = [
+            sys.executable,
+            "-m",
+            "fastsio.testing",
+            "--port",
+            "0",
+            "--count",
+            str(self.count),
+            "--serializer",
+            self.serializer,
+        ]
         if self.ack_echo:
             argv.append("--ack-echo")
         # A neutral working directory: `-m` puts the cwd first on sys.path, and a source
         # checkout there would shadow the installed package (which has the compiled core).
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=tempfile.gettempdir(),
+        )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline), 15)
+            asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline), 15
+        )
         if not line.startswith("LISTENING "):
             raise RuntimeError("embedded firehose server failed to start")
         self.port = int(line.split()[1])
@@ -84,31 +99,34 @@ async def _measure_fastsio(url: str, args: argparse.Namespace) -> dict[str, Any]
 
         def make_handler(i: int) -> Any:
             if args.batch:
+
                 def on_batch(items: list[Any]) -> None:
                     counts[i] += len(items)
+
                 return on_batch
 
             def on_event(*_: Any) -> None:
                 counts[i] += 1
+
             return on_event
 
         sio.on(args.event, make_handler(i), namespace=args.namespace, batch=args.batch)
         clients.append(sio)
-    started = time.monotonic()
     try:
         for sio in clients:
             t0 = time.perf_counter()
             await sio.connect(url, namespaces=[args.namespace], **_connect_options(args))
             connect_times.append(time.perf_counter() - t0)
-        first = sum(counts)
+        firsts = list(counts)
+        first = sum(firsts)
         t_start = time.monotonic()
         deadline = t_start + args.duration
         while time.monotonic() < deadline:
             await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-            _progress(time.monotonic() - t_start, args.duration,
-                      f"{sum(counts) - first:,} events")
+            _progress(time.monotonic() - t_start, args.duration, f"{sum(counts) - first:,} events")
         elapsed = time.monotonic() - t_start
-        received = sum(counts) - first
+        per_client = [c - f for c, f in zip(counts, firsts, strict=True)]
+        received = sum(per_client)
     finally:
         for sio in clients:
             await sio.disconnect()
@@ -120,9 +138,9 @@ async def _measure_fastsio(url: str, args: argparse.Namespace) -> dict[str, Any]
         "events": received,
         "seconds": round(elapsed, 3),
         "events_per_s": round(received / elapsed) if elapsed else 0,
-        "per_client_events_per_s": [
-            round(c / (time.monotonic() - started)) for c in counts],
+        "per_client_events_per_s": [round(c / elapsed) if elapsed else 0 for c in per_client],
         "connect_ms_p50": round(statistics.median(connect_times) * 1000, 2),
+        "connect_ms_max": round(max(connect_times) * 1000, 2),
     }
     return result
 
@@ -142,8 +160,10 @@ async def _measure_rtt(url: str, args: argparse.Namespace, rounds: int = 1000) -
     finally:
         await sio.disconnect()
     rtts.sort()
-    return {"rtt_us_p50": round(rtts[len(rtts) // 2] * 1e6, 1),
-            "rtt_us_p99": round(rtts[int(len(rtts) * 0.99) - 1] * 1e6, 1)}
+    return {
+        "rtt_us_p50": round(rtts[len(rtts) // 2] * 1e6, 1),
+        "rtt_us_p99": round(rtts[int(len(rtts) * 0.99) - 1] * 1e6, 1),
+    }
 
 
 async def _measure_python_socketio(url: str, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -153,8 +173,9 @@ async def _measure_python_socketio(url: str, args: argparse.Namespace) -> dict[s
         _status("python-socketio is not installed: --compare skipped")
         return None
     count = 0
-    sio = socketio.AsyncClient(reconnection=False,
-                               serializer="msgpack" if args.msgpack else "default")
+    sio = socketio.AsyncClient(
+        reconnection=False, serializer="msgpack" if args.msgpack else "default"
+    )
 
     @sio.on(args.event, namespace=args.namespace)
     def on_event(*_: Any) -> None:
@@ -170,20 +191,36 @@ async def _measure_python_socketio(url: str, args: argparse.Namespace) -> dict[s
         received = count - first
     finally:
         await sio.disconnect()
-    return {"client": "python-socketio", "clients": 1, "events": received,
-            "seconds": round(elapsed, 3),
-            "events_per_s": round(received / elapsed) if elapsed else 0}
+    return {
+        "client": "python-socketio",
+        "clients": 1,
+        "events": received,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(received / elapsed) if elapsed else 0,
+    }
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'client':<18}{'conns':>6}{'events/s':>14}{'events':>14}{'connect p50':>13}"
-             f"{'rtt p50/p99 (us)':>20}"]
+    lines = [
+        f"{'client':<16}{'conns':>6}{'events/s':>12}{'per conn':>12}{'events':>13}"
+        f"{'connect p50':>13}{'ack rtt p50/p99':>17}"
+    ]
+    details = []
     for r in rows:
-        rtt = (f"{r['rtt_us_p50']}/{r['rtt_us_p99']}" if "rtt_us_p50" in r else "-")
-        connect = f"{r['connect_ms_p50']} ms" if "connect_ms_p50" in r else "-"
-        lines.append(f"{r['client']:<18}{r['clients']:>6}{r['events_per_s']:>14,}"
-                     f"{r['events']:>14,}{connect:>13}{rtt:>20}")
-    return "\n".join(lines)
+        per = r.get("per_client_events_per_s") or [r["events_per_s"]]
+        rtt = f"{r['rtt_us_p50']:g}/{r['rtt_us_p99']:g} us" if "rtt_us_p50" in r else "-"
+        connect = f"{r['connect_ms_p50']:g} ms" if "connect_ms_p50" in r else "-"
+        lines.append(
+            f"{r['client']:<16}{r['clients']:>6}{r['events_per_s']:>12,}"
+            f"{round(statistics.median(per)):>12,}{r['events']:>13,}{connect:>13}{rtt:>17}"
+        )
+        if len(per) > 1:
+            details.append(
+                f"{r['client']}: events/s per connection min {min(per):,} / median "
+                f"{round(statistics.median(per)):,} / max {max(per):,}; connect time p50 "
+                f"{r['connect_ms_p50']:g} ms / max {r['connect_ms_max']:g} ms"
+            )
+    return "\n".join(lines + ([""] + details if details else []))
 
 
 async def run_bench(args: argparse.Namespace) -> int:
@@ -205,8 +242,10 @@ async def run_bench(args: argparse.Namespace) -> int:
             count = args.count or int(_EVENTS_PER_SECOND_CEILING * (args.duration + 5))
             serializer = "msgpack" if args.msgpack else "json"
             async with _Firehose(count, serializer) as server:
-                _status(f"embedded firehose server on {server.url} ({serializer}, "
-                        f"{args.clients} client(s), {args.duration:g} s)")
+                _status(
+                    f"embedded firehose server on {server.url} ({serializer}, "
+                    f"{args.clients} client(s), {args.duration:g} s)"
+                )
                 rows.append(await _measure_fastsio(server.url, args))
             async with _Firehose(0, serializer) as server:
                 rows[0].update(await _measure_rtt(server.url, args))
@@ -220,8 +259,9 @@ async def run_bench(args: argparse.Namespace) -> int:
         return EXIT_CONNECT
     print(_table(rows))
     if len(rows) == 2 and rows[1]["events_per_s"]:
-        print(f"\nfastsio / python-socketio: "
-              f"{rows[0]['events_per_s'] / rows[1]['events_per_s']:.1f}x")
+        print(
+            f"\nfastsio / python-socketio: {rows[0]['events_per_s'] / rows[1]['events_per_s']:.1f}x"
+        )
     if os.environ.get("FASTSIO_BENCH_JSON"):
         print(json.dumps(rows))
     return EXIT_OK
