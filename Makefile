@@ -40,6 +40,7 @@ test: install peers
 	$(VENV)/bin/pytest -q -p no:randomly
 
 bench: install peers
+	$(PIP) install -q ".[bench]"
 	$(PY) benchmarks/run.py
 
 # The codec and fuzz tests against an AddressSanitizer/UBSan build of the extension, in a venv
