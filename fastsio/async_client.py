@@ -471,11 +471,12 @@ class AsyncClient:
             self.connected = True
             self._established = eio
             return
-        deadline = self._loop.time() + self._wait_timeout if self._loop else 0.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_timeout
         while len(self.namespaces) + len(self.failed_namespaces) < len(self.connection_namespaces):
             if self.eio is not eio:
                 break  # lost while connecting
-            remaining = deadline - self._loop.time() if self._loop else 0.0
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             self._connect_event.clear()
@@ -699,15 +700,19 @@ class AsyncClient:
             return
         if inspect.isawaitable(result):
             task = self._start_awaitable(result)
-            if ack_id is not None and task is not None:
-                task.add_done_callback(
-                    lambda t: self._send_ack(nsp, ack_id, None if t.cancelled() or t.exception()
-                                             else t.result()))
+            if ack_id is not None:
+                # As with a sync handler that raises, a failed handler sends no ack (the error
+                # is logged); the server's own ack timeout then applies.
+                def ack_when_done(t: asyncio.Task[Any]) -> None:
+                    if not t.cancelled() and t.exception() is None:
+                        self._send_ack(nsp, ack_id, t.result())
+
+                task.add_done_callback(ack_when_done)
             return
         if ack_id is not None:
             self._send_ack(nsp, ack_id, result)
 
-    def _start_awaitable(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any] | None:
+    def _start_awaitable(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
         """Start an async handler now, in arrival order; keep it referenced until done."""
         loop = self._loop or asyncio.get_running_loop()
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
