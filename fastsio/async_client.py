@@ -163,6 +163,9 @@ class AsyncClient:
         pass it on as a last argument like socket.io-client (``False``). The server appends no
         offset to ``volatile`` events: if yours sends volatile events whose last argument is a
         string, use ``False``.
+    :param dispatch_budget: seconds of inline handler work per socket read before the client
+        yields to the event loop (the rest of the read is dispatched in the next turn), so a
+        slow handler under a firehose does not starve timers, emits and pings; 0 disables.
     :param retries: at-least-once delivery as socket.io-client's ``retries``: every ``emit``
         is queued, one packet is in flight at a time, and it is resent (on timeout after
         ``ack_timeout`` seconds, and after a reconnection) until the server acks it, at most
@@ -220,6 +223,7 @@ class AsyncClient:
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
         self.max_message_size: int = kwargs.pop("max_message_size", 0)
         self.max_pending_handlers: int = kwargs.pop("max_pending_handlers", 1000)
+        dispatch_budget: float = kwargs.pop("dispatch_budget", 0.02)
         self._reading_paused = False
         self.retries: int = kwargs.pop("retries", 0)
         self.ack_timeout: float | None = kwargs.pop("ack_timeout", None)
@@ -237,6 +241,7 @@ class AsyncClient:
         self._conn = Connection(
             self, None, self.serializer == "msgpack", json, max_attachments,
             self.max_message_size)
+        self._conn.dispatch_budget = dispatch_budget
         acks: AckTable = self._conn.acks
         acks.max_pending = max_pending_acks
         acks.on_async_callback = self._start_awaitable
