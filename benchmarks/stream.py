@@ -13,14 +13,36 @@ rounds):
 - server CPU %: the firehose process's CPU over the whole client run divided by the stream
   window (an upper bound; near 100 % would mean the server is the bottleneck).
 
-Clients (append ``-asyncio`` to any name to run it on the default asyncio loop instead of
-uvloop, e.g. ``raw-asyncio``):
+Clients (append ``-asyncio`` to a Python client's name to run it on the default asyncio loop
+instead of uvloop, e.g. ``raw-asyncio``):
 
-- ``raw``: a Python-level picows ``WSListener`` counting frames (the practical ceiling);
-- ``raw_orjson``: the same plus ``orjson.loads(payload[2:])`` per frame (msgpack: ``unpackb``);
+- ``raw``: a Python-level picows ``WSListener`` counting frames (the practical ceiling, and the
+  reference of the table); picows uses the installed ``aiofastnet`` transport by default;
+- ``raw-noafn``: the same with ``ws_connect(..., use_aiofastnet=False)``, i.e. on the loop's
+  classic asyncio transport (what picows does without aiofastnet);
+- ``raw_orjson``: the raw counter plus ``orjson.loads(payload[2:])`` per frame (msgpack:
+  ``unpackb``);
 - ``python-socketio``: ``socketio.AsyncClient`` with one plain sync handler;
 - ``fastsio``: the same code with ``import fastsio as socketio`` (``fastsio-asyncio``: on the
-  default asyncio loop).
+  default asyncio loop);
+- ``fastsio-batch``: fastsio with a ``batch=True`` handler (one call per socket read with a
+  list of events);
+- ``fastsio-sync``: the sync ``fastsio.Client`` (handlers inline on its background uvloop
+  thread), plain handler; the main thread waits for ``done``;
+- ``python-socketio-sync``: python-socketio's sync ``socketio.Client`` (needs
+  ``websocket-client``); python-engineio starts one thread per incoming message, so handlers
+  run out of order: the window ends when the last tick was counted, which may be after
+  ``done`` (``late_events`` says how many ticks were still running when ``done`` ran);
+- ``node``: ``benchmarks/node/stream_client.js``, Node ``socket.io-client`` 4.8 (msgpack:
+  ``socket.io-msgpack-parser``), resolved from ``tests/peers/node_modules``
+  (``npm ci --prefix tests/peers``); it reports its own CPU and peak RSS.
+
+The sync clients count with ``next(itertools.count())`` (atomic under the GIL) because
+python-socketio's sync client calls handlers from many threads; the async clients use a plain
+``counter += 1``.
+
+Ratios are printed against ``raw``, ``raw-noafn``, ``python-socketio`` and ``node`` (whichever
+ran).
 
 The installed fastsio is benchmarked, not the source tree: reinstall (``pip install .``) first.
 
@@ -29,6 +51,7 @@ Usage::
     python benchmarks/stream.py                       # all clients, JSON, 3 rounds
     python benchmarks/stream.py --serializer msgpack --clients raw,fastsio
     python benchmarks/stream.py --count 20000 --rounds 1 --clients raw,raw_orjson,python-socketio
+    python benchmarks/stream.py --quick               # smoke run of every client, < 30 s
 """
 
 from __future__ import annotations
@@ -36,14 +59,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,10 +78,35 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVER_SCRIPT = ROOT / "fastsio" / "testing.py"
 RESULTS_DIR = HERE / "results"
+NODE_CLIENT = HERE / "node" / "stream_client.js"
+NODE_PEERS = ROOT / "tests" / "peers"
 
-DEFAULT_CLIENTS = "raw,raw_orjson,python-socketio,fastsio,fastsio-asyncio"
-BASE_CLIENTS = ("raw", "raw_orjson", "python-socketio", "fastsio")
+DEFAULT_CLIENTS = (
+    "raw,raw-noafn,raw_orjson,python-socketio,python-socketio-sync,node,"
+    "fastsio,fastsio-batch,fastsio-sync,fastsio-asyncio"
+)
+BASE_CLIENTS = (
+    "raw",
+    "raw-noafn",
+    "raw_orjson",
+    "python-socketio",
+    "python-socketio-sync",
+    "fastsio",
+    "fastsio-batch",
+    "fastsio-sync",
+    "node",
+)
+RAW_CLIENTS = ("raw", "raw-noafn", "raw_orjson")
+NO_ASYNCIO_VARIANT = ("python-socketio-sync", "node")  # no event loop of ours to swap
 SLOW_CLIENTS = ("python-socketio",)  # get --slow-count events (events/s is what is compared)
+SLOWEST_CLIENTS = ("python-socketio-sync",)  # get --sync-slow-count events
+#: (client, column header, JSON key) of the ratio columns, in table order.
+REFERENCES = (
+    ("raw", "vs raw", "ratio_vs_raw"),
+    ("raw-noafn", "vs noafn", "ratio_vs_raw_noafn"),
+    ("python-socketio", "vs psio", "ratio_vs_python_socketio"),
+    ("node", "vs node", "ratio_vs_node"),
+)
 PACKAGES = (
     "picows",
     "aiofastnet",
@@ -65,6 +116,7 @@ PACKAGES = (
     "aiohttp",
     "python-socketio",
     "python-engineio",
+    "websocket-client",
     "fastsio",
 )
 _LISTENING = re.compile(r"^LISTENING (\d+)$")
@@ -195,11 +247,15 @@ def _make_raw_listeners(serializer: str) -> dict[str, type]:
 async def _run_raw(name: str, url: str, serializer: str, timeout: float) -> dict[str, Any]:
     from picows import WSCloseCode, ws_connect
 
-    cls = _make_raw_listeners(serializer)[name]
+    cls = _make_raw_listeners(serializer)["raw" if name == "raw-noafn" else name]
+    # None: picows's default (aiofastnet when installed); False: the loop's own transport.
+    use_aiofastnet = False if name == "raw-noafn" else None
     window = _Window()
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     ws_url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
-    transport, listener = await ws_connect(lambda: cls(done, window), ws_url)
+    transport, listener = await ws_connect(
+        lambda: cls(done, window), ws_url, use_aiofastnet=use_aiofastnet
+    )
     try:
         await asyncio.wait_for(done, timeout)
     finally:
@@ -209,7 +265,9 @@ async def _run_raw(name: str, url: str, serializer: str, timeout: float) -> dict
     return _summary(window, int(getattr(listener, "n")))  # noqa: B009
 
 
-async def _run_socketio(module: str, url: str, serializer: str, timeout: float) -> dict[str, Any]:
+async def _run_socketio(
+    module: str, url: str, serializer: str, timeout: float, batch: bool = False
+) -> dict[str, Any]:
     if module == "fastsio":
         try:
             import fastsio as socketio
@@ -242,7 +300,21 @@ async def _run_socketio(module: str, url: str, serializer: str, timeout: float) 
         window.last(count)
         finished.set()
 
-    sio.on("tick", first_tick)
+    # --- fastsio-batch: the same with one call per socket read ---
+    def tick_batch(items: list[Any]) -> None:
+        nonlocal counter
+        counter += len(items)
+
+    def first_tick_batch(items: list[Any]) -> None:
+        nonlocal counter
+        window.first()
+        counter += len(items)
+        sio.on("tick", tick_batch, batch=True)
+
+    if batch:
+        sio.on("tick", first_tick_batch, batch=True)
+    else:
+        sio.on("tick", first_tick)
     sio.on("done", done)
     await sio.connect(url, transports=["websocket"])
     try:
@@ -250,6 +322,77 @@ async def _run_socketio(module: str, url: str, serializer: str, timeout: float) 
     finally:
         await sio.disconnect()
     result = _summary(window, counter)
+    result["module_file"] = getattr(socketio, "__file__", None)
+    return result
+
+
+def _run_sync(
+    module: str, url: str, serializer: str, timeout: float, loop_kind: str
+) -> dict[str, Any]:
+    """The sync ``Client`` of fastsio or python-socketio; blocks the calling thread."""
+    kwargs: dict[str, Any] = {}
+    if module == "fastsio":
+        try:
+            import fastsio as socketio
+
+            socketio.Client  # noqa: B018 - the API this benchmark needs
+        except (ImportError, AttributeError) as exc:
+            return {"skipped": f"fastsio is not importable yet ({exc})"}
+        if loop_kind != "uvloop":
+            kwargs["use_uvloop"] = False
+    else:
+        try:
+            import socketio  # type: ignore[no-redef]
+            import websocket  # noqa: F401 - websocket-client, the sync WebSocket transport
+        except ImportError as exc:
+            return {"skipped": f"python-socketio's sync client needs websocket-client ({exc})"}
+
+    # --- the benchmarked client code: identical for python-socketio and fastsio ---
+    sio = socketio.Client(serializer="msgpack" if serializer == "msgpack" else "default", **kwargs)
+    ticks = itertools.count()
+
+    def tick(data: Any) -> None:
+        next(ticks)
+
+    # --- measurement scaffolding ---
+    window = _Window()
+    finished = threading.Event()
+    at_done = 0
+    first_lock = threading.Lock()
+
+    def received() -> int:
+        return int(ticks.__reduce__()[1][0])  # the count's current value
+
+    def first_tick(data: Any) -> None:
+        with first_lock:  # python-socketio may run several first ticks on parallel threads
+            if not window.t0:
+                window.first()
+                sio.on("tick", tick)
+        next(ticks)
+
+    def done(count: Any) -> None:
+        nonlocal at_done
+        window.last(count)
+        at_done = received()
+        finished.set()
+
+    sio.on("tick", first_tick)
+    sio.on("done", done)
+    sio.connect(url, transports=["websocket"])
+    try:
+        if not finished.wait(timeout):
+            raise TimeoutError(f"no 'done' after {timeout} s ({received()} events)")
+        # Handlers that run on their own threads may still be counting (python-socketio).
+        deadline = time.perf_counter() + 30
+        while received() < (window.done_count or 0) and time.perf_counter() < deadline:
+            time.sleep(0.0005)
+        if received() != at_done:
+            window.t1 = time.perf_counter()
+            window.cpu1 = _cpu()
+    finally:
+        sio.disconnect()
+    result = _summary(window, received())
+    result["late_events"] = result["received"] - at_done
     result["module_file"] = getattr(socketio, "__file__", None)
     return result
 
@@ -279,11 +422,25 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 def worker_main(args: argparse.Namespace) -> int:
     """Run one client once and print one JSON line with its figures."""
     base, loop_kind = split_client(args.worker)
-    if base in ("raw", "raw_orjson"):
+    if base in ("fastsio-sync", "python-socketio-sync"):
+        module = "fastsio" if base == "fastsio-sync" else "socketio"
+        try:
+            result = _run_sync(module, args.url, args.serializer, args.timeout, loop_kind)
+        except Exception as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        result["loop"] = loop_kind if module == "fastsio" else "threads"
+        result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps(result), flush=True)
+        return 0
+    if base in RAW_CLIENTS:
         coro = _run_raw(base, args.url, args.serializer, args.timeout)
     else:
         coro = _run_socketio(
-            "fastsio" if base == "fastsio" else "socketio", args.url, args.serializer, args.timeout
+            "fastsio" if base.startswith("fastsio") else "socketio",
+            args.url,
+            args.serializer,
+            args.timeout,
+            batch=base == "fastsio-batch",
         )
     loop = _new_loop(loop_kind)
     try:
@@ -309,13 +466,18 @@ def split_client(name: str) -> tuple[str, str]:
     """``"fastsio-asyncio"`` -> ``("fastsio", "asyncio")``; no suffix means uvloop."""
     if name.endswith("-asyncio"):
         return name[: -len("-asyncio")], "asyncio"
+    if name == "node":
+        return name, "node"
+    if name == "python-socketio-sync":
+        return name, "threads"
     return name, "uvloop"
 
 
 class FirehoseProcess:
     """``fastsio/testing.py`` running as a separate process."""
 
-    def __init__(self, count: int, serializer: str) -> None:
+    def __init__(self, count: int, serializer: str, ping_interval: float | None = None) -> None:
+        extra = [] if ping_interval is None else ["--ping-interval", str(ping_interval)]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -328,6 +490,7 @@ class FirehoseProcess:
                 serializer,
                 "--loop",
                 "uvloop",
+                *extra,
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -358,18 +521,34 @@ class FirehoseProcess:
 def run_client(
     name: str, server: FirehoseProcess, serializer: str, count: int, timeout: float
 ) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        name,
-        "--url",
-        server.url,
-        "--serializer",
-        serializer,
-        "--timeout",
-        str(timeout),
-    ]
+    if name == "node":
+        node = shutil.which("node")
+        if node is None:
+            return {"skipped": "node is not on PATH"}
+        if not (NODE_PEERS / "node_modules" / "socket.io-client").is_dir():
+            return {"skipped": "socket.io-client is not installed (npm ci --prefix tests/peers)"}
+        cmd = [
+            node,
+            str(NODE_CLIENT),
+            server.url,
+            "--parser",
+            serializer,
+            "--timeout",
+            str(timeout),
+        ]
+    else:
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            name,
+            "--url",
+            server.url,
+            "--serializer",
+            serializer,
+            "--timeout",
+            str(timeout),
+        ]
     cpu_before = server.cpu_seconds()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=HERE)
@@ -377,6 +556,8 @@ def run_client(
         return {"error": f"worker timed out after {timeout + 30:.0f} s"}
     server_cpu = server.cpu_seconds() - cpu_before
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if lines and "error" in (last := json.loads(lines[-1])):
+        return last  # type: ignore[no-any-return]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
@@ -412,14 +593,37 @@ def machine_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     return {
+        "node": node_version(),
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": model,
         "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "packages": versions,
     }
+
+
+def node_version() -> dict[str, str | None] | None:
+    """Node and its socket.io packages (from tests/peers), or None without node."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        version = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    info: dict[str, str | None] = {"node": version}
+    for pkg in ("socket.io", "socket.io-client", "socket.io-msgpack-parser"):
+        try:
+            meta = json.loads((NODE_PEERS / "node_modules" / pkg / "package.json").read_text())
+            info[pkg] = meta.get("version")
+        except (OSError, ValueError):
+            info[pkg] = None
+    return info
 
 
 def installed_fastsio_is_stale() -> str | None:
@@ -469,6 +673,7 @@ def summarize(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "cpu_percent": med("cpu_percent"),
         "peak_rss_mb": (m / 1024 if (m := med("maxrss_kb")) is not None else None),
         "server_cpu_percent": med("server_cpu_percent"),
+        "late_events": med("late_events"),
         "skipped": skipped,
         "errors": errors,
     }
@@ -478,15 +683,31 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def reference_rates(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """events/s of each reference client that ran successfully."""
+    rates = {}
+    for ref, _, _ in REFERENCES:
+        eps = next((r["events_per_s"] for r in rows if r["client"] == ref), None)
+        if eps:
+            rates[ref] = eps
+    return rates
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    rates = reference_rates(rows)
+    for row in rows:
+        eps = row["events_per_s"]
+        for ref, _, key in REFERENCES:
+            row[key] = eps / rates[ref] if eps and ref in rates else None
+
+
 def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> None:
-    raw = next((r["events_per_s"] for r in rows if r["client"] == "raw"), None)
-    psio = next((r["events_per_s"] for r in rows if r["client"] == "python-socketio"), None)
+    refs = [(ref, col, key) for ref, col, key in REFERENCES if ref in reference_rates(rows)]
     header = (
         "client",
         "events",
         "events/s",
-        "vs raw",
-        "vs psio",
+        *(col for _, col, _ in refs),
         "CPU us/ev",
         "CPU %",
         "RSS MB",
@@ -501,8 +722,7 @@ def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> Non
                 r["client"],
                 str(r["count"]),
                 _fmt(eps, ",.0f"),
-                _fmt(eps / raw if eps and raw else None, ".2f"),
-                _fmt(eps / psio if eps and psio else None, ".2f"),
+                *(_fmt(r.get(key), ".2f") for _, _, key in refs),
                 _fmt(r["cpu_us_per_event"], ".2f"),
                 _fmt(r["cpu_percent"], ".0f"),
                 _fmt(r["peak_rss_mb"], ".1f"),
@@ -511,6 +731,11 @@ def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> Non
         )
         if r["skipped"]:
             notes.append(f"{r['client']}: skipped - {r['skipped']}")
+        if r.get("late_events"):
+            notes.append(
+                f"{r['client']}: median {r['late_events']:.0f} tick handlers still running "
+                "when 'done' was handled (handlers run out of order)"
+            )
         for err in r["errors"]:
             notes.append(f"{r['client']}: FAILED - {err}")
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -533,16 +758,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--count",
         type=int,
-        default=1_000_000,
-        help="events per run for the fast clients (default 1000000)",
+        default=None,
+        help="events per run for the fast clients (default 1000000; --quick: 100000)",
     )
     parser.add_argument(
         "--slow-count",
         type=int,
         default=None,
-        help="events per run for python-socketio (default min(count, 100000))",
+        help="events per run for python-socketio (default min(count, 100000); --quick: 5000)",
     )
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--sync-slow-count",
+        type=int,
+        default=None,
+        help="events per run for python-socketio-sync (default min(count, 20000); --quick: 2000)",
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="default 3; --quick: 1")
     parser.add_argument("--serializer", choices=("json", "msgpack"), default="json")
     parser.add_argument(
         "--clients", default=DEFAULT_CLIENTS, help=f"comma-separated (default {DEFAULT_CLIENTS})"
@@ -554,26 +785,50 @@ def main(argv: list[str] | None = None) -> int:
         help="default benchmarks/results/stream-<serializer>.json",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="per client run, seconds")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (< 30 s): fewer events and 1 round unless given explicitly; "
+        "results go to benchmarks/results/quick/ unless --json-out is given",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args)
 
+    if args.count is None:
+        args.count = 100_000 if args.quick else 1_000_000
+    if args.quick:
+        args.slow_count = 5_000 if args.slow_count is None else args.slow_count
+        args.sync_slow_count = 2_000 if args.sync_slow_count is None else args.sync_slow_count
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = [c for c in clients if split_client(c)[0] not in BASE_CLIENTS]
+    unknown = [
+        c
+        for c in clients
+        if split_client(c)[0] not in BASE_CLIENTS
+        or (c.endswith("-asyncio") and split_client(c)[0] in NO_ASYNCIO_VARIANT)
+    ]
     if unknown:
         parser.error(
             f"unknown client(s) {unknown}; known: {', '.join(BASE_CLIENTS)} "
-            "(each optionally suffixed with -asyncio)"
+            f"(each except {', '.join(NO_ASYNCIO_VARIANT)} optionally suffixed with -asyncio)"
         )
     slow_count = args.slow_count if args.slow_count is not None else min(args.count, 100_000)
+    sync_slow_count = (
+        args.sync_slow_count if args.sync_slow_count is not None else min(args.count, 20_000)
+    )
 
     def count_of(client: str) -> int:
-        return slow_count if split_client(client)[0] in SLOW_CLIENTS else args.count
+        base = split_client(client)[0]
+        if base in SLOWEST_CLIENTS:
+            return sync_slow_count
+        return slow_count if base in SLOW_CLIENTS else args.count
 
     stale = None
-    if any(split_client(c)[0] == "fastsio" for c in clients):
+    if any(split_client(c)[0].startswith("fastsio") for c in clients):
         stale = installed_fastsio_is_stale()
         if stale:
             print(
@@ -603,15 +858,12 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     rows = [summarize(c, runs[c]) for c in clients]
+    add_ratios(rows)
     print_table(rows, args.serializer, args.rounds)
-    raw = next((r["events_per_s"] for r in rows if r["client"] == "raw"), None)
-    psio = next((r["events_per_s"] for r in rows if r["client"] == "python-socketio"), None)
-    for row in rows:
-        eps = row["events_per_s"]
-        row["ratio_vs_raw"] = eps / raw if eps and raw else None
-        row["ratio_vs_python_socketio"] = eps / psio if eps and psio else None
 
-    out = args.json_out or RESULTS_DIR / f"stream-{args.serializer}.json"
+    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / (
+        f"stream-{args.serializer}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "stream",
@@ -621,7 +873,9 @@ def main(argv: list[str] | None = None) -> int:
             "serializer": args.serializer,
             "count": args.count,
             "slow_count": slow_count,
+            "sync_slow_count": sync_slow_count,
             "rounds": args.rounds,
+            "quick": args.quick,
             "clients": clients,
             "fastsio_install_warning": stale,
             "event": '42["tick",{"s":"AAPL","p":123.45,"q":100,"t":1700000000123}]'

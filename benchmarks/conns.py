@@ -1,0 +1,533 @@
+"""Connections benchmark: many concurrent Socket.IO connections from one process.
+
+Each client library runs in its own subprocess and opens ``--conns`` connections (default
+5000) to local firehose servers (``fastsio/testing.py --count 0``: Engine.IO/Socket.IO
+handshake and pings, no stream), ``--servers`` processes (default 1) assigned round-robin. Every
+connection is a separate ``AsyncClient`` with ``transports=['websocket']`` and
+``reconnection=False``; at most ``--concurrency`` connects (default 50) are in flight at once.
+Once all are connected the process holds them ``--hold`` seconds, checks that every one is still
+connected, then disconnects them all (``await sio.disconnect()``, at most ``--concurrency`` at
+once) and checks that none is left connected.
+
+Clients: ``fastsio`` and ``python-socketio`` (``AsyncClient``), and ``raw``, the practical
+ceiling: a bare picows ``WSListener`` per connection doing the minimal Socket.IO handshake (wait
+for the Engine.IO open packet, send ``40``, wait for the server's ``40``), answering pings, and
+closing with ``41`` + a WebSocket close.
+
+Reported per client library (median of the rounds):
+
+- connect rate: connections / wall time from the first connect call to the last connect
+  returning (the handshake includes the Socket.IO namespace CONNECT), and the p50/p99 of the
+  individual ``connect()`` latencies;
+- RSS per connection: (RSS with every connection open - RSS before the clients were created)
+  / connections, both after ``gc.collect()``; the baseline is taken after one warm-up
+  connection, so lazy imports are not counted;
+- disconnect time for all of them;
+- client CPU: the client process's user+sys CPU during the connect phase, per connection and
+  as % of the phase's wall time;
+- server CPU %: the server processes' CPU during the connect phase / its wall time (near 100 %
+  x servers would mean the server is the bottleneck of the connect rate).
+
+The file-descriptor limit (RLIMIT_NOFILE) is raised to the hard limit; when that cannot hold
+``--conns`` connections plus a margin, the count is capped and the output says so.
+
+The installed fastsio is benchmarked, not the source tree (reinstall with ``pip install .``).
+
+Usage::
+
+    python benchmarks/conns.py                      # 5000 connections, 3 rounds, 3 clients
+    python benchmarks/conns.py --conns 10000 --servers 2
+    python benchmarks/conns.py --quick              # smoke run, < 30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from stream import (  # noqa: E402 - benchmarks/ is not a package
+    RESULTS_DIR,
+    FirehoseProcess,
+    _fmt,
+    _median,
+    installed_fastsio_is_stale,
+    machine_info,
+)
+
+CLIENTS = ("raw", "fastsio", "python-socketio")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+#: File descriptors kept free besides one per connection (imports, pipes, the loop, ...).
+FD_MARGIN = 200
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE_KB
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_nofile(wanted: int) -> tuple[int, int, int]:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted``; return (old soft, new soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    new = soft
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            new = target
+        except (ValueError, OSError):
+            new = soft
+    return soft, new, hard
+
+
+# ==============================================================================================
+# Worker side (``conns.py --worker CLIENT --urls URL,URL --server-pids PID,PID ...``)
+# ==============================================================================================
+
+
+class _RawClient:
+    """The ``raw`` reference: AsyncClient-like connect/disconnect on a bare picows listener."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.transport: Any = None
+
+    async def connect(self, url: str, transports: Any = None, wait_timeout: float = 10) -> None:
+        from picows import WSListener, WSMsgType, ws_connect
+
+        joined = asyncio.get_running_loop().create_future()
+
+        class Listener(WSListener):  # type: ignore[misc]
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                data = frame.get_payload_as_bytes()
+                if data[:2] == b"40":
+                    if not joined.done():
+                        joined.set_result(None)
+                elif data[:1] == b"0":
+                    transport.send(WSMsgType.TEXT, b"40")
+                elif data[:1] == b"2":
+                    transport.send(WSMsgType.TEXT, b"3")
+
+            def on_ws_disconnected(self, transport: Any) -> None:
+                if not joined.done():
+                    joined.set_exception(ConnectionError("disconnected during the handshake"))
+
+        ws_url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
+        self.transport, _ = await ws_connect(Listener, ws_url)
+        await asyncio.wait_for(joined, wait_timeout)
+        self.connected = True
+
+    async def disconnect(self) -> None:
+        from picows import WSCloseCode, WSMsgType
+
+        if self.transport is None:
+            return
+        self.transport.send(WSMsgType.TEXT, b"41")
+        self.transport.send_close(WSCloseCode.OK)
+        self.transport.disconnect()
+        await self.transport.wait_disconnected()
+        self.connected = False
+
+
+async def _worker(args: argparse.Namespace) -> dict[str, Any]:
+    if args.worker == "fastsio":
+        import fastsio as socketio
+    elif args.worker == "python-socketio":
+        import socketio  # type: ignore[no-redef]
+
+    urls = args.urls.split(",")
+    server_pids = [int(p) for p in args.server_pids.split(",") if p]
+
+    def new_client() -> Any:
+        if args.worker == "raw":
+            return _RawClient()
+        return socketio.AsyncClient(reconnection=False)
+
+    # Warm-up: one full connect/disconnect, so that lazy imports and first-use caches are in
+    # the baseline rather than in the per-connection figure.
+    warm = new_client()
+    await warm.connect(urls[0], transports=["websocket"], wait_timeout=10)
+    await warm.disconnect()
+    del warm
+    await asyncio.sleep(0.2)
+    gc.collect()
+    rss_base = _rss_kb()
+
+    clients = [new_client() for _ in range(args.conns)]
+    sem = asyncio.Semaphore(args.concurrency)
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    async def connect(i: int, sio: Any) -> None:
+        async with sem:
+            t = time.perf_counter()
+            try:
+                await sio.connect(urls[i % len(urls)], transports=["websocket"], wait_timeout=10)
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return
+            latencies.append(time.perf_counter() - t)
+
+    cpu0 = sum(_proc_cpu(p) for p in server_pids)
+    client_cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(connect(i, sio) for i, sio in enumerate(clients)))
+    connect_s = time.perf_counter() - t0
+    client_cpu = time.process_time() - client_cpu0
+    server_cpu = sum(_proc_cpu(p) for p in server_pids) - cpu0
+    await asyncio.sleep(args.hold)
+    gc.collect()
+    rss_connected = _rss_kb()
+    still_connected = sum(1 for sio in clients if sio.connected)
+
+    async def disconnect(sio: Any) -> None:
+        async with sem:
+            try:
+                await sio.disconnect()
+            except Exception as exc:
+                failures.append(f"disconnect: {type(exc).__name__}: {exc}")
+
+    t1 = time.perf_counter()
+    await asyncio.gather(*(disconnect(sio) for sio in clients))
+    disconnect_s = time.perf_counter() - t1
+    await asyncio.sleep(0.2)
+    left_connected = sum(1 for sio in clients if sio.connected)
+    connected_ok = len(latencies)
+    lat_ms = sorted(x * 1000 for x in latencies)
+    return {
+        "conns": args.conns,
+        "connected": connected_ok,
+        "still_connected_after_hold": still_connected,
+        "left_connected_after_disconnect": left_connected,
+        "failures": len(failures),
+        "failure_samples": sorted(set(failures))[:5],
+        "connect_s": connect_s,
+        "connects_per_s": connected_ok / connect_s if connect_s > 0 else None,
+        "connect_ms_p50": statistics.median(lat_ms) if lat_ms else None,
+        "connect_ms_p99": lat_ms[min(len(lat_ms) - 1, int(len(lat_ms) * 0.99))] if lat_ms else None,
+        "disconnect_s": disconnect_s,
+        "rss_base_kb": rss_base,
+        "rss_connected_kb": rss_connected,
+        "kb_per_conn": (rss_connected - rss_base) / connected_ok if connected_ok else None,
+        "server_cpu_percent": server_cpu / connect_s * 100 if connect_s > 0 else None,
+        "client_cpu_percent": client_cpu / connect_s * 100 if connect_s > 0 else None,
+        "client_cpu_ms_per_conn": client_cpu * 1000 / connected_ok if connected_ok else None,
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        result = loop.run_until_complete(_worker(args))
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# ==============================================================================================
+# Parent side
+# ==============================================================================================
+
+
+def run_worker(
+    client: str, servers: list[FirehoseProcess], args: argparse.Namespace
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        client,
+        "--urls",
+        ",".join(s.url for s in servers),
+        "--server-pids",
+        ",".join(str(s.proc.pid) for s in servers),
+        "--conns",
+        str(args.conns),
+        "--concurrency",
+        str(args.concurrency),
+        "--hold",
+        str(args.hold),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=HERE)
+    except subprocess.TimeoutExpired:
+        return {"error": f"worker timed out after {args.timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if "error" in result:
+        return result
+    problems = []
+    if result["connected"] != args.conns:
+        problems.append(f"{result['connected']}/{args.conns} connected")
+    if result["still_connected_after_hold"] != result["connected"]:
+        problems.append(f"{result['still_connected_after_hold']} still connected after the hold")
+    if result["left_connected_after_disconnect"]:
+        problems.append(f"{result['left_connected_after_disconnect']} left after disconnect")
+    if result["failures"]:
+        problems.append(f"{result['failures']} failures, e.g. {result['failure_samples']}")
+    if problems:
+        result["error"] = "; ".join(problems)
+    return result
+
+
+def summarize(client: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "error" not in r]
+
+    def med(key: str) -> float | None:
+        return _median([r.get(key) for r in ok])
+
+    return {
+        "client": client,
+        "runs_ok": len(ok),
+        "connects_per_s": med("connects_per_s"),
+        "connect_s": med("connect_s"),
+        "connect_ms_p50": med("connect_ms_p50"),
+        "connect_ms_p99": med("connect_ms_p99"),
+        "kb_per_conn": med("kb_per_conn"),
+        "rss_base_mb": (v / 1024 if (v := med("rss_base_kb")) is not None else None),
+        "rss_connected_mb": (v / 1024 if (v := med("rss_connected_kb")) is not None else None),
+        "disconnect_s": med("disconnect_s"),
+        "server_cpu_percent": med("server_cpu_percent"),
+        "client_cpu_percent": med("client_cpu_percent"),
+        "client_cpu_ms_per_conn": med("client_cpu_ms_per_conn"),
+        "errors": [r["error"] for r in runs if "error" in r],
+    }
+
+
+def print_table(rows: list[dict[str, Any]], conns: int, rounds: int, servers: int) -> None:
+    psio = next((r["connects_per_s"] for r in rows if r["client"] == "python-socketio"), None)
+    psio_kb = next((r["kb_per_conn"] for r in rows if r["client"] == "python-socketio"), None)
+    raw = next((r["connects_per_s"] for r in rows if r["client"] == "raw"), None)
+    header = (
+        "client",
+        "conn/s",
+        "vs raw",
+        "vs psio",
+        "total s",
+        "p50 ms",
+        "p99 ms",
+        "KB/conn",
+        "vs psio",
+        "RSS MB",
+        "disc s",
+        "CPU ms/conn",
+        "CPU %",
+        "srv CPU %",
+    )
+    table = [header]
+    notes = []
+    for r in rows:
+        cps = r["connects_per_s"]
+        kb = r["kb_per_conn"]
+        table.append(
+            (
+                r["client"],
+                _fmt(cps, ",.0f"),
+                _fmt(cps / raw if cps and raw else None, ".2f"),
+                _fmt(cps / psio if cps and psio else None, ".2f"),
+                _fmt(r["connect_s"], ".2f"),
+                _fmt(r["connect_ms_p50"], ".2f"),
+                _fmt(r["connect_ms_p99"], ".2f"),
+                _fmt(kb, ".1f"),
+                _fmt(kb / psio_kb if kb and psio_kb else None, ".2f"),
+                _fmt(r["rss_connected_mb"], ".0f"),
+                _fmt(r["disconnect_s"], ".2f"),
+                _fmt(r["client_cpu_ms_per_conn"], ".2f"),
+                _fmt(r["client_cpu_percent"], ".0f"),
+                _fmt(r["server_cpu_percent"], ".0f"),
+            )
+        )
+        for err in r["errors"]:
+            notes.append(f"{r['client']}: FAILED - {err}")
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    print(
+        f"\nconns benchmark: {conns} connections from one process, {servers} server "
+        f"process(es), median of {rounds} round(s)"
+    )
+    for i, row in enumerate(table):
+        print(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    for note in notes:
+        print(note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="See the module docstring (benchmarks/conns.py) for what is measured.",
+    )
+    parser.add_argument(
+        "--conns", type=int, default=None, help="connections per run (default 5000)"
+    )
+    parser.add_argument(
+        "--servers", type=int, default=1, help="firehose server processes (default 1)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=50, help="connects in flight at once (default 50)"
+    )
+    parser.add_argument(
+        "--hold", type=float, default=None, help="seconds all stay connected (default 2)"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="default 3")
+    parser.add_argument(
+        "--clients", default=",".join(CLIENTS), help=f"comma-separated, of {', '.join(CLIENTS)}"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (< 30 s): 500 connections, hold 0.5 s, 1 round, unless given; "
+        "results go to benchmarks/results/quick/ unless --json-out is given",
+    )
+    parser.add_argument(
+        "--json-out", type=Path, default=None, help="default benchmarks/results/conns.json"
+    )
+    parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
+    parser.add_argument("--urls", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pids", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for key, normal, quick in (("conns", 5000, 500), ("hold", 2.0, 0.5), ("rounds", 3, 1)):
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else normal)
+    if args.worker:
+        return worker_main(args)
+
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if bad := [c for c in clients if c not in CLIENTS]:
+        parser.error(f"unknown client(s) {bad}")
+    if args.servers < 1 or args.concurrency < 1 or args.conns < 1:
+        parser.error("--servers, --concurrency and --conns must be >= 1")
+
+    # The limit is inherited by the servers and the workers started below. A server holds
+    # conns/servers sockets, the client process all of them.
+    requested = args.conns
+    old_soft, soft, hard = raise_nofile(requested + FD_MARGIN)
+    capped = None
+    if soft < requested + FD_MARGIN:
+        args.conns = max(1, soft - FD_MARGIN)
+        capped = (
+            f"RLIMIT_NOFILE is {soft} (hard limit {hard}): {requested} connections capped "
+            f"to {args.conns}"
+        )
+        print(f"warning: {capped}", file=sys.stderr)
+    stale = installed_fastsio_is_stale() if "fastsio" in clients else None
+    if stale:
+        print(f"warning: {stale}; the benchmark runs the installed fastsio", file=sys.stderr)
+
+    started = time.time()
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+    servers: list[FirehoseProcess] = []
+    try:
+        for rnd in range(1, args.rounds + 1):
+            for client in clients:
+                # Fresh servers per run: nothing left over from the previous client.
+                servers = [FirehoseProcess(0, "json") for _ in range(args.servers)]
+                try:
+                    result = run_worker(client, servers, args)
+                finally:
+                    for server in servers:
+                        server.stop()
+                    servers = []
+                result["round"] = rnd
+                runs[client].append(result)
+                if "error" in result and "connects_per_s" not in result:
+                    msg = f"FAILED: {result['error']}"
+                else:
+                    msg = (
+                        f"{result['connects_per_s']:,.0f} conn/s, "
+                        f"{_fmt(result['kb_per_conn'], '.1f')} KB/conn, "
+                        f"disconnect {result['disconnect_s']:.2f} s"
+                    )
+                    if "error" in result:
+                        msg += f" (FAILED: {result['error']})"
+                print(f"round {rnd} {client:<16} {msg}", file=sys.stderr, flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+
+    rows = [summarize(c, runs[c]) for c in clients]
+    psio = next((r for r in rows if r["client"] == "python-socketio"), None)
+    raw_row = next((r for r in rows if r["client"] == "raw"), None)
+    for row in rows:
+        row["ratio_connects_vs_raw"] = (
+            row["connects_per_s"] / raw_row["connects_per_s"]
+            if raw_row and row["connects_per_s"] and raw_row["connects_per_s"]
+            else None
+        )
+        row["ratio_connects_vs_python_socketio"] = (
+            row["connects_per_s"] / psio["connects_per_s"]
+            if psio and row["connects_per_s"] and psio["connects_per_s"]
+            else None
+        )
+        row["ratio_kb_per_conn_vs_python_socketio"] = (
+            row["kb_per_conn"] / psio["kb_per_conn"]
+            if psio and row["kb_per_conn"] and psio["kb_per_conn"]
+            else None
+        )
+    print_table(rows, args.conns, args.rounds, args.servers)
+    if capped:
+        print(f"note: {capped}")
+    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / "conns.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "conns",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "config": {
+            "conns": args.conns,
+            "conns_requested": requested,
+            "servers": args.servers,
+            "concurrency": args.concurrency,
+            "hold_s": args.hold,
+            "rounds": args.rounds,
+            "clients": clients,
+            "quick": args.quick,
+            "rlimit_nofile": {"before": old_soft, "soft": soft, "hard": hard},
+            "capped": capped,
+            "fastsio_install_warning": stale,
+        },
+        "machine": machine_info(),
+        "results": rows,
+        "runs": runs,
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

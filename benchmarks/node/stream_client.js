@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// Node socket.io-client 4.8 leg of benchmarks/stream.py.
+//
+//   node benchmarks/node/stream_client.js URL [--parser json|msgpack] [--timeout S]
+//
+// Connects with transports: ['websocket'], counts `tick` events until the server's `done`
+// event, and prints ONE JSON line on stdout with the same keys as the Python workers of
+// stream.py: received, done_count, elapsed_s, events_per_s (first tick -> done), cpu_s,
+// cpu_us_per_event, cpu_percent (this process's user+sys CPU over that window), maxrss_kb
+// (this process's peak RSS), loop ("node"), versions. On failure: {"error": "..."}.
+//
+// socket.io-client and socket.io-msgpack-parser are resolved from tests/peers/node_modules
+// (`npm ci --prefix tests/peers`); set FASTSIO_NODE_PEERS to another directory holding a
+// package.json with those dependencies installed.
+"use strict";
+
+const path = require("path");
+const { createRequire } = require("module");
+const { performance } = require("perf_hooks");
+
+const peers = process.env.FASTSIO_NODE_PEERS || path.resolve(__dirname, "..", "..", "tests", "peers");
+const peerRequire = createRequire(path.join(peers, "package.json"));
+
+function fail(msg) {
+  process.stdout.write(JSON.stringify({ error: msg }) + "\n");
+  process.exit(1);
+}
+
+function parseArgs(argv) {
+  const opts = { url: null, parser: "json", timeout: 300 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--parser") opts.parser = argv[++i];
+    else if (a === "--timeout") opts.timeout = Number(argv[++i]);
+    else if (a === "--help" || a === "-h") {
+      process.stderr.write("usage: stream_client.js URL [--parser json|msgpack] [--timeout S]\n");
+      process.exit(0);
+    } else if (!opts.url && !a.startsWith("--")) opts.url = a;
+    else fail(`unknown argument ${a}`);
+  }
+  if (!opts.url) fail("URL is required");
+  if (opts.parser !== "json" && opts.parser !== "msgpack") fail(`unknown parser ${opts.parser}`);
+  if (!(opts.timeout > 0)) fail("--timeout needs a positive number of seconds");
+  return opts;
+}
+
+function cpuSeconds() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+function pkgVersion(name) {
+  try {
+    return peerRequire(`${name}/package.json`).version;
+  } catch (e) {
+    return null;
+  }
+}
+
+const opts = parseArgs(process.argv.slice(2));
+let io;
+try {
+  io = peerRequire("socket.io-client").io;
+} catch (e) {
+  fail(`socket.io-client not found under ${peers} (run npm ci --prefix tests/peers): ${e.message}`);
+}
+const clientOptions = { transports: ["websocket"], reconnection: false, forceNew: true };
+if (opts.parser === "msgpack") clientOptions.parser = peerRequire("socket.io-msgpack-parser");
+
+let received = 0;
+let t0 = 0;
+let cpu0 = 0;
+const socket = io(opts.url, clientOptions);
+
+const timer = setTimeout(() => {
+  socket.close();
+  fail(`timed out after ${opts.timeout} s with ${received} events`);
+}, opts.timeout * 1000);
+
+// --- the benchmarked handler ---
+function tick(data) {
+  received++;
+}
+
+// --- measurement scaffolding: time the first event, then swap in the plain handler ---
+function firstTick(data) {
+  t0 = performance.now();
+  cpu0 = cpuSeconds();
+  received++;
+  socket.off("tick", firstTick);
+  socket.on("tick", tick);
+}
+
+socket.on("tick", firstTick);
+socket.on("done", (count) => {
+  const t1 = performance.now();
+  const cpu1 = cpuSeconds();
+  clearTimeout(timer);
+  const elapsed = (t1 - t0) / 1000;
+  const cpu = cpu1 - cpu0;
+  socket.close();
+  const result = {
+    received,
+    done_count: count,
+    elapsed_s: elapsed,
+    events_per_s: elapsed > 0 ? received / elapsed : null,
+    cpu_s: cpu,
+    cpu_us_per_event: received ? (cpu / received) * 1e6 : null,
+    cpu_percent: elapsed > 0 ? (cpu / elapsed) * 100 : null,
+    loop: "node",
+    maxrss_kb: process.resourceUsage().maxRSS,
+    versions: {
+      node: process.versions.node,
+      "socket.io-client": pkgVersion("socket.io-client"),
+      "socket.io-msgpack-parser": opts.parser === "msgpack" ? pkgVersion("socket.io-msgpack-parser") : null,
+    },
+  };
+  process.stdout.write(JSON.stringify(result) + "\n");
+  // Let the close frame go out, then exit even if something keeps the loop alive.
+  setTimeout(() => process.exit(0), 50).unref();
+});
+socket.on("connect_error", (err) => {
+  clearTimeout(timer);
+  fail(`connect_error: ${err.message}`);
+});
+socket.on("disconnect", (reason) => {
+  if (reason !== "io client disconnect") {
+    clearTimeout(timer);
+    fail(`disconnected before 'done': ${reason}`);
+  }
+});
