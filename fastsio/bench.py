@@ -17,7 +17,15 @@ import tempfile
 import time
 from typing import Any
 
-from .cli import EXIT_CONNECT, EXIT_OK, _client_options, _connect_options, _status
+from .cli import (
+    EXIT_CONNECT,
+    EXIT_OK,
+    _client_options,
+    _connect_failure,
+    _connect_options,
+    _one_line,
+    _status,
+)
 
 # Enough events to keep a fast client busy for the whole measurement.
 _EVENTS_PER_SECOND_CEILING = 2_000_000
@@ -182,7 +190,11 @@ async def _measure_python_socketio(url: str, args: argparse.Namespace) -> dict[s
         nonlocal count
         count += 1
 
-    await sio.connect(url, namespaces=[args.namespace], transports=["websocket"])
+    try:
+        await sio.connect(url, namespaces=[args.namespace], transports=["websocket"])
+    except socketio.exceptions.ConnectionError as exc:
+        _status(_one_line(f"python-socketio could not connect to {url}: {exc}"))
+        return None
     try:
         first = count
         t0 = time.monotonic()
@@ -203,22 +215,22 @@ async def _measure_python_socketio(url: str, args: argparse.Namespace) -> dict[s
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         f"{'client':<16}{'conns':>6}{'events/s':>12}{'per conn':>12}{'events':>13}"
-        f"{'connect p50':>13}{'ack rtt p50/p99':>17}"
+        f"{'connect p50':>13}{'ack rtt p50/p99':>20}"
     ]
     details = []
     for r in rows:
         per = r.get("per_client_events_per_s") or [r["events_per_s"]]
-        rtt = f"{r['rtt_us_p50']:g}/{r['rtt_us_p99']:g} us" if "rtt_us_p50" in r else "-"
-        connect = f"{r['connect_ms_p50']:g} ms" if "connect_ms_p50" in r else "-"
+        rtt = f"{r['rtt_us_p50']:,.0f}/{r['rtt_us_p99']:,.0f} us" if "rtt_us_p50" in r else "-"
+        connect = f"{r['connect_ms_p50']:,.1f} ms" if "connect_ms_p50" in r else "-"
         lines.append(
             f"{r['client']:<16}{r['clients']:>6}{r['events_per_s']:>12,}"
-            f"{round(statistics.median(per)):>12,}{r['events']:>13,}{connect:>13}{rtt:>17}"
+            f"{round(statistics.median(per)):>12,}{r['events']:>13,}{connect:>13}{rtt:>20}"
         )
         if len(per) > 1:
             details.append(
                 f"{r['client']}: events/s per connection min {min(per):,} / median "
                 f"{round(statistics.median(per)):,} / max {max(per):,}; connect time p50 "
-                f"{r['connect_ms_p50']:g} ms / max {r['connect_ms_max']:g} ms"
+                f"{r['connect_ms_p50']:,.1f} ms / max {r['connect_ms_max']:,.1f} ms"
             )
     return "\n".join(lines + ([""] + details if details else []))
 
@@ -255,7 +267,7 @@ async def run_bench(args: argparse.Namespace) -> int:
                     if row:
                         rows.append(row)
     except fastsio.exceptions.ConnectionError as exc:
-        _status(f"fastsio: cannot connect: {exc}")
+        _status(_connect_failure(args.url or "the embedded server", exc, {}))
         return EXIT_CONNECT
     print(_table(rows))
     if len(rows) == 2 and rows[1]["events_per_s"]:

@@ -620,8 +620,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_usage(sys.stderr)
-        sys.stderr.write("fastsio: error: a COMMAND is required (see 'fastsio --help')\n")
+        sys.stderr.write(
+            "fastsio: error: a COMMAND is required: listen, emit, call or bench "
+            "(see 'fastsio --help')\n"
+        )
         return EXIT_USAGE
     runner: Any = asyncio.run
     try:

@@ -137,6 +137,7 @@ class EngineIO:
         self._post_task: asyncio.Task[None] | None = None
         self._outbox: list[tuple[bytes, bool]] = []
         self._outbox_ready = asyncio.Event()
+        self._post_stopping = False
         self._poll_paused = False
         self._read_gate = asyncio.Event()
         self._read_gate.set()
@@ -192,9 +193,20 @@ class EngineIO:
             return
         self._closing = True
         if self.transport_name == "polling" and self._session is not None and self.state == "connected":
+            # What is queued (the namespaces' DISCONNECT packets, last emits) goes out first.
             try:
-                await self._post([(b"1", False)])
+                await self._stop_post_loop()
+                self._outbox.append((b"1", False))
+                await self._flush_outbox()
             except Exception:  # best effort: the server times the session out anyway
+                pass
+        elif self._ws is not None:
+            # A graceful close flushes what picows still buffers; an abort would drop it.
+            ws, self._ws = self._ws, None
+            try:
+                ws.send_close(picows.WSCloseCode.OK)
+                ws.disconnect(True)
+            except Exception:
                 pass
         await self._teardown()
 
@@ -401,20 +413,39 @@ class EngineIO:
         except Exception as exc:
             self._fail(Reason.TRANSPORT_ERROR, exc)
 
+    async def _flush_outbox(self) -> None:
+        while self._outbox:
+            # python-engineio servers drop a whole POST of more than 16 packets.
+            frames = self._outbox[:MAX_PACKETS_PER_POST]
+            del self._outbox[:MAX_PACKETS_PER_POST]
+            await self._post(frames)
+
     async def _post_loop(self) -> None:
         try:
             while self.state == "connected":
                 await self._outbox_ready.wait()
                 self._outbox_ready.clear()
-                while self._outbox:
-                    # python-engineio servers drop a whole POST of more than 16 packets.
-                    frames = self._outbox[:MAX_PACKETS_PER_POST]
-                    del self._outbox[:MAX_PACKETS_PER_POST]
-                    await self._post(frames)
+                await self._flush_outbox()
+                if self._post_stopping:
+                    return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(Reason.TRANSPORT_ERROR, exc)
+
+    async def _stop_post_loop(self) -> None:
+        """Let the POST loop finish the request it is making, then stop it.
+
+        Never cancel it: a cancelled POST has already taken its packets out of the outbox.
+        """
+        self._post_stopping = True
+        self._outbox_ready.set()
+        task, self._post_task = self._post_task, None
+        if task is not None and task is not asyncio.current_task():
+            try:
+                await task
+            except Exception:
+                pass  # reported through _fail by the loop itself
 
     async def _upgrade(self) -> None:
         """Polling -> WebSocket: 2probe / 3probe, drain polling, then 5 (upgrade)."""
@@ -433,17 +464,13 @@ class EngineIO:
             if self.state != "connected":
                 transport.disconnect(False)
                 return
-            # Flush what is queued for POST before switching, to keep the send order.
-            if self._post_task is not None:
-                self._post_task.cancel()
-                try:
-                    await self._post_task
-                except asyncio.CancelledError:
-                    pass
-            while self._outbox:
-                frames = self._outbox[:MAX_PACKETS_PER_POST]
-                del self._outbox[:MAX_PACKETS_PER_POST]
-                await self._post(frames)
+            # Flush what is queued for POST before switching, to keep the send order; nothing
+            # awaits between the last check of the outbox and attaching the websocket.
+            await self._stop_post_loop()
+            await self._flush_outbox()
+            if self.state != "connected":
+                transport.disconnect(False)
+                return
             transport.send(picows.WSMsgType.TEXT, b"5")
             listener.probing = False
             self._ws, self._listener = transport, listener

@@ -1,24 +1,51 @@
-"""A local Socket.IO "firehose" server for tests and benchmarks.
+"""Local Socket.IO servers for tests, demos and benchmarks.
 
-:class:`FirehoseServer` is an in-process asyncio Engine.IO v4 / Socket.IO v5 server built on
-picows's server API. It speaks the WebSocket transport only (``/socket.io/?EIO=4&transport=
-websocket``) and is a correct Socket.IO peer for a client: it sends the Engine.IO open packet,
-answers Socket.IO CONNECT for any namespace, pings every ``ping_interval``, and handles the
-client's DISCONNECT, Engine.IO close and WebSocket close. Once a client has joined a namespace
-the server streams ``count`` identical events to it as fast as the socket takes them, then one
-``done`` event whose argument is ``count``. With ``ack_echo=True`` it also answers every client
-event that asks for an ack with an ACK carrying the same arguments (for round-trip figures).
+Two in-process asyncio Engine.IO v4 / Socket.IO v5 servers, both independent of fastsio's
+client code (their codec is their own, so they cannot share a codec bug with the client):
 
-The server is built not to be the bottleneck of a benchmark: the event frame is encoded once,
-repeated into a ~256 KiB blob of complete, unmasked WebSocket frames and that blob is written
-straight to the underlying asyncio transport, a few Python calls per few thousand events. The
-transport's write-buffer flow control (``pause_writing``/``resume_writing``) bounds memory.
+- :class:`TestServer`: a scriptable server for tests and demos, on HTTP long-polling and
+  WebSocket (with the upgrade) on one port, JSON or msgpack. Handlers and acks both ways,
+  rooms, binary attachments, a pre-encoded firehose, and fault hooks (drop the link, stop
+  pinging, ignore pongs, freeze, slow polling uploads)::
 
-Heartbeat: pings are sent and pongs are counted, but a client that misses pongs is *not*
-disconnected (a client saturated by the stream may answer late, and that is not what a
-benchmark measures).
+      import asyncio
+      import fastsio
+      from fastsio.testing import ConnectionRefused, TestServer
 
-This module imports nothing from fastsio, so it also runs as a plain script::
+      async def main() -> None:
+          server = TestServer()
+
+          @server.on("connect")
+          def connect(sid, auth):
+              if not auth or auth.get("token") != "secret":
+                  raise ConnectionRefused("unauthorized")
+
+          @server.on("add")
+          def add(sid, a, b):
+              return a + b                      # acks the client's call()
+
+          async with server:                    # a free loopback port: server.url
+              client = fastsio.AsyncClient()
+              await client.connect(server.url, auth={"token": "secret"})
+              print(await client.call("add", (1, 2)))                 # 3
+              client.on("question", lambda q: q.upper())
+              print(await server.call("question", "hi", to=client.get_sid()))  # HI
+              server.drop()                     # the client reconnects ('transport close')
+              await client.disconnect()
+
+      asyncio.run(main())
+
+- :class:`FirehoseServer`: a WebSocket-only server built on picows that streams ``count``
+  identical pre-encoded events to each client as fast as the socket takes them, then one
+  ``done`` event (argument ``count``); with ``ack_echo=True`` it acks every client event with
+  its arguments. It is built not to be the bottleneck of a benchmark: the event frame is
+  encoded once, repeated into a ~256 KiB blob of complete, unmasked WebSocket frames, and that
+  blob is written straight to the asyncio transport, with write-buffer flow control. Pings are
+  sent and pongs counted, but a client that misses pongs is *not* disconnected (a client
+  saturated by the stream may answer late, and that is not what a benchmark measures).
+
+This module imports nothing from fastsio, so it also runs as a plain script, which serves a
+:class:`FirehoseServer` (``fastsio bench`` runs it this way)::
 
     python -m fastsio.testing --port 0 --count 1000000 --serializer json
     python path/to/fastsio/testing.py --port 0 ...
@@ -38,6 +65,7 @@ import logging
 import secrets
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -849,7 +877,6 @@ class _Session:
         self, server: TestServer, transport: str, headers: dict[str, str], query: dict[str, str]
     ) -> None:
         self.server = server
-        self.loop = asyncio.get_running_loop()
         self.sid = secrets.token_urlsafe(15)
         self.transport = transport  # "polling" or "websocket"
         self.headers = headers
@@ -1116,8 +1143,10 @@ class TestServer:
     Fault hooks for client tests: :meth:`drop` (abort the TCP link without a close frame),
     :meth:`close_transport` (close it cleanly), :meth:`stop_pings` (the client then detects a
     ping timeout), :meth:`ignore_pongs` (the server then times the client out),
-    :meth:`freeze` (the link stays open but nothing moves either way), :meth:`disconnect`
-    (Socket.IO namespace disconnect). :meth:`firehose` streams a pre-encoded event as fast as
+    :meth:`freeze` (the link stays open but nothing moves either way), :meth:`delay_posts`
+    (slow polling uploads), :meth:`disconnect` (Socket.IO namespace disconnect),
+    :meth:`send_raw` (arbitrary Engine.IO packets), ``stop(disconnect=False)`` then
+    ``start(port=...)`` (a server restart). :meth:`firehose` streams a pre-encoded event as fast as
     the link takes it.
 
     The server keeps its own codec (independent of fastsio's compiled one), so a codec bug in
@@ -1178,16 +1207,22 @@ class TestServer:
         self._timers: set[asyncio.TimerHandle] = set()
         self._stop_pings = False
         self._ignore_pongs = False
+        self._post_delay = 0.0
+        self._tls = False
         self._runner: Any = None
         self._host = "127.0.0.1"
         self._port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         """Bind and start serving; ``port=0`` picks a free port (see :attr:`port`, :attr:`url`).
 
-        A stopped server can be started again, on the same port to simulate a restart.
+        With ``ssl_context`` (a server context) it serves HTTPS and WSS, and :attr:`url` is
+        ``https://``. A stopped server can be started again, on the same port to simulate a
+        restart.
         """
         from aiohttp import web
 
@@ -1203,13 +1238,14 @@ class TestServer:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
-            site = web.SockSite(runner, sock)
+            site = web.SockSite(runner, sock, ssl_context=ssl_context)
             await site.start()
         except BaseException:
             sock.close()
             await runner.cleanup()
             raise
         self._runner = runner
+        self._tls = ssl_context is not None
         self._host, self._port = sock.getsockname()[:2]
 
     async def stop(self, disconnect: bool = True) -> None:
@@ -1228,6 +1264,7 @@ class TestServer:
                     if sock.connected:
                         session.send_packet(_DISCONNECT, sock.nsp)
             self._close_session(session, "server shutting down", mode="close")
+        await asyncio.sleep(0)  # disconnect handlers just started get their first step
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
@@ -1261,9 +1298,9 @@ class TestServer:
 
     @property
     def url(self) -> str:
-        """``http://host:port`` — the URL to give a Socket.IO client's ``connect``."""
+        """``http://host:port`` (``https://`` with TLS): the URL for a client's ``connect``."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self._port}"
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -1335,8 +1372,10 @@ class TestServer:
         """Emit ``event`` to the socket ``to`` with an ack id and return the client's ack.
 
         The result follows python-socketio: None for no arguments, the argument for one, a
-        tuple for several. Raises ``TimeoutError`` after ``timeout`` seconds and
-        :class:`ClientGone` if the socket disconnects first.
+        tuple for several. Raises ``TimeoutError`` after ``timeout`` seconds,
+        :class:`ClientGone` if the socket disconnects first, ``KeyError`` for an unknown sid.
+        Do not await it in the socket's own ``connect`` handler: the client only gets the
+        event once that handler has returned.
         """
         sock = self._socket(to)
         waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
@@ -1503,6 +1542,14 @@ class TestServer:
             self._ignore_pongs = ignore
         else:
             self._session(sid).ignore_pongs = ignore
+
+    def delay_posts(self, seconds: float) -> None:
+        """Wait ``seconds`` before reading each polling POST from now on (a slow uplink or a
+        busy server); ``0`` turns it off. A client that gives up on a POST meanwhile loses its
+        packets, as with any server."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        self._post_delay = seconds
 
     def freeze(self, sid: str | None = None, frozen: bool = True) -> None:
         """Freeze (or thaw) one session or every current session: the TCP link stays open but
@@ -1801,9 +1848,11 @@ class TestServer:
         if request.method == "GET":
             if session.transport != "polling" or session.poll_waiter is not None:
                 return _json_error(3)
+            waited = False
             if not session.closed and (
                 session.frozen or (not session.outbox and not session.upgrading)
             ):
+                waited = True
                 waiter = asyncio.get_running_loop().create_future()
                 session.poll_waiter = waiter
                 session.poll_transport = request.transport
@@ -1813,10 +1862,12 @@ class TestServer:
                     session.poll_waiter = None
                     session.poll_transport = None
             if session.closed:
-                # Closed by the server with a CLOSE packet still to deliver, or gone.
-                if not session.outbox or self._sessions.get(session.sid) is not session:
-                    return _json_error(1)
-                self._forget_session(session)
+                if session.outbox and self._sessions.get(session.sid) is session:
+                    # Closed by the server: this GET delivers the CLOSE packet.
+                    self._forget_session(session)
+                    return self._poll_response(session.take_poll_payload())
+                # Closed while this GET was pending (the client's CLOSE, a drop): release it.
+                return self._poll_response("6") if waited else _json_error(1)
             return self._poll_response(session.take_poll_payload())
         if request.method == "POST":
             if session.closed:
@@ -1825,6 +1876,8 @@ class TestServer:
                 self._close_session(session, "transport error", mode="abort")
                 return web.Response(status=413, text="payload too large")
             try:
+                if self._post_delay:
+                    await asyncio.sleep(self._post_delay)
                 body = await request.text()
             except (OSError, asyncio.CancelledError) as exc:
                 # The client gave up on the request (or the link died) before sending all of
