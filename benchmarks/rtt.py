@@ -67,7 +67,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stream import installed_fastsio_is_stale, machine_info
+from stream import installed_fastsio_is_stale, machine_info, run_worker
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -241,14 +241,6 @@ async def _run_socketio(
     }
 
 
-def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if kind == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
-    return asyncio.SelectorEventLoop()
-
-
 def worker_main(args: argparse.Namespace) -> int:
     """Run one Python client once and print one JSON line with its samples."""
     base, loop_kind = split_client(args.worker)
@@ -262,19 +254,7 @@ def worker_main(args: argparse.Namespace) -> int:
             args.count,
             args.timeout,
         )
-    loop = _new_loop(loop_kind)
-    try:
-        asyncio.set_event_loop(loop)
-        result = loop.run_until_complete(coro)
-    except Exception as exc:  # reported to the parent, which marks the run failed
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    result["loop"] = loop_kind
-    result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(result), flush=True)
-    return 0
+    return run_worker(coro, loop_kind)
 
 
 # ==============================================================================================

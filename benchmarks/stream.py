@@ -442,6 +442,11 @@ def worker_main(args: argparse.Namespace) -> int:
             args.timeout,
             batch=base == "fastsio-batch",
         )
+    return run_worker(coro, loop_kind)
+
+
+def run_worker(coro: Any, loop_kind: str) -> int:
+    """Run a client coroutine on a fresh loop; print its result (or error) as one JSON line."""
     loop = _new_loop(loop_kind)
     try:
         asyncio.set_event_loop(loop)
