@@ -69,6 +69,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -82,13 +83,14 @@ NODE_CLIENT = HERE / "node" / "stream_client.js"
 NODE_PEERS = ROOT / "tests" / "peers"
 
 DEFAULT_CLIENTS = (
-    "raw,raw-noafn,raw_orjson,python-socketio,python-socketio-sync,node,"
+    "raw,raw-noafn,raw_orjson,cy_orjson,python-socketio,python-socketio-sync,node,"
     "fastsio,fastsio-batch,fastsio-sync,fastsio-asyncio"
 )
 BASE_CLIENTS = (
     "raw",
     "raw-noafn",
     "raw_orjson",
+    "cy_orjson",
     "python-socketio",
     "python-socketio-sync",
     "fastsio",
@@ -265,6 +267,65 @@ async def _run_raw(name: str, url: str, serializer: str, timeout: float) -> dict
     return _summary(window, int(getattr(listener, "n")))  # noqa: B009
 
 
+REF_DIR = HERE / "ref"
+REF_BUILD = HERE / "ref" / "build"
+
+
+def build_reference_listener() -> str | None:
+    """Compile benchmarks/ref/ref_listener.pyx (the issue's compiled reference client) into
+    benchmarks/ref/build; returns an error message when Cython or a compiler is missing."""
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    code = (
+        "import sys\n"
+        "from setuptools import Extension, setup\n"
+        "from Cython.Build import cythonize\n"
+        f"setup(ext_modules=cythonize([Extension('ref_listener', [{str(REF_DIR / 'ref_listener.pyx')!r}],"
+        " extra_compile_args=['-O2'])],"
+        f" include_path=[{site!r}], quiet=True, build_dir={str(REF_BUILD / 'c')!r}),"
+        f" script_args=['build_ext', '--build-lib', {str(REF_BUILD)!r},"
+        f" '--build-temp', {str(REF_BUILD / 'tmp')!r}])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        return f"cannot build the cy_orjson reference client: {proc.stderr.strip()[-400:]}"
+    return None
+
+
+async def _run_cy_orjson(url: str, serializer: str, timeout: float) -> dict[str, Any]:
+    """The compiled reference: Cython WSListener + one loads per payload + a plain handler."""
+    sys.path.insert(0, str(REF_BUILD))
+    from picows import WSCloseCode, ws_connect
+    from ref_listener import RefListener  # type: ignore[import-not-found]
+
+    window = _Window()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    counter = 0
+
+    def handler(data: Any) -> None:
+        nonlocal counter
+        counter += 1
+
+    def on_done(count: Any, n: int) -> None:
+        window.last(count)
+        if not done.done():
+            done.set_result(None)
+
+    ws_url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
+    transport, listener = await ws_connect(
+        lambda: RefListener(handler, on_done, window.first, serializer == "msgpack"), ws_url
+    )
+    try:
+        await asyncio.wait_for(done, timeout)
+    finally:
+        transport.send_close(WSCloseCode.OK)
+        transport.disconnect()
+        await transport.wait_disconnected()
+    return _summary(window, counter)
+
+
 async def _run_socketio(
     module: str, url: str, serializer: str, timeout: float, batch: bool = False
 ) -> dict[str, Any]:
@@ -432,7 +493,9 @@ def worker_main(args: argparse.Namespace) -> int:
         result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps(result), flush=True)
         return 0
-    if base in RAW_CLIENTS:
+    if base == "cy_orjson":
+        coro = _run_cy_orjson(args.url, args.serializer, args.timeout)
+    elif base in RAW_CLIENTS:
         coro = _run_raw(base, args.url, args.serializer, args.timeout)
     else:
         coro = _run_socketio(
@@ -831,6 +894,12 @@ def main(argv: list[str] | None = None) -> int:
         if base in SLOWEST_CLIENTS:
             return sync_slow_count
         return slow_count if base in SLOW_CLIENTS else args.count
+
+    if "cy_orjson" in [split_client(c)[0] for c in clients]:
+        error = build_reference_listener()
+        if error:
+            print(f"warning: {error}; skipping cy_orjson", file=sys.stderr)
+            clients = [c for c in clients if split_client(c)[0] != "cy_orjson"]
 
     stale = None
     if any(split_client(c)[0].startswith("fastsio") for c in clients):
