@@ -337,8 +337,13 @@ cdef class Connection:
             raise ProtocolError("text packet while binary attachments were expected",
                                 _truncated(buf, size))
         _parse_header(buf, size, &h, self.max_attachments)
-        nsp = _header_nsp(buf, &h, size)
+        nsp = _ROOT_NSP if h.nsp_start < 0 else _header_nsp(buf, &h, size)
         data = _loads_body(buf, h.data_start, size, self.json)
+        if h.type == SIO_EVENT and type(data) is list and len(<list>data) > 0 \
+                and type((<list>data)[0]) is str:
+            # The common case, checked inline; everything else through the full rules.
+            self._dispatch_event(nsp, h.id if h.has_id else None, <list>data)
+            return 0
         _validate(h.type, data, h.has_id, nsp, buf, size, h.data_start < size)
         ack_id = h.id if h.has_id else None
         if (h.type == SIO_BINARY_EVENT or h.type == SIO_BINARY_ACK) and h.attachments > 0:
@@ -379,7 +384,7 @@ cdef class Connection:
         cdef object handler
         cdef Py_ssize_t n
         self.events_received += 1
-        slot = self.slots.get(nsp)
+        slot = <NamespaceSlot>self.slots.get(nsp)
         if slot is not None:
             n = len(data)
             if slot.strip_offset and ack_id is None and n > 1 and type(data[n - 1]) is str:
