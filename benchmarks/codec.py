@@ -52,7 +52,7 @@ import timeit
 from pathlib import Path
 from typing import Any
 
-from stream import installed_fastsio_is_stale, machine_info
+from stream import installed_fastsio_is_stale, machine_info, print_columns
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -313,17 +313,8 @@ def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
                 _fmt(r["speedup_best"], ".1f") + "x",
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(f"\ncodec benchmark, ns per packet, median (and best) of {repeats} repeats")
-    for i, row in enumerate(table):
-        print(
-            "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w)
-                for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(table)
 
 
 def _exe() -> str:

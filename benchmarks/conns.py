@@ -65,6 +65,7 @@ from stream import (  # noqa: E402 - benchmarks/ is not a package
     _median,
     installed_fastsio_is_stale,
     machine_info,
+    print_columns,
 )
 
 CLIENTS = ("raw", "fastsio", "python-socketio")
@@ -367,20 +368,11 @@ def print_table(rows: list[dict[str, Any]], conns: int, rounds: int, servers: in
         )
         for err in r["errors"]:
             notes.append(f"{r['client']}: FAILED - {err}")
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(
         f"\nconns benchmark: {conns} connections from one process, {servers} server "
         f"process(es), median of {rounds} round(s)"
     )
-    for i, row in enumerate(table):
-        print(
-            "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w)
-                for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(table)
     for note in notes:
         print(note)
 

@@ -78,6 +78,7 @@ from stream import (  # noqa: E402 - benchmarks/ is not a package
     _median,
     installed_fastsio_is_stale,
     machine_info,
+    print_columns,
 )
 
 CLIENTS = ("fastsio", "python-socketio")
@@ -494,16 +495,7 @@ def part_slow(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _print(header: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
     table = [header, *table]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for i, row in enumerate(table):
-        print(
-            "  ".join(
-                c.ljust(w) if j < 2 else c.rjust(w)
-                for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(table, left=2)
 
 
 def print_stream(rows: list[dict[str, Any]], rounds: int) -> None:

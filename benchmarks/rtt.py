@@ -67,7 +67,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stream import installed_fastsio_is_stale, machine_info, run_worker
+from stream import installed_fastsio_is_stale, machine_info, print_columns, run_worker
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -544,20 +544,11 @@ def print_table(rows: list[dict[str, Any]], warmup: int, rounds: int) -> None:
                 f"{r['client']}: fewer than {rounds} undisturbed runs: medians over all "
                 f"{r['runs_used']} runs, disturbed ones included"
             )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(
         f"\nrtt benchmark (ack round trip, Node socket.io server, {warmup} warm-up calls), "
         f"median of {rounds} undisturbed run(s) per client"
     )
-    for i, row in enumerate(table):
-        print(
-            "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w)
-                for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(table)
     for note in notes:
         print(note)
     dropped = sum(r["runs_disturbed"] for r in rows if not r["disturbed"])

@@ -72,6 +72,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -806,19 +807,25 @@ def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> Non
             )
         for err in r["errors"]:
             notes.append(f"{r['client']}: FAILED - {err}")
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(f"\nstream benchmark, serializer={serializer}, median of {rounds} round(s)")
+    print_columns(table)
+    for note in notes:
+        print(note)
+
+
+def print_columns(table: Sequence[Sequence[str]], left: int = 1) -> None:
+    """Print rows (the first is the header) in aligned columns, the first ``left`` of them
+    left-aligned, with a rule under the header."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for i, row in enumerate(table):
         print(
             "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w)
+                c.ljust(w) if j < left else c.rjust(w)
                 for j, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    for note in notes:
-        print(note)
 
 
 def main(argv: list[str] | None = None) -> int:
