@@ -18,29 +18,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from socketio.msgpack_packet import MsgPackPacket
 from socketio.packet import Packet as PyPacket
+from support.strategies import KEYS, NSP, TEXT
 
 from fastsio._ext import _core
-
-CONNECT, DISCONNECT, EVENT, ACK = _core.CONNECT, _core.DISCONNECT, _core.EVENT, _core.ACK
-CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = _core.CONNECT_ERROR, _core.BINARY_EVENT, _core.BINARY_ACK
+from fastsio._ext._core import (
+    ACK,
+    BINARY_ACK,
+    BINARY_EVENT,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    EVENT,
+)
 
 SETTINGS = settings(max_examples=250, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # --- strategies -------------------------------------------------------------------------------
 
-# orjson refuses lone surrogates when encoding (python's json escapes them): keep them out of
-# generated *outgoing* data; tests/unit/test_codec_errors.py covers them on the decode side.
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
-KEYS = TEXT.filter(lambda k: k != "_placeholder")
-# Namespaces: "/" + anything but the comma (no escape exists in the format) and "?" (both
-# decoders cut a query string off the namespace).
-NSP = st.one_of(
-    st.just("/"),
-    st.sampled_from(["/admin", "/chat", "/a-b_c.d", "/ünï", "/日本", "/emoji🎉", "/12", "//x"]),
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",?"),
-            min_size=1, max_size=10).map(lambda s: "/" + s),
-)
 ACK_ID = st.integers(0, 10**18 - 1)
 SAFE_INT = st.integers(-(2**53), 2**53)
 FLOAT = st.floats(allow_nan=False, allow_infinity=False)

@@ -26,10 +26,16 @@ import msgpack
 import pytest
 
 from fastsio._ext import _core
+from fastsio._ext._core import (
+    ACK,
+    BINARY_ACK,
+    BINARY_EVENT,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    EVENT,
+)
 from fastsio.exceptions import ProtocolError
-
-CONNECT, DISCONNECT, EVENT, ACK = _core.CONNECT, _core.DISCONNECT, _core.EVENT, _core.ACK
-CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = _core.CONNECT_ERROR, _core.BINARY_EVENT, _core.BINARY_ACK
 
 B1234 = bytes([1, 2, 3, 4])
 

@@ -13,23 +13,24 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.strategies import KEYS, NSP, TEXT
 
 from fastsio._ext import _core
+from fastsio._ext._core import (
+    ACK,
+    BINARY_ACK,
+    BINARY_EVENT,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    EVENT,
+)
 
-CONNECT, DISCONNECT, EVENT, ACK = _core.CONNECT, _core.DISCONNECT, _core.EVENT, _core.ACK
-CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = _core.CONNECT_ERROR, _core.BINARY_EVENT, _core.BINARY_ACK
 BINARY_OF = {EVENT: BINARY_EVENT, ACK: BINARY_ACK}
 
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
-KEYS = TEXT.filter(lambda k: k != "_placeholder")
-NSP = st.one_of(
-    st.just("/"),
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",?"),
-            min_size=1, max_size=10).map(lambda s: "/" + s),
-)
 JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
                       st.floats(allow_nan=False, allow_infinity=False), TEXT)
 

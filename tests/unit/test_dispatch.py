@@ -12,15 +12,19 @@ import time
 import pytest
 
 from fastsio._ext import _core
+from fastsio._ext._core import (
+    ACK,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    EVENT,
+)
 from fastsio.exceptions import (
     BufferFullError,
     DisconnectedError,
     PayloadTooLargeError,
     ProtocolError,
 )
-
-CONNECT, DISCONNECT, EVENT, ACK = _core.CONNECT, _core.DISCONNECT, _core.EVENT, _core.ACK
-CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = _core.CONNECT_ERROR, _core.BINARY_EVENT, _core.BINARY_ACK
 
 
 class FakeClient:

@@ -17,10 +17,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fastsio._ext import _core
+from fastsio._ext._core import (
+    ACK,
+    BINARY_ACK,
+    BINARY_EVENT,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    EVENT,
+)
 from fastsio.exceptions import ProtocolError
-
-CONNECT, DISCONNECT, EVENT, ACK = _core.CONNECT, _core.DISCONNECT, _core.EVENT, _core.ACK
-CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = _core.CONNECT_ERROR, _core.BINARY_EVENT, _core.BINARY_ACK
 
 # FASTSIO_FUZZ_SCALE=10 (say) runs ten times as many examples, for a deeper soak (make asan).
 SCALE = float(os.environ.get("FASTSIO_FUZZ_SCALE", "1"))

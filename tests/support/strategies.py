@@ -1,0 +1,18 @@
+"""Hypothesis strategies shared by the codec tests."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+# orjson refuses lone surrogates when encoding (python's json escapes them): keep them out of
+# generated *outgoing* data; tests/unit/test_codec_errors.py covers them on the decode side.
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+KEYS = TEXT.filter(lambda k: k != "_placeholder")
+# Namespaces: "/" + anything but the comma (no escape exists in the format) and "?" (both
+# decoders cut a query string off the namespace).
+NSP = st.one_of(
+    st.just("/"),
+    st.sampled_from(["/admin", "/chat", "/a-b_c.d", "/ünï", "/日本", "/emoji🎉", "/12", "//x"]),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",?"),
+            min_size=1, max_size=10).map(lambda s: "/" + s),
+)
