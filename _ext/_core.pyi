@@ -1,5 +1,6 @@
 """Stubs for fastsio's compiled protocol core (fastsio._ext._core)."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -122,3 +123,7 @@ class EngineListener(WSListener):
     transport: Any
     failed: bool
     def __init__(self, conn: Connection, engine: Any, probing: bool = False) -> None: ...
+
+class ReadCap(asyncio.BufferedProtocol):
+    cap: int
+    def __init__(self, inner: asyncio.BufferedProtocol, cap: int) -> None: ...

@@ -12,6 +12,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport
 
+import asyncio
 import base64
 from json import dumps as _stdlib_json_dumps
 from json import loads as _stdlib_json_loads

@@ -599,3 +599,56 @@ cdef class EngineListener(WSListener):
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.engine._on_ws_disconnected(self)
+
+
+cdef class _ProtocolBase:
+    pass
+
+
+cdef class ReadCap(_ProtocolBase, asyncio.BufferedProtocol):
+    """A buffered protocol in front of picows's: no single socket read exceeds ``cap`` bytes.
+
+    picows doubles its read buffer whenever one read fills 90% of it, and never shrinks it.
+    Under a firehose that outruns the handlers, every read finds the kernel queue full, so the
+    buffer grows towards the socket's (autotuned, multi-megabyte) receive queue, and so does
+    the copy the core holds while reading is paused. Capping each read keeps picows's buffer at
+    about twice the cap; the TCP window is left alone, so a long-RTT link keeps its throughput.
+    A frame larger than the cap still grows the buffer as far as that frame needs.
+    """
+
+    cdef object inner
+    cdef object _get_buffer
+    cdef object _buffer_updated
+    cdef readonly Py_ssize_t cap
+
+    def __init__(self, inner, Py_ssize_t cap):
+        if cap < 4096:
+            raise ValueError("the read cap must be at least 4096 bytes")
+        self.inner = inner
+        self.cap = cap
+        self._get_buffer = inner.get_buffer
+        self._buffer_updated = inner.buffer_updated
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        cdef object mv = self._get_buffer(sizehint)
+        if len(mv) > self.cap:
+            return mv[:self.cap]
+        return mv
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        self._buffer_updated(nbytes)
+
+    def connection_made(self, transport):
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc):
+        self.inner.connection_lost(exc)
+
+    def eof_received(self):
+        return self.inner.eof_received()
+
+    def pause_writing(self):
+        self.inner.pause_writing()
+
+    def resume_writing(self):
+        self.inner.resume_writing()

@@ -155,6 +155,9 @@ class AsyncClient:
     :param max_attachments: most binary attachments accepted in one packet.
     :param max_pending_acks: most acks waiting at once.
     :param max_message_size: largest incoming message in bytes (0: no limit).
+    :param max_read_size: most bytes taken off a WebSocket in one read (default 256 KiB; 0:
+        no cap). Without a cap, picows's read buffer grows without bound while a firehose
+        outruns the handlers; the cap bounds it without touching the TCP window.
     :param max_pending_handlers: async handlers running at once before the client stops
         reading from the socket (TCP then pushes back on the server); reading resumes when
         half of them have finished. Sync handlers need no limit: they run inline.
@@ -222,6 +225,9 @@ class AsyncClient:
         self.strip_offsets: bool = kwargs.pop("strip_offsets", True)
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
         self.max_message_size: int = kwargs.pop("max_message_size", 0)
+        self.max_read_size: int = kwargs.pop("max_read_size", 256 * 1024)
+        if self.max_read_size and self.max_read_size < 4096:
+            raise ValueError("max_read_size must be 0 (no cap) or at least 4096 bytes")
         self.max_pending_handlers: int = kwargs.pop("max_pending_handlers", 1000)
         dispatch_budget: float = kwargs.pop("dispatch_budget", 0.02)
         self._reading_paused = False
@@ -453,6 +459,7 @@ class AsyncClient:
             ssl_context=self.ssl_context, http_session=self.http_session,
             websocket_extra_options=self.websocket_extra_options,
             max_message_size=self.max_message_size,
+            max_read_size=self.max_read_size,
         )
         self._conn.engine = eio
         self.eio = eio

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import picows
 
-from ._ext._core import Connection, EngineListener, decode_eio_payload, encode_eio_payload
+from ._ext._core import (
+    Connection,
+    EngineListener,
+    ReadCap,
+    decode_eio_payload,
+    encode_eio_payload,
+)
 from .exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
 from .reasons import Reason
 
@@ -107,6 +113,7 @@ class EngineIO:
         http_session: aiohttp.ClientSession | None = None,
         websocket_extra_options: Mapping[str, Any] | None = None,
         max_message_size: int = 0,
+        max_read_size: int = 256 * 1024,
     ) -> None:
         self.conn = conn
         self.on_lost = on_lost
@@ -117,6 +124,7 @@ class EngineIO:
         self.http_session = http_session
         self.websocket_extra_options = dict(websocket_extra_options or {})
         self.max_message_size = max_message_size
+        self.max_read_size = max_read_size
         self.loop = asyncio.get_running_loop()
 
         self.state = "new"  # new -> connected -> closed
@@ -295,6 +303,9 @@ class EngineIO:
         if transport.is_disconnected or not isinstance(listener, EngineListener):
             # picows completes the handshake future when the link drops mid-handshake.
             raise ConnectionError("connection closed during the WebSocket handshake")
+        if self.max_read_size:
+            raw = transport.underlying_transport
+            raw.set_protocol(ReadCap(raw.get_protocol(), self.max_read_size))
         return transport, listener
 
     async def _connect_websocket(self) -> None:
