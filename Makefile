@@ -36,6 +36,7 @@ typecheck: install
 
 test: install peers
 	$(VENV)/bin/ruff check fastsio tests benchmarks
+	$(VENV)/bin/ruff format --check fastsio
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:randomly
 

@@ -113,8 +113,9 @@ class _AckDeadlines:
         while heap and heap[0][0] <= now:
             _, ack_id, timeout, event = heapq.heappop(heap)
             if self.acks.get(ack_id) is not None:
-                self.acks.fail(ack_id, exceptions.TimeoutError(
-                    f"no ack for {event!r} within {timeout} s"))
+                self.acks.fail(
+                    ack_id, exceptions.TimeoutError(f"no ack for {event!r} within {timeout} s")
+                )
         if heap:
             self.timer_when = heap[0][0]
             self.timer = loop.call_at(self.timer_when, self._sweep)
@@ -177,8 +178,13 @@ class AsyncClient:
     """
 
     reserved_events = [
-        "connect", "connect_error", "disconnect", "__disconnect_final",
-        "reconnect_attempt", "reconnect", "reconnect_failed",
+        "connect",
+        "connect_error",
+        "disconnect",
+        "__disconnect_final",
+        "reconnect_attempt",
+        "reconnect",
+        "reconnect_failed",
     ]
     reason = Reason
 
@@ -242,11 +248,12 @@ class AsyncClient:
         if not self.ssl_verify:
             # Its own logger, so that logger=False (errors only) does not hide it.
             logging.getLogger("fastsio.tls").warning(
-                "ssl_verify=False: TLS certificates will not be verified")
+                "ssl_verify=False: TLS certificates will not be verified"
+            )
 
         self._conn = Connection(
-            self, None, self.serializer == "msgpack", json, max_attachments,
-            self.max_message_size)
+            self, None, self.serializer == "msgpack", json, max_attachments, self.max_message_size
+        )
         self._conn.dispatch_budget = dispatch_budget
         acks: AckTable = self._conn.acks
         acks.max_pending = max_pending_acks
@@ -291,8 +298,14 @@ class AsyncClient:
     def is_asyncio_based(self) -> bool:
         return True
 
-    def on(self, event: str, handler: Handler | None = None,
-           namespace: str | None = None, *, batch: bool = False) -> Any:
+    def on(
+        self,
+        event: str,
+        handler: Handler | None = None,
+        namespace: str | None = None,
+        *,
+        batch: bool = False,
+    ) -> Any:
         """Register an event handler; without ``handler``, a decorator.
 
         ``'*'`` as the event is a catch-all (receives the event name first); ``'*'`` as the
@@ -357,7 +370,8 @@ class AsyncClient:
         """True when the last (re)connection restored the session of every connected namespace
         (connection-state recovery: the server replayed what was missed)."""
         return bool(self.namespaces) and all(
-            self.recovered_namespaces.get(nsp, False) for nsp in self.namespaces)
+            self.recovered_namespaces.get(nsp, False) for nsp in self.namespaces
+        )
 
     def is_recovered(self, namespace: str | None = None) -> bool:
         """Whether the last connect of ``namespace`` restored its session."""
@@ -454,9 +468,13 @@ class AsyncClient:
         self.failed_namespaces = []
         self._connect_event = asyncio.Event()
         eio = EngineIO(
-            self._conn, self._on_engine_lost, logger=self.logger,
-            request_timeout=self.request_timeout, ssl_verify=self.ssl_verify,
-            ssl_context=self.ssl_context, http_session=self.http_session,
+            self._conn,
+            self._on_engine_lost,
+            logger=self.logger,
+            request_timeout=self.request_timeout,
+            ssl_verify=self.ssl_verify,
+            ssl_context=self.ssl_context,
+            http_session=self.http_session,
             websocket_extra_options=self.websocket_extra_options,
             max_message_size=self.max_message_size,
             max_read_size=self.max_read_size,
@@ -505,7 +523,8 @@ class AsyncClient:
             await self._abandon(eio)
             if failed:
                 raise exceptions.ConnectionError(
-                    "One or more namespaces failed to connect: " + ", ".join(failed))
+                    "One or more namespaces failed to connect: " + ", ".join(failed)
+                )
             raise exceptions.ConnectionError("Connection timed out or was lost while connecting")
         self.connected = True
 
@@ -574,8 +593,11 @@ class AsyncClient:
             slot.strip_offset = False
             slot.offset = None
         self.namespaces[nsp] = sid if isinstance(sid, str) else self.sid
-        self.logger.info("Namespace %s is connected%s", nsp,
-                         " (session recovered)" if self.recovered_namespaces[nsp] else "")
+        self.logger.info(
+            "Namespace %s is connected%s",
+            nsp,
+            " (session recovered)" if self.recovered_namespaces[nsp] else "",
+        )
         if self.connected or len(self.namespaces) == len(self.connection_namespaces):
             self.connected = True
             self._established = self.eio
@@ -649,8 +671,7 @@ class AsyncClient:
         self.logger.warning("Unknown ack id %s for namespace %s, ignored", ack_id, nsp)
 
     def _on_handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
-        self.logger.error("Handler for event %r in namespace %s raised", event, nsp,
-                          exc_info=exc)
+        self.logger.error("Handler for event %r in namespace %s raised", event, nsp, exc_info=exc)
 
     def _on_callback_error(self, entry: PendingAck, exc: BaseException) -> None:
         self.logger.error("Ack callback for namespace %s raised", entry.nsp, exc_info=exc)
@@ -658,13 +679,15 @@ class AsyncClient:
     def _on_ack_lost(self, entry: PendingAck, exc: BaseException) -> None:
         # Logged as an error: without a timeout the callback has no way to learn about it, and
         # nothing may vanish silently. emit(..., timeout=...) gets the error instead.
-        self.logger.error("Ack callback %r in namespace %s will not be called: %s",
-                          entry.callback, entry.nsp, exc)
+        self.logger.error(
+            "Ack callback %r in namespace %s will not be called: %s", entry.callback, entry.nsp, exc
+        )
 
     # -- handler invocation --------------------------------------------------------------
 
-    def _get_event_handler(self, event: str, nsp: str,
-                           args: tuple[Any, ...]) -> tuple[Handler | None, tuple[Any, ...]]:
+    def _get_event_handler(
+        self, event: str, nsp: str, args: tuple[Any, ...]
+    ) -> tuple[Handler | None, tuple[Any, ...]]:
         # Resolution order as python-socketio: [nsp][event], [nsp]['*'], ['*'][event], ['*']['*'].
         handlers = self.handlers
         if nsp in handlers:
@@ -681,7 +704,9 @@ class AsyncClient:
                 return hs["*"], (event, nsp, *args)
         return None, args
 
-    def _get_namespace_handler(self, nsp: str, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    def _get_namespace_handler(
+        self, nsp: str, args: tuple[Any, ...]
+    ) -> tuple[Any, tuple[Any, ...]]:
         if nsp in self.namespace_handlers:
             return self.namespace_handlers[nsp], args
         if "*" in self.namespace_handlers:
@@ -697,8 +722,9 @@ class AsyncClient:
         if ns_handler is not None:
             self._invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, None)
 
-    def _invoke(self, handler: Handler, args: tuple[Any, ...], event: str, nsp: str,
-                ack_id: int | None) -> None:
+    def _invoke(
+        self, handler: Handler, args: tuple[Any, ...], event: str, nsp: str, ack_id: int | None
+    ) -> None:
         try:
             try:
                 result = handler(*args)
@@ -735,8 +761,12 @@ class AsyncClient:
         if not task.done():
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
-            if (not self._reading_paused and self.max_pending_handlers
-                    and len(self._tasks) >= self.max_pending_handlers and self.eio is not None):
+            if (
+                not self._reading_paused
+                and self.max_pending_handlers
+                and len(self._tasks) >= self.max_pending_handlers
+                and self.eio is not None
+            ):
                 self._reading_paused = True
                 self.eio.pause_reading()
         else:
@@ -765,14 +795,20 @@ class AsyncClient:
         except exceptions.DisconnectedError:
             self.logger.info("Not sending ack %s: disconnected", ack_id)
         except Exception as exc:
-            self.logger.error("Could not send ack %s for namespace %s", ack_id, nsp,
-                              exc_info=exc)
+            self.logger.error("Could not send ack %s for namespace %s", ack_id, nsp, exc_info=exc)
 
     # -- emit ----------------------------------------------------------------------------
 
-    async def emit(self, event: str, data: Any = None, namespace: str | None = None,
-                   callback: Handler | None = None, *, timeout: float | None = None,
-                   volatile: bool = False) -> None:
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        namespace: str | None = None,
+        callback: Handler | None = None,
+        *,
+        timeout: float | None = None,
+        volatile: bool = False,
+    ) -> None:
         """Emit an event. A tuple ``data`` is sent as several arguments.
 
         ``callback`` receives the server's ack arguments. With ``timeout`` (seconds) the
@@ -783,9 +819,16 @@ class AsyncClient:
         """
         self._emit(event, data, namespace, callback, timeout, volatile, None)
 
-    def _emit(self, event: str, data: Any, namespace: str | None, callback: Handler | None,
-              timeout: float | None, volatile: bool,
-              future: asyncio.Future[Any] | None) -> None:
+    def _emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None,
+        callback: Handler | None,
+        timeout: float | None,
+        volatile: bool,
+        future: asyncio.Future[Any] | None,
+    ) -> None:
         if not isinstance(event, str):
             raise TypeError("event name must be a str")
         nsp = namespace or "/"
@@ -826,13 +869,15 @@ class AsyncClient:
                     lost.timer.cancel()
             raise
 
-    async def send(self, data: Any, namespace: str | None = None,
-                   callback: Handler | None = None) -> None:
+    async def send(
+        self, data: Any, namespace: str | None = None, callback: Handler | None = None
+    ) -> None:
         """Emit a ``'message'`` event."""
         await self.emit("message", data=data, namespace=namespace, callback=callback)
 
-    async def call(self, event: str, data: Any = None, namespace: str | None = None,
-                   timeout: float | None = 60) -> Any:
+    async def call(
+        self, event: str, data: Any = None, namespace: str | None = None, timeout: float | None = 60
+    ) -> Any:
         """Emit and wait for the ack; returns its argument (a tuple for several).
 
         Raises ``TimeoutError`` after ``timeout`` seconds and ``DisconnectedError`` as soon
@@ -880,8 +925,9 @@ class AsyncClient:
             entry.timer.cancel()
             raise
 
-    def _on_reliable_ack(self, item: _Queued, err: BaseException | None,
-                         args: tuple[Any, ...]) -> None:
+    def _on_reliable_ack(
+        self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
+    ) -> None:
         if not self._queue or self._queue[0] is not item:
             return
         item.pending = False
@@ -896,8 +942,9 @@ class AsyncClient:
             self._call_reliable_callback(item, err, ())
         self._drain_queue()
 
-    def _call_reliable_callback(self, item: _Queued, err: BaseException | None,
-                                args: tuple[Any, ...]) -> None:
+    def _call_reliable_callback(
+        self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
+    ) -> None:
         if item.callback is None:
             if err is not None:
                 self.logger.warning("Event %r was not acknowledged: %s", item.payload[0], err)
@@ -922,8 +969,7 @@ class AsyncClient:
     def _buffer_packet(self, item: _Buffered) -> None:
         if len(self._buffer) >= self.max_buffer:
             if self.buffer_policy == "error":
-                raise exceptions.BufferFullError(
-                    f"offline buffer full ({self.max_buffer} packets)")
+                raise exceptions.BufferFullError(f"offline buffer full ({self.max_buffer} packets)")
             if self.buffer_policy == "drop_newest":
                 self.logger.warning("Offline buffer full: dropping event %r", item.data[0])
                 self._fail_buffered(item, "offline buffer full")
@@ -1002,8 +1048,12 @@ class AsyncClient:
         self._reconnect_abort.clear()
         attempt = 0
         while True:
-            delay = reconnect_delay(attempt, self.reconnection_delay,
-                                    self.reconnection_delay_max, self.randomization_factor)
+            delay = reconnect_delay(
+                attempt,
+                self.reconnection_delay,
+                self.reconnection_delay_max,
+                self.randomization_factor,
+            )
             self.logger.info("Reconnecting in %.2f s", delay)
             try:
                 await asyncio.wait_for(self._reconnect_abort.wait(), delay)
@@ -1086,8 +1136,9 @@ class AsyncClient:
             if stopped is self._stopped:
                 return
 
-    def start_background_task(self, target: Callable[..., Any], *args: Any,
-                              **kwargs: Any) -> asyncio.Task[Any]:
+    def start_background_task(
+        self, target: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
         """Run ``target(*args, **kwargs)`` (a coroutine function) as a task."""
         return asyncio.ensure_future(target(*args, **kwargs))
 

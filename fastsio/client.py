@@ -51,7 +51,8 @@ class _LoopThread:
             coro.close()
             raise RuntimeError(
                 f"{what}() cannot block inside a handler of the sync Client; "
-                "use emit() with a callback instead")
+                "use emit() with a callback instead"
+            )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
@@ -90,8 +91,14 @@ class Client:
     def is_asyncio_based(self) -> bool:
         return False
 
-    def on(self, event: str, handler: Handler | None = None, namespace: str | None = None,
-           *, batch: bool = False) -> Any:
+    def on(
+        self,
+        event: str,
+        handler: Handler | None = None,
+        namespace: str | None = None,
+        *,
+        batch: bool = False,
+    ) -> Any:
         return self._client.on(event, handler, namespace, batch=batch)
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
@@ -114,15 +121,32 @@ class Client:
 
     # -- blocking API --
 
-    def connect(self, url: Any, headers: Any = {}, auth: Any = None,  # noqa: B006
-                transports: Any = None, namespaces: Any = None,
-                socketio_path: str = "socket.io", wait: bool = True,
-                wait_timeout: float = 1, retry: bool = False) -> None:
+    def connect(
+        self,
+        url: Any,
+        headers: Any = {},  # noqa: B006
+        auth: Any = None,
+        transports: Any = None,
+        namespaces: Any = None,
+        socketio_path: str = "socket.io",
+        wait: bool = True,
+        wait_timeout: float = 1,
+        retry: bool = False,
+    ) -> None:
         self._loop_thread().run(
-            self._client.connect(url, headers=headers, auth=auth, transports=transports,
-                                 namespaces=namespaces, socketio_path=socketio_path,
-                                 wait=wait, wait_timeout=wait_timeout, retry=retry),
-            "connect")
+            self._client.connect(
+                url,
+                headers=headers,
+                auth=auth,
+                transports=transports,
+                namespaces=namespaces,
+                socketio_path=socketio_path,
+                wait=wait,
+                wait_timeout=wait_timeout,
+                retry=retry,
+            ),
+            "connect",
+        )
 
     def _run_or_direct(self, fn: Any, *args: Any) -> Any:
         lt = self._loop_thread()
@@ -134,20 +158,31 @@ class Client:
 
         return asyncio.run_coroutine_threadsafe(runner(), lt.loop).result()
 
-    def emit(self, event: str, data: Any = None, namespace: str | None = None,
-             callback: Handler | None = None, *, timeout: float | None = None,
-             volatile: bool = False) -> None:
-        self._run_or_direct(self._client._emit, event, data, namespace, callback, timeout,
-                            volatile, None)
+    def emit(
+        self,
+        event: str,
+        data: Any = None,
+        namespace: str | None = None,
+        callback: Handler | None = None,
+        *,
+        timeout: float | None = None,
+        volatile: bool = False,
+    ) -> None:
+        self._run_or_direct(
+            self._client._emit, event, data, namespace, callback, timeout, volatile, None
+        )
 
-    def send(self, data: Any, namespace: str | None = None,
-             callback: Handler | None = None) -> None:
+    def send(
+        self, data: Any, namespace: str | None = None, callback: Handler | None = None
+    ) -> None:
         self.emit("message", data=data, namespace=namespace, callback=callback)
 
-    def call(self, event: str, data: Any = None, namespace: str | None = None,
-             timeout: float | None = 60) -> Any:
+    def call(
+        self, event: str, data: Any = None, namespace: str | None = None, timeout: float | None = 60
+    ) -> Any:
         return self._loop_thread().run(
-            self._client.call(event, data=data, namespace=namespace, timeout=timeout), "call")
+            self._client.call(event, data=data, namespace=namespace, timeout=timeout), "call"
+        )
 
     def disconnect(self) -> None:
         if self._thread is None:

@@ -89,8 +89,11 @@ def build_urls(url: str, path: str) -> tuple[str, str]:
     if not parts.hostname:
         raise ValueError(f"URL without a host: {url!r}")
     path = "/" + path.strip("/") + "/"
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-             if k not in ("EIO", "transport", "sid", "t")]
+    query = [
+        (k, v)
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("EIO", "transport", "sid", "t")
+    ]
     query.append(("EIO", "4"))
     q = urllib.parse.urlencode(query)
     http = urllib.parse.urlunsplit((http_scheme, parts.netloc, path, q, ""))
@@ -174,11 +177,19 @@ class EngineIO:
             try:
                 await self._connect_websocket()
                 return
-            except (ProtocolError, ConnectionError, OSError, asyncio.TimeoutError,
-                    picows.WSError) as exc:
+            except (
+                ProtocolError,
+                ConnectionError,
+                OSError,
+                asyncio.TimeoutError,
+                picows.WSError,
+            ) as exc:
                 errors.append(f"websocket: {exc!r}")
-                self.logger.info("WebSocket connection failed (%r)%s", exc,
-                                 ", falling back to polling" if "polling" in transports else "")
+                self.logger.info(
+                    "WebSocket connection failed (%r)%s",
+                    exc,
+                    ", falling back to polling" if "polling" in transports else "",
+                )
                 await self._teardown()
                 if "polling" not in transports:
                     raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
@@ -186,8 +197,13 @@ class EngineIO:
 
         try:
             await self._connect_polling(upgrade="websocket" in transports)
-        except (ProtocolError, ConnectionError, OSError, asyncio.TimeoutError,
-                aiohttp.ClientError) as exc:
+        except (
+            ProtocolError,
+            ConnectionError,
+            OSError,
+            asyncio.TimeoutError,
+            aiohttp.ClientError,
+        ) as exc:
             await self._teardown()
             errors.append(f"polling: {exc!r}")
             raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
@@ -200,7 +216,11 @@ class EngineIO:
         if self.state == "closed":
             return
         self._closing = True
-        if self.transport_name == "polling" and self._session is not None and self.state == "connected":
+        if (
+            self.transport_name == "polling"
+            and self._session is not None
+            and self.state == "connected"
+        ):
             # What is queued (the namespaces' DISCONNECT packets, last emits) goes out first.
             try:
                 await self._stop_post_loop()
@@ -292,7 +312,8 @@ class EngineIO:
             "use_aiofastnet": False,
             # Our own limit is enforced per message in the listener; picows's per-frame cap is
             # only a backstop so that it never cuts a message we would accept.
-            "max_frame_size": max(self.max_message_size, 1 << 31) if self.max_message_size
+            "max_frame_size": max(self.max_message_size, 1 << 31)
+            if self.max_message_size
             else 1 << 31,
         }
         options.update(self.websocket_extra_options)
@@ -344,7 +365,8 @@ class EngineIO:
 
         session = await self._ensure_session()
         async with session.get(
-            self._poll_url(), headers=self._headers,
+            self._poll_url(),
+            headers=self._headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
             ssl=self._ssl_context(self._http_url) or True,
         ) as resp:
@@ -371,7 +393,9 @@ class EngineIO:
         headers = dict(self._headers)
         headers["Content-Type"] = "text/plain;charset=UTF-8"
         async with session.post(
-            self._poll_url(), data=body, headers=headers,
+            self._poll_url(),
+            data=body,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.request_timeout),
             ssl=self._ssl_context(self._http_url) or True,
         ) as resp:
@@ -538,7 +562,8 @@ class EngineIO:
     def _on_ws_disconnected(self, listener: EngineListener) -> None:
         if not listener.probing and self._open_waiter is not None and not self._open_waiter.done():
             self._open_waiter.set_exception(
-                ConnectionError("connection closed before the open packet"))
+                ConnectionError("connection closed before the open packet")
+            )
             return
         if listener is self._listener:
             self._fail(Reason.TRANSPORT_CLOSE, None)

@@ -43,18 +43,27 @@ class AsyncClientNamespace(_BaseNamespace):
     def is_asyncio_based(self) -> bool:
         return True
 
-    async def emit(self, event: str, data: Any = None, namespace: str | None = None,
-                   callback: Any = None, **kwargs: Any) -> None:
-        await self.client.emit(event, data=data, namespace=namespace or self.namespace,
-                               callback=callback, **kwargs)
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        namespace: str | None = None,
+        callback: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        await self.client.emit(
+            event, data=data, namespace=namespace or self.namespace, callback=callback, **kwargs
+        )
 
     async def send(self, data: Any, namespace: str | None = None, callback: Any = None) -> None:
         await self.client.send(data, namespace=namespace or self.namespace, callback=callback)
 
-    async def call(self, event: str, data: Any = None, namespace: str | None = None,
-                   timeout: float | None = 60) -> Any:
-        return await self.client.call(event, data=data, namespace=namespace or self.namespace,
-                                      timeout=timeout)
+    async def call(
+        self, event: str, data: Any = None, namespace: str | None = None, timeout: float | None = 60
+    ) -> Any:
+        return await self.client.call(
+            event, data=data, namespace=namespace or self.namespace, timeout=timeout
+        )
 
     async def disconnect(self) -> None:
         await self.client.disconnect()
@@ -68,18 +77,27 @@ class ClientNamespace(_BaseNamespace):
     def is_asyncio_based(self) -> bool:
         return False
 
-    def emit(self, event: str, data: Any = None, namespace: str | None = None,
-             callback: Any = None, **kwargs: Any) -> None:
-        self.client.emit(event, data=data, namespace=namespace or self.namespace,
-                         callback=callback, **kwargs)
+    def emit(
+        self,
+        event: str,
+        data: Any = None,
+        namespace: str | None = None,
+        callback: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.client.emit(
+            event, data=data, namespace=namespace or self.namespace, callback=callback, **kwargs
+        )
 
     def send(self, data: Any, namespace: str | None = None, callback: Any = None) -> None:
         self.client.send(data, namespace=namespace or self.namespace, callback=callback)
 
-    def call(self, event: str, data: Any = None, namespace: str | None = None,
-             timeout: float | None = 60) -> Any:
-        return self.client.call(event, data=data, namespace=namespace or self.namespace,
-                                timeout=timeout)
+    def call(
+        self, event: str, data: Any = None, namespace: str | None = None, timeout: float | None = 60
+    ) -> Any:
+        return self.client.call(
+            event, data=data, namespace=namespace or self.namespace, timeout=timeout
+        )
 
     def disconnect(self) -> None:
         self.client.disconnect()

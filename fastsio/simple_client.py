@@ -23,9 +23,16 @@ class AsyncSimpleClient:
         self.input_event = asyncio.Event()
         self.input_buffer: list[list[Any]] = []
 
-    async def connect(self, url: str, headers: dict[str, str] = {},  # noqa: B006
-                      auth: Any = None, transports: Any = None, namespace: str = "/",
-                      socketio_path: str = "socket.io", wait_timeout: float = 5) -> None:
+    async def connect(
+        self,
+        url: str,
+        headers: dict[str, str] = {},  # noqa: B006
+        auth: Any = None,
+        transports: Any = None,
+        namespace: str = "/",
+        socketio_path: str = "socket.io",
+        wait_timeout: float = 5,
+    ) -> None:
         if self.connected:
             raise RuntimeError("Already connected")
         self.namespace = namespace
@@ -52,9 +59,15 @@ class AsyncSimpleClient:
             self.input_buffer.append([event, *args])
             self.input_event.set()
 
-        await self.client.connect(url, headers=headers, auth=auth, transports=transports,
-                                  namespaces=[namespace], socketio_path=socketio_path,
-                                  wait_timeout=wait_timeout)
+        await self.client.connect(
+            url,
+            headers=headers,
+            auth=auth,
+            transports=transports,
+            namespaces=[namespace],
+            socketio_path=socketio_path,
+            wait_timeout=wait_timeout,
+        )
 
     @property
     def sid(self) -> str | None:
@@ -80,8 +93,9 @@ class AsyncSimpleClient:
             if not self.connected or self.client is None:
                 raise exceptions.DisconnectedError()
             try:
-                return await self.client.call(event, data, namespace=self.namespace,
-                                              timeout=timeout)
+                return await self.client.call(
+                    event, data, namespace=self.namespace, timeout=timeout
+                )
             except exceptions.BadNamespaceError:
                 pass
 
@@ -117,15 +131,31 @@ class SimpleClient:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._thread = _LoopThread()
         self._client: AsyncSimpleClient = self._thread.run(
-            _make_async_simple(args, kwargs), "SimpleClient")
+            _make_async_simple(args, kwargs), "SimpleClient"
+        )
 
-    def connect(self, url: str, headers: dict[str, str] = {},  # noqa: B006
-                auth: Any = None, transports: Any = None, namespace: str = "/",
-                socketio_path: str = "socket.io", wait_timeout: float = 5) -> None:
-        self._thread.run(self._client.connect(url, headers=headers, auth=auth,
-                                              transports=transports, namespace=namespace,
-                                              socketio_path=socketio_path,
-                                              wait_timeout=wait_timeout), "connect")
+    def connect(
+        self,
+        url: str,
+        headers: dict[str, str] = {},  # noqa: B006
+        auth: Any = None,
+        transports: Any = None,
+        namespace: str = "/",
+        socketio_path: str = "socket.io",
+        wait_timeout: float = 5,
+    ) -> None:
+        self._thread.run(
+            self._client.connect(
+                url,
+                headers=headers,
+                auth=auth,
+                transports=transports,
+                namespace=namespace,
+                socketio_path=socketio_path,
+                wait_timeout=wait_timeout,
+            ),
+            "connect",
+        )
 
     @property
     def sid(self) -> str | None:
