@@ -18,6 +18,9 @@ from json import dumps as _stdlib_json_dumps
 from json import loads as _stdlib_json_loads
 import binascii
 import datetime
+from heapq import heapify as _heapify
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 import struct
 
 import msgpack
@@ -29,6 +32,7 @@ from fastsio.exceptions import (
     PayloadTooLargeError,
     ProtocolError,
 )
+from fastsio.exceptions import TimeoutError as _AckTimeoutError
 
 cdef object _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 

@@ -39,6 +39,17 @@ cdef class AckTable:
         self._pending[self._next_id] = entry
         return self._next_id
 
+    cpdef uint64_t add_new(self, str nsp, object callback, object future, bint err_first,
+                           bint is_async) except? 0:
+        """add() for a PendingAck built here: the emit path sets no attributes from Python."""
+        cdef PendingAck entry = PendingAck.__new__(PendingAck)
+        entry.nsp = nsp
+        entry.callback = callback
+        entry.future = future
+        entry.err_first = err_first
+        entry.is_async = is_async
+        return self.add(entry)
+
     cpdef PendingAck pop(self, uint64_t ack_id):
         return self._pending.pop(ack_id, None)
 
@@ -104,3 +115,58 @@ cdef class AckTable:
         except Exception as e:
             if self.on_callback_error is not None:
                 self.on_callback_error(entry, e)
+
+
+cdef class AckDeadlines:
+    """Ack timeouts without a loop timer per ack.
+
+    Deadlines (on the monotonic clock, read without a Python call) go into a heap, and one
+    loop timer, armed for the earliest, fails the overdue acks; an ack already resolved is
+    simply not found. The TimeoutError is built only when one fires. The heap is compacted when
+    resolved entries dominate it, so a high call rate with long timeouts does not accumulate
+    them.
+    """
+
+    cdef AckTable acks
+    cdef public list heap
+    cdef object timer
+    cdef double timer_when
+
+    def __init__(self, AckTable acks):
+        self.acks = acks
+        self.heap = []
+        self.timer = None
+        self.timer_when = 0.0
+
+    cpdef add(self, uint64_t ack_id, double timeout, str event, object loop):
+        cdef double when = _monotonic() + timeout
+        cdef list heap = self.heap
+        _heappush(heap, (when, ack_id, timeout, event))
+        if len(heap) > 1024 and len(heap) > 4 * len(self.acks._pending):
+            self.heap = heap = [e for e in heap if (<tuple>e)[1] in self.acks._pending]
+            _heapify(heap)
+        if self.timer is None or when < self.timer_when:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_later(timeout, self._sweep, loop)
+            self.timer_when = when
+
+    def _sweep(self, loop):
+        cdef double now = _monotonic()
+        cdef list heap = self.heap
+        cdef tuple e
+        self.timer = None
+        # A loop timer may fire a hair early against this clock: treat "due within 1 ms" as due.
+        while heap and (<tuple>heap[0])[0] <= now + 0.001:
+            e = _heappop(heap)
+            if e[1] in self.acks._pending:
+                self.acks.fail(e[1], _AckTimeoutError(f"no ack for {e[3]!r} within {e[2]} s"))
+        if heap:
+            self.timer_when = (<tuple>heap[0])[0]
+            self.timer = loop.call_later(max(self.timer_when - now, 0.0), self._sweep, loop)
+
+    def cancel(self):
+        """Stop the timer (the client is done with this loop); entries stay until swept."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -7,12 +7,19 @@ cdef enum:
 
 cdef bint _has_binary(object obj, int depth) except -1:
     cdef object t = type(obj)
+    if t is str or t is int or t is float or obj is None or t is bool:
+        return False
     if depth > MAX_NESTING:
         raise ValueError("data nested too deeply")
     if t is bytes or t is bytearray or t is memoryview:
         return True
-    if t is list or t is tuple:
-        for item in obj:
+    if t is list:
+        for item in <list>obj:
+            if _has_binary(item, depth + 1):
+                return True
+        return False
+    if t is tuple:
+        for item in <tuple>obj:
             if _has_binary(item, depth + 1):
                 return True
         return False
@@ -20,8 +27,6 @@ cdef bint _has_binary(object obj, int depth) except -1:
         for item in (<dict>obj).values():
             if _has_binary(item, depth + 1):
                 return True
-        return False
-    if t is str or t is int or t is float or obj is None or t is bool:
         return False
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return True

@@ -3,7 +3,7 @@
 
 cdef object _orjson_loads = orjson.loads
 cdef object _orjson_dumps = orjson.dumps
-cdef int _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+cdef object _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS  # boxed once, passed positionally
 cdef object _msgpack_unpackb = msgpack.unpackb
 cdef object _msgpack_packb = msgpack.packb
 cdef object _ExtType = msgpack.ExtType
@@ -237,7 +237,7 @@ cdef bytes _dumps(object data, object json):
     cdef object out
     if json is None:
         try:
-            return _orjson_dumps(data, option=_ORJSON_OPTS)
+            return _orjson_dumps(data, None, _ORJSON_OPTS)
         except orjson.JSONEncodeError as exc:
             # orjson stops at 64-bit integers; the standard library (python-socketio's
             # encoder) does not. Anything else it cannot encode stays a TypeError.

@@ -46,3 +46,9 @@ EIO_TYPES = {
     "open": EIO_OPEN, "close": EIO_CLOSE, "ping": EIO_PING, "pong": EIO_PONG,
     "message": EIO_MESSAGE, "upgrade": EIO_UPGRADE, "noop": EIO_NOOP,
 }
+
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9

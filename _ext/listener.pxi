@@ -2,12 +2,6 @@
 # which answers pings, decodes Socket.IO packets and calls handlers, all without a Python-level
 # callback per frame.
 
-cdef inline double _monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
 cdef class NamespaceSlot:
     """Per-namespace dispatch state owned by the compiled core.
 
@@ -38,6 +32,7 @@ cdef class Connection:
     cdef public object client
     cdef public object engine
     cdef public AckTable acks
+    cdef public AckDeadlines deadlines
     cdef public dict slots
     cdef public bint msgpack_mode
     cdef public object json
@@ -85,6 +80,7 @@ cdef class Connection:
         self.client = client
         self.engine = engine
         self.acks = AckTable()
+        self.deadlines = AckDeadlines(self.acks)
         self.slots = {}
         self.msgpack_mode = msgpack_mode
         self.json = json
@@ -488,6 +484,26 @@ cdef class Connection:
             self._send(<bytes>parts[0], False)
         else:
             self.send_frames([(parts[0], False)] + [(a, True) for a in parts[1:]])
+
+    cpdef bint send_call(self, str nsp, list payload, object future, object timeout,
+                         object loop) except -1:
+        """call()'s hot path: an ack id for ``future``, the EVENT on the wire, its deadline.
+
+        Returns False, with nothing registered, if the link just went down (the caller then
+        buffers the packet); any other failure unregisters the ack and propagates.
+        """
+        cdef uint64_t ack_id = self.acks.add_new(nsp, None, future, False, False)
+        try:
+            self.send_packet(SIO_EVENT, nsp, payload, ack_id)
+        except DisconnectedError:
+            self.acks._pending.pop(ack_id, None)
+            return False
+        except BaseException:
+            self.acks._pending.pop(ack_id, None)
+            raise
+        if timeout is not None:
+            self.deadlines.add(ack_id, timeout, payload[0], loop)
+        return True
 
     def stats(self):
         return {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import inspect
 import logging
 import sys
@@ -18,6 +17,7 @@ from ._ext._core import (
     CONNECT_ERROR,
     DISCONNECT,
     EVENT,
+    AckDeadlines,
     AckTable,
     Connection,
     NamespaceSlot,
@@ -71,54 +71,6 @@ class _Buffered:
         self.nsp = nsp
         self.data = data
         self.ack_id = ack_id
-
-
-class _AckDeadlines:
-    """Ack timeouts without a loop timer per ack.
-
-    Deadlines go into a heap and one timer, armed for the earliest, fails the overdue acks
-    (an ack already resolved is simply not found). The TimeoutError is built only when one
-    fires. The heap is compacted when resolved entries dominate it, so a high call rate with
-    long timeouts does not accumulate them.
-    """
-
-    __slots__ = ("acks", "heap", "timer", "timer_when")
-
-    def __init__(self, acks: AckTable) -> None:
-        self.acks = acks
-        self.heap: list[tuple[float, int, float, str]] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_when = 0.0
-
-    def add(self, ack_id: int, timeout: float, event: str) -> None:
-        loop = asyncio.get_running_loop()
-        when = loop.time() + timeout
-        heap = self.heap
-        heapq.heappush(heap, (when, ack_id, timeout, event))
-        if len(heap) > 1024 and len(heap) > 4 * len(self.acks):
-            get = self.acks.get
-            self.heap = heap = [e for e in heap if get(e[1]) is not None]
-            heapq.heapify(heap)
-        if self.timer is None or when < self.timer_when:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = loop.call_at(when, self._sweep)
-            self.timer_when = when
-
-    def _sweep(self) -> None:
-        self.timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        heap = self.heap
-        while heap and heap[0][0] <= now:
-            _, ack_id, timeout, event = heapq.heappop(heap)
-            if self.acks.get(ack_id) is not None:
-                self.acks.fail(
-                    ack_id, exceptions.TimeoutError(f"no ack for {event!r} within {timeout} s")
-                )
-        if heap:
-            self.timer_when = heap[0][0]
-            self.timer = loop.call_at(self.timer_when, self._sweep)
 
 
 class _Queued:
@@ -260,7 +212,7 @@ class AsyncClient:
         acks.on_async_callback = self._start_awaitable
         acks.on_callback_error = self._on_callback_error
         acks.on_ack_lost = self._on_ack_lost
-        self._ack_deadlines = _AckDeadlines(acks)
+        self._ack_deadlines: AckDeadlines = self._conn.deadlines
 
         self.connection_url: Any = None
         self.connection_headers: Any = None
@@ -845,15 +797,17 @@ class AsyncClient:
                 raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
         ack_id = None
         if callback is not None or future is not None:
-            entry = PendingAck()
-            entry.nsp = nsp
-            entry.callback = callback
-            entry.future = future
-            entry.err_first = timeout is not None and future is None
-            entry.is_async = callback is not None and inspect.iscoroutinefunction(callback)
-            ack_id = self._conn.acks.add(entry)
+            ack_id = self._conn.acks.add_new(
+                nsp,
+                callback,
+                future,
+                timeout is not None and future is None,
+                callback is not None and inspect.iscoroutinefunction(callback),
+            )
             if timeout is not None:
-                self._ack_deadlines.add(ack_id, timeout, event)
+                self._ack_deadlines.add(
+                    ack_id, timeout, event, self._loop or asyncio.get_running_loop()
+                )
         try:
             if connected:
                 try:
@@ -885,9 +839,24 @@ class AsyncClient:
         """
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._emit(event, data, namespace, None, timeout, False, future)
+        nsp = namespace or "/"
+        # The round-trip path (connected, a plain event name) goes straight to the core, with
+        # _args_of and _ack_result inlined.
+        if isinstance(data, tuple):
+            payload = [event, *data]
+        elif data is None:
+            payload = [event]
+        else:
+            payload = [event, data]
+        if (
+            type(event) is not str
+            or nsp not in self.namespaces
+            or self.eio is None
+            or not self._conn.send_call(nsp, payload, future, timeout, loop)
+        ):
+            self._emit(event, data, namespace, None, timeout, False, future)
         args = await future
-        return _ack_result(args)
+        return args[0] if len(args) == 1 else args if args else None
 
     # -- at-least-once queue (retries) ---------------------------------------------------
 
@@ -914,7 +883,9 @@ class AsyncClient:
         entry.callback = lambda err, *args: self._on_reliable_ack(item, err, args)
         ack_id = self._conn.acks.add(entry)
         assert self.ack_timeout is not None
-        self._ack_deadlines.add(ack_id, self.ack_timeout, item.payload[0])
+        self._ack_deadlines.add(
+            ack_id, self.ack_timeout, item.payload[0], self._loop or asyncio.get_running_loop()
+        )
         try:
             self._conn.send_packet(EVENT, item.nsp, item.payload, ack_id)
         except exceptions.DisconnectedError:
