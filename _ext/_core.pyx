@@ -3,6 +3,7 @@
 
 cimport cython
 from cpython.object cimport PyObject_Call
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -38,6 +39,7 @@ cdef object _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 include "consts.pxi"
 include "binary.pxi"
+include "jsondecode.pxi"
 include "codec.pxi"
 include "acks.pxi"
 include "listener.pxi"

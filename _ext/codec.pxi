@@ -128,9 +128,15 @@ cdef str _header_nsp(const char* buf, Header* h, Py_ssize_t size):
 
 
 cdef object _loads_body(const char* buf, Py_ssize_t start, Py_ssize_t size, object loads):
+    cdef object fast
+    cdef bytes body
     if start >= size:
         return None
-    cdef bytes body = PyBytes_FromStringAndSize(buf + start, size - start)
+    if loads is None:
+        fast = _json_fast(buf + start, size - start)
+        if fast is not _JSON_BAIL:
+            return fast
+    body = PyBytes_FromStringAndSize(buf + start, size - start)
     try:
         if loads is None:
             return _orjson_loads(body)
