@@ -4,9 +4,7 @@
 cdef object _orjson_loads = orjson.loads
 cdef object _orjson_dumps = orjson.dumps
 cdef object _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS  # boxed once, passed positionally
-cdef object _msgpack_unpackb = msgpack.unpackb
 cdef object _msgpack_packb = msgpack.packb
-cdef object _ExtType = msgpack.ExtType
 cdef str _ROOT_NSP = "/"
 
 
@@ -341,29 +339,6 @@ cdef _check_ack_id(object id):
 
 # --- msgpack (socket.io-msgpack-parser / notepack wire format) --------------------------------
 
-def _msgpack_ext_hook(int code, bytes data):
-    # notepack (socket.io-msgpack-parser) encodes `undefined` as fixext1 type 0 (one zero
-    # byte), a Date as fixext8 type 0 (milliseconds since the epoch: a signed big-endian 32-bit
-    # high word and an unsigned 32-bit low word) and an ArrayBuffer as ext type 0 with its bytes.
-    cdef Py_ssize_t n = len(data)
-    cdef object ms
-    if code == -128:  # an ArrayBuffer, retagged by _mp_skip
-        return data
-    if code == 0:
-        if n == 1 and data[0] == 0:
-            return None
-        if n == 8:
-            hi, lo = struct.unpack(">iI", data)
-            ms = hi * 4294967296 + lo
-            if -8_640_000_000_000_000 <= ms <= 8_640_000_000_000_000:
-                try:
-                    return _EPOCH + datetime.timedelta(milliseconds=ms)
-                except OverflowError:
-                    pass
-        return data
-    return _ExtType(code, data)
-
-
 def _msgpack_default(obj):
     if isinstance(obj, datetime.datetime):
         if obj.tzinfo is None:
@@ -400,28 +375,11 @@ def encode_msgpack(int type, str nsp="/", data=None, id=None):
     return _encode_msgpack(type, nsp, data, id)
 
 
-# A type code msgpack reserves (-128) that the retagging walk gives to notepack ArrayBuffers.
-cdef unsigned char _EXT_ARRAYBUFFER = 0x80
-
-
-cdef inline uint64_t _be(const unsigned char* p, int n) noexcept:
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(n):
-        v = (v << 8) | p[i]
-    return v
-
-
-cdef Py_ssize_t _mp_skip(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t size,
-                         unsigned char* retag=NULL) except -2:
+cdef Py_ssize_t _mp_skip(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t size) except -2:
     """Return the offset just past the msgpack value at pos, or -1 if it is truncated/invalid.
 
     Iterative (a count of values still to skip), so hostile nesting cannot exhaust the stack;
     every value consumes at least one byte, so the loop is bounded by the input size.
-
-    notepack sends an ArrayBuffer as ext8/16/32 type 0 and `undefined`/Date as fixext type 0;
-    msgpack's ext_hook cannot tell them apart. With ``retag`` (a writable copy of buf), the
-    type byte of every ext8/16/32 of type 0 is rewritten to _EXT_ARRAYBUFFER in it.
     """
     cdef uint64_t todo = 1
     cdef Py_ssize_t tpos
@@ -458,8 +416,6 @@ cdef Py_ssize_t _mp_skip(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t si
             tpos = pos + (2 if c == 0xc7 else 3 if c == 0xc8 else 5)
             if tpos + 1 > size:
                 return -1
-            if retag != NULL and buf[tpos] == 0:
-                retag[tpos] = _EXT_ARRAYBUFFER
             if c == 0xc7:
                 pos = tpos + 1 + buf[pos + 1]
             elif c == 0xc8:
@@ -539,9 +495,19 @@ cdef inline Py_ssize_t _mp_str(const unsigned char* buf, Py_ssize_t pos, Py_ssiz
     return -1
 
 
+cdef object _loads_msgpack(const char* buf, Py_ssize_t start, Py_ssize_t end,
+                           Py_ssize_t size):
+    # Whatever the decoder raises (ValueError, UnicodeDecodeError, TypeError for an unhashable
+    # key, ValueError from ExtType or Timestamp) is the peer's doing.
+    try:
+        return _mp_decode(<const unsigned char*>buf + start, end - start)
+    except Exception as exc:
+        raise ProtocolError(f"invalid msgpack payload: {exc!r}", _truncated(buf, size)) from None
+
+
 cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
-    # The envelope {type, nsp, data, id} is parsed on the buffer; only `data` goes through
-    # msgpack.unpackb, so no dict or key strings are built for the envelope itself.
+    # The envelope {type, nsp, data, id} is parsed on the buffer; only `data` becomes Python
+    # objects (mpdecode.pxi), so no dict or key strings are built for the envelope itself.
     cdef const unsigned char* buf = <const unsigned char*>cbuf
     cdef Py_ssize_t pos = 0, npairs, i, kpos, klen, vend, spos, slen
     cdef Py_ssize_t data_start = -1, data_end = -1
@@ -550,7 +516,6 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
     cdef object nsp = None
     cdef object ack_id = None
     cdef object data = None
-    cdef bytes body
     cdef unsigned char c
     cdef Packet p
     if size < 1:
@@ -610,15 +575,7 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
     if data_start >= 0 and not (buf[data_start] == 0xd4 and data_end - data_start == 3
                                 and buf[data_start + 1] == 0):
         # (`data: undefined` is the same as no data.)
-        body = PyBytes_FromStringAndSize(cbuf + data_start, data_end - data_start)
-        # The copy is not shared yet: retag ArrayBuffers in it before msgpack sees it.
-        _mp_skip(buf + data_start, 0, data_end - data_start,
-                 <unsigned char*>PyBytes_AS_STRING(body))
-        try:
-            data = PyObject_Call(_msgpack_unpackb, (body,), _UNPACK_KW)
-        except Exception as exc:
-            raise ProtocolError(f"invalid msgpack payload: {exc!r}",
-                                _truncated(cbuf, size)) from None
+        data = _loads_msgpack(cbuf, data_start, data_end, size)
     p = Packet.__new__(Packet)
     p.type = t
     p.nsp = nsp
@@ -630,14 +587,22 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
     return p
 
 
-cdef dict _UNPACK_KW = {"raw": False, "ext_hook": _msgpack_ext_hook, "strict_map_key": False}
 cdef dict _PACK_KW = {"use_bin_type": True, "default": _msgpack_default}
 
 
 def decode_msgpack(data):
     """Decode one socket.io-msgpack-parser packet. Raises ProtocolError when malformed."""
-    cdef bytes b = bytes(data)
+    # bytes(b) hands back b itself, but through a type call that costs as much as the envelope.
+    cdef bytes b = <bytes>data if type(data) is bytes else bytes(data)
     return _decode_msgpack(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+
+def decode_msgpack_data(data):
+    """Decode one msgpack value the way a packet's ``data`` is decoded (notepack's undefined,
+    Date and ArrayBuffer included). Raises ProtocolError when malformed or not one whole value.
+    """
+    cdef bytes b = <bytes>data if type(data) is bytes else bytes(data)
+    return _loads_msgpack(PyBytes_AS_STRING(b), 0, PyBytes_GET_SIZE(b), PyBytes_GET_SIZE(b))
 
 
 # --- Engine.IO polling payloads --------------------------------------------------------------

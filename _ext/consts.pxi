@@ -24,6 +24,9 @@ cdef enum:
     # Attachment counts are parsed as at most this many digits: 10**9 is refused by the limit
     # check below, never preallocated.
     MAX_ATTACHMENT_DIGITS = 10
+    # msgpack's unpacker refuses a container inside this many open ones (StackError); the
+    # native decoder keeps the limit (mpdecode.pxi).
+    MP_MAX_DEPTH = 1024
 
 # Defaults of the limits (each overridable per client).
 DEFAULT_MAX_ATTACHMENTS = 1000

@@ -9,8 +9,6 @@
 # caller decodes the payload with orjson, so results and error messages stay orjson's.
 
 cdef extern from "Python.h":
-    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
-    void* PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) \
         except? -1.0

@@ -16,3 +16,21 @@ NSP = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",?"),
             min_size=1, max_size=10).map(lambda s: "/" + s),
 )
+
+
+@st.composite
+def mutated(draw, seeds: list[bytes]) -> bytes:
+    """A valid seed with a few byte-level edits: flips, insertions, deletions, truncation."""
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.integers(0, 3))
+        pos = draw(st.integers(0, len(data)))
+        if op == 0 and pos < len(data):
+            data[pos] = draw(st.integers(0, 255))
+        elif op == 1:
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=3))
+        elif op == 2:
+            del data[pos:pos + draw(st.integers(1, 3))]
+        else:
+            del data[pos:]
+    return bytes(data)

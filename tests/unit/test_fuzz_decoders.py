@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.strategies import mutated
 
 from fastsio._ext import _core
 from fastsio._ext._core import (
@@ -56,24 +57,6 @@ VALID_TEXT = [
     b'51-["ev",{"_placeholder":true,"num":0}]', b'62-/x,9[{"_placeholder":true,"num":1},'
     b'{"_placeholder":true,"num":0}]',
 ]
-
-
-@st.composite
-def mutated(draw, seeds: list[bytes]) -> bytes:
-    """A valid seed with a few byte-level edits: flips, insertions, deletions, truncation."""
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.integers(0, 3))
-        pos = draw(st.integers(0, len(data)))
-        if op == 0 and pos < len(data):
-            data[pos] = draw(st.integers(0, 255))
-        elif op == 1:
-            data[pos:pos] = draw(st.binary(min_size=1, max_size=3))
-        elif op == 2:
-            del data[pos:pos + draw(st.integers(1, 3))]
-        else:
-            del data[pos:]
-    return bytes(data)
 
 
 # Packets assembled from header parts and a JSON body: mostly well-formed, often valid.
