@@ -48,6 +48,10 @@ class PendingAck:
     timer: Any
     err_first: bool
     is_async: bool
+    ack_id: int
+    deadline: float
+    timeout: float
+    event: str | None
 
 class AckTable:
     max_pending: int
@@ -72,7 +76,7 @@ class AckTable:
     def fail_all(self, exc: BaseException, nsp: str | None = None) -> None: ...
 
 class AckDeadlines:
-    heap: list[tuple[float, int, float, str]]
+    heap: list[PendingAck]
     def __init__(self, acks: AckTable) -> None: ...
     def add(
         self, ack_id: int, timeout: float, event: str, loop: asyncio.AbstractEventLoop

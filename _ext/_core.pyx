@@ -21,9 +21,6 @@ from json import dumps as _stdlib_json_dumps
 from json import loads as _stdlib_json_loads
 import binascii
 import datetime
-from heapq import heapify as _heapify
-from heapq import heappop as _heappop
-from heapq import heappush as _heappush
 import struct
 
 import msgpack

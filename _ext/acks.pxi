@@ -9,6 +9,11 @@ cdef class PendingAck:
     cdef public object timer         # a TimerHandle to cancel when resolved
     cdef public bint err_first       # socket.io-client's timeout style: callback(err, *args)
     cdef public bint is_async
+    # Set by AckDeadlines when the ack has a timeout:
+    cdef public uint64_t ack_id
+    cdef public double deadline      # on _monotonic()'s clock
+    cdef public double timeout
+    cdef public str event
 
 
 cdef class AckTable:
@@ -117,14 +122,48 @@ cdef class AckTable:
                 self.on_callback_error(entry, e)
 
 
+cdef inline double _deadline(list heap, Py_ssize_t i):
+    return (<PendingAck>heap[i]).deadline
+
+
+cdef void _heap_up(list heap, Py_ssize_t pos):
+    cdef object item = heap[pos]
+    cdef double d = (<PendingAck>item).deadline
+    cdef Py_ssize_t parent
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if d >= _deadline(heap, parent):
+            break
+        heap[pos] = heap[parent]
+        pos = parent
+    heap[pos] = item
+
+
+cdef void _heap_down(list heap, Py_ssize_t pos):
+    cdef Py_ssize_t n = len(heap), child
+    cdef object item = heap[pos]
+    cdef double d = (<PendingAck>item).deadline
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
+            break
+        if child + 1 < n and _deadline(heap, child + 1) < _deadline(heap, child):
+            child += 1
+        if d <= _deadline(heap, child):
+            break
+        heap[pos] = heap[child]
+        pos = child
+    heap[pos] = item
+
+
 cdef class AckDeadlines:
     """Ack timeouts without a loop timer per ack.
 
-    Deadlines (on the monotonic clock, read without a Python call) go into a heap, and one
-    loop timer, armed for the earliest, fails the overdue acks; an ack already resolved is
-    simply not found. The TimeoutError is built only when one fires. The heap is compacted when
-    resolved entries dominate it, so a high call rate with long timeouts does not accumulate
-    them.
+    The PendingAck entries themselves, ordered by deadline (on the monotonic clock, read without
+    a Python call), go into a binary heap kept here in C, and one loop timer, armed for the
+    earliest, fails the overdue acks; an ack already resolved is simply not found in the table.
+    The TimeoutError is built only when one fires. The heap is compacted when resolved entries
+    dominate it, so a high call rate with long timeouts does not accumulate them.
     """
 
     cdef AckTable acks
@@ -138,31 +177,49 @@ cdef class AckDeadlines:
         self.timer = None
         self.timer_when = 0.0
 
+    cdef inline bint _live(self, PendingAck entry):
+        return self.acks._pending.get(entry.ack_id) is entry
+
     cpdef add(self, uint64_t ack_id, double timeout, str event, object loop):
-        cdef double when = _monotonic() + timeout
+        cdef PendingAck entry = self.acks._pending.get(ack_id)
         cdef list heap = self.heap
-        _heappush(heap, (when, ack_id, timeout, event))
+        cdef Py_ssize_t i
+        if entry is None:
+            return
+        entry.ack_id = ack_id
+        entry.deadline = _monotonic() + timeout
+        entry.timeout = timeout
+        entry.event = event
+        heap.append(entry)
+        _heap_up(heap, len(heap) - 1)
         if len(heap) > 1024 and len(heap) > 4 * len(self.acks._pending):
-            self.heap = heap = [e for e in heap if (<tuple>e)[1] in self.acks._pending]
-            _heapify(heap)
-        if self.timer is None or when < self.timer_when:
+            self.heap = heap = [e for e in heap if self._live(<PendingAck>e)]
+            for i in range(len(heap) // 2 - 1, -1, -1):
+                _heap_down(heap, i)
+        if self.timer is None or entry.deadline < self.timer_when:
             if self.timer is not None:
                 self.timer.cancel()
             self.timer = loop.call_later(timeout, self._sweep, loop)
-            self.timer_when = when
+            self.timer_when = entry.deadline
 
     def _sweep(self, loop):
         cdef double now = _monotonic()
         cdef list heap = self.heap
-        cdef tuple e
+        cdef PendingAck e
+        cdef object last
         self.timer = None
         # A loop timer may fire a hair early against this clock: treat "due within 1 ms" as due.
-        while heap and (<tuple>heap[0])[0] <= now + 0.001:
-            e = _heappop(heap)
-            if e[1] in self.acks._pending:
-                self.acks.fail(e[1], _AckTimeoutError(f"no ack for {e[3]!r} within {e[2]} s"))
+        while heap and _deadline(heap, 0) <= now + 0.001:
+            e = <PendingAck>heap[0]
+            last = heap.pop()
+            if heap:
+                heap[0] = last
+                _heap_down(heap, 0)
+            if self._live(e):
+                self.acks.fail(
+                    e.ack_id, _AckTimeoutError(f"no ack for {e.event!r} within {e.timeout} s"))
         if heap:
-            self.timer_when = (<tuple>heap[0])[0]
+            self.timer_when = _deadline(heap, 0)
             self.timer = loop.call_later(max(self.timer_when - now, 0.0), self._sweep, loop)
 
     def cancel(self):
