@@ -4,7 +4,7 @@
 # building the Python objects straight from the frame buffer beats orjson.loads: no bytes copy,
 # no parse buffer allocated per call, and short strings (object keys, event names, symbols)
 # come from a cache instead of being allocated and hashed each time. Anything outside that
-# subset -- escapes in strings, integers over 18 digits, nesting deeper than _JSON_MAX_DEPTH,
+# subset -- lone surrogate escapes, integers over 18 digits, nesting deeper than _JSON_MAX_DEPTH,
 # and every syntax error -- makes the fast decoder give up (it returns _JSON_BAIL), and the
 # caller decodes the payload with orjson, so results and error messages stay orjson's.
 
@@ -90,11 +90,126 @@ cdef object _json_string(_JP* s):
                 except UnicodeDecodeError:
                     return _JSON_BAIL
             return _json_ascii(start, p - start)
-        if c == 92 or c < 32:  # a backslash escape, or a control character (invalid)
+        if c == 92:  # a backslash: the escaped path
+            return _json_string_escaped(s, start)
+        if c < 32:  # a raw control character (invalid JSON)
             return _JSON_BAIL
         high |= c
         p += 1
     return _JSON_BAIL
+
+
+cdef inline int _json_hex4(const unsigned char* p) noexcept:
+    """The value of four hex digits at p, or -1."""
+    cdef int v = 0, i, c
+    for i in range(4):
+        c = p[i]
+        if 48 <= c <= 57:
+            c -= 48
+        elif 97 <= c <= 102:
+            c -= 87
+        elif 65 <= c <= 70:
+            c -= 55
+        else:
+            return -1
+        v = (v << 4) | c
+    return v
+
+
+cdef object _json_string_escaped(_JP* s, const unsigned char* start):
+    """A string with escapes, unescaped into UTF-8 and decoded once; lone surrogates decline."""
+    cdef const unsigned char* p = start
+    cdef const unsigned char* end = s.end
+    cdef unsigned char stack_buf[256]
+    cdef unsigned char* out = stack_buf
+    cdef unsigned char* grown
+    cdef Py_ssize_t n = 0, cap = 256
+    cdef unsigned char c
+    cdef int cp, lo
+    try:
+        while True:
+            if p >= end:
+                return _JSON_BAIL
+            if n + 4 > cap:
+                grown = <unsigned char*>PyMem_Malloc(cap * 2)
+                if grown == NULL:
+                    raise MemoryError()
+                memcpy(grown, out, n)
+                if out != stack_buf:
+                    PyMem_Free(out)
+                out = grown
+                cap *= 2
+            c = p[0]
+            if c == 34:
+                break
+            if c < 32:
+                return _JSON_BAIL
+            if c != 92:
+                out[n] = c
+                n += 1
+                p += 1
+                continue
+            if p + 1 >= end:
+                return _JSON_BAIL
+            c = p[1]
+            p += 2
+            if c == 34 or c == 92 or c == 47:  # " \ /
+                out[n] = c
+            elif c == 110:  # n
+                out[n] = 10
+            elif c == 116:  # t
+                out[n] = 9
+            elif c == 114:  # r
+                out[n] = 13
+            elif c == 98:  # b
+                out[n] = 8
+            elif c == 102:  # f
+                out[n] = 12
+            elif c == 117:  # u
+                if end - p < 4:
+                    return _JSON_BAIL
+                cp = _json_hex4(p)
+                if cp < 0:
+                    return _JSON_BAIL
+                p += 4
+                if 0xDC00 <= cp <= 0xDFFF:
+                    return _JSON_BAIL  # a lone low surrogate
+                if 0xD800 <= cp <= 0xDBFF:
+                    if end - p < 6 or p[0] != 92 or p[1] != 117:
+                        return _JSON_BAIL  # a lone high surrogate
+                    lo = _json_hex4(p + 2)
+                    if not (0xDC00 <= lo <= 0xDFFF):
+                        return _JSON_BAIL
+                    p += 6
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+                if cp < 0x80:
+                    out[n] = <unsigned char>cp
+                elif cp < 0x800:
+                    out[n] = <unsigned char>(0xC0 | (cp >> 6))
+                    out[n + 1] = <unsigned char>(0x80 | (cp & 0x3F))
+                    n += 1
+                elif cp < 0x10000:
+                    out[n] = <unsigned char>(0xE0 | (cp >> 12))
+                    out[n + 1] = <unsigned char>(0x80 | ((cp >> 6) & 0x3F))
+                    out[n + 2] = <unsigned char>(0x80 | (cp & 0x3F))
+                    n += 2
+                else:
+                    out[n] = <unsigned char>(0xF0 | (cp >> 18))
+                    out[n + 1] = <unsigned char>(0x80 | ((cp >> 12) & 0x3F))
+                    out[n + 2] = <unsigned char>(0x80 | ((cp >> 6) & 0x3F))
+                    out[n + 3] = <unsigned char>(0x80 | (cp & 0x3F))
+                    n += 3
+            else:
+                return _JSON_BAIL
+            n += 1
+        s.p = p + 1
+        try:
+            return PyUnicode_DecodeUTF8(<const char*>out, n, NULL)
+        except UnicodeDecodeError:
+            return _JSON_BAIL
+    finally:
+        if out != stack_buf:
+            PyMem_Free(out)
 
 
 # Powers of ten that a double holds exactly (10**22 is the largest).

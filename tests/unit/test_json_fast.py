@@ -171,10 +171,33 @@ def test_the_common_shapes_take_the_fast_path() -> None:
         assert check(data), data
 
 
-def test_escapes_and_huge_integers_fall_back_to_orjson() -> None:
-    for data in (b'["a\\nb"]', b'["\\u00e9"]', b"[123456789012345678901]"):
+def test_escapes_are_decoded() -> None:
+    for data in (
+        b'["a\\nb"]', b'["\\u00e9"]', b'["\\"\\\\\\/\\b\\f\\n\\r\\t"]',
+        b'["\\ud83d\\ude00 \\u0000 \\uFFFF"]', b'{"k\\u0041y":"\\u65e5\\u672c"}',
+        b'["' + b"\\n" * 300 + b'"]', b'["\\u00e9' + "é".encode() * 200 + b'"]',
+    ):
+        assert check(data), data
+
+
+def test_lone_surrogates_and_huge_integers_fall_back() -> None:
+    for data in (
+        b'["\\ud83d"]', b'["\\ude00"]', b'["\\ud83d\\u0041"]', b'["\\ud83dx"]',
+        b"[123456789012345678901]",
+    ):
         assert _core.json_fast(data) is None
-        assert same(_core.json_loads(data), orjson.loads(data))
+        ok, ref = orjson_or_error(data)
+        if ok:
+            assert same(_core.json_loads(data), ref)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'"\\x"', b'"\\u12"', b'"\\u12g4"', b'"\\', b'"\\u', b'"a\\"', b'"\\\n"',
+     b'"\\u00e9\xff"', b'"\\n\x01"'],
+)
+def test_bad_escapes(data: bytes) -> None:
+    assert not check(data)
 
 
 def test_string_cache_survives_collisions_and_eviction() -> None:
