@@ -101,6 +101,11 @@ def build_urls(url: str, path: str) -> tuple[str, str]:
     return http, ws
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class EngineIO:
     """One Engine.IO session. Create, ``await connect()``, then it reports loss to ``on_lost``."""
 
@@ -331,6 +336,9 @@ class EngineIO:
 
     async def _connect_websocket(self) -> None:
         self._open_waiter = self.loop.create_future()
+        # The link can fail before anyone awaits the waiter (during the handshake, or after a
+        # timeout): the error is reported by the connect path, so it is marked as retrieved.
+        self._open_waiter.add_done_callback(_retrieve)
         url = self._ws_url + "&transport=websocket"
         transport, listener = await self._ws_open(url, probing=False)
         self._ws, self._listener = transport, listener
@@ -489,6 +497,7 @@ class EngineIO:
         transport = None
         try:
             self._probe_waiter = self.loop.create_future()
+            self._probe_waiter.add_done_callback(_retrieve)
             transport, listener = await self._ws_open(url, probing=True)
             transport.send(picows.WSMsgType.TEXT, b"2probe")
             await asyncio.wait_for(self._probe_waiter, self.request_timeout)
