@@ -46,6 +46,16 @@ cdef inline void _json_ws(_JP* s) noexcept:
             return
 
 
+cdef inline bint _json_same(const unsigned char* a, const unsigned char* b,
+                            Py_ssize_t n) noexcept:
+    # At most _JSON_CACHE_MAX_LEN bytes: a loop beats a call to memcmp.
+    cdef Py_ssize_t i
+    for i in range(n):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
 cdef object _json_ascii(const unsigned char* p, Py_ssize_t n):
     """A str for n ASCII bytes, from the cache when short."""
     cdef uint64_t h = 14695981039346656037ULL
@@ -61,7 +71,7 @@ cdef object _json_ascii(const unsigned char* p, Py_ssize_t n):
     h = (h ^ (h >> 29)) & (_JSON_CACHE_SIZE - 1)
     hit = _json_str_cache[h]
     if hit != NULL and PyUnicode_GET_LENGTH(<object>hit) == n \
-            and memcmp(PyUnicode_DATA(<object>hit), p, n) == 0:
+            and _json_same(<const unsigned char*>PyUnicode_DATA(<object>hit), p, n):
         return <object>hit
     s = PyUnicode_New(n, 127)
     memcpy(PyUnicode_DATA(s), p, n)
