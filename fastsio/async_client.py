@@ -94,7 +94,8 @@ class AsyncClient:
     :param randomization_factor: each delay is scaled by a random factor in [1-f, 1+f].
     :param logger: ``True``/``False`` or a ``logging.Logger``.
     :param serializer: ``'default'`` (JSON) or ``'msgpack'`` (socket.io-msgpack-parser).
-    :param json: a module with ``dumps``/``loads`` to use instead of orjson.
+    :param json: a module with ``dumps``/``loads`` to use instead of fastsio's own JSON decoder
+        and orjson (python-socketio's ``json`` option).
     :param handle_sigint: accepted for compatibility; fastsio installs no signal handler.
     :param request_timeout: seconds for HTTP requests and the WebSocket handshake.
     :param http_session: an ``aiohttp.ClientSession`` for the polling transport.
