@@ -48,7 +48,7 @@ The installed fastsio is benchmarked, not the source tree: reinstall (``pip inst
 
 Usage::
 
-    python benchmarks/stream.py                       # all clients, JSON, 3 rounds
+    python benchmarks/stream.py                       # all clients, JSON, 5 rounds
     python benchmarks/stream.py --serializer msgpack --clients raw,fastsio
     python benchmarks/stream.py --count 20000 --rounds 1 --clients raw,raw_orjson,python-socketio
     python benchmarks/stream.py --quick               # smoke run of every client, < 30 s
@@ -848,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="events per run for python-socketio-sync (default min(count, 20000); --quick: 2000)",
     )
-    parser.add_argument("--rounds", type=int, default=None, help="default 3; --quick: 1")
+    parser.add_argument("--rounds", type=int, default=None, help="default 5; --quick: 1")
     parser.add_argument("--serializer", choices=("json", "msgpack"), default="json")
     parser.add_argument(
         "--clients", default=DEFAULT_CLIENTS, help=f"comma-separated (default {DEFAULT_CLIENTS})"
@@ -878,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
         args.slow_count = 5_000 if args.slow_count is None else args.slow_count
         args.sync_slow_count = 2_000 if args.sync_slow_count is None else args.sync_slow_count
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
+        args.rounds = 1 if args.quick else 5
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [
         c
