@@ -4,15 +4,17 @@
 # building the Python objects straight from the frame buffer beats orjson.loads: no bytes copy,
 # no parse buffer allocated per call, and short strings (object keys, event names, symbols)
 # come from a cache instead of being allocated and hashed each time. Anything outside that
-# subset -- lone surrogate escapes, integers over 18 digits, nesting deeper than _JSON_MAX_DEPTH,
-# and every syntax error -- makes the fast decoder give up (it returns _JSON_BAIL), and the
-# caller decodes the payload with orjson, so results and error messages stay orjson's.
+# subset -- lone surrogate escapes, nesting deeper than _JSON_MAX_DEPTH, and every syntax
+# error -- makes the fast decoder give up (it returns _JSON_BAIL), and the caller decodes the
+# payload with orjson, so results and error messages stay orjson's. One deliberate difference:
+# integers beyond 64 bits are decoded exactly (as python-socketio does), not rounded to floats.
 
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) \
         except? -1.0
     object PyLong_FromLongLong(long long v)
+    object PyLong_FromString(const char* s, char** pend, int base)
     object PyFloat_FromDouble(double v)
 
 from libc.math cimport isfinite
@@ -241,6 +243,7 @@ cdef object _json_number(_JP* s):
     cdef char tmp[_JSON_MAX_NUMBER_LEN + 1]
     cdef char* endptr
     cdef double d
+    cdef bytes digits
     if p < end and p[0] == 45:  # '-'
         neg = True
         p += 1
@@ -286,7 +289,13 @@ cdef object _json_number(_JP* s):
     s.p = p
     if not is_float:
         if int_digits > 18:
-            return _JSON_BAIL
+            # Exact, as python-socketio's json module gives it (orjson would round integers
+            # beyond 64 bits to a float). CPython's limit on digits declines the absurd ones.
+            digits = PyBytes_FromStringAndSize(<const char*>start, p - start)
+            try:
+                return PyLong_FromString(PyBytes_AS_STRING(digits), NULL, 10)
+            except ValueError:
+                return _JSON_BAIL
         return PyLong_FromLongLong(-<long long>m if neg else <long long>m)
     # Clinger's fast path: a mantissa below 2**53 and a power of ten a double holds exactly
     # give the correctly rounded value in one multiplication or division.

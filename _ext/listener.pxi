@@ -334,6 +334,9 @@ cdef class Connection:
                                 _truncated(buf, size))
         _parse_header(buf, size, &h, self.max_attachments)
         nsp = _ROOT_NSP if h.nsp_start < 0 else _header_nsp(buf, &h, size)
+        if h.type == SIO_EVENT and not h.has_id and self.json is None \
+                and self._fast_event(nsp, buf, h.data_start, size):
+            return 0
         data = _loads_body(buf, h.data_start, size, self.json)
         if h.type == SIO_EVENT and type(data) is list and len(<list>data) > 0 \
                 and type((<list>data)[0]) is str:
@@ -354,6 +357,74 @@ cdef class Connection:
             return 0
         self._route(h.type, nsp, ack_id, data)
         return 0
+
+    cdef bint _fast_event(self, str nsp, const char* buf, Py_ssize_t start,
+                          Py_ssize_t size) except -1:
+        """An event for a plain sync handler, decoded straight into the call: no list.
+
+        The name is read first; unless it has a plain handler (and no batch handler, and no
+        recovery offset to strip), nothing more is done. Returns False, having dispatched
+        nothing, whenever the general path must decide, including every input the fast JSON
+        decoder declines (the general path then raises the right error).
+        """
+        cdef _JP s
+        cdef object name, arg, v, handler
+        cdef list rest = None
+        cdef NamespaceSlot slot
+        cdef int nargs = 0
+        s.p = <const unsigned char*>buf + start
+        s.end = <const unsigned char*>buf + size
+        s.depth = 1
+        if s.end - s.p < 3 or s.p[0] != 91 or s.p[1] != 34:  # '["'
+            return False
+        s.p += 2
+        name = _json_string(&s)
+        if name is _JSON_BAIL:
+            return False
+        slot = <NamespaceSlot>self.slots.get(nsp)
+        if slot is None or slot.strip_offset or (slot.batch and name in slot.batch):
+            return False
+        handler = slot.fast.get(name)
+        if handler is None:
+            return False
+        while True:
+            _json_ws(&s)
+            if s.p >= s.end:
+                return False
+            if s.p[0] == 93:  # ']'
+                s.p += 1
+                break
+            if s.p[0] != 44:  # ','
+                return False
+            s.p += 1
+            _json_ws(&s)
+            v = _json_value(&s)
+            if v is _JSON_BAIL:
+                return False
+            if nargs == 0:
+                arg = v
+            else:
+                if rest is None:
+                    rest = [arg]
+                rest.append(v)
+            nargs += 1
+        _json_ws(&s)
+        if s.p != s.end:
+            return False
+        # From here on as _dispatch_event's plain-handler case.
+        self.events_received += 1
+        if self._batch_handler is not None:
+            self._flush_batch()
+        try:
+            if nargs == 1:
+                handler(arg)
+            elif nargs == 0:
+                handler()
+            else:
+                handler(*rest)
+        except Exception as exc:
+            self.client._on_handler_error(name, nsp, exc)
+        return True
 
     cdef int _route(self, int t, str nsp, object ack_id, object data) except -1:
         cdef Packet p

@@ -171,6 +171,43 @@ def test_fast_handler_is_called_inline_with_the_arguments(wire, frame, args):
     assert wire.client.events == []
 
 
+@pytest.mark.parametrize(("frame", "args"), [
+    ('42["ev", 1, {"a": [2, 3.5]}]', (1, {"a": [2, 3.5]})),  # python json.dumps spacing
+    ('42["ev" ,\n1 ]', (1,)),
+    ('42["e\\u0076",1]', None),                           # an escaped name: still "ev"
+    ('42["ev","a\\nb\\u00e9\\ud83d\\ude00"]', ("a\nb\u00e9\U0001f600",)),
+    ('42["ev","\\ud83d"]', ("\ud83d",)),                 # lone surrogate: the fallback decodes
+    ('42["ev",123456789012345678901234]', (123456789012345678901234,)),
+])
+def test_fast_handler_with_unusual_json(wire, frame, args):
+    got = []
+    wire.slot(ev=lambda *a: got.append(a))
+    wire.conn.feed_text(frame)
+    assert got == [args if args is not None else (1,)]
+    assert wire.client.events == []
+
+
+@pytest.mark.parametrize("frame", [
+    '42["ev",1', '42["ev",1]x', '42["ev",]', '42["ev" 1]', '42["ev",1,]', '42["ev",tru]',
+    '42["ev",1]]', '42[1,2]', '42["ev\x01"]', '42["ev","\x01"]', '42[]', '42[ "ev"]x',
+])
+def test_malformed_events_for_a_fast_handler_are_protocol_errors(wire, frame):
+    got = []
+    wire.slot(ev=lambda *a: got.append(a))
+    with pytest.raises(ProtocolError):
+        wire.conn.feed_text(frame)
+    assert got == [] and wire.client.events == []
+
+
+def test_batch_handler_wins_over_a_plain_one_for_the_same_event(wire):
+    batches, plain = [], []
+    slot = wire.slot(tick=lambda *a: plain.append(a))
+    slot.batch = {"tick": batches.append}
+    wire.conn.feed_text('42["tick",1]')
+    wire.conn.flush_batch()
+    assert batches == [[1]] and plain == []
+
+
 def test_fast_handler_only_for_its_namespace_and_event(wire):
     got = []
     wire.slot("/admin", ev=lambda *a: got.append(a))
