@@ -360,15 +360,15 @@ cdef class Connection:
 
     cdef bint _fast_event(self, str nsp, const char* buf, Py_ssize_t start,
                           Py_ssize_t size) except -1:
-        """An event for a plain sync handler, decoded straight into the call: no list.
+        """An event for a plain sync or batch handler, decoded straight into the call: no list.
 
-        The name is read first; unless it has a plain handler (and no batch handler, and no
-        recovery offset to strip), nothing more is done. Returns False, having dispatched
+        The name is read first; unless it has such a handler (and no recovery offset is to be
+        stripped), nothing more is done. Returns False, having dispatched
         nothing, whenever the general path must decide, including every input the fast JSON
         decoder declines (the general path then raises the right error).
         """
         cdef _JP s
-        cdef object name, arg, v, handler
+        cdef object name, arg = None, v, handler, batch
         cdef list rest = None
         cdef NamespaceSlot slot
         cdef int nargs = 0
@@ -382,9 +382,10 @@ cdef class Connection:
         if name is _JSON_BAIL:
             return False
         slot = <NamespaceSlot>self.slots.get(nsp)
-        if slot is None or slot.strip_offset or (slot.batch and name in slot.batch):
+        if slot is None or slot.strip_offset:
             return False
-        handler = slot.fast.get(name)
+        batch = slot.batch.get(name) if slot.batch else None
+        handler = batch if batch is not None else slot.fast.get(name)
         if handler is None:
             return False
         while True:
@@ -411,8 +412,20 @@ cdef class Connection:
         _json_ws(&s)
         if s.p != s.end:
             return False
-        # From here on as _dispatch_event's plain-handler case.
+        # From here on as _dispatch_event.
         self.events_received += 1
+        if batch is not None:
+            if batch is not self._batch_handler:
+                if self._batch_handler is not None:
+                    self._flush_batch()
+                self._batch_handler = batch
+                self._batch_items = []
+                self._batch_event = name
+                self._batch_nsp = nsp
+            self._batch_items.append(arg if nargs == 1 else None if nargs == 0 else tuple(rest))
+            if len(self._batch_items) >= self.max_batch:
+                self._flush_batch()
+            return True
         if self._batch_handler is not None:
             self._flush_batch()
         try:
