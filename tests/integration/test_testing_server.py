@@ -320,7 +320,18 @@ async def test_binary_both_ways(make_server: Any, serializer: str, transports: l
 # -- the upgrade --------------------------------------------------------------------------------
 
 
-async def test_upgrade_keeps_order_both_ways(make_server: Any) -> None:
+async def test_upgrade_keeps_order_both_ways(make_server: Any, monkeypatch: Any) -> None:
+    # The upgrade starts once the traffic below is under way, so that it always spans it.
+    from fastsio.engine import EngineIO
+
+    go = asyncio.Event()
+    upgrade = EngineIO._upgrade
+
+    async def held_upgrade(self: EngineIO) -> None:
+        await go.wait()
+        await upgrade(self)
+
+    monkeypatch.setattr(EngineIO, "_upgrade", held_upgrade)
     server = await make_server()
     inbound: list[int] = []
     server.on("n", lambda sid, i: inbound.append(i))
@@ -332,6 +343,8 @@ async def test_upgrade_keeps_order_both_ways(make_server: Any) -> None:
         sid = sio.get_sid()
         assert sio.transport() == "polling"
         for i in range(300):  # spans the upgrade: some go by polling, the rest by WebSocket
+            if i == 50:
+                go.set()
             await sio.emit("n", i)
             await server.emit("m", i, to=sid)
             if i % 10 == 0:
