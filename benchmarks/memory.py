@@ -670,6 +670,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = part_stream(args)
         report["stream"] = rows
         failed |= any(r["errors"] for r in rows)
+        peak = {r["client"]: r.get("peak_rss_mb") for r in rows}
+        if peak.get("fastsio") and peak.get("python-socketio"):
+            # Issue 4: fastsio's peak RSS no higher than python-socketio's.
+            value = peak["python-socketio"] / peak["fastsio"]
+            report["targets"] = {
+                "peak RSS streaming, python-socketio / fastsio": {
+                    "value": value, "op": ">=", "limit": 1.0, "met": value >= 1.0,
+                }
+            }
     if args.part in ("slow", "all"):
         args.handler = None
         rows_slow = part_slow(args)

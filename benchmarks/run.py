@@ -655,6 +655,11 @@ def targets_summary(steps: list[Step]) -> list[str]:
                     f"{step.name}: fastsio {name.replace('_us', '')} {t['ratio_vs_raw']:.2f}x raw "
                     f"(target <= {t['limit_vs_raw']}x): {'met' if t.get('met') else 'NOT met'}"
                 )
+            elif "op" in t and t.get("value") is not None:
+                lines.append(
+                    f"{step.name}: {name} {t['value']:.2f}x (target {t['op']} {t['limit']}x): "
+                    f"{'met' if t.get('met') else 'NOT met'}"
+                )
             elif "min_speedup" in t and t.get("speedup") is not None:
                 lines.append(
                     f"{step.name}: {name} {t['speedup']:.1f}x faster than python-socketio "

@@ -941,6 +941,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [summarize(c, runs[c]) for c in clients]
     add_ratios(rows)
     print_table(rows, args.serializer, args.rounds)
+    targets = stream_targets(rows, args.serializer)
+    for name, t in targets.items():
+        print(
+            f"target {name}: {t['value']:.2f}x (target {t['op']} {t['limit']}x): "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
 
     out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / (
         f"stream-{args.serializer}.json"
@@ -965,11 +971,39 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine_info(),
         "results": rows,
+        "targets": targets,
         "runs": runs,
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 1 if any(r["errors"] for r in rows) else 0
+
+
+# Issue 4's targets: (name, client, reference, minimum ratio of their events/s).
+STREAM_TARGETS = {
+    "json": [
+        ("fastsio / raw counter", "fastsio", "raw", 0.9),
+        ("fastsio / python-socketio", "fastsio", "python-socketio", 45),
+        ("fastsio / node", "fastsio", "node", 4),
+        ("fastsio-sync / fastsio", "fastsio-sync", "fastsio", 0.8),
+        ("fastsio-batch / raw counter", "fastsio-batch", "raw", 1.3),
+    ],
+    "msgpack": [
+        ("fastsio / raw picows + unpackb reader", "fastsio", "raw_orjson", 1.5),
+        ("fastsio / python-socketio", "fastsio", "python-socketio", 15),
+    ],
+}
+
+
+def stream_targets(rows: list[dict[str, Any]], serializer: str) -> dict[str, dict[str, Any]]:
+    """The targets whose clients both ran: ratio of the medians of events/s."""
+    rate = {r["client"]: r.get("events_per_s") for r in rows}
+    out = {}
+    for name, client, ref, limit in STREAM_TARGETS[serializer]:
+        if rate.get(client) and rate.get(ref):
+            value = rate[client] / rate[ref]
+            out[name] = {"value": value, "op": ">=", "limit": limit, "met": value >= limit}
+    return out
 
 
 def _progress(client: str, rnd: int, result: dict[str, Any]) -> None:
