@@ -505,19 +505,22 @@ cdef object _loads_msgpack(const char* buf, Py_ssize_t start, Py_ssize_t end,
         raise ProtocolError(f"invalid msgpack payload: {exc!r}", _truncated(buf, size)) from None
 
 
-cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
-    # The envelope {type, nsp, data, id} is parsed on the buffer; only `data` becomes Python
-    # objects (mpdecode.pxi), so no dict or key strings are built for the envelope itself.
+cdef object _mp_envelope(const char* cbuf, Py_ssize_t size, int* t, bint* has_id,
+                         uint64_t* ack_id, Py_ssize_t* data_start, Py_ssize_t* data_end):
+    """Parse the envelope {type, nsp, data, id} on the buffer; return nsp.
+
+    Sets the type, the ack id (has_id) and where `data` lies (data_start -1: no data; `data:
+    undefined` counts as none). No Python object is built but the namespace.
+    """
     cdef const unsigned char* buf = <const unsigned char*>cbuf
     cdef Py_ssize_t pos = 0, npairs, i, kpos, klen, vend, spos, slen
-    cdef Py_ssize_t data_start = -1, data_end = -1
     cdef uint64_t v
-    cdef int t = -1
     cdef object nsp = None
-    cdef object ack_id = None
-    cdef object data = None
     cdef unsigned char c
-    cdef Packet p
+    t[0] = -1
+    has_id[0] = False
+    data_start[0] = -1
+    data_end[0] = -1
     if size < 1:
         raise ProtocolError("empty msgpack packet", b"")
     c = buf[0]
@@ -542,10 +545,10 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
         if klen == 4 and memcmp(buf + kpos, b"type", 4) == 0:
             if not _mp_uint(buf, pos, vend, &v) or v > 4:
                 raise ProtocolError("msgpack packet with an invalid type", _truncated(cbuf, size))
-            t = <int>v
+            t[0] = <int>v
         elif klen == 4 and memcmp(buf + kpos, b"data", 4) == 0:
-            data_start = pos
-            data_end = vend
+            data_start[0] = pos
+            data_end[0] = vend
         elif klen == 3 and memcmp(buf + kpos, b"nsp", 3) == 0:
             spos = _mp_str(buf, pos, vend, &slen)
             if spos < 0 or spos + slen != vend:
@@ -560,31 +563,52 @@ cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
                                         _truncated(cbuf, size)) from None
         elif klen == 2 and memcmp(buf + kpos, b"id", 2) == 0:
             if buf[pos] == 0xc0:
-                ack_id = None
+                has_id[0] = False
             elif _mp_uint(buf, pos, vend, &v):
-                ack_id = v
+                has_id[0] = True
+                ack_id[0] = v
             else:
                 raise ProtocolError("msgpack packet with an invalid id", _truncated(cbuf, size))
         pos = vend
     if pos != size:
         raise ProtocolError("trailing bytes after the msgpack packet", _truncated(cbuf, size))
-    if t < 0:
+    if t[0] < 0:
         raise ProtocolError("msgpack packet without a type", _truncated(cbuf, size))
     if nsp is None:
         raise ProtocolError("msgpack packet without a namespace", _truncated(cbuf, size))
-    if data_start >= 0 and not (buf[data_start] == 0xd4 and data_end - data_start == 3
-                                and buf[data_start + 1] == 0):
-        # (`data: undefined` is the same as no data.)
+    if data_start[0] >= 0 and buf[data_start[0]] == 0xd4 \
+            and data_end[0] - data_start[0] == 3 and buf[data_start[0] + 1] == 0:
+        data_start[0] = -1  # `data: undefined` is the same as no data
+        data_end[0] = -1
+    return nsp
+
+
+cdef Packet _mp_packet(const char* cbuf, Py_ssize_t size, int t, object nsp, bint has_id,
+                       uint64_t ack_id, Py_ssize_t data_start, Py_ssize_t data_end):
+    """The packet of a parsed envelope: `data` decoded (mpdecode.pxi) and validated."""
+    cdef object data = None
+    cdef Packet p
+    if data_start >= 0:
         data = _loads_msgpack(cbuf, data_start, data_end, size)
     p = Packet.__new__(Packet)
     p.type = t
     p.nsp = nsp
-    p.id = ack_id
+    p.id = ack_id if has_id else None
     p.data = data
     p.attachments = 0
     # python-socketio sends `data: nil` on CONNECT/DISCONNECT: treated as no data.
-    _validate(t, data, ack_id is not None, nsp, cbuf, size, data is not None)
+    _validate(t, data, has_id, nsp, cbuf, size, data is not None)
     return p
+
+
+cdef Packet _decode_msgpack(const char* cbuf, Py_ssize_t size):
+    # The envelope is parsed on the buffer; only `data` becomes Python objects.
+    cdef int t
+    cdef bint has_id
+    cdef uint64_t ack_id = 0
+    cdef Py_ssize_t data_start, data_end
+    cdef object nsp = _mp_envelope(cbuf, size, &t, &has_id, &ack_id, &data_start, &data_end)
+    return _mp_packet(cbuf, size, t, nsp, has_id, ack_id, data_start, data_end)
 
 
 cdef dict _PACK_KW = {"use_bin_type": True, "default": _msgpack_default}

@@ -306,10 +306,19 @@ cdef class Connection:
     cdef int _feed_binary(self, const char* buf, Py_ssize_t size) except -1:
         cdef Packet p
         cdef list atts
+        cdef int t
+        cdef bint has_id
+        cdef uint64_t ack_id = 0
+        cdef Py_ssize_t data_start, data_end
+        cdef object nsp
         self.bytes_received += size
         if self.msgpack_mode:
             self.packets_received += 1
-            p = _decode_msgpack(buf, size)
+            nsp = _mp_envelope(buf, size, &t, &has_id, &ack_id, &data_start, &data_end)
+            if t == SIO_EVENT and not has_id and data_start >= 0 \
+                    and self._fast_mp_event(nsp, buf, data_start, data_end):
+                return 0
+            p = _mp_packet(buf, size, t, nsp, has_id, ack_id, data_start, data_end)
             self._route(p.type, p.nsp, p.id, p.data)
             return 0
         if self._pending_bin is None:
@@ -412,7 +421,11 @@ cdef class Connection:
         _json_ws(&s)
         if s.p != s.end:
             return False
-        # From here on as _dispatch_event.
+        return self._fast_call(nsp, name, handler, batch, nargs, arg, rest)
+
+    cdef bint _fast_call(self, str nsp, object name, object handler, object batch, int nargs,
+                         object arg, list rest) except -1:
+        """The end of the list-free paths: as _dispatch_event's plain and batch cases."""
         self.events_received += 1
         if batch is not None:
             if batch is not self._batch_handler:
@@ -438,6 +451,64 @@ cdef class Connection:
         except Exception as exc:
             self.client._on_handler_error(name, nsp, exc)
         return True
+
+    cdef bint _fast_mp_event(self, str nsp, const char* cbuf, Py_ssize_t start,
+                             Py_ssize_t end) except -1:
+        """_fast_event for msgpack: `data` (an array) decoded element by element into the call.
+
+        Returns False, having dispatched nothing, whenever the general path must decide; it
+        decodes `data` again and raises the right error for what this one declines.
+        """
+        cdef const unsigned char* buf = <const unsigned char*>cbuf
+        cdef Py_ssize_t pos = start, n, i, kpos, klen, vend
+        cdef unsigned char c = buf[start]
+        cdef object name, arg = None, v, handler, batch
+        cdef list rest = None
+        cdef NamespaceSlot slot
+        if 0x90 <= c <= 0x9f:
+            n = c & 0x0f
+            pos += 1
+        elif c == 0xdc and end - pos >= 3:
+            n = <Py_ssize_t>_be(buf + pos + 1, 2)
+            pos += 3
+        else:
+            return False
+        if n < 1 or pos >= end:
+            return False
+        kpos = _mp_str(buf, pos, end, &klen)
+        if kpos < 0 or kpos + klen > end:
+            return False
+        try:
+            name = (_mp_key_str(buf + kpos, klen) if 1 < klen <= MP_KEY_CACHE_MAX_LEN
+                    else _mp_utf8(buf + kpos, klen))
+        except UnicodeDecodeError:
+            return False
+        pos = kpos + klen
+        slot = <NamespaceSlot>self.slots.get(nsp)
+        if slot is None or slot.strip_offset:
+            return False
+        batch = slot.batch.get(name) if slot.batch else None
+        handler = batch if batch is not None else slot.fast.get(name)
+        if handler is None:
+            return False
+        for i in range(1, n):
+            vend = _mp_skip(buf, pos, end)
+            if vend < 0:
+                return False
+            try:
+                v = _mp_decode(buf + pos, vend - pos)
+            except Exception:
+                return False
+            if i == 1:
+                arg = v
+            else:
+                if rest is None:
+                    rest = [arg]
+                rest.append(v)
+            pos = vend
+        if pos != end:
+            return False
+        return self._fast_call(nsp, name, handler, batch, n - 1, arg, rest)
 
     cdef int _route(self, int t, str nsp, object ack_id, object data) except -1:
         cdef Packet p

@@ -594,6 +594,57 @@ def test_msgpack_mode_dispatch():
         w.conn.feed_text('42["ev"]')
 
 
+@pytest.mark.parametrize("data", [
+    ["ev"], ["ev", 1], ["ev", 1, "two", [3], {"k": b"\x00"}], ["ev", None], ["ev", {"a": 1.5}],
+    ["ev", "x" * 300], ["ev"] + list(range(20)), ["é" * 3, 1], ["a-long-event-name-over-16", 2],
+])
+def test_msgpack_events_for_a_plain_or_batch_handler(data):
+    for batch in (False, True):
+        w = Wire(msgpack_mode=True)
+        got = []
+        slot = w.slot()
+        if batch:
+            slot.batch = {data[0]: got.extend}
+        else:
+            slot.fast[data[0]] = lambda *a, got=got: got.append(a)
+        w.conn.feed_binary(_core.encode_msgpack(EVENT, "/", data))
+        w.conn.flush_batch()
+        args = tuple(data[1:])
+        expected = args if not batch else (args[0] if len(args) == 1 else None if not args
+                                           else args)
+        assert got == [expected], (batch, got)
+        assert w.client.events == []
+
+
+def test_msgpack_event_notepack_values_on_the_fast_path():
+    w = Wire(msgpack_mode=True)
+    got = []
+    w.slot(ev=lambda *a: got.append(a))
+    # ["ev", undefined, Date(0), ArrayBuffer(b"ab")] as notepack encodes them
+    data = b"\x94\xa2ev" + b"\xd4\x00\x00" + b"\xd7\x00" + b"\x00" * 8 + b"\xc7\x02\x00ab"
+    frame = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data" + data
+    w.conn.feed_binary(frame)
+    assert got == [(None, _core.decode_msgpack_data(b"\xd7\x00" + b"\x00" * 8), b"ab")]
+
+
+@pytest.mark.parametrize("data", [
+    b"\x92\xa2ev\xc1",                # 0xc1 is never valid
+    b"\x92\xa2ev\xa3ab",              # truncated str
+    b"\x93\xa2ev\x01",                # fewer elements than declared
+    b"\x92\xa2ev\x81\x90\x01",          # unhashable key
+    b"\x92\xa2ev\xa2\xff\xfe",          # invalid UTF-8
+    b"\x92\x01\x02",                  # the name is not a str
+    b"\x90",                          # no name at all
+])
+def test_malformed_msgpack_events_for_a_fast_handler(data):
+    w = Wire(msgpack_mode=True)
+    got = []
+    w.slot(ev=lambda *a: got.append(a))
+    with pytest.raises(ProtocolError):
+        w.conn.feed_binary(b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data" + data)
+    assert got == [] and w.client.events == []
+
+
 # --- sending ----------------------------------------------------------------------------------
 
 def test_send_packet_text_and_attachments(wire):
