@@ -22,6 +22,9 @@ ext = Extension(
 )
 
 setup(
+    # Instrumented builds get a build directory of their own: setuptools reuses an up-to-date
+    # extension from build/, and a normal `pip install .` must never pick up a sanitizer one.
+    options={"build": {"build_base": "build-sanitize"}} if DEBUG or SANITIZE else {},
     ext_modules=cythonize(
         [ext],
         compiler_directives={
