@@ -372,12 +372,13 @@ cdef class Connection:
         """An event for a plain sync or batch handler, decoded straight into the call: no list.
 
         The name is read first; unless it has such a handler (and no recovery offset is to be
-        stripped), nothing more is done. Returns False, having dispatched
-        nothing, whenever the general path must decide, including every input the fast JSON
-        decoder declines (the general path then raises the right error).
+        stripped), nothing more is done. Returns False, having dispatched nothing, whenever the
+        general path must decide, including every input the fast JSON decoder declines (the
+        general path then raises the right error).
         """
         cdef _JP s
-        cdef object name, arg = None, v, handler, batch
+        cdef object name, arg = None, v, handler
+        cdef bint is_batch
         cdef list rest = None
         cdef NamespaceSlot slot
         cdef int nargs = 0
@@ -393,8 +394,7 @@ cdef class Connection:
         slot = <NamespaceSlot>self.slots.get(nsp)
         if slot is None or slot.strip_offset:
             return False
-        batch = slot.batch.get(name) if slot.batch else None
-        handler = batch if batch is not None else slot.fast.get(name)
+        handler = self._core_handler(slot, name, &is_batch)
         if handler is None:
             return False
         while True:
@@ -421,17 +421,23 @@ cdef class Connection:
         _json_ws(&s)
         if s.p != s.end:
             return False
-        return self._fast_call(nsp, name, handler, batch, nargs, arg, rest)
+        return self._core_call(nsp, name, handler, is_batch, nargs, arg, rest)
 
-    cdef bint _fast_call(self, str nsp, object name, object handler, object batch, int nargs,
+    cdef inline object _core_handler(self, NamespaceSlot slot, object name, bint* is_batch):
+        """The batch or plain sync handler the core calls itself for this event, or None."""
+        cdef object handler = slot.batch.get(name) if slot.batch else None
+        is_batch[0] = handler is not None
+        return handler if handler is not None else slot.fast.get(name)
+
+    cdef bint _core_call(self, str nsp, object name, object handler, bint is_batch, int nargs,
                          object arg, list rest) except -1:
-        """The end of the list-free paths: as _dispatch_event's plain and batch cases."""
+        """Call (or batch) an event's handler: arg is the one argument, rest all of several."""
         self.events_received += 1
-        if batch is not None:
-            if batch is not self._batch_handler:
+        if is_batch:
+            if handler is not self._batch_handler:
                 if self._batch_handler is not None:
                     self._flush_batch()
-                self._batch_handler = batch
+                self._batch_handler = handler
                 self._batch_items = []
                 self._batch_event = name
                 self._batch_nsp = nsp
@@ -462,7 +468,8 @@ cdef class Connection:
         cdef const unsigned char* buf = <const unsigned char*>cbuf
         cdef Py_ssize_t pos = start, n, i, kpos, klen, vend
         cdef unsigned char c = buf[start]
-        cdef object name, arg = None, v, handler, batch
+        cdef object name, arg = None, v, handler
+        cdef bint is_batch
         cdef list rest = None
         cdef NamespaceSlot slot
         if 0x90 <= c <= 0x9f:
@@ -487,8 +494,7 @@ cdef class Connection:
         slot = <NamespaceSlot>self.slots.get(nsp)
         if slot is None or slot.strip_offset:
             return False
-        batch = slot.batch.get(name) if slot.batch else None
-        handler = batch if batch is not None else slot.fast.get(name)
+        handler = self._core_handler(slot, name, &is_batch)
         if handler is None:
             return False
         for i in range(1, n):
@@ -508,7 +514,7 @@ cdef class Connection:
             pos = vend
         if pos != end:
             return False
-        return self._fast_call(nsp, name, handler, batch, n - 1, arg, rest)
+        return self._core_call(nsp, name, handler, is_batch, n - 1, arg, rest)
 
     cdef int _route(self, int t, str nsp, object ack_id, object data) except -1:
         cdef Packet p
@@ -531,52 +537,20 @@ cdef class Connection:
         return 0
 
     cdef int _dispatch_event(self, str nsp, object ack_id, list data) except -1:
-        cdef NamespaceSlot slot
+        cdef NamespaceSlot slot = <NamespaceSlot>self.slots.get(nsp)
         cdef object handler
-        cdef Py_ssize_t n
-        self.events_received += 1
-        slot = <NamespaceSlot>self.slots.get(nsp)
-        if slot is not None:
-            n = len(data)
-            if slot.strip_offset and ack_id is None and n > 1 and type(data[n - 1]) is str:
+        cdef bint is_batch
+        cdef Py_ssize_t n = len(data)
+        if slot is not None and ack_id is None:
+            if slot.strip_offset and n > 1 and type(data[n - 1]) is str:
                 slot.offset = data.pop()
                 n -= 1
-            if ack_id is None:
-                if slot.batch:
-                    handler = slot.batch.get(data[0])
-                    if handler is not None:
-                        if handler is not self._batch_handler:
-                            if self._batch_handler is not None:
-                                self._flush_batch()
-                            self._batch_handler = handler
-                            self._batch_items = []
-                            self._batch_event = data[0]
-                            self._batch_nsp = nsp
-                        if n == 2:
-                            self._batch_items.append(data[1])
-                        elif n == 1:
-                            self._batch_items.append(None)
-                        else:
-                            self._batch_items.append(tuple(data[1:]))
-                        if len(self._batch_items) >= self.max_batch:
-                            self._flush_batch()
-                        return 0
-                if self._batch_handler is not None:
-                    self._flush_batch()
-                handler = slot.fast.get(data[0])
-                if handler is not None:
-                    try:
-                        if n == 2:
-                            handler(data[1])
-                        elif n == 1:
-                            handler()
-                        elif n == 3:
-                            handler(data[1], data[2])
-                        else:
-                            handler(*data[1:])
-                    except Exception as exc:
-                        self.client._on_handler_error(data[0], nsp, exc)
-                    return 0
+            handler = self._core_handler(slot, data[0], &is_batch)
+            if handler is not None:
+                self._core_call(nsp, data[0], handler, is_batch, n - 1,
+                                data[1] if n > 1 else None, data[1:] if n > 2 else None)
+                return 0
+        self.events_received += 1
         if self._batch_handler is not None:
             self._flush_batch()
         self.client._on_event(nsp, ack_id, data)
