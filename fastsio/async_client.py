@@ -841,23 +841,16 @@ class AsyncClient:
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         nsp = namespace or "/"
-        # The round-trip path (connected, a plain event name) goes straight to the core, with
-        # _args_of and _ack_result inlined.
-        if isinstance(data, tuple):
-            payload = [event, *data]
-        elif data is None:
-            payload = [event]
-        else:
-            payload = [event, data]
+        # The round-trip path (connected, a plain event name) goes straight to the core.
         if (
             type(event) is not str
             or nsp not in self.namespaces
             or self.eio is None
-            or not self._conn.send_call(nsp, payload, future, timeout, loop)
+            or not self._conn.send_call(nsp, [event, *_args_of(data)], future, timeout, loop)
         ):
             self._emit(event, data, namespace, None, timeout, False, future)
         args = await future
-        return args[0] if len(args) == 1 else args if args else None
+        return _ack_result(args)
 
     # -- at-least-once queue (retries) ---------------------------------------------------
 
