@@ -38,6 +38,7 @@ cdef object _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 include "consts.pxi"
 include "binary.pxi"
+include "strcache.pxi"
 include "jsondecode.pxi"
 include "mpdecode.pxi"
 include "codec.pxi"

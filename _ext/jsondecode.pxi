@@ -3,7 +3,7 @@
 # Event payloads are small arrays and objects of short ASCII strings and numbers. For those,
 # building the Python objects straight from the frame buffer beats orjson.loads: no bytes copy,
 # no parse buffer allocated per call, and short strings (object keys, event names, symbols)
-# come from a cache instead of being allocated and hashed each time. Anything outside that
+# come from a cache (strcache.pxi) instead of being allocated and hashed each time. Anything outside that
 # subset -- lone surrogate escapes, nesting deeper than _JSON_MAX_DEPTH, and every syntax
 # error -- makes the fast decoder give up (it returns _JSON_BAIL), and the caller decodes the
 # payload with orjson, so results and error messages stay orjson's. One deliberate difference:
@@ -24,12 +24,7 @@ cdef object _JSON_BAIL = object()
 
 cdef enum:
     _JSON_MAX_DEPTH = 128
-    _JSON_CACHE_SIZE = 1024          # a power of two
-    _JSON_CACHE_MAX_LEN = 16         # strings up to this many bytes (ASCII) are cached
     _JSON_MAX_NUMBER_LEN = 64
-
-# Short ASCII strings by a hash of their bytes. Each slot owns a reference.
-cdef PyObject* _json_str_cache[_JSON_CACHE_SIZE]
 
 
 cdef struct _JP:
@@ -48,44 +43,6 @@ cdef inline void _json_ws(_JP* s) noexcept:
             return
 
 
-cdef inline bint _json_same(const unsigned char* a, const unsigned char* b,
-                            Py_ssize_t n) noexcept:
-    # At most _JSON_CACHE_MAX_LEN bytes: a loop beats a call to memcmp.
-    cdef Py_ssize_t i
-    for i in range(n):
-        if a[i] != b[i]:
-            return False
-    return True
-
-
-cdef object _json_ascii(const unsigned char* p, Py_ssize_t n):
-    """A str for n ASCII bytes, from the cache when short."""
-    cdef uint64_t h = 14695981039346656037ULL
-    cdef Py_ssize_t i
-    cdef PyObject* hit
-    cdef object s
-    if n > _JSON_CACHE_MAX_LEN:
-        s = PyUnicode_New(n, 127)
-        memcpy(PyUnicode_DATA(s), p, n)
-        return s
-    for i in range(n):
-        h = (h ^ p[i]) * 1099511628211ULL
-    h = (h ^ (h >> 29)) & (_JSON_CACHE_SIZE - 1)
-    hit = _json_str_cache[h]
-    if hit != NULL and PyUnicode_GET_LENGTH(<object>hit) == n \
-            and _json_same(<const unsigned char*>PyUnicode_DATA(<object>hit), p, n):
-        return <object>hit
-    s = PyUnicode_New(n, 127)
-    memcpy(PyUnicode_DATA(s), p, n)
-    # Read the slot again: the allocation above may have run a garbage collection, and with it
-    # finalizers that let another thread decode (and replace this slot) in between.
-    Py_INCREF(s)
-    hit = _json_str_cache[h]
-    _json_str_cache[h] = <PyObject*>s
-    Py_XDECREF(hit)
-    return s
-
-
 cdef object _json_string(_JP* s):
     # s.p is just past the opening quote.
     cdef const unsigned char* start = s.p
@@ -101,7 +58,7 @@ cdef object _json_string(_JP* s):
                     return PyUnicode_DecodeUTF8(<const char*>start, p - start, NULL)
                 except UnicodeDecodeError:
                     return _JSON_BAIL
-            return _json_ascii(start, p - start)
+            return _short_str(start, p - start)
         if c == 92:  # a backslash: the escaped path
             return _json_string_escaped(s, start)
         if c < 32:  # a raw control character (invalid JSON)

@@ -486,8 +486,7 @@ cdef class Connection:
         if kpos < 0 or kpos + klen > end:
             return False
         try:
-            name = (_mp_key_str(buf + kpos, klen) if 1 < klen <= MP_KEY_CACHE_MAX_LEN
-                    else _mp_utf8(buf + kpos, klen))
+            name = _short_str(buf + kpos, klen)
         except UnicodeDecodeError:
             return False
         pos = kpos + klen

@@ -9,24 +9,10 @@ cdef extern from "Python.h":
     # PyObject* forms, for the containers the decoder's stack holds by borrowed pointers.
     void _mp_list_set "PyList_SET_ITEM"(PyObject* lst, Py_ssize_t i, PyObject* item)
     int _mp_dict_set "PyDict_SetItem"(PyObject* d, PyObject* key, PyObject* item) except -1
-    Py_ssize_t _mp_str_len "PyUnicode_GET_LENGTH"(PyObject* s)
-    void* _mp_str_data "PyUnicode_DATA"(PyObject* s)
 
 cdef object _ExtType = msgpack.ExtType
 cdef object _Timestamp = msgpack.Timestamp
 cdef object _timedelta = datetime.timedelta
-
-cdef enum:
-    # Map keys up to this many bytes (ASCII) are looked up in _mp_keys before a str is built:
-    # a stream repeats the same few keys ("s", "p", "q", "t") in every event.
-    MP_KEY_CACHE_MAX_LEN = 16
-    MP_KEY_CACHE_SETS = 256  # a power of two; two slots each
-
-# Two-way set-associative, the last key used first in its set (so two hot keys sharing a set do
-# not evict each other on every packet). A slot holds one strong reference to a compact ASCII
-# str, or NULL. Only touched with the GIL held and without running Python code in between.
-cdef PyObject* _mp_keys[2 * MP_KEY_CACHE_SETS]
-
 
 cdef struct _MpFrame:
     PyObject* obj      # the list or dict being filled: borrowed, its parent (or the root) owns it
@@ -47,60 +33,6 @@ cdef inline uint64_t _be(const unsigned char* p, int n) noexcept:
 cdef int _mp_fail(str what) except -1:
     # The message becomes part of ProtocolError's ("invalid msgpack payload: ...").
     raise ValueError(what)
-
-
-cdef object _mp_utf8(const unsigned char* p, Py_ssize_t n):
-    """A str from n bytes of UTF-8; invalid UTF-8 raises UnicodeDecodeError, as msgpack's strict
-    decoding did. Short ASCII strings are copied straight into a new str."""
-    cdef Py_ssize_t i
-    cdef object s
-    if 1 < n <= MP_KEY_CACHE_MAX_LEN:
-        for i in range(n):
-            if p[i] & 0x80:
-                return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
-        s = PyUnicode_New(n, 127)
-        memcpy(PyUnicode_DATA(s), p, n)
-        return s
-    # Longer strings: its own ASCII scan goes a word at a time. One character: it hands out
-    # the cached latin-1 singletons.
-    return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
-
-
-cdef object _mp_key_str(const unsigned char* p, Py_ssize_t n):
-    """A short map key: the str of _mp_keys when these bytes were cached, else a new one."""
-    cdef uint32_t h = 2166136261u  # FNV-1a
-    cdef unsigned char seen = 0
-    cdef Py_ssize_t i
-    cdef PyObject** slot
-    cdef PyObject* hit
-    cdef object s
-    for i in range(n):
-        seen |= p[i]
-        h = (h ^ p[i]) * 16777619u
-    if seen & 0x80:
-        return _mp_utf8(p, n)  # not cached: a slot is compared as ASCII bytes
-    # FNV's low bits alone collide on keys one digit apart ("key2", "key3"): mix first.
-    h ^= h >> 16
-    h *= 0x45d9f3bu
-    h ^= h >> 16
-    slot = &_mp_keys[2 * (h & (MP_KEY_CACHE_SETS - 1))]
-    hit = slot[0]
-    if hit != NULL and _mp_str_len(hit) == n and memcmp(_mp_str_data(hit), p, n) == 0:
-        return <object>hit
-    hit = slot[1]
-    if hit != NULL and _mp_str_len(hit) == n and memcmp(_mp_str_data(hit), p, n) == 0:
-        slot[1] = slot[0]
-        slot[0] = hit
-        return <object>hit
-    s = PyUnicode_New(n, 127)
-    memcpy(PyUnicode_DATA(s), p, n)
-    # Not interned (msgpack interned every str key): a hostile peer's stream of distinct keys
-    # must not grow the interpreter's interned table, which 3.12 makes immortal.
-    Py_INCREF(s)
-    Py_XDECREF(slot[1])  # a str: its deallocation runs no Python code
-    slot[1] = slot[0]
-    slot[0] = <PyObject*>s
-    return s
 
 
 cdef object _notepack_date(const unsigned char* p):
@@ -191,7 +123,7 @@ cdef object _mp_scalar(const unsigned char* buf, Py_ssize_t* ppos, Py_ssize_t si
     if c >= 0xa0 and c <= 0xbf:
         n = c & 0x1f
         ppos[0] = _mp_fixed(pos, size, n)
-        return _mp_utf8(p, n)
+        return _utf8_str(p, n)
     # One comparison chain on c: Cython makes it a C switch, and each width is a constant.
     if c == 0xc0:
         ppos[0] = pos + 1
@@ -240,7 +172,7 @@ cdef object _mp_scalar(const unsigned char* buf, Py_ssize_t* ppos, Py_ssize_t si
     elif c == 0xd9 or c == 0xda or c == 0xdb:  # str8/16/32
         start = _mp_sized(buf, pos, size, 1 if c == 0xd9 else 2 if c == 0xda else 4, &n)
         ppos[0] = start + n
-        return _mp_utf8(buf + start, n)
+        return _utf8_str(buf + start, n)
     elif c == 0xc4 or c == 0xc5 or c == 0xc6:  # bin8/16/32
         start = _mp_sized(buf, pos, size, 1 if c == 0xc4 else 2 if c == 0xc5 else 4, &n)
         ppos[0] = start + n
@@ -331,10 +263,7 @@ cdef object _mp_key(const unsigned char* buf, Py_ssize_t* ppos, Py_ssize_t size)
     if n > size - pos:
         _mp_fail("truncated msgpack value")
     ppos[0] = pos + n
-    if 1 < n <= MP_KEY_CACHE_MAX_LEN:
-        return _mp_key_str(buf + pos, n)
-    # (One character: CPython's own latin-1 singletons are the cache.)
-    return _mp_utf8(buf + pos, n)
+    return _short_str(buf + pos, n)
 
 
 cdef object _mp_decode(const unsigned char* buf, Py_ssize_t size):
