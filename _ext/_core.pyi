@@ -48,6 +48,7 @@ class PendingAck:
     timer: Any
     err_first: bool
     is_async: bool
+    queued: bool
     ack_id: int
     deadline: float
     timeout: float
@@ -58,6 +59,7 @@ class AckTable:
     on_async_callback: Callable[[Any], Any] | None
     on_callback_error: Callable[[PendingAck, BaseException], Any] | None
     on_ack_lost: Callable[[PendingAck, BaseException], Any] | None
+    on_unsent_failed: Callable[[PendingAck], Any] | None
     def __len__(self) -> int: ...
     def add(self, entry: PendingAck) -> int: ...
     def add_new(
@@ -73,7 +75,9 @@ class AckTable:
     def ids(self, nsp: str | None = None) -> list[int]: ...
     def resolve(self, nsp: str, ack_id: int, args: Any) -> bool: ...
     def fail(self, ack_id: int, exc: BaseException) -> None: ...
-    def fail_all(self, exc: BaseException, nsp: str | None = None) -> None: ...
+    def fail_all(
+        self, exc: BaseException, nsp: str | None = None, unsent: bool = False
+    ) -> None: ...
 
 class AckDeadlines:
     heap: list[PendingAck]
@@ -87,6 +91,7 @@ class NamespaceSlot:
     name: str
     fast: dict[str, Callable[..., Any]]
     batch: dict[str, Callable[[list[Any]], Any]]
+    record_offset: bool
     strip_offset: bool
     offset: Any
     def __init__(self, name: str) -> None: ...

@@ -9,6 +9,9 @@ cdef class PendingAck:
     cdef public object timer         # a TimerHandle to cancel when resolved
     cdef public bint err_first       # socket.io-client's timeout style: callback(err, *args)
     cdef public bint is_async
+    # The packet is still in the offline buffer (not on the wire): losing a link does not fail
+    # it (fail_all skips it), and the server cannot have acked it (resolve ignores it).
+    cdef public bint queued
     # Set by AckDeadlines when the ack has a timeout:
     cdef public uint64_t ack_id
     cdef public double deadline      # on _monotonic()'s clock
@@ -25,6 +28,8 @@ cdef class AckTable:
     cdef public object on_async_callback   # runs a coroutine callback (client-provided)
     cdef public object on_callback_error   # logs an exception raised by a callback
     cdef public object on_ack_lost         # told when a plain callback can never be called
+    cdef public object on_unsent_failed    # told (first) when an ack of a still-buffered
+                                           # packet fails, so that the packet leaves the buffer
 
     def __cinit__(self):
         self._next_id = 0
@@ -33,6 +38,7 @@ cdef class AckTable:
         self.on_async_callback = None
         self.on_callback_error = None
         self.on_ack_lost = None
+        self.on_unsent_failed = None
 
     def __len__(self):
         return len(self._pending)
@@ -69,7 +75,7 @@ cdef class AckTable:
     cpdef bint resolve(self, str nsp, uint64_t ack_id, object args) except -1:
         """Deliver an ACK. Returns False for an id we do not know (or of another namespace)."""
         cdef PendingAck entry = self._pending.get(ack_id)
-        if entry is None or entry.nsp != nsp:
+        if entry is None or entry.nsp != nsp or entry.queued:
             return False
         del self._pending[ack_id]
         self._complete(entry, None, args)
@@ -80,18 +86,25 @@ cdef class AckTable:
         if entry is not None:
             self._complete(entry, exc, ())
 
-    cpdef fail_all(self, object exc, str nsp=None):
-        """Fail every pending ack (of one namespace, or all) with exc."""
+    cpdef fail_all(self, object exc, str nsp=None, bint unsent=False):
+        """Fail every pending ack (of one namespace, or all) with exc.
+
+        Acks of packets still in the offline buffer are kept unless ``unsent``: a lost link
+        says nothing about a packet that was never written to it.
+        """
         cdef list ids
-        if nsp is None:
-            ids = list(self._pending)
-        else:
-            ids = [k for k, v in self._pending.items() if (<PendingAck>v).nsp == nsp]
+        ids = [k for k, v in self._pending.items()
+               if (nsp is None or (<PendingAck>v).nsp == nsp)
+               and (unsent or not (<PendingAck>v).queued)]
         for ack_id in ids:
             self.fail(ack_id, exc)
 
     cdef _complete(self, PendingAck entry, object exc, object args):
         cdef object result
+        if entry.queued:
+            entry.queued = False
+            if self.on_unsent_failed is not None:
+                self.on_unsent_failed(entry)
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None

@@ -170,8 +170,10 @@ cdef int _validate(int t, object data, bint has_id, str nsp, const char* buf,
     elif t == SIO_CONNECT_ERROR:
         ok = type(data) is dict or type(data) is str
     elif t == SIO_EVENT or t == SIO_BINARY_EVENT:
+        # socket.io-parser accepts a number as the event name too (delivered by its string).
         ok = (type(data) is list and len(<list>data) > 0
-              and type((<list>data)[0]) is str)
+              and (type((<list>data)[0]) is str or type((<list>data)[0]) is int
+                   or type((<list>data)[0]) is float))
     else:  # ACK, BINARY_ACK
         ok = type(data) is list and has_id
     if not ok:

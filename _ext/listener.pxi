@@ -7,14 +7,16 @@ cdef class NamespaceSlot:
 
     ``fast`` maps event names to plain sync handlers called inline; everything else (async
     handlers, catch-alls, namespace classes, events with an ack id) goes to the client's
-    ``_on_event``. ``strip_offset`` is set when the server offered connection-state recovery:
-    the last string argument of each ack-less event is then the server's offset, recorded in
-    ``offset`` and removed before handlers see the arguments.
+    ``_on_event``. ``record_offset`` is set when the server offered connection-state recovery:
+    the last string argument of each ack-less event is then remembered in ``offset`` (as
+    socket.io-client does; a client cannot tell an offset from a string argument, so the
+    arguments are passed on untouched). ``strip_offset`` (an opt-in) also removes it.
     """
 
     cdef public str name
     cdef public dict fast
     cdef public dict batch
+    cdef public bint record_offset
     cdef public bint strip_offset
     cdef public object offset
 
@@ -22,6 +24,7 @@ cdef class NamespaceSlot:
         self.name = name
         self.fast = {}
         self.batch = {}
+        self.record_offset = False
         self.strip_offset = False
         self.offset = None
 
@@ -421,6 +424,10 @@ cdef class Connection:
         _json_ws(&s)
         if s.p != s.end:
             return False
+        if slot.record_offset and nargs > 0:
+            v = arg if nargs == 1 else rest[nargs - 1]
+            if type(v) is str:
+                slot.offset = v
         return self._core_call(nsp, name, handler, is_batch, nargs, arg, rest)
 
     cdef inline object _core_handler(self, NamespaceSlot slot, object name, bint* is_batch):
@@ -513,6 +520,10 @@ cdef class Connection:
             pos = vend
         if pos != end:
             return False
+        if slot.record_offset and n > 1:
+            v = arg if n == 2 else rest[n - 2]
+            if type(v) is str:
+                slot.offset = v
         return self._core_call(nsp, name, handler, is_batch, n - 1, arg, rest)
 
     cdef int _route(self, int t, str nsp, object ack_id, object data) except -1:
@@ -540,10 +551,14 @@ cdef class Connection:
         cdef object handler
         cdef bint is_batch
         cdef Py_ssize_t n = len(data)
+        if type(data[0]) is not str:
+            data[0] = _event_name(data[0])
         if slot is not None and ack_id is None:
-            if slot.strip_offset and n > 1 and type(data[n - 1]) is str:
-                slot.offset = data.pop()
-                n -= 1
+            if slot.record_offset and n > 1 and type(data[n - 1]) is str:
+                slot.offset = data[n - 1]
+                if slot.strip_offset:
+                    del data[n - 1]
+                    n -= 1
             handler = self._core_handler(slot, data[0], &is_batch)
             if handler is not None:
                 self._core_call(nsp, data[0], handler, is_batch, n - 1,
@@ -645,6 +660,31 @@ cdef class Connection:
 
 
 cdef bytes _PONG = b"3"
+cdef double _INF = float("inf")
+from decimal import Decimal as _Decimal
+
+
+cdef str _event_name(object name):
+    """A numeric event name (legal in socket.io-parser) as JavaScript's String() spells it."""
+    cdef str text
+    cdef double v
+    if type(name) is int:
+        return str(name)
+    v = name
+    if v != v:
+        return "NaN"
+    if v == _INF or v == -_INF:
+        return "Infinity" if v > 0 else "-Infinity"
+    if float(v).is_integer() and -1e21 < v < 1e21:
+        return str(int(v))
+    text = repr(float(v))
+    if "e" in text and 1e-6 <= abs(v) < 1e21:
+        text = format(_Decimal(text), "f")  # JavaScript uses plain notation in this range
+    elif "e" in text:
+        mant, _, exp = text.partition("e")  # "1e-07" -> "1e-7"
+        sign = exp[0] if exp[0] in "+-" else "+"
+        text = mant + "e" + sign + exp.lstrip("+-").lstrip("0")
+    return text
 
 
 cdef class EngineListener(WSListener):

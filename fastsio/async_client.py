@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from . import exceptions
@@ -16,8 +15,6 @@ from ._ext._core import (
     CONNECT,
     CONNECT_ERROR,
     DISCONNECT,
-    EVENT,
-    AckDeadlines,
     AckTable,
     Connection,
     NamespaceSlot,
@@ -25,6 +22,7 @@ from ._ext._core import (
     PendingAck,
 )
 from .backoff import reconnect_delay
+from .delivery import Outbox
 from .engine import EngineIO
 from .reasons import Reason
 
@@ -34,6 +32,19 @@ Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 _VALID_TRANSPORTS = ("websocket", "polling")
+# Names a server cannot send (socket.io-parser rejects them) and fastsio's own life-cycle names
+# shared with python-socketio; every other name, "reconnect" included, is a server event.
+_SERVER_RESERVED = frozenset(
+    (
+        "connect",
+        "connect_error",
+        "disconnect",
+        "disconnecting",
+        "newListener",
+        "removeListener",
+        "__disconnect_final",
+    )
+)
 _EAGER_TASKS = sys.version_info >= (3, 12)
 
 
@@ -62,26 +73,6 @@ def _ack_result(args: tuple[Any, ...]) -> Any:
     if len(args) == 1:
         return args[0]
     return None
-
-
-class _Buffered:
-    __slots__ = ("nsp", "data", "ack_id")
-
-    def __init__(self, nsp: str, data: list[Any], ack_id: int | None) -> None:
-        self.nsp = nsp
-        self.data = data
-        self.ack_id = ack_id
-
-
-class _Queued:
-    __slots__ = ("nsp", "payload", "callback", "tries", "pending")
-
-    def __init__(self, nsp: str, payload: list[Any], callback: Handler | None) -> None:
-        self.nsp = nsp
-        self.payload = payload
-        self.callback = callback
-        self.tries = 0
-        self.pending = False
 
 
 class AsyncClient:
@@ -115,11 +106,20 @@ class AsyncClient:
     :param max_pending_handlers: async handlers running at once before the client stops
         reading from the socket (TCP then pushes back on the server); reading resumes when
         half of them have finished. Sync handlers need no limit: they run inline.
-    :param strip_offsets: with a server that offers connection-state recovery, remove the
-        offset the server appends to each event (``True``, so handlers keep their signature) or
-        pass it on as a last argument like socket.io-client (``False``). The server appends no
-        offset to ``volatile`` events: if yours sends volatile events whose last argument is a
-        string, use ``False``.
+    :param strip_offsets: connection-state recovery: the server appends its offset (a string)
+        as the last argument of some events. By default (``False``) arguments are passed on
+        untouched, as socket.io-client does, and the last string argument of each ack-less
+        event is remembered as the offset. ``True`` also removes it before handlers see the
+        arguments; that is only safe when every ack-less event the server sends carries an
+        offset: Node socket.io >= 4.6 with ``connectionStateRecovery`` and its default
+        in-memory adapter (``SessionAwareAdapter``), no ``volatile`` emits, and no base
+        ``Adapter``, classic Redis adapter, or ``io.local`` emits with a cluster adapter --
+        there the server sends no offset and a real string argument would be removed.
+    :param buffer_when_disconnected: socket.io-client's behaviour for ``emit`` before
+        ``connect()`` and after ``disconnect()``: buffer the packet (bounded by
+        ``max_buffer``) and send it on the next connection of its namespace. The default
+        (``False``) raises ``BadNamespaceError`` as python-socketio does; while reconnecting,
+        packets are buffered either way.
     :param dispatch_budget: seconds of inline handler work per socket read before the client
         yields to the event loop (the rest of the read is dispatched in the next turn), so a
         slow handler under a firehose does not starve timers, emits and pings; 0 disables.
@@ -174,14 +174,13 @@ class AsyncClient:
         self.websocket_extra_options = kwargs.pop("websocket_extra_options", None)
         kwargs.pop("engineio_logger", None)
         kwargs.pop("timestamp_requests", None)
-        self.max_buffer: int = kwargs.pop("max_buffer", 1000)
-        self.buffer_policy: str = kwargs.pop("buffer_policy", "error")
-        if self.buffer_policy not in ("error", "drop_oldest", "drop_newest"):
-            raise ValueError("buffer_policy must be 'error', 'drop_oldest' or 'drop_newest'")
+        max_buffer: int = kwargs.pop("max_buffer", 1000)
+        buffer_policy: str = kwargs.pop("buffer_policy", "error")
+        self.buffer_when_disconnected: bool = kwargs.pop("buffer_when_disconnected", False)
         max_attachments: int = kwargs.pop("max_attachments", 1000)
         if max_attachments < 0:
             raise ValueError("max_attachments must be >= 0")
-        self.strip_offsets: bool = kwargs.pop("strip_offsets", True)
+        self.strip_offsets: bool = kwargs.pop("strip_offsets", False)
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
         self.max_message_size: int = kwargs.pop("max_message_size", 0)
         self.max_read_size: int = kwargs.pop("max_read_size", 256 * 1024)
@@ -190,12 +189,8 @@ class AsyncClient:
         self.max_pending_handlers: int = kwargs.pop("max_pending_handlers", 1000)
         dispatch_budget: float = kwargs.pop("dispatch_budget", 0.02)
         self._reading_paused = False
-        self.retries: int = kwargs.pop("retries", 0)
-        self.ack_timeout: float | None = kwargs.pop("ack_timeout", None)
-        if self.retries < 0:
-            raise ValueError("retries must be >= 0")
-        if self.retries and not self.ack_timeout:
-            raise ValueError("retries needs an ack_timeout (seconds)")
+        retries: int = kwargs.pop("retries", 0)
+        ack_timeout: float | None = kwargs.pop("ack_timeout", None)
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         if not self.ssl_verify:
@@ -213,7 +208,17 @@ class AsyncClient:
         acks.on_async_callback = self._start_awaitable
         acks.on_callback_error = self._on_callback_error
         acks.on_ack_lost = self._on_ack_lost
-        self._ack_deadlines: AckDeadlines = self._conn.deadlines
+        #: The outgoing packet life cycle (offline buffer, retries, acks of what was sent).
+        self.outbox = Outbox(
+            self._conn,
+            self.logger,
+            self._writable,
+            lambda h, args, event, nsp: self._invoke(h, args, event, nsp, None),
+            max_buffer=max_buffer,
+            buffer_policy=buffer_policy,
+            retries=retries,
+            ack_timeout=ack_timeout,
+        )
 
         self.connection_url: Any = None
         self.connection_headers: Any = None
@@ -236,9 +241,12 @@ class AsyncClient:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._reconnect_abort: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
-        self._user_disconnect = False
-        self._buffer: collections.deque[_Buffered] = collections.deque()
-        self._queue: collections.deque[_Queued] = collections.deque()
+        # No reconnection follows (the user disconnected, or the server closed every namespace).
+        self._final = False
+        # Namespaces the server accepted during a connection attempt that is not kept yet:
+        # their buffer is flushed and `connect` fires only once every namespace is accepted.
+        self._accepted: dict[str, str | None] = {}
+        self._keep_each = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wait_timeout: float = 1
@@ -337,8 +345,8 @@ class AsyncClient:
     def stats(self) -> dict[str, Any]:
         """Counters of the current client: packets, events, bytes, pending acks, buffer."""
         out: dict[str, Any] = self._conn.stats()
-        out["buffered"] = len(self._buffer)
-        out["queued"] = len(self._queue)
+        out["buffered"] = self.outbox.buffered
+        out["queued"] = self.outbox.queued
         return out
 
     # -- connect -------------------------------------------------------------------------
@@ -360,12 +368,15 @@ class AsyncClient:
         ``url``, ``headers`` and ``auth`` may be callables (sync or async), re-evaluated on every
         connection attempt. ``transports`` defaults to websocket with a fallback to polling.
         Raises ``ConnectionError`` when the server cannot be reached or a namespace is refused.
+        With ``wait=True`` (the default) the connection is kept only once every namespace is
+        accepted: only then are buffered packets flushed and ``connect`` events fired.
         """
         if self.connected:
             raise exceptions.ConnectionError("Already connected")
         if self._reconnect_task is not None and not self._reconnect_task.done():
             raise exceptions.ConnectionError("Already reconnecting")
         self._loop = asyncio.get_running_loop()
+        self.outbox.loop = self._loop
         if isinstance(transports, str):
             transports = [transports]
         if transports is None:
@@ -386,22 +397,24 @@ class AsyncClient:
             namespaces = [namespaces]
         self.connection_namespaces = list(namespaces)
         self._wait_timeout = wait_timeout
-        self._user_disconnect = False
+        self._final = False
+        self.outbox.final = False
         self._stopped = asyncio.Event()
         self._reconnect_abort = asyncio.Event()
         self._pids.clear()
         for slot in self._conn.slots.values():
+            slot.record_offset = False
             slot.strip_offset = False
             slot.offset = None
         try:
             await self._connect_once(wait)
         except exceptions.ConnectionError:
-            if retry and self.reconnection and not self._user_disconnect:
+            if retry and self.reconnection and not self._final:
                 self._reconnect_task = self._loop.create_task(self._handle_reconnect())
                 await self._reconnect_task
                 if self.connected:
                     return
-            self._set_stopped()
+            self._stop_for_good("connection failed", [])
             raise
 
     async def _get_real_value(self, value: Any) -> Any:
@@ -413,11 +426,18 @@ class AsyncClient:
         return result
 
     async def _connect_once(self, wait: bool = True) -> None:
-        """One attempt: Engine.IO session, then CONNECT every namespace."""
+        """One attempt: Engine.IO session, then CONNECT every namespace.
+
+        With ``wait``, the session is kept (buffers flushed, ``connect`` fired) only when every
+        namespace is accepted; otherwise it is abandoned with nothing sent but the CONNECTs,
+        so that no packet is written onto a session that is then dropped.
+        """
         url = await self._get_real_value(self.connection_url)
         headers = await self._get_real_value(self.connection_headers)
         assert self.connection_transports is not None
         self.namespaces = {}
+        self._accepted = {}
+        self._keep_each = not wait
         self.failed_namespaces = []
         self._connect_event = asyncio.Event()
         eio = EngineIO(
@@ -456,7 +476,7 @@ class AsyncClient:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_timeout
-        while len(self.namespaces) + len(self.failed_namespaces) < len(self.connection_namespaces):
+        while self._established is not eio and not self.failed_namespaces:
             if self.eio is not eio:
                 break  # lost while connecting
             remaining = deadline - loop.time()
@@ -468,29 +488,28 @@ class AsyncClient:
             except asyncio.TimeoutError:
                 break
         if self._established is eio:
-            # Every namespace connected. If the link has already dropped again, the loss was
-            # reported as a disconnection and the reconnection loop owns what follows.
+            # Kept. If the link has already dropped again, the loss was reported as a
+            # disconnection and the reconnection loop owns what follows.
             return
-        if set(self.namespaces) != set(self.connection_namespaces):
-            failed = list(self.failed_namespaces)
-            await self._abandon(eio)
-            if failed:
-                raise exceptions.ConnectionError(
-                    "One or more namespaces failed to connect: " + ", ".join(failed)
-                )
-            raise exceptions.ConnectionError("Connection timed out or was lost while connecting")
-        self.connected = True
+        failed = list(self.failed_namespaces)
+        await self._abandon(eio)
+        if failed:
+            raise exceptions.ConnectionError(
+                "One or more namespaces failed to connect: " + ", ".join(failed)
+            )
+        raise exceptions.ConnectionError("Connection timed out or was lost while connecting")
 
     async def _abandon(self, eio: EngineIO) -> None:
-        # A failed attempt: close the session quietly (no disconnect events, no reconnect).
+        # A failed attempt: nothing was flushed and no `connect` fired, so it ends quietly.
         if self.eio is eio:
             self.eio = None
-        for nsp in list(self.namespaces):
+            self.sid = None
+        for nsp in list(self._accepted):
             try:
                 self._conn.send_packet(DISCONNECT, nsp)
             except exceptions.SocketIOError:
                 pass
-        self.namespaces = {}
+        self._accepted = {}
         await eio.close()
 
     def _send_connect(self, nsp: str, auth: Any) -> None:
@@ -529,7 +548,7 @@ class AsyncClient:
             self._handle_connect_error(nsp, pkt.data)
 
     def _handle_connect(self, nsp: str, data: Any) -> None:
-        if nsp not in self.connection_namespaces or nsp in self.namespaces:
+        if nsp not in self.connection_namespaces or nsp in self.namespaces or nsp in self._accepted:
             self.logger.warning("Unexpected CONNECT for namespace %s, ignored", nsp)
             return
         data = data or {}
@@ -539,24 +558,42 @@ class AsyncClient:
         previous = self._pids.get(nsp)
         self.recovered_namespaces[nsp] = bool(pid) and pid == previous
         if isinstance(pid, str) and pid:
+            # Recording the offset never depends on stripping it (socket.io-client records).
             self._pids[nsp] = pid
+            slot.record_offset = True
             slot.strip_offset = self.strip_offsets
         else:
             self._pids.pop(nsp, None)
+            slot.record_offset = False
             slot.strip_offset = False
             slot.offset = None
-        self.namespaces[nsp] = sid if isinstance(sid, str) else self.sid
+        self._accepted[nsp] = sid if isinstance(sid, str) else self.sid
         self.logger.info(
             "Namespace %s is connected%s",
             nsp,
             " (session recovered)" if self.recovered_namespaces[nsp] else "",
         )
-        if self.connected or len(self.namespaces) == len(self.connection_namespaces):
-            self.connected = True
-            self._established = self.eio
-        self._trigger_event("connect", nsp)
-        self._flush_buffer(nsp)
-        self._drain_queue()
+        if self._keep_each or self._established is self.eio:
+            self._keep([nsp])
+        elif len(self._accepted) == len(self.connection_namespaces):
+            self._keep([n for n in self.connection_namespaces if n in self._accepted])
+
+    def _keep(self, nsps: list[str]) -> None:
+        """The session is kept: per namespace, flush its buffer, then fire ``connect``.
+
+        Flushing first keeps the emit order when a ``connect`` handler emits (socket.io-client
+        flushes its send buffer before emitting ``connect`` too).
+        """
+        eio = self.eio
+        self.connected = True
+        self._established = eio
+        for nsp in nsps:
+            self.namespaces[nsp] = self._accepted.pop(nsp)
+            self.outbox.flush(nsp)
+            self._trigger_event("connect", nsp)
+            if self.eio is not eio:
+                break  # lost (or disconnected) from inside a handler
+        self.outbox.drain()
         if self._connect_event is not None:
             self._connect_event.set()
 
@@ -571,33 +608,43 @@ class AsyncClient:
         self._trigger_event("connect_error", nsp, *args)
         if nsp not in self.failed_namespaces:
             self.failed_namespaces.append(nsp)
-        self.namespaces.pop(nsp, None)
+        self._accepted.pop(nsp, None)
         if self._connect_event is not None:
             self._connect_event.set()
 
     def _handle_server_disconnect(self, nsp: str) -> None:
+        if nsp in self._accepted:
+            # Closed before the session was kept: the attempt fails for that namespace.
+            del self._accepted[nsp]
+            if nsp not in self.failed_namespaces:
+                self.failed_namespaces.append(nsp)
+            if self._connect_event is not None:
+                self._connect_event.set()
+            return
         if nsp not in self.namespaces:
             return
+        reason = Reason.SERVER_DISCONNECT
         del self.namespaces[nsp]
+        # The server closed this namespace: it is not reconnected (not even after a later
+        # transport loss) until the application connects it again.
+        if nsp in self.connection_namespaces:
+            self.connection_namespaces.remove(nsp)
         self._pids.pop(nsp, None)
-        self._conn.acks.fail_all(exceptions.DisconnectedError(Reason.SERVER_DISCONNECT), nsp)
-        self._drop_buffer(nsp, Reason.SERVER_DISCONNECT)
-        self._trigger_event("disconnect", nsp, Reason.SERVER_DISCONNECT)
+        self.outbox.link_lost(reason, nsp)
+        self.outbox.drop(nsp, reason)
+        self._trigger_event("disconnect", nsp, reason)
         self._trigger_event("__disconnect_final", nsp)
-        if not self.namespaces:
+        if not self.namespaces and not self._accepted:
             # Every namespace was closed by the server: this is final, no reconnection.
-            self.connected = False
-            self._user_disconnect = True
-            eio, self.eio = self.eio, None
+            eio = self.eio
+            self._end_session(reason)
+            self._stop_for_good(reason, [])
             if eio is not None:
                 self._spawn(eio.close())
-            self._drop_buffer(None, Reason.SERVER_DISCONNECT)
-            self._fail_queue(Reason.SERVER_DISCONNECT)
-            self._set_stopped()
 
     def _on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
         event = data[0]
-        if event in self.reserved_events:
+        if event in _SERVER_RESERVED:
             # socket.io-parser refuses these names; a server must not fire our lifecycle events.
             self.logger.warning("Ignoring an event named %r sent by the server", event)
             return
@@ -608,7 +655,7 @@ class AsyncClient:
             item = args[0] if len(args) == 1 else (args or None)
             self._invoke(batch[event], ([item],), event, nsp, ack_id)
             return
-        handler, hargs = self._get_event_handler(event, nsp, args)
+        handler, hargs = self._get_event_handler(event, nsp, args, _SERVER_RESERVED)
         if handler is not None:
             self._invoke(handler, hargs, event, nsp, ack_id)
             return
@@ -639,21 +686,28 @@ class AsyncClient:
     # -- handler invocation --------------------------------------------------------------
 
     def _get_event_handler(
-        self, event: str, nsp: str, args: tuple[Any, ...]
+        self,
+        event: str,
+        nsp: str,
+        args: tuple[Any, ...],
+        reserved: Collection[str] | None = None,
     ) -> tuple[Handler | None, tuple[Any, ...]]:
         # Resolution order as python-socketio: [nsp][event], [nsp]['*'], ['*'][event], ['*']['*'].
+        # Catch-alls never see `reserved` names (by default the client's life-cycle events).
+        if reserved is None:
+            reserved = self.reserved_events
         handlers = self.handlers
         if nsp in handlers:
             hs = handlers[nsp]
             if event in hs:
                 return hs[event], args
-            if event not in self.reserved_events and "*" in hs:
+            if event not in reserved and "*" in hs:
                 return hs["*"], (event, *args)
         elif "*" in handlers:
             hs = handlers["*"]
             if event in hs:
                 return hs[event], (nsp, *args)
-            if event not in self.reserved_events and "*" in hs:
+            if event not in reserved and "*" in hs:
                 return hs["*"], (event, nsp, *args)
         return None, args
 
@@ -740,7 +794,8 @@ class AsyncClient:
         self._start_awaitable(coro)
 
     def _send_ack(self, nsp: str, ack_id: int, result: Any) -> None:
-        if nsp not in self.namespaces:
+        # An ack answers the server on the session that asked, kept or not yet kept.
+        if nsp not in self.namespaces and nsp not in self._accepted:
             self.logger.info("Not sending ack %s: namespace %s is not connected", ack_id, nsp)
             return
         try:
@@ -768,7 +823,9 @@ class AsyncClient:
         callback is called socket.io-client style, ``callback(err, *args)``: ``err`` is None
         on success, a ``TimeoutError`` or a ``DisconnectedError`` otherwise.
         While reconnecting, the packet is kept in the offline buffer and sent once the
-        namespace is connected again; a ``volatile`` emit is dropped instead.
+        namespace is connected again; a ``volatile`` emit is dropped instead. A buffered
+        packet whose timeout expires leaves the buffer: it is never sent after the callback
+        was told ``TimeoutError``.
         """
         self._emit(event, data, namespace, callback, timeout, volatile, None)
 
@@ -785,44 +842,28 @@ class AsyncClient:
         if not isinstance(event, str):
             raise TypeError("event name must be a str")
         nsp = namespace or "/"
-        payload = [event, *_args_of(data)]
-        if self.retries and future is None and not volatile:
-            self._emit_reliable(nsp, payload, callback)
-            return
-        connected = nsp in self.namespaces and self.eio is not None
-        if not connected:
-            if volatile:
-                self.logger.debug("Dropping volatile event %r: not connected", event)
-                return
-            if not self._can_buffer(nsp):
-                raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
-        ack_id = None
-        if callback is not None or future is not None:
-            ack_id = self._conn.acks.add_new(
-                nsp,
-                callback,
-                future,
-                timeout is not None and future is None,
-                callback is not None and inspect.iscoroutinefunction(callback),
-            )
-            if timeout is not None:
-                self._ack_deadlines.add(
-                    ack_id, timeout, event, self._loop or asyncio.get_running_loop()
-                )
-        try:
-            if connected:
-                try:
-                    self._conn.send_packet(EVENT, nsp, payload, ack_id)
-                    return
-                except exceptions.DisconnectedError:
-                    pass  # the link just went down: buffer below
-            self._buffer_packet(_Buffered(nsp, payload, ack_id))
-        except BaseException:
-            if ack_id is not None:
-                lost = self._conn.acks.pop(ack_id)
-                if lost is not None and lost.timer is not None:
-                    lost.timer.cancel()
-            raise
+        self.outbox.emit(
+            nsp,
+            [event, *_args_of(data)],
+            callback,
+            future,
+            timeout,
+            volatile,
+            self._can_buffer(nsp),
+        )
+
+    def _writable(self, nsp: str) -> bool:
+        """Packets of ``nsp`` may be written now: it is connected on a kept, live session."""
+        return nsp in self.namespaces and self.eio is not None
+
+    def _can_buffer(self, nsp: str) -> bool:
+        """Would a packet of ``nsp`` be sent later? (reconnecting, or the opt-in)."""
+        if self.buffer_when_disconnected:
+            return True
+        if self._final or nsp not in self.connection_namespaces:
+            return False
+        reconnecting = self._reconnect_task is not None and not self._reconnect_task.done()
+        return reconnecting or self.eio is not None
 
     async def send(
         self, data: Any, namespace: str | None = None, callback: Handler | None = None
@@ -836,7 +877,8 @@ class AsyncClient:
         """Emit and wait for the ack; returns its argument (a tuple for several).
 
         Raises ``TimeoutError`` after ``timeout`` seconds and ``DisconnectedError`` as soon
-        as the connection is lost.
+        as the connection is lost after the packet was written (a packet still in the offline
+        buffer waits for the reconnection, within its timeout).
         """
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -844,174 +886,100 @@ class AsyncClient:
         # The round-trip path (connected, a plain event name) goes straight to the core.
         if (
             type(event) is not str
-            or nsp not in self.namespaces
-            or self.eio is None
+            or not self._writable(nsp)
+            or self.outbox.has_buffered(nsp)
             or not self._conn.send_call(nsp, [event, *_args_of(data)], future, timeout, loop)
         ):
             self._emit(event, data, namespace, None, timeout, False, future)
         args = await future
         return _ack_result(args)
 
-    # -- at-least-once queue (retries) ---------------------------------------------------
+    # -- python-socketio-compatible views of the outbox's settings -------------------------
 
-    def _emit_reliable(self, nsp: str, payload: list[Any], callback: Handler | None) -> None:
-        if nsp not in self.namespaces and not self._can_buffer(nsp):
-            raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
-        if self.max_buffer and len(self._queue) >= self.max_buffer:
-            raise exceptions.BufferFullError(f"retry queue full ({self.max_buffer} packets)")
-        self._queue.append(_Queued(nsp, payload, callback))
-        self._drain_queue()
+    @property
+    def max_buffer(self) -> int:
+        return self.outbox.max_buffer
 
-    def _drain_queue(self) -> None:
-        """Send the head of the retry queue unless it is already in flight."""
-        if not self._queue:
-            return
-        item = self._queue[0]
-        if item.pending or item.nsp not in self.namespaces or self.eio is None:
-            return
-        item.pending = True
-        item.tries += 1
-        entry = PendingAck()
-        entry.nsp = item.nsp
-        entry.err_first = True
-        entry.callback = lambda err, *args: self._on_reliable_ack(item, err, args)
-        ack_id = self._conn.acks.add(entry)
-        assert self.ack_timeout is not None
-        self._ack_deadlines.add(
-            ack_id, self.ack_timeout, item.payload[0], self._loop or asyncio.get_running_loop()
-        )
-        try:
-            self._conn.send_packet(EVENT, item.nsp, item.payload, ack_id)
-        except exceptions.DisconnectedError:
-            pass  # the ack fails with the connection; the packet is resent on reconnect
-        except Exception:
-            self._queue.popleft()
-            self._conn.acks.pop(ack_id)
-            entry.timer.cancel()
-            raise
+    @property
+    def buffer_policy(self) -> str:
+        return self.outbox.buffer_policy
 
-    def _on_reliable_ack(
-        self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
-    ) -> None:
-        if not self._queue or self._queue[0] is not item:
-            return
-        item.pending = False
-        if err is None:
-            self._queue.popleft()
-            self._call_reliable_callback(item, None, args)
-        elif isinstance(err, exceptions.DisconnectedError) and not self._user_disconnect:
-            item.tries -= 1  # not the server's fault: resent as is once reconnected
-            return
-        elif item.tries > self.retries or self._user_disconnect:
-            self._queue.popleft()
-            self._call_reliable_callback(item, err, ())
-        self._drain_queue()
+    @property
+    def retries(self) -> int:
+        return self.outbox.retries
 
-    def _call_reliable_callback(
-        self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
-    ) -> None:
-        if item.callback is None:
-            if err is not None:
-                self.logger.warning("Event %r was not acknowledged: %s", item.payload[0], err)
-            return
-        self._invoke(item.callback, (err, *args), item.payload[0], item.nsp, None)
-
-    def _fail_queue(self, reason: str) -> None:
-        queue, self._queue = self._queue, collections.deque()
-        for item in queue:
-            self._call_reliable_callback(item, exceptions.DisconnectedError(reason), ())
-
-    # -- offline buffer ------------------------------------------------------------------
-
-    def _can_buffer(self, nsp: str) -> bool:
-        if self.max_buffer <= 0 or self._user_disconnect:
-            return False
-        if nsp not in self.connection_namespaces:
-            return False
-        reconnecting = self._reconnect_task is not None and not self._reconnect_task.done()
-        return reconnecting or self.eio is not None
-
-    def _buffer_packet(self, item: _Buffered) -> None:
-        if len(self._buffer) >= self.max_buffer:
-            if self.buffer_policy == "error":
-                raise exceptions.BufferFullError(f"offline buffer full ({self.max_buffer} packets)")
-            if self.buffer_policy == "drop_newest":
-                self.logger.warning("Offline buffer full: dropping event %r", item.data[0])
-                self._fail_buffered(item, "offline buffer full")
-                return
-            old = self._buffer.popleft()
-            self.logger.warning("Offline buffer full: dropping oldest event %r", old.data[0])
-            self._fail_buffered(old, "offline buffer full")
-        self._buffer.append(item)
-
-    def _fail_buffered(self, item: _Buffered, why: str) -> None:
-        if item.ack_id is not None:
-            self._conn.acks.fail(item.ack_id, exceptions.BufferFullError(why))
-
-    def _flush_buffer(self, nsp: str) -> None:
-        if not self._buffer:
-            return
-        keep: collections.deque[_Buffered] = collections.deque()
-        while self._buffer:
-            item = self._buffer.popleft()
-            if item.nsp != nsp:
-                keep.append(item)
-                continue
-            try:
-                self._conn.send_packet(EVENT, nsp, item.data, item.ack_id)
-            except exceptions.DisconnectedError:
-                keep.append(item)
-                keep.extend(self._buffer)
-                self._buffer.clear()
-                break
-        self._buffer = keep
-
-    def _drop_buffer(self, nsp: str | None, reason: str) -> None:
-        keep: collections.deque[_Buffered] = collections.deque()
-        dropped = 0
-        for item in self._buffer:
-            if nsp is None or item.nsp == nsp:
-                dropped += 1
-                if item.ack_id is not None:
-                    self._conn.acks.fail(item.ack_id, exceptions.DisconnectedError(reason))
-            else:
-                keep.append(item)
-        if dropped:
-            self.logger.warning("Discarding %d buffered packet(s): %s", dropped, reason)
-        self._buffer = keep
+    @property
+    def ack_timeout(self) -> float | None:
+        return self.outbox.ack_timeout
 
     # -- loss, reconnection, disconnect --------------------------------------------------
 
-    def _on_engine_lost(self, reason: str) -> None:
-        """Called by EngineIO when the session dies without us asking."""
-        lost_eio = self.eio
+    def _end_session(self, reason: str) -> list[str]:
+        """The Engine.IO session is over: every kept namespace gets its ``disconnect``.
+
+        Written once for every ending (loss, server kick, user disconnect). Acks of packets
+        that were written fail with ``DisconnectedError(reason)``; buffered packets stay for
+        the next session (or are dropped by _stop_for_good). Returns the namespaces that were
+        connected.
+        """
         was = list(self.namespaces)
         self.eio = None
+        self._conn.engine = None
         self._reading_paused = False
         self.namespaces = {}
+        self._accepted = {}
         self.connected = False
-        self._conn.engine = None
-        self._conn.acks.fail_all(exceptions.DisconnectedError(reason))
+        self.sid = None
+        self.outbox.link_lost(reason)
         if self._connect_event is not None:
             self._connect_event.set()
         for nsp in was:
             self._trigger_event("disconnect", nsp, reason)
+        return was
+
+    def _stop_for_good(self, reason: str, nsps: list[str]) -> None:
+        """No reconnection follows: the client is done until connect() is called again.
+
+        Buffered and queued packets fail (unless ``buffer_when_disconnected`` keeps them for
+        the next connect, as socket.io-client does), ``__disconnect_final`` fires for ``nsps``
+        and ``wait()`` returns. Runs once per connect().
+        """
+        if self._stopped is not None and self._stopped.is_set():
+            return
+        self._final = True
+        self.outbox.final = True
+        if not self.buffer_when_disconnected:
+            self.outbox.drop(None, reason)
+        for nsp in nsps:
             self._trigger_event("__disconnect_final", nsp)
+        if self._stopped is not None:
+            self._stopped.set()
+
+    def _on_engine_lost(self, reason: str) -> None:
+        """Called by EngineIO when the session dies without us asking."""
+        lost_eio = self.eio
         if self._established is not lost_eio:
-            return  # lost while connecting: _connect_once reports the failure
-        if self.reconnection and not self._user_disconnect:
+            # Lost while connecting: _connect_once reports the failure; nothing was kept.
+            self.eio = None
+            self._conn.engine = None
+            self._accepted = {}
+            self.outbox.link_lost(reason)
+            if self._connect_event is not None:
+                self._connect_event.set()
+            return
+        was = self._end_session(reason)
+        if self.reconnection and not self._final:
             loop = self._loop or asyncio.get_running_loop()
             self._reconnect_task = loop.create_task(self._handle_reconnect())
         else:
-            self._drop_buffer(None, reason)
-            self._fail_queue(reason)
-            self._set_stopped()
+            self._stop_for_good(reason, was)
 
     async def _handle_reconnect(self) -> None:
         if self._reconnect_abort is None:
             self._reconnect_abort = asyncio.Event()
         self._reconnect_abort.clear()
         attempt = 0
+        reason = "reconnection ended"
         while True:
             delay = reconnect_delay(
                 attempt,
@@ -1022,10 +990,12 @@ class AsyncClient:
             self.logger.info("Reconnecting in %.2f s", delay)
             try:
                 await asyncio.wait_for(self._reconnect_abort.wait(), delay)
+                reason = Reason.CLIENT_DISCONNECT
                 break  # aborted
             except asyncio.TimeoutError:
                 pass
-            if self._user_disconnect:
+            if self._final:
+                reason = Reason.CLIENT_DISCONNECT
                 break
             attempt += 1
             self._trigger_event("reconnect_attempt", "/", attempt)
@@ -1034,9 +1004,10 @@ class AsyncClient:
             except exceptions.ConnectionError as exc:
                 self.logger.info("Reconnection attempt %d failed: %s", attempt, exc)
             else:
-                if self._user_disconnect:
-                    await self._shutdown_session(Reason.CLIENT_DISCONNECT, quiet=True)
-                    break
+                if self._final:
+                    # disconnect() was called during the attempt: it ends like any session.
+                    await self._close_session(Reason.CLIENT_DISCONNECT)
+                    return
                 self.logger.info("Reconnected after %d attempt(s)", attempt)
                 self._trigger_event("reconnect", "/", attempt)
                 return
@@ -1044,36 +1015,26 @@ class AsyncClient:
                 self.logger.info("Giving up after %d reconnection attempts", attempt)
                 self._trigger_event("reconnect_failed", "/")
                 break
-        self._drop_buffer(None, "reconnection ended")
-        self._fail_queue("reconnection ended")
-        self._conn.acks.fail_all(exceptions.DisconnectedError("reconnection ended"))
-        self._set_stopped()
+        self._stop_for_good(reason, list(self.connection_namespaces))
 
-    def _set_stopped(self) -> None:
-        if self._stopped is not None:
-            self._stopped.set()
-
-    async def _shutdown_session(self, reason: str, quiet: bool = False) -> None:
-        eio, self.eio = self.eio, None
-        was = list(self.namespaces)
+    async def _close_session(self, reason: str) -> None:
+        """Client-initiated end of the current session (DISCONNECT sent), then stop."""
+        eio = self.eio
         if eio is not None:
-            for nsp in was:
+            for nsp in [*self.namespaces, *self._accepted]:
                 try:
                     self._conn.send_packet(DISCONNECT, nsp)
                 except exceptions.SocketIOError:
                     pass
+            self.eio = None  # nothing more is written while it closes
             await eio.close()
-        self.namespaces = {}
-        self.connected = False
-        self._conn.acks.fail_all(exceptions.DisconnectedError(reason))
-        if not quiet:
-            for nsp in was:
-                self._trigger_event("disconnect", nsp, reason)
-                self._trigger_event("__disconnect_final", nsp)
+        was = self._end_session(reason)
+        self._stop_for_good(reason, was)
 
     async def disconnect(self) -> None:
         """Disconnect from the server, or stop reconnecting. No reconnection follows."""
-        self._user_disconnect = True
+        self._final = True
+        self.outbox.final = True
         if self._reconnect_abort is not None:
             self._reconnect_abort.set()
         task = self._reconnect_task
@@ -1082,10 +1043,7 @@ class AsyncClient:
                 await task
             except Exception:
                 pass
-        await self._shutdown_session(Reason.CLIENT_DISCONNECT)
-        self._drop_buffer(None, Reason.CLIENT_DISCONNECT)
-        self._fail_queue(Reason.CLIENT_DISCONNECT)
-        self._set_stopped()
+        await self._close_session(Reason.CLIENT_DISCONNECT)
 
     async def shutdown(self) -> None:
         """Disconnect, or stop a reconnection loop (python-socketio's name)."""

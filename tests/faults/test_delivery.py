@@ -168,8 +168,15 @@ async def test_connection_state_recovery_delivers_everything_exactly_once(
     sio = fastsio.AsyncClient(reconnection_delay=0.5, reconnection_delay_max=1,
                               randomization_factor=0, serializer=serializer_of(parser))
     seq: list[int] = []
+    extra: list[tuple[Any, ...]] = []
     connects: list[tuple[bool, int]] = []
-    sio.on("seq", lambda n: seq.append(n))  # one argument: the offset is stripped
+
+    def on_seq(n: int, *rest: Any) -> None:
+        # The server's offset arrives as a last argument, untouched (socket.io-client's rule).
+        seq.append(n)
+        extra.append(rest)
+
+    sio.on("seq", on_seq)
     sio.on("connect", lambda: connects.append((sio.is_recovered(), len(seq))))
     await sio.connect(proxy.url, transports=["websocket"])
     assert sio.recovered is False
@@ -187,6 +194,8 @@ async def test_connection_state_recovery_delivers_everything_exactly_once(
     # The replayed events were delivered before `connect` fired, then the live stream.
     assert connects[1][0] is True and connects[1][1] > connects[0][1] + 100
     assert seq == list(range(len(seq))), "loss, duplicate or reordering"
+    assert all(len(r) == 1 and isinstance(r[0], str) for r in extra)
+    assert sio._conn.slots["/"].offset == extra[-1][0]
     await sio.disconnect()
 
 

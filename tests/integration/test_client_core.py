@@ -503,7 +503,7 @@ async def test_many_calls_with_long_timeouts_keep_no_timer_state(node_server: An
         for i in range(3000):
             assert await sio.call("ack", i, timeout=60) == i
         # Resolved acks do not pile up waiting for their (long) deadlines.
-        assert len(sio._ack_deadlines.heap) <= 1025
+        assert len(sio._conn.deadlines.heap) <= 1025
         assert sio.stats()["pending_acks"] == 0
         with pytest.raises(exceptions.TimeoutError):
             await sio.call("never_acked", timeout=0.1)  # a short deadline still fires on time

@@ -69,7 +69,6 @@ MALFORMED_TEXT = {
     "event-empty-list": "2[]",
     "event-object": '2{"a":1}',
     "event-str": '2"a"',
-    "event-number-name": "2[1]",
     "event-null-name": "2[null]",
     "event-list-name": '2[["a"]]',
     "event-with-id-no-data": "212",
@@ -349,7 +348,6 @@ MALFORMED_MSGPACK = {
     "ack-data-map": mp({"type": 3, "nsp": "/", "data": {}, "id": 1}),
     "event-no-data": mp({"type": 2, "nsp": "/"}),
     "event-empty": mp({"type": 2, "nsp": "/", "data": []}),
-    "event-number-name": mp({"type": 2, "nsp": "/", "data": [1]}),
     "event-bin-name": mp({"type": 2, "nsp": "/", "data": [b"ev"]}),
     "event-map": mp({"type": 2, "nsp": "/", "data": {"0": "ev"}}),
     "connect-list": mp({"type": 0, "nsp": "/", "data": []}),
@@ -521,3 +519,15 @@ def test_encoder_argument_errors():
     assert _core.encode_packet(EVENT, "/", ["ev", 2**64]) == [b'2["ev",18446744073709551616]']
     assert _core.encode_packet(EVENT, "/", ["ev", 2**64], json=stdlib_json) == [
         b'2["ev",18446744073709551616]']
+
+
+@pytest.mark.parametrize("text", ["2[1]", '2[1.5,"x"]', "2/admin,7[42]"])
+def test_numeric_event_name_is_legal(text):
+    # socket.io-parser accepts a number as the event name (isPayloadValid); so does the core.
+    pkt = _core.decode_packet(text)
+    assert pkt.type == _core.EVENT and type(pkt.data[0]) in (int, float)
+
+
+def test_numeric_event_name_is_legal_in_msgpack():
+    pkt = _core.decode_msgpack(mp({"type": 2, "nsp": "/", "data": [1, "x"]}))
+    assert pkt.data == [1, "x"]

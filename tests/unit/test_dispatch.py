@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgpack
+
 import pytest
 
 from fastsio._ext import _core
@@ -189,7 +191,7 @@ def test_fast_handler_with_unusual_json(wire, frame, args):
 
 @pytest.mark.parametrize("frame", [
     '42["ev",1', '42["ev",1]x', '42["ev",]', '42["ev" 1]', '42["ev",1,]', '42["ev",tru]',
-    '42["ev",1]]', '42[1,2]', '42["ev\x01"]', '42["ev","\x01"]', '42[]', '42[ "ev"]x',
+    '42["ev",1]]', '42[true,2]', '42["ev\x01"]', '42["ev","\x01"]', '42[]', '42[ "ev"]x',
 ])
 def test_malformed_events_for_a_fast_handler_are_protocol_errors(wire, frame):
     got = []
@@ -263,9 +265,38 @@ def test_counters(wire):
 
 # --- connection-state recovery: the offset at the end of each event ---------------------------
 
+def test_offset_is_recorded_and_arguments_kept(wire):
+    # socket.io-client's rule: the arguments are passed on untouched; the last string argument
+    # of an ack-less event is remembered as the offset.
+    got = []
+    slot = wire.slot(ev=lambda *a: got.append(a))
+    slot.record_offset = True
+    wire.conn.feed_text('42["ev","payload","MzUPkW0"]')
+    assert got == [("payload", "MzUPkW0")]
+    assert slot.offset == "MzUPkW0"
+    wire.conn.feed_text('42["ev","only"]')                      # fast path, one argument
+    assert got[-1] == ("only",) and slot.offset == "only"
+    wire.conn.feed_text('42["slow",{"k":1},"MzUPkW1"]')         # general path
+    assert wire.client.events == [("/", None, ["slow", {"k": 1}, "MzUPkW1"])]
+    assert slot.offset == "MzUPkW1"
+    wire.conn.feed_text('42["ev",1]')                           # not a string: kept
+    wire.conn.feed_text('427["ev","acked"]')                    # an ack id: never an offset
+    assert slot.offset == "MzUPkW1"
+
+
+def test_offset_is_recorded_on_msgpack_fast_path():
+    w = Wire(msgpack_mode=True)
+    got = []
+    slot = w.slot(ev=lambda *a: got.append(a))
+    slot.record_offset = True
+    w.conn.feed_binary(msgpack.packb({"type": 2, "nsp": "/", "data": ["ev", 1, "off1"]}))
+    assert got == [(1, "off1")] and slot.offset == "off1"
+
+
 def test_offset_is_stripped_and_recorded(wire):
     got = []
     slot = wire.slot(ev=lambda *a: got.append(a))
+    slot.record_offset = True
     slot.strip_offset = True
     wire.conn.feed_text('42["ev","payload","MzUPkW0"]')
     assert got == [("payload",)]
@@ -278,6 +309,7 @@ def test_offset_is_stripped_and_recorded(wire):
 def test_offset_rules(wire):
     got = []
     slot = wire.slot(ev=lambda *a: got.append(a))
+    slot.record_offset = True
     slot.strip_offset = True
     slot.offset = "before"
     wire.conn.feed_text('42["ev"]')            # no arguments: nothing to strip
@@ -290,8 +322,9 @@ def test_offset_rules(wire):
 
 def test_offset_only_where_recovery_was_offered(wire):
     got = []
-    wire.slot(ev=lambda *a: got.append(a))               # strip_offset defaults to False
+    wire.slot(ev=lambda *a: got.append(a))               # record_offset defaults to False
     admin = wire.slot("/admin", ev=lambda *a: got.append(a))
+    admin.record_offset = True
     admin.strip_offset = True
     wire.conn.feed_text('42["ev","a","b"]')
     wire.conn.feed_text('42/admin,["ev","a","b"]')
@@ -302,6 +335,7 @@ def test_offset_only_where_recovery_was_offered(wire):
 def test_offset_after_binary_reassembly(wire):
     got = []
     slot = wire.slot(ev=lambda *a: got.append(a))
+    slot.record_offset = True
     slot.strip_offset = True
     wire.conn.feed_text('451-["ev",{"_placeholder":true,"num":0},"off9"]')
     wire.conn.feed_binary(b"\x01")
@@ -633,7 +667,7 @@ def test_msgpack_event_notepack_values_on_the_fast_path():
     b"\x93\xa2ev\x01",                # fewer elements than declared
     b"\x92\xa2ev\x81\x90\x01",          # unhashable key
     b"\x92\xa2ev\xa2\xff\xfe",          # invalid UTF-8
-    b"\x92\x01\x02",                  # the name is not a str
+    b"\x92\xc3\x02",                  # the name is neither a str nor a number
     b"\x90",                          # no name at all
 ])
 def test_malformed_msgpack_events_for_a_fast_handler(data):
@@ -704,3 +738,16 @@ def test_send_eio_raw(wire):
     wire.conn.send_eio(b"5")
     wire.conn.send_eio(b"\x00\x01", True)
     assert wire.sent == [(b"5", False), (b"\x00\x01", True)]
+
+
+@pytest.mark.parametrize("frame,name", [
+    ("42[42]", "42"), ('42[7,"x"]', "7"), ("42[1.5]", "1.5"), ("42[2.0]", "2"),
+    ("42[1e-7]", "1e-7"), ("42[0.00001]", "0.00001"), ("42[-3]", "-3"), ("42[1e21]", "1e+21"),
+])
+def test_numeric_event_name_is_delivered_by_its_string(wire, frame, name):
+    # socket.io-parser accepts a number as the event name; socket.io-client's emitter then
+    # calls the listeners of String(name).
+    got = []
+    wire.slot(**{name: lambda *a: got.append(a)})
+    wire.conn.feed_text(frame)
+    assert len(got) == 1 and wire.client.events == []

@@ -128,7 +128,7 @@ def check_payload(t: int, data: Any, ack_id: Any) -> None:
     elif t == CONNECT_ERROR:
         assert type(data) in (dict, str)
     elif t in (EVENT, BINARY_EVENT):
-        assert type(data) is list and data and type(data[0]) is str
+        assert type(data) is list and data and type(data[0]) in (str, int, float)
     else:
         assert type(data) is list and ack_id is not None
 
@@ -424,7 +424,7 @@ def _clean_envelope(raw: bytes) -> dict | None:
         return None
     ok = {CONNECT: data is None or type(data) is dict, DISCONNECT: data is None,
           CONNECT_ERROR: type(data) in (dict, str),
-          EVENT: type(data) is list and bool(data) and type(data[0]) is str,
+          EVENT: type(data) is list and bool(data) and type(data[0]) in (str, int, float),
           ACK: type(data) is list and ack_id is not None}[t]
     return {"type": t, "nsp": nsp, "data": data, "id": ack_id} if ok else None
 

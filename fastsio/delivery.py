@@ -1,0 +1,346 @@
+"""The outgoing packet life cycle: every emit reaches exactly one outcome, reported once.
+
+A packet is in one of these states::
+
+    BUFFERED --flush--> SENT --ack--> ACKED
+       |                  |----timeout / link lost--> FAILED
+       |--timeout / drop / end of the client--> FAILED (never written afterwards)
+
+- BUFFERED: in the offline buffer, written to no link yet. Its ack entry (if it has one) is
+  marked ``queued``: losing a link does not fail it (the server never saw it) and an ACK from
+  the server cannot resolve it; a timeout takes the packet out of the buffer before the caller
+  is told.
+- SENT: handed to the transport. An ack-less packet is done here; an ack waits in the core's
+  AckTable, which guarantees one outcome (resolved, timed out, or failed on loss).
+- With ``retries`` (at-least-once, like socket.io-client), packets wait in a queue instead, one
+  in flight at a time, resent on ack timeout and after a reconnection until acked or out of
+  tries.
+
+This module knows the transport only through ``Connection.send_packet`` and the namespaces
+only through the ``writable`` predicate the client hands it; it never fires client events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import exceptions
+from ._ext._core import EVENT, AckTable, Connection, PendingAck
+
+Handler = Callable[..., Any]
+
+BUFFER_POLICIES = ("error", "drop_oldest", "drop_newest")
+
+
+class _Buffered:
+    __slots__ = ("nsp", "data", "ack_id")
+
+    def __init__(self, nsp: str, data: list[Any], ack_id: int | None) -> None:
+        self.nsp = nsp
+        self.data = data
+        self.ack_id = ack_id
+
+
+class _Queued:
+    __slots__ = ("nsp", "payload", "callback", "tries", "pending")
+
+    def __init__(self, nsp: str, payload: list[Any], callback: Handler | None) -> None:
+        self.nsp = nsp
+        self.payload = payload
+        self.callback = callback
+        self.tries = 0
+        self.pending = False
+
+
+class Outbox:
+    """Owns every outgoing EVENT from ``emit``/``call`` to its one outcome.
+
+    :param conn: the compiled core (encoding, the ack table and its deadlines).
+    :param writable: ``writable(nsp)`` is true when the namespace is connected on a live
+        session (packets may be written now).
+    :param invoke: ``invoke(handler, args, event, nsp)`` runs a user callback the way handlers
+        are run (sync or async, errors logged).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        logger: logging.Logger,
+        writable: Callable[[str], bool],
+        invoke: Callable[[Handler, tuple[Any, ...], str, str], None],
+        *,
+        max_buffer: int = 1000,
+        buffer_policy: str = "error",
+        retries: int = 0,
+        ack_timeout: float | None = None,
+    ) -> None:
+        if buffer_policy not in BUFFER_POLICIES:
+            raise ValueError("buffer_policy must be 'error', 'drop_oldest' or 'drop_newest'")
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        if retries and not ack_timeout:
+            raise ValueError("retries needs an ack_timeout (seconds)")
+        self.conn = conn
+        self.acks: AckTable = conn.acks
+        self.logger = logger
+        self.writable = writable
+        self.invoke = invoke
+        self.max_buffer = max_buffer
+        self.buffer_policy = buffer_policy
+        self.retries = retries
+        self.ack_timeout = ack_timeout
+        #: True once the client is done for good (user disconnect, server kick, gave up):
+        #: a lost at-least-once packet then fails instead of waiting for a reconnection.
+        self.final = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # The offline buffer, in emit order: insertion-ordered so that a packet leaving it
+        # early (timeout) costs O(1), with its position by ack id and a count per namespace.
+        self._buffer: dict[int, _Buffered] = {}
+        self._seq = itertools.count()
+        self._by_ack: dict[int, int] = {}
+        self._per_nsp: collections.Counter[str] = collections.Counter()
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self.acks.on_unsent_failed = self._on_unsent_failed
+
+    # -- counters ------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def has_buffered(self, nsp: str) -> bool:
+        return self._per_nsp[nsp] > 0
+
+    # -- emit ----------------------------------------------------------------------------
+
+    def emit(
+        self,
+        nsp: str,
+        payload: list[Any],
+        callback: Handler | None,
+        future: asyncio.Future[Any] | None,
+        timeout: float | None,
+        volatile: bool,
+        bufferable: bool,
+    ) -> None:
+        """Send ``payload`` (``[event, *args]``) now, or buffer it, or raise.
+
+        ``bufferable``: the client would send the packet later (reconnecting, or the opt-in to
+        buffer while disconnected). Raises ``BadNamespaceError`` when the packet can be neither
+        sent nor buffered, ``BufferFullError`` with the ``'error'`` policy.
+        """
+        if self.retries and future is None and not volatile:
+            self._emit_reliable(nsp, payload, callback, bufferable)
+            return
+        # Older buffered packets of the namespace go first (they are flushed before anything
+        # new is written, so this only matters while a flush is under way).
+        writable = self.writable(nsp) and not self._per_nsp[nsp]
+        if not writable:
+            if volatile:
+                self.logger.debug("Dropping volatile event %r: not connected", payload[0])
+                return
+            if not bufferable or self.max_buffer <= 0:
+                raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
+        ack_id = None
+        if callback is not None or future is not None:
+            ack_id = self.acks.add_new(
+                nsp,
+                callback,
+                future,
+                timeout is not None and future is None,
+                callback is not None and inspect.iscoroutinefunction(callback),
+            )
+            if timeout is not None:
+                self.conn.deadlines.add(ack_id, timeout, payload[0], self._loop())
+        try:
+            if writable:
+                try:
+                    self.conn.send_packet(EVENT, nsp, payload, ack_id)
+                    return
+                except exceptions.DisconnectedError:
+                    # The link went down under us; the client learns it in a moment.
+                    if not bufferable or self.max_buffer <= 0:
+                        raise
+            self._buffer_packet(_Buffered(nsp, payload, ack_id))
+        except BaseException:
+            if ack_id is not None:
+                self.acks.pop(ack_id)
+            raise
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop or asyncio.get_running_loop()
+
+    # -- offline buffer ------------------------------------------------------------------
+
+    def _buffer_packet(self, item: _Buffered) -> None:
+        if len(self._buffer) >= self.max_buffer:
+            if self.buffer_policy == "error":
+                raise exceptions.BufferFullError(f"offline buffer full ({self.max_buffer} packets)")
+            if self.buffer_policy == "drop_newest":
+                self.logger.warning("Offline buffer full: dropping event %r", item.data[0])
+                if item.ack_id is not None:
+                    self.acks.fail(item.ack_id, exceptions.BufferFullError("offline buffer full"))
+                return
+            seq = next(iter(self._buffer))
+            old = self._take(seq)
+            self.logger.warning("Offline buffer full: dropping oldest event %r", old.data[0])
+            if old.ack_id is not None:
+                self.acks.fail(old.ack_id, exceptions.BufferFullError("offline buffer full"))
+        self._put(next(self._seq), item)
+
+    def _put(self, seq: int, item: _Buffered, front: bool = False) -> None:
+        if front:
+            rest = self._buffer
+            self._buffer = {seq: item}
+            self._buffer.update(rest)
+        else:
+            self._buffer[seq] = item
+        self._per_nsp[item.nsp] += 1
+        if item.ack_id is not None:
+            entry = self.acks.get(item.ack_id)
+            if entry is not None:
+                entry.queued = True
+                entry.ack_id = item.ack_id
+            self._by_ack[item.ack_id] = seq
+
+    def _take(self, seq: int) -> _Buffered:
+        item = self._buffer.pop(seq)
+        self._per_nsp[item.nsp] -= 1
+        if item.ack_id is not None:
+            self._by_ack.pop(item.ack_id, None)
+            entry = self.acks.get(item.ack_id)
+            if entry is not None:
+                entry.queued = False
+        return item
+
+    def _on_unsent_failed(self, entry: PendingAck) -> None:
+        # The core calls this before telling the caller: a packet reported failed (timeout,
+        # drop) must never be written afterwards.
+        seq = self._by_ack.get(entry.ack_id)
+        if seq is not None:
+            self._take(seq)
+
+    def flush(self, nsp: str) -> None:
+        """Write the buffered packets of a namespace that just connected, in emit order."""
+        if not self._per_nsp[nsp]:
+            return
+        for seq in [s for s, item in self._buffer.items() if item.nsp == nsp]:
+            item = self._buffer.get(seq)
+            if item is None:
+                continue  # failed meanwhile (a callback run by an earlier send)
+            if item.ack_id is not None and self.acks.get(item.ack_id) is None:
+                self._take(seq)
+                continue
+            self._take(seq)
+            try:
+                self.conn.send_packet(EVENT, nsp, item.data, item.ack_id)
+            except exceptions.DisconnectedError:
+                # Lost again while flushing: put it back at the front of what is left.
+                self._put(seq, item, front=True)
+                return
+            except (exceptions.PayloadTooLargeError, ValueError, TypeError) as exc:
+                # Cannot be written on this session (e.g. a smaller maxPayload): its one outcome.
+                self.logger.error("Buffered event %r cannot be sent: %s", item.data[0], exc)
+                if item.ack_id is not None:
+                    self.acks.fail(item.ack_id, exc)
+
+    def drop(self, nsp: str | None, reason: str) -> None:
+        """The buffered and queued packets of ``nsp`` (or all) will never be sent: fail them."""
+        dropped = [s for s, item in self._buffer.items() if nsp is None or item.nsp == nsp]
+        for seq in dropped:
+            item = self._take(seq)
+            if item.ack_id is not None:
+                self.acks.fail(item.ack_id, exceptions.DisconnectedError(reason))
+        if dropped:
+            self.logger.warning("Discarding %d buffered packet(s): %s", len(dropped), reason)
+        self._fail_queue(nsp, reason)
+
+    # -- the link ------------------------------------------------------------------------
+
+    def link_lost(self, reason: str, nsp: str | None = None) -> None:
+        """Fail the acks of packets that were written (of ``nsp``, or all); buffered ones stay."""
+        self.acks.fail_all(exceptions.DisconnectedError(reason), nsp)
+
+    # -- at-least-once queue (retries) ---------------------------------------------------
+
+    def _emit_reliable(
+        self, nsp: str, payload: list[Any], callback: Handler | None, bufferable: bool
+    ) -> None:
+        if not self.writable(nsp) and not bufferable:
+            raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
+        if self.max_buffer and len(self._queue) >= self.max_buffer:
+            raise exceptions.BufferFullError(f"retry queue full ({self.max_buffer} packets)")
+        self._queue.append(_Queued(nsp, payload, callback))
+        self.drain()
+
+    def drain(self) -> None:
+        """Send the head of the retry queue unless it is already in flight."""
+        if not self._queue:
+            return
+        item = self._queue[0]
+        if item.pending or not self.writable(item.nsp):
+            return
+        item.pending = True
+        item.tries += 1
+        entry = PendingAck()
+        entry.nsp = item.nsp
+        entry.err_first = True
+        entry.callback = lambda err, *args: self._on_reliable_ack(item, err, args)
+        ack_id = self.acks.add(entry)
+        assert self.ack_timeout is not None
+        self.conn.deadlines.add(ack_id, self.ack_timeout, item.payload[0], self._loop())
+        try:
+            self.conn.send_packet(EVENT, item.nsp, item.payload, ack_id)
+        except exceptions.DisconnectedError:
+            pass  # the ack fails with the connection; the packet is resent on reconnect
+        except Exception:
+            self._queue.popleft()
+            self.acks.pop(ack_id)
+            raise
+
+    def _on_reliable_ack(
+        self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
+    ) -> None:
+        if not self._queue or self._queue[0] is not item:
+            return
+        item.pending = False
+        if err is None:
+            self._queue.popleft()
+            self._report_reliable(item, None, args)
+        elif isinstance(err, exceptions.DisconnectedError) and not self.final:
+            item.tries -= 1  # not the server's fault: resent as is once reconnected
+            return
+        elif item.tries > self.retries or self.final:
+            self._queue.popleft()
+            self._report_reliable(item, err, ())
+        self.drain()
+
+    def _report_reliable(
+        self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
+    ) -> None:
+        if item.callback is None:
+            if err is not None:
+                self.logger.warning("Event %r was not acknowledged: %s", item.payload[0], err)
+            return
+        self.invoke(item.callback, (err, *args), item.payload[0], item.nsp)
+
+    def _fail_queue(self, nsp: str | None, reason: str) -> None:
+        keep: collections.deque[_Queued] = collections.deque()
+        failed: list[_Queued] = []
+        for item in self._queue:
+            (failed if nsp is None or item.nsp == nsp else keep).append(item)
+        self._queue = keep
+        for item in failed:
+            self._report_reliable(item, exceptions.DisconnectedError(reason), ())
+        if failed:
+            self.drain()
