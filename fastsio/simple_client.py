@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from . import exceptions
 from .async_client import AsyncClient
 from .client import _LoopThread
+
+T = TypeVar("T")
+
+# Errors that mean "not connected right now". python-socketio catches every SocketIOError here,
+# which also retries a TimeoutError (forever, with a server that never acks) and errors that no
+# retry can fix (PayloadTooLargeError, BufferFullError): those propagate.
+_TRANSIENT = (exceptions.DisconnectedError, exceptions.BadNamespaceError)
 
 
 class AsyncSimpleClient:
@@ -53,6 +61,7 @@ class AsyncSimpleClient:
         def __disconnect_final() -> None:
             self.connected = False
             self.connected_event.set()
+            self.input_event.set()  # a receive() in progress raises DisconnectedError now
 
         @self.client.on("*", namespace=self.namespace)
         def on_event(event: str, *args: Any) -> None:
@@ -78,25 +87,35 @@ class AsyncSimpleClient:
         return (self.client.transport() or "") if self.client else ""
 
     async def emit(self, event: str, data: Any = None) -> None:
-        while True:
-            await self.connected_event.wait()
-            if not self.connected or self.client is None:
-                raise exceptions.DisconnectedError()
-            try:
-                return await self.client.emit(event, data, namespace=self.namespace)
-            except exceptions.BadNamespaceError:
-                pass
+        """Emit an event; during a reconnection, wait for it (python-socketio's behaviour).
+
+        Raises ``DisconnectedError`` once the connection is over for good (the server
+        disconnected us, ``disconnect()`` was called, or reconnection gave up).
+        """
+        await self._retry_while_reconnecting(
+            lambda client: client.emit(event, data, namespace=self.namespace)
+        )
 
     async def call(self, event: str, data: Any = None, timeout: float = 60) -> Any:
+        """Emit and wait for the ack. A call lost with the connection is sent again once
+        reconnected (python-socketio's behaviour: the server may then run it twice); a
+        ``TimeoutError`` is raised, not retried."""
+        return await self._retry_while_reconnecting(
+            lambda client: client.call(event, data, namespace=self.namespace, timeout=timeout)
+        )
+
+    async def _retry_while_reconnecting(self, op: Callable[[AsyncClient], Awaitable[T]]) -> T:
+        if not self.connected:
+            raise exceptions.DisconnectedError()
         while True:
             await self.connected_event.wait()
             if not self.connected or self.client is None:
                 raise exceptions.DisconnectedError()
             try:
-                return await self.client.call(
-                    event, data, namespace=self.namespace, timeout=timeout
-                )
-            except exceptions.BadNamespaceError:
+                return await op(self.client)
+            except _TRANSIENT:
+                # The link dropped under the operation: python-socketio's simple clients catch
+                # it and wait for the reconnection (or for the end, then raise above).
                 pass
 
     async def receive(self, timeout: float | None = None) -> list[Any]:

@@ -26,7 +26,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from support.faultproxy import FaultProxy  # noqa: E402
+from support.faultproxy import FaultProxy, ThreadedFaultProxy  # noqa: E402
 from support.servers import PeerSetupError, ServerFactory, ServerHandle  # noqa: E402
 
 # -- event loops --------------------------------------------------------------------------------
@@ -123,3 +123,22 @@ async def fault_proxy() -> AsyncIterator[Callable[..., Awaitable[FaultProxy]]]:
     finally:
         for proxy in proxies:
             await proxy.stop()
+
+
+@pytest.fixture
+def fault_proxy_sync() -> Iterator[Callable[..., ThreadedFaultProxy]]:
+    """``make(target) -> ThreadedFaultProxy``: a fault proxy on a thread of its own, for tests
+    of the sync clients (no running loop in the test). Stopped at teardown."""
+    proxies: list[ThreadedFaultProxy] = []
+
+    def make(target: int | ServerHandle) -> ThreadedFaultProxy:
+        port = target if isinstance(target, int) else target.port
+        proxy = ThreadedFaultProxy(port)
+        proxies.append(proxy)
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for proxy in proxies:
+            proxy.close()

@@ -4,7 +4,7 @@
 //
 //   node server.js [--port N] [--host H] [--parser json|msgpack] [--recovery]
 //                  [--ping-interval MS] [--ping-timeout MS] [--transports websocket,polling]
-//                  [--max-payload BYTES] [--stdin-watch]
+//                  [--max-payload BYTES] [--adapter memory|base|cluster] [--stdin-watch]
 //
 // Prints exactly one line, "LISTENING <port>", on stdout once it accepts connections; everything
 // else goes to stderr.
@@ -28,6 +28,7 @@ function parseArgs(argv) {
     pingTimeout: 20000,
     transports: ["polling", "websocket"],
     maxPayload: 1e6,
+    adapter: "memory",
     stdinWatch: false,
   };
   const int = (name, v) => {
@@ -45,6 +46,7 @@ function parseArgs(argv) {
       case "--ping-timeout": opts.pingTimeout = int(a, argv[++i]); break;
       case "--max-payload": opts.maxPayload = int(a, argv[++i]); break;
       case "--stdin-watch": opts.stdinWatch = true; break;
+      case "--adapter": opts.adapter = argv[++i]; break;
       case "--transports":
         opts.transports = (argv[++i] || "").split(",").map((s) => s.trim()).filter(Boolean);
         for (const t of opts.transports) {
@@ -57,6 +59,7 @@ function parseArgs(argv) {
     }
   }
   if (opts.parser !== "json" && opts.parser !== "msgpack") usage(`unknown parser ${opts.parser}`);
+  if (!["memory", "base", "cluster"].includes(opts.adapter)) usage(`unknown adapter ${opts.adapter}`);
   return opts;
 }
 
@@ -76,6 +79,31 @@ if (opts.recovery) {
     maxDisconnectionDuration: 120000,
     skipMiddlewares: true,
   };
+}
+
+// Adapters for the offset tests. "memory" is socket.io's default (SessionAwareAdapter when
+// recovery is on: it appends an offset to ack-less, non-volatile events). "base" is the plain
+// in-memory Adapter, as classic adapters (e.g. the Redis one) extend it: no offsets, yet the
+// server still sends a pid. "cluster" is a ClusterAdapterWithHeartbeat publishing to nobody:
+// broadcasts carry the publish offset, `io.local` emits carry none.
+if (opts.adapter === "base") {
+  serverOptions.adapter = require("socket.io-adapter").Adapter;
+} else if (opts.adapter === "cluster") {
+  const { ClusterAdapterWithHeartbeat } = require("socket.io-adapter");
+  let published = 0;
+  class LoneClusterAdapter extends ClusterAdapterWithHeartbeat {
+    constructor(nsp) {
+      super(nsp, { heartbeatInterval: 60000, heartbeatTimeout: 120000 });
+    }
+    doPublish() {
+      published += 1;
+      return Promise.resolve(`pub-${published}`);
+    }
+    doPublishResponse() {
+      return Promise.resolve();
+    }
+  }
+  serverOptions.adapter = LoneClusterAdapter;
 }
 
 const httpServer = http.createServer();
@@ -99,6 +127,9 @@ function startStream(nsp, intervalMs) {
   s.timer = setInterval(() => nsp.emit("seq", s.seq++), Math.max(1, Number(intervalMs) || 1));
   streams.set(nsp.name, s);
 }
+
+// Values recorded by `count`, by tag (shared by every namespace and socket).
+const executed = new Map();
 
 // Splits a trailing ack callback off the event arguments.
 function splitAck(args) {
@@ -187,6 +218,45 @@ function installHandlers(nsp) {
       socket.emit("big", "x".repeat(n));
       if (typeof cb === "function") cb(n);
     });
+
+    // -- delivery checks: arguments that a client must pass on untouched --
+    socket.on("volatile_echo", (...raw) => {
+      const [args, cb] = splitAck(raw);
+      socket.volatile.emit("volatile_echo", ...args);
+      if (cb) cb();
+    });
+    socket.on("local_echo", (...raw) => {
+      const [args, cb] = splitAck(raw);
+      nsp.local.emit("local_echo", ...args);
+      if (cb) cb();
+    });
+    socket.on("broadcast_echo", (...raw) => {
+      const [args, cb] = splitAck(raw);
+      nsp.emit("broadcast_echo", ...args);
+      if (cb) cb();
+    });
+    // Emits an event by any name (a number too), with an ack when asked: cb(ack args).
+    socket.on("emit_named", (name, args, withAck, cb) => {
+      const list = Array.isArray(args) ? args : [];
+      if (withAck) {
+        socket.timeout(5000).emit(name, ...list, (err, ...answer) => {
+          if (typeof cb === "function") cb(err ? { error: err.message } : answer);
+        });
+      } else {
+        socket.emit(name, ...list);
+        if (typeof cb === "function") cb(true);
+      }
+    });
+    // Counts what the server executed, per client tag (exactly-once checks): `count` (tag, cb?)
+    // records one execution; `counted` (tag, cb) answers the list of recorded values.
+    socket.on("count", (tag, value, cb) => {
+      const list = executed.get(tag) || [];
+      list.push(value);
+      executed.set(tag, list);
+      if (typeof cb === "function") cb(value);
+    });
+    socket.on("counted", (tag, cb) => typeof cb === "function" && cb(executed.get(tag) || []));
+    socket.on("disconnect_after", (ms) => setTimeout(() => socket.disconnect(), Number(ms) || 0));
 
     socket.on("emit_undefined", (cb) => {
       socket.emit("undef", undefined, null, 1);

@@ -310,3 +310,51 @@ class FaultProxy:
 
 
 __all__ = ["FaultProxy", "ProxyStats"]
+
+
+class ThreadedFaultProxy:
+    """A FaultProxy on an event loop of its own thread, for tests of the sync clients.
+
+    Every fault method of :class:`FaultProxy` is available and runs on the proxy's loop::
+
+        proxy = ThreadedFaultProxy(server.port)
+        proxy.cut(); proxy.refuse(True)
+        proxy.close()
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fault-proxy", daemon=True
+        )
+        self._thread.start()
+        self.proxy = FaultProxy(target_host, target_port)
+        self._run(self.proxy.start())
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.proxy, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            async def run() -> Any:
+                return method(*args, **kwargs)
+
+            return self._run(run())
+
+        return call
+
+    def close(self) -> None:
+        self._run(self.proxy.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()

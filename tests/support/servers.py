@@ -52,6 +52,7 @@ class ServerOptions:
     ping_timeout: int | None = None  # ms
     transports: tuple[str, ...] | None = None
     max_payload: int | None = None  # bytes (maxHttpBufferSize)
+    adapter: Literal["memory", "base", "cluster"] = "memory"  # Node only (tests/peers/README.md)
 
     def argv(self) -> list[str]:
         args = ["--parser", self.parser]
@@ -65,6 +66,8 @@ class ServerOptions:
             args += ["--transports", ",".join(self.transports)]
         if self.max_payload is not None:
             args += ["--max-payload", str(int(self.max_payload))]
+        if self.adapter != "memory":
+            args += ["--adapter", self.adapter]
         return args
 
 
@@ -76,6 +79,7 @@ def make_options(
     ping_timeout: int | None = None,
     transports: Sequence[str] | str | None = None,
     max_payload: int | None = None,
+    adapter: Literal["memory", "base", "cluster"] = "memory",
 ) -> ServerOptions:
     if isinstance(transports, str):
         transports = [t.strip() for t in transports.split(",") if t.strip()]
@@ -86,6 +90,7 @@ def make_options(
         ping_timeout=ping_timeout,
         transports=tuple(transports) if transports is not None else None,
         max_payload=max_payload,
+        adapter=adapter,
     )
 
 
@@ -293,11 +298,14 @@ class ServerFactory:
         ping_timeout: int | None = None,
         transports: Sequence[str] | str | None = None,
         max_payload: int | None = None,
+        adapter: Literal["memory", "base", "cluster"] = "memory",
         port: int = 0,
         timeout: float = START_TIMEOUT,
     ) -> ServerHandle:
         if self.kind == "python" and recovery:
             raise ValueError("python-socketio has no connection state recovery (recovery=True)")
+        if self.kind == "python" and adapter != "memory":
+            raise ValueError("adapter= is a Node peer option")
         options = make_options(
             parser=parser,
             recovery=recovery,
@@ -305,6 +313,7 @@ class ServerFactory:
             ping_timeout=ping_timeout,
             transports=transports,
             max_payload=max_payload,
+            adapter=adapter,
         )
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"fastsio-{self.kind}-peer-"))
