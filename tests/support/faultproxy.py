@@ -36,6 +36,7 @@ import contextlib
 import itertools
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 READ_SIZE = 65536
 # Chunks a direction may hold between its reader and its writer; beyond that the reader waits,

@@ -10,7 +10,6 @@ import asyncio
 import time
 
 import msgpack
-
 import pytest
 
 from fastsio._ext import _core
