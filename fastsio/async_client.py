@@ -886,8 +886,9 @@ class AsyncClient:
         # The round-trip path (connected, a plain event name) goes straight to the core.
         if (
             type(event) is not str
-            or not self._writable(nsp)
-            or self.outbox.has_buffered(nsp)
+            or nsp not in self.namespaces
+            or self.eio is None
+            or nsp in self.outbox.buffered_per_nsp
             or not self._conn.send_call(nsp, [event, *_args_of(data)], future, timeout, loop)
         ):
             self._emit(event, data, namespace, None, timeout, False, future)

@@ -104,7 +104,8 @@ class Outbox:
         self._buffer: dict[int, _Buffered] = {}
         self._seq = itertools.count()
         self._by_ack: dict[int, int] = {}
-        self._per_nsp: collections.Counter[str] = collections.Counter()
+        #: namespace -> number of its packets in the buffer (only namespaces that have some)
+        self.buffered_per_nsp: dict[str, int] = {}
         self._queue: collections.deque[_Queued] = collections.deque()
         self.acks.on_unsent_failed = self._on_unsent_failed
 
@@ -119,7 +120,7 @@ class Outbox:
         return len(self._queue)
 
     def has_buffered(self, nsp: str) -> bool:
-        return self._per_nsp[nsp] > 0
+        return nsp in self.buffered_per_nsp
 
     # -- emit ----------------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class Outbox:
             return
         # Older buffered packets of the namespace go first (they are flushed before anything
         # new is written, so this only matters while a flush is under way).
-        writable = self.writable(nsp) and not self._per_nsp[nsp]
+        writable = self.writable(nsp) and nsp not in self.buffered_per_nsp
         if not writable:
             if volatile:
                 self.logger.debug("Dropping volatile event %r: not connected", payload[0])
@@ -205,7 +206,7 @@ class Outbox:
             self._buffer.update(rest)
         else:
             self._buffer[seq] = item
-        self._per_nsp[item.nsp] += 1
+        self.buffered_per_nsp[item.nsp] = self.buffered_per_nsp.get(item.nsp, 0) + 1
         if item.ack_id is not None:
             entry = self.acks.get(item.ack_id)
             if entry is not None:
@@ -215,7 +216,11 @@ class Outbox:
 
     def _take(self, seq: int) -> _Buffered:
         item = self._buffer.pop(seq)
-        self._per_nsp[item.nsp] -= 1
+        left = self.buffered_per_nsp[item.nsp] - 1
+        if left:
+            self.buffered_per_nsp[item.nsp] = left
+        else:
+            del self.buffered_per_nsp[item.nsp]
         if item.ack_id is not None:
             self._by_ack.pop(item.ack_id, None)
             entry = self.acks.get(item.ack_id)
@@ -232,7 +237,7 @@ class Outbox:
 
     def flush(self, nsp: str) -> None:
         """Write the buffered packets of a namespace that just connected, in emit order."""
-        if not self._per_nsp[nsp]:
+        if nsp not in self.buffered_per_nsp:
             return
         for seq in [s for s, item in self._buffer.items() if item.nsp == nsp]:
             item = self._buffer.get(seq)
