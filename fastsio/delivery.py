@@ -236,17 +236,16 @@ class Outbox:
             self._take(seq)
 
     def flush(self, nsp: str) -> None:
-        """Write the buffered packets of a namespace that just connected, in emit order."""
-        if nsp not in self.buffered_per_nsp:
-            return
-        for seq in [s for s, item in self._buffer.items() if item.nsp == nsp]:
-            item = self._buffer.get(seq)
-            if item is None:
-                continue  # failed meanwhile (a callback run by an earlier send)
+        """Write the buffered packets of a namespace that just connected, in emit order.
+
+        Runs until none is left, including any buffered meanwhile by a callback that a failed
+        packet's outcome ran (such an emit queues behind the older packets, never ahead).
+        """
+        while nsp in self.buffered_per_nsp:
+            seq = next(s for s, item in self._buffer.items() if item.nsp == nsp)
+            item = self._take(seq)
             if item.ack_id is not None and self.acks.get(item.ack_id) is None:
-                self._take(seq)
-                continue
-            self._take(seq)
+                continue  # its outcome is already decided (it failed): never written
             try:
                 self.conn.send_packet(EVENT, nsp, item.data, item.ack_id)
             except exceptions.DisconnectedError:
