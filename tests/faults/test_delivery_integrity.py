@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 import pytest
+from support.aio import until
 
 import fastsio
 from fastsio import exceptions
@@ -27,14 +28,6 @@ _tags = itertools.count()
 
 def new_tag() -> str:
     return f"t{next(_tags)}-{id(asyncio.get_running_loop()):x}"
-
-
-async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 async def counted(sio: fastsio.AsyncClient, tag: str, namespace: str = "/") -> list[Any]:
@@ -67,7 +60,7 @@ async def test_recovery_with_base_adapter_keeps_every_argument(
     assert sio._pids.get("/")  # recovery was offered
     await sio.emit("echo", ("price", "AAPL"))
     await sio.emit("echo", "only-a-string")
-    await wait_for(lambda: len(got) == 2)
+    await until(lambda: len(got) == 2)
     assert got == [("price", "AAPL"), ("only-a-string",)]
     await sio.disconnect()
 
@@ -79,7 +72,7 @@ async def test_volatile_events_keep_their_last_string(node_server: Any) -> None:
     sio.on("volatile_echo", lambda *a: got.append(a))
     await sio.connect(server.url)
     await sio.emit("volatile_echo", ("tick", "last"))
-    await wait_for(lambda: got)
+    await until(lambda: got)
     assert got == [("tick", "last")]
     await sio.disconnect()
 
@@ -96,7 +89,7 @@ async def test_cluster_adapter_local_emit_keeps_arguments_and_broadcasts_record_
     await sio.connect(server.url)
     await sio.emit("local_echo", ("x", "y"))
     await sio.emit("broadcast_echo", "z")
-    await wait_for(lambda: local and broadcast)
+    await until(lambda: local and broadcast)
     assert local == [("x", "y")]
     # The broadcast carries the publish offset as its last argument, passed on untouched and
     # remembered for the next CONNECT.
@@ -112,7 +105,7 @@ async def test_strip_offsets_opt_in_removes_the_offset(node_server: Any) -> None
     sio.on("echo", lambda *a: got.append(a))
     await sio.connect(server.url)
     await sio.emit("echo", 7)
-    await wait_for(lambda: got)
+    await until(lambda: got)
     assert got == [(7,)]
     assert isinstance(sio._conn.slots["/"].offset, str)
     await sio.disconnect()
@@ -128,12 +121,12 @@ async def test_recovery_works_without_stripping(node_server: Any, fault_proxy: A
     sio.on("connect", lambda: connects.append(sio.is_recovered()))
     await sio.connect(proxy.url, transports=["websocket"])
     await sio.emit("stream_start", 10)
-    await wait_for(lambda: len(seq) >= 5)
+    await until(lambda: len(seq) >= 5)
     proxy.refuse(True)
     proxy.cut()
     await asyncio.sleep(0.5)
     proxy.refuse(False)
-    await wait_for(lambda: len(connects) == 2, timeout=10)
+    await until(lambda: len(connects) == 2, 10)
     await sio.emit("stream_stop")
     assert connects == [False, True]
     await asyncio.sleep(0.2)
@@ -160,11 +153,11 @@ async def test_buffered_emit_that_timed_out_is_never_sent(
     await sio.emit("count", (tag, 2), callback=lambda err, *a: outcomes.append((err, a)), timeout=30)
     with pytest.raises(exceptions.TimeoutError):
         await sio.call("count", (tag, 3), timeout=0.2)
-    await wait_for(lambda: outcomes)
+    await until(lambda: outcomes)
     assert isinstance(outcomes[0][0], exceptions.TimeoutError)
     assert sio.stats()["buffered"] == 1  # the timed-out packets left the buffer
     proxy.refuse(False)
-    await wait_for(lambda: len(outcomes) == 2, timeout=10)
+    await until(lambda: len(outcomes) == 2, 10)
     assert outcomes[1] == (None, (2,))
     assert await counted(sio, tag) == [2]  # the server never ran what the caller saw fail
     await sio.disconnect()
@@ -190,7 +183,7 @@ async def test_failed_reconnection_attempt_does_not_fail_buffered_acks(
     tag = new_tag()
     proxy.refuse(True)
     proxy.cut()
-    await wait_for(lambda: len(disconnects) == 2)
+    await until(lambda: len(disconnects) == 2)
     outcomes: list[Any] = []
     await sio.emit("count", (tag, 1), callback=lambda err, *a: outcomes.append((err, a)), timeout=30)
     call = asyncio.ensure_future(sio.call("count", (tag, 2), timeout=30))
@@ -202,7 +195,7 @@ async def test_failed_reconnection_attempt_does_not_fail_buffered_acks(
     assert connects == ["/", "/private"]  # no `connect` for an abandoned session
     token["token"] = "secret"
     assert await asyncio.wait_for(call, 10) == 2
-    await wait_for(lambda: outcomes)
+    await until(lambda: outcomes)
     assert outcomes == [(None, (1,))]
     assert await counted(sio, tag) == [1, 2]  # once each, in order
     assert connects == ["/", "/private", "/", "/private"]
@@ -232,8 +225,8 @@ async def test_connect_handler_emits_go_after_buffered_ones(
     for n in range(5):
         await sio.emit("count", (tag, n))
     proxy.refuse(False)
-    await wait_for(lambda: connects == 2, timeout=10)
-    await wait_for(lambda: sio.stats()["buffered"] == 0)
+    await until(lambda: connects == 2, 10)
+    await until(lambda: sio.stats()["buffered"] == 0)
     await asyncio.sleep(0.1)
     assert await counted(sio, tag) == [0, 1, 2, 3, 4, "from-connect"]
     await sio.disconnect()
@@ -286,7 +279,7 @@ async def test_namespace_closed_by_server_is_not_reconnected(
     sio.on("reconnect", lambda n: reconnected.set())
     await sio.connect(proxy.url, namespaces=["/", "/chat"])
     await sio.emit("disconnect_me", namespace="/chat")
-    await wait_for(lambda: reasons)
+    await until(lambda: reasons)
     assert reasons == [("/chat", "io server disconnect")]
     with pytest.raises(exceptions.BadNamespaceError):
         await sio.emit("echo", 1, namespace="/chat")
@@ -322,7 +315,7 @@ async def test_server_events_named_like_client_events_are_delivered(
     sio.on(name, handler)
     await sio.connect(server.url)
     assert await sio.call("emit_named", (name, [1, "two"], False)) is True
-    await wait_for(lambda: got)
+    await until(lambda: got)
     assert got == [(1, "two")]
     assert await sio.call("emit_named", (name, [3], True)) == ["ack-" + name]
     await sio.disconnect()
@@ -338,7 +331,7 @@ async def test_numeric_event_name_is_delivered(node_server: Any, parser: str) ->
     sio.on("disconnect", lambda r: disconnects.append(r))
     await sio.connect(server.url)
     assert await sio.call("emit_named", (42, ["x"], False)) is True
-    await wait_for(lambda: got)
+    await until(lambda: got)
     assert got == [("x",)] and disconnects == []
     await sio.disconnect()
 
@@ -360,13 +353,13 @@ async def test_emit_before_connect_and_after_disconnect_with_opt_in(node_server:
     await sio.emit("count", (tag, "before"), callback=lambda *a: outcomes.append(a))
     assert sio.stats()["buffered"] == 1
     await sio.connect(server.url)
-    await wait_for(lambda: outcomes)
+    await until(lambda: outcomes)
     assert outcomes == [("before",)]
     await sio.disconnect()
     await sio.emit("count", (tag, "after"))
     assert sio.stats()["buffered"] == 1
     await sio.connect(server.url)
-    await wait_for(lambda: sio.stats()["buffered"] == 0)
+    await until(lambda: sio.stats()["buffered"] == 0)
     assert await counted(sio, tag) == ["before", "after"]
     await sio.disconnect()
 
@@ -384,7 +377,7 @@ async def test_async_simple_client_call_survives_a_blip(
     assert await client.call("ack", 1) == 1
     proxy.refuse(True)
     proxy.cut()
-    await wait_for(lambda: client.client is not None and not client.client.connected)
+    await until(lambda: client.client is not None and not client.client.connected)
     assert client.connected  # a blip is not the end
     call = asyncio.ensure_future(client.call("ack", 2, timeout=10))
     emit = asyncio.ensure_future(client.emit("echo", 3))
