@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from . import exceptions
@@ -24,28 +23,14 @@ from ._ext._core import (
 from .backoff import reconnect_delay
 from .delivery import Outbox
 from .engine import EngineIO
+from .handlers import Handler, HandlerTable
 from .reasons import Reason
 
 default_logger = logging.getLogger("fastsio.client")
 
-Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 _VALID_TRANSPORTS = ("websocket", "polling")
-# Names a server cannot send (socket.io-parser rejects them) and fastsio's own life-cycle names
-# shared with python-socketio; every other name, "reconnect" included, is a server event.
-_SERVER_RESERVED = frozenset(
-    (
-        "connect",
-        "connect_error",
-        "disconnect",
-        "disconnecting",
-        "newListener",
-        "removeListener",
-        "__disconnect_final",
-    )
-)
-_EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 def _resolve_logger(logger: bool | logging.Logger, default: logging.Logger) -> logging.Logger:
@@ -186,9 +171,8 @@ class AsyncClient:
         self.max_read_size: int = kwargs.pop("max_read_size", 256 * 1024)
         if self.max_read_size and self.max_read_size < 4096:
             raise ValueError("max_read_size must be 0 (no cap) or at least 4096 bytes")
-        self.max_pending_handlers: int = kwargs.pop("max_pending_handlers", 1000)
+        max_pending_handlers: int = kwargs.pop("max_pending_handlers", 1000)
         dispatch_budget: float = kwargs.pop("dispatch_budget", 0.02)
-        self._reading_paused = False
         retries: int = kwargs.pop("retries", 0)
         ack_timeout: float | None = kwargs.pop("ack_timeout", None)
         if kwargs:
@@ -199,13 +183,24 @@ class AsyncClient:
                 "ssl_verify=False: TLS certificates will not be verified"
             )
 
+        self._handlers = HandlerTable(
+            self.logger,
+            self.reserved_events,
+            self._send_ack,
+            self._pause_reading,
+            self._resume_reading,
+            max_pending_handlers,
+        )
+        self.handlers = self._handlers.handlers
+        self.namespace_handlers = self._handlers.namespace_handlers
+        self.batch_handlers = self._handlers.batch_handlers
         self._conn = Connection(
             self, None, self.serializer == "msgpack", json, max_attachments, self.max_message_size
         )
         self._conn.dispatch_budget = dispatch_budget
         acks: AckTable = self._conn.acks
         acks.max_pending = max_pending_acks
-        acks.on_async_callback = self._start_awaitable
+        acks.on_async_callback = self._handlers.start
         acks.on_callback_error = self._on_callback_error
         acks.on_ack_lost = self._on_ack_lost
         #: The outgoing packet life cycle (offline buffer, retries, acks of what was sent).
@@ -213,7 +208,7 @@ class AsyncClient:
             self._conn,
             self.logger,
             self._writable,
-            lambda h, args, event, nsp: self._invoke(h, args, event, nsp, None),
+            lambda h, args, event, nsp: self._handlers.invoke(h, args, event, nsp, None),
             max_buffer=max_buffer,
             buffer_policy=buffer_policy,
             retries=retries,
@@ -230,9 +225,6 @@ class AsyncClient:
         self.connected = False
         self.namespaces: dict[str, str | None] = {}
         self.failed_namespaces: list[str] = []
-        self.handlers: dict[str, dict[str, Handler]] = {}
-        self.namespace_handlers: dict[str, Any] = {}
-        self.batch_handlers: dict[str, dict[str, Handler]] = {}
         #: per namespace: did the last connect restore the session (connection-state recovery)?
         self.recovered_namespaces: dict[str, bool] = {}
         self.eio: EngineIO | None = None
@@ -247,7 +239,6 @@ class AsyncClient:
         # their buffer is flushed and `connect` fires only once every namespace is accepted.
         self._accepted: dict[str, str | None] = {}
         self._keep_each = False
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wait_timeout: float = 1
         # The Engine.IO session on which every namespace got connected; a session lost before
@@ -281,18 +272,7 @@ class AsyncClient:
         nsp = namespace or "/"
 
         def set_handler(h: H) -> H:
-            if not callable(h):
-                raise TypeError("handler must be callable")
-            if batch:
-                if event == "*" or nsp == "*" or event in self.reserved_events:
-                    raise ValueError("batch handlers need a real event name and namespace")
-                if inspect.iscoroutinefunction(h):
-                    raise ValueError("batch handlers must be plain (sync) functions")
-                self.batch_handlers.setdefault(nsp, {})[event] = h
-                self.handlers.get(nsp, {}).pop(event, None)
-            else:
-                self.handlers.setdefault(nsp, {})[event] = h
-                self.batch_handlers.get(nsp, {}).pop(event, None)
+            self._handlers.set(event, h, nsp, batch)
             if nsp in self._conn.slots:
                 self._sync_slot(nsp)
             return h
@@ -376,7 +356,7 @@ class AsyncClient:
         if self._reconnect_task is not None and not self._reconnect_task.done():
             raise exceptions.ConnectionError("Already reconnecting")
         self._loop = asyncio.get_running_loop()
-        self.outbox.loop = self._loop
+        self.outbox.loop = self._handlers.loop = self._loop
         if isinstance(transports, str):
             transports = [transports]
         if transports is None:
@@ -390,9 +370,7 @@ class AsyncClient:
         self.connection_transports = transports
         self.socketio_path = socketio_path
         if namespaces is None:
-            nsps = set(self.handlers).union(self.namespace_handlers, self.batch_handlers)
-            nsps.discard("*")
-            namespaces = sorted(nsps) or ["/"]
+            namespaces = self._handlers.namespaces() or ["/"]
         elif isinstance(namespaces, str):
             namespaces = [namespaces]
         self.connection_namespaces = list(namespaces)
@@ -523,18 +501,11 @@ class AsyncClient:
         self._conn.send_packet(CONNECT, nsp, data)
 
     def _sync_slot(self, nsp: str) -> None:
-        """Refresh the compiled dispatch table of a namespace from self.handlers."""
+        """Refresh the compiled dispatch table of a namespace from the handler table."""
         slot = self._conn.slots.get(nsp)
         if slot is None:
             slot = self._conn.slots[nsp] = NamespaceSlot(nsp)
-        fast = {}
-        for event, handler in self.handlers.get(nsp, {}).items():
-            if event in self.reserved_events or event == "*":
-                continue
-            if not inspect.iscoroutinefunction(handler):
-                fast[event] = handler
-        slot.fast = fast
-        slot.batch = dict(self.batch_handlers.get(nsp, {}))
+        slot.fast, slot.batch = self._handlers.core_tables(nsp)
 
     # -- packets from the compiled core --------------------------------------------------
 
@@ -643,35 +614,13 @@ class AsyncClient:
                 self._spawn(eio.close())
 
     def _on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
-        event = data[0]
-        if event in _SERVER_RESERVED:
-            # socket.io-parser refuses these names; a server must not fire our lifecycle events.
-            self.logger.warning("Ignoring an event named %r sent by the server", event)
-            return
-        args = tuple(data[1:])
-        batch = self.batch_handlers.get(nsp)
-        if batch is not None and event in batch:
-            # An event with an ack id (or before the namespace is set up): a batch of one.
-            item = args[0] if len(args) == 1 else (args or None)
-            self._invoke(batch[event], ([item],), event, nsp, ack_id)
-            return
-        handler, hargs = self._get_event_handler(event, nsp, args, _SERVER_RESERVED)
-        if handler is not None:
-            self._invoke(handler, hargs, event, nsp, ack_id)
-            return
-        ns_handler, hargs = self._get_namespace_handler(nsp, args)
-        if ns_handler is not None:
-            self._invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, ack_id)
-            return
-        self.logger.debug("No handler for event %r in namespace %s", event, nsp)
-        if ack_id is not None:
-            self._send_ack(nsp, ack_id, None)
+        self._handlers.server_event(nsp, ack_id, data)
 
     def _on_unknown_ack(self, nsp: str, ack_id: int) -> None:
         self.logger.warning("Unknown ack id %s for namespace %s, ignored", ack_id, nsp)
 
     def _on_handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
-        self.logger.error("Handler for event %r in namespace %s raised", event, nsp, exc_info=exc)
+        self._handlers.handler_error(event, nsp, exc)
 
     def _on_callback_error(self, entry: PendingAck, exc: BaseException) -> None:
         self.logger.error("Ack callback for namespace %s raised", entry.nsp, exc_info=exc)
@@ -683,115 +632,23 @@ class AsyncClient:
             "Ack callback %r in namespace %s will not be called: %s", entry.callback, entry.nsp, exc
         )
 
-    # -- handler invocation --------------------------------------------------------------
-
-    def _get_event_handler(
-        self,
-        event: str,
-        nsp: str,
-        args: tuple[Any, ...],
-        reserved: Collection[str] | None = None,
-    ) -> tuple[Handler | None, tuple[Any, ...]]:
-        # Resolution order as python-socketio: [nsp][event], [nsp]['*'], ['*'][event], ['*']['*'].
-        # Catch-alls never see `reserved` names (by default the client's life-cycle events).
-        if reserved is None:
-            reserved = self.reserved_events
-        handlers = self.handlers
-        if nsp in handlers:
-            hs = handlers[nsp]
-            if event in hs:
-                return hs[event], args
-            if event not in reserved and "*" in hs:
-                return hs["*"], (event, *args)
-        elif "*" in handlers:
-            hs = handlers["*"]
-            if event in hs:
-                return hs[event], (nsp, *args)
-            if event not in reserved and "*" in hs:
-                return hs["*"], (event, nsp, *args)
-        return None, args
-
-    def _get_namespace_handler(
-        self, nsp: str, args: tuple[Any, ...]
-    ) -> tuple[Any, tuple[Any, ...]]:
-        if nsp in self.namespace_handlers:
-            return self.namespace_handlers[nsp], args
-        if "*" in self.namespace_handlers:
-            return self.namespace_handlers["*"], (nsp, *args)
-        return None, args
+    # -- handler invocation ----------------------------------------------------------------
 
     def _trigger_event(self, event: str, nsp: str, *args: Any) -> None:
-        handler, hargs = self._get_event_handler(event, nsp, args)
-        if handler is not None:
-            self._invoke(handler, hargs, event, nsp, None)
-            return
-        ns_handler, hargs = self._get_namespace_handler(nsp, args)
-        if ns_handler is not None:
-            self._invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, None)
-
-    def _invoke(
-        self, handler: Handler, args: tuple[Any, ...], event: str, nsp: str, ack_id: int | None
-    ) -> None:
-        try:
-            try:
-                result = handler(*args)
-            except TypeError:
-                # Legacy disconnect handlers take no reason argument.
-                if event != "disconnect" or not args:
-                    raise
-                result = handler(*args[:-1])
-        except Exception as exc:
-            self._on_handler_error(event, nsp, exc)
-            return
-        if inspect.isawaitable(result):
-            task = self._start_awaitable(result)
-            if ack_id is not None:
-                # As with a sync handler that raises, a failed handler sends no ack (the error
-                # is logged); the server's own ack timeout then applies.
-                def ack_when_done(t: asyncio.Task[Any]) -> None:
-                    if not t.cancelled() and t.exception() is None:
-                        self._send_ack(nsp, ack_id, t.result())
-
-                task.add_done_callback(ack_when_done)
-            return
-        if ack_id is not None:
-            self._send_ack(nsp, ack_id, result)
-
-    def _start_awaitable(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
-        """Start an async handler now, in arrival order; keep it referenced until done."""
-        loop = self._loop or asyncio.get_running_loop()
-        coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
-        if _EAGER_TASKS:
-            task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
-        else:
-            task = loop.create_task(coro)
-        if not task.done():
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-            if (
-                not self._reading_paused
-                and self.max_pending_handlers
-                and len(self._tasks) >= self.max_pending_handlers
-                and self.eio is not None
-            ):
-                self._reading_paused = True
-                self.eio.pause_reading()
-        else:
-            self._task_done(task, discard=False)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any], discard: bool = True) -> None:
-        if discard:
-            self._tasks.discard(task)
-            if self._reading_paused and len(self._tasks) <= self.max_pending_handlers // 2:
-                self._reading_paused = False
-                if self.eio is not None:
-                    self.eio.resume_reading()  # may pause again at once
-        if not task.cancelled() and task.exception() is not None:
-            self.logger.error("Async handler raised", exc_info=task.exception())
+        self._handlers.trigger(event, nsp, *args)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        self._start_awaitable(coro)
+        self._handlers.start(coro)
+
+    def _pause_reading(self) -> bool:
+        if self.eio is None:
+            return False
+        self.eio.pause_reading()
+        return True
+
+    def _resume_reading(self) -> None:
+        if self.eio is not None:
+            self.eio.resume_reading()
 
     def _send_ack(self, nsp: str, ack_id: int, result: Any) -> None:
         # An ack answers the server on the session that asked, kept or not yet kept.
@@ -895,6 +752,15 @@ class AsyncClient:
         args = await future
         return _ack_result(args)
 
+    @property
+    def max_pending_handlers(self) -> int:
+        """Async handlers running at once before the client stops reading the socket."""
+        return self._handlers.max_pending
+
+    @max_pending_handlers.setter
+    def max_pending_handlers(self, value: int) -> None:
+        self._handlers.max_pending = value
+
     # -- python-socketio-compatible views of the outbox's settings -------------------------
 
     @property
@@ -926,7 +792,7 @@ class AsyncClient:
         was = list(self.namespaces)
         self.eio = None
         self._conn.engine = None
-        self._reading_paused = False
+        self._handlers.paused = False
         self.namespaces = {}
         self._accepted = {}
         self.connected = False
@@ -1068,7 +934,3 @@ class AsyncClient:
 
     async def sleep(self, seconds: float = 0) -> None:
         await asyncio.sleep(seconds)
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable

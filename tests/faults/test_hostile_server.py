@@ -35,7 +35,7 @@ MALFORMED: dict[str, list[Any]] = {
     "empty_frame": [b""],
     "deep_json": [b"42" + b'["ok",' + b"[" * 100_000 + b"]" * 100_000 + b"]"],
     "event_not_a_list": [b'42{"ok":1}'],
-    "event_name_not_a_string": [b"42[1,2]"],
+    "event_name_not_a_string_or_number": [b"42[true,2]"],
     "text_while_attachments_expected": [b'451-["ok",{"_placeholder":true,"num":0}]', GOOD],
 }
 

@@ -76,7 +76,7 @@ async def test_one_minute_stream_with_faults_loses_nothing(
     proxy = await fault_proxy(server)
     sio = fastsio.AsyncClient(reconnection_delay=0.2, reconnection_delay_max=0.5)
     seq: list[int] = []
-    sio.on("seq", lambda n: seq.append(n))
+    sio.on("seq", lambda n, *offset: seq.append(n))  # the recovery offset is passed on
     reconnects: list[bool] = []
     sio.on("reconnect", lambda n: reconnects.append(sio.recovered))
     await sio.connect(proxy.url, transports=["websocket"])
