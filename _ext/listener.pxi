@@ -675,15 +675,19 @@ cdef str _event_name(object name):
         return "NaN"
     if v == _INF or v == -_INF:
         return "Infinity" if v > 0 else "-Infinity"
-    if float(v).is_integer() and -1e21 < v < 1e21:
-        return str(int(v))
+    if v == 0:
+        return "0"
+    # repr() is the shortest round-trip form, as JavaScript's; only the notation differs.
     text = repr(float(v))
-    if "e" in text and 1e-6 <= abs(v) < 1e21:
-        text = format(_Decimal(text), "f")  # JavaScript uses plain notation in this range
-    elif "e" in text:
-        mant, _, exp = text.partition("e")  # "1e-07" -> "1e-7"
-        sign = exp[0] if exp[0] in "+-" else "+"
-        text = mant + "e" + sign + exp.lstrip("+-").lstrip("0")
+    if "e" in text:
+        if 1e-6 <= abs(v) < 1e21:
+            text = format(_Decimal(text), "f")  # JavaScript writes these out in full
+        else:
+            mant, _, exp = text.partition("e")  # "1e-07" -> "1e-7"
+            sign = exp[0] if exp[0] in "+-" else "+"
+            text = mant + "e" + sign + exp.lstrip("+-").lstrip("0")
+    if text.endswith(".0"):
+        text = text[:-2]
     return text
 
 

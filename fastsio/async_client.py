@@ -187,6 +187,7 @@ class AsyncClient:
             self.logger,
             self.reserved_events,
             self._send_ack,
+            lambda: self.eio,
             self._pause_reading,
             self._resume_reading,
             max_pending_handlers,
@@ -519,6 +520,10 @@ class AsyncClient:
             self._handle_connect_error(nsp, pkt.data)
 
     def _handle_connect(self, nsp: str, data: Any) -> None:
+        if self.eio is None or self._final:
+            # A reply on a session being abandoned or closed: never kept, nothing flushed.
+            self.logger.info("CONNECT for namespace %s on a closing session, ignored", nsp)
+            return
         if nsp not in self.connection_namespaces or nsp in self.namespaces or nsp in self._accepted:
             self.logger.warning("Unexpected CONNECT for namespace %s, ignored", nsp)
             return
@@ -580,15 +585,34 @@ class AsyncClient:
         if nsp not in self.failed_namespaces:
             self.failed_namespaces.append(nsp)
         self._accepted.pop(nsp, None)
+        if self.eio is not None and self._established is self.eio:
+            # Refused on a kept session (connect(wait=False)): no attempt will retry it, so
+            # its buffered packets fail and later emits to it raise BadNamespaceError.
+            self._forget_namespace(nsp, "namespace refused")
         if self._connect_event is not None:
             self._connect_event.set()
 
+    def _forget_namespace(self, nsp: str, reason: str) -> None:
+        """``nsp`` is not (re)connected until the application connects it again."""
+        if nsp in self.connection_namespaces:
+            self.connection_namespaces.remove(nsp)
+        self._pids.pop(nsp, None)
+        self.outbox.drop(nsp, reason)
+
     def _handle_server_disconnect(self, nsp: str) -> None:
         if nsp in self._accepted:
-            # Closed before the session was kept: the attempt fails for that namespace.
+            # Closed by the server before the session was kept (so no `connect` fired for it):
+            # it is not reconnected, and the session is kept for the other namespaces.
             del self._accepted[nsp]
-            if nsp not in self.failed_namespaces:
-                self.failed_namespaces.append(nsp)
+            self.logger.warning("Namespace %s was disconnected by the server", nsp)
+            self._forget_namespace(nsp, Reason.SERVER_DISCONNECT)
+            if not self.connection_namespaces:
+                self._stop_for_good(Reason.SERVER_DISCONNECT, [])
+                eio, self.eio = self.eio, None
+                if eio is not None:
+                    self._spawn(eio.close())
+            elif len(self._accepted) == len(self.connection_namespaces):
+                self._keep(list(self.connection_namespaces))
             if self._connect_event is not None:
                 self._connect_event.set()
             return
@@ -598,11 +622,8 @@ class AsyncClient:
         del self.namespaces[nsp]
         # The server closed this namespace: it is not reconnected (not even after a later
         # transport loss) until the application connects it again.
-        if nsp in self.connection_namespaces:
-            self.connection_namespaces.remove(nsp)
-        self._pids.pop(nsp, None)
         self.outbox.link_lost(reason, nsp)
-        self.outbox.drop(nsp, reason)
+        self._forget_namespace(nsp, reason)
         self._trigger_event("disconnect", nsp, reason)
         self._trigger_event("__disconnect_final", nsp)
         if not self.namespaces and not self._accepted:
@@ -650,8 +671,12 @@ class AsyncClient:
         if self.eio is not None:
             self.eio.resume_reading()
 
-    def _send_ack(self, nsp: str, ack_id: int, result: Any) -> None:
-        # An ack answers the server on the session that asked, kept or not yet kept.
+    def _send_ack(self, nsp: str, ack_id: int, result: Any, session: Any = None) -> None:
+        # An ack answers the server on the session that asked (kept or not yet kept): ack
+        # ids are numbered per session, so an answer must never reach a later one.
+        if session is not None and session is not self.eio:
+            self.logger.info("Not sending ack %s: the session that asked is gone", ack_id)
+            return
         if nsp not in self.namespaces and nsp not in self._accepted:
             self.logger.info("Not sending ack %s: namespace %s is not connected", ack_id, nsp)
             return
@@ -695,11 +720,11 @@ class AsyncClient:
         timeout: float | None,
         volatile: bool,
         future: asyncio.Future[Any] | None,
-    ) -> None:
+    ) -> int | None:
         if not isinstance(event, str):
             raise TypeError("event name must be a str")
         nsp = namespace or "/"
-        self.outbox.emit(
+        return self.outbox.emit(
             nsp,
             [event, *_args_of(data)],
             callback,
@@ -740,16 +765,26 @@ class AsyncClient:
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         nsp = namespace or "/"
+        ack_id = None
         # The round-trip path (connected, a plain event name) goes straight to the core.
         if (
             type(event) is not str
             or nsp not in self.namespaces
             or self.eio is None
             or nsp in self.outbox.buffered_per_nsp
+            or self.outbox.retries
             or not self._conn.send_call(nsp, [event, *_args_of(data)], future, timeout, loop)
         ):
-            self._emit(event, data, namespace, None, timeout, False, future)
-        args = await future
+            ack_id = self._emit(event, data, namespace, None, timeout, False, future)
+        try:
+            args = await future
+        except asyncio.CancelledError:
+            # A call cancelled while its packet is still buffered is never sent.
+            if ack_id is not None:
+                entry = self._conn.acks.get(ack_id)
+                if entry is not None and entry.queued:
+                    self._conn.acks.fail(ack_id, exceptions.DisconnectedError("call cancelled"))
+            raise
         return _ack_result(args)
 
     @property
@@ -887,16 +922,19 @@ class AsyncClient:
     async def _close_session(self, reason: str) -> None:
         """Client-initiated end of the current session (DISCONNECT sent), then stop."""
         eio = self.eio
-        if eio is not None:
-            for nsp in [*self.namespaces, *self._accepted]:
-                try:
-                    self._conn.send_packet(DISCONNECT, nsp)
-                except exceptions.SocketIOError:
-                    pass
-            self.eio = None  # nothing more is written while it closes
-            await eio.close()
-        was = self._end_session(reason)
-        self._stop_for_good(reason, was)
+        try:
+            if eio is not None:
+                for nsp in [*self.namespaces, *self._accepted]:
+                    try:
+                        self._conn.send_packet(DISCONNECT, nsp)
+                    except exceptions.SocketIOError:
+                        pass
+                self.eio = None  # nothing more is written while it closes
+                await eio.close()
+        finally:
+            # Even if the close is cancelled: the session is over for the application.
+            was = self._end_session(reason)
+            self._stop_for_good(reason, was)
 
     async def disconnect(self) -> None:
         """Disconnect from the server, or stop reconnecting. No reconnection follows."""
@@ -907,7 +945,9 @@ class AsyncClient:
         task = self._reconnect_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             try:
-                await task
+                # Shielded: cancelling disconnect() must not cancel the loop mid-attempt
+                # (it ends on its own now that _final is set, closing what it opened).
+                await asyncio.shield(task)
             except Exception:
                 pass
         await self._close_session(Reason.CLIENT_DISCONNECT)

@@ -39,21 +39,33 @@ BUFFER_POLICIES = ("error", "drop_oldest", "drop_newest")
 
 
 class _Buffered:
-    __slots__ = ("nsp", "data", "ack_id")
+    # Encoded when buffered: what is sent is what the caller passed at emit time, even if
+    # the caller mutates its objects afterwards, and an unencodable argument fails the emit.
+    __slots__ = ("nsp", "event", "frames", "ack_id")
 
-    def __init__(self, nsp: str, data: list[Any], ack_id: int | None) -> None:
+    def __init__(
+        self, nsp: str, event: Any, frames: list[tuple[bytes, bool]], ack_id: int | None
+    ) -> None:
         self.nsp = nsp
-        self.data = data
+        self.event = event
+        self.frames = frames
         self.ack_id = ack_id
 
 
 class _Queued:
-    __slots__ = ("nsp", "payload", "callback", "tries", "pending")
+    __slots__ = ("nsp", "payload", "callback", "future", "tries", "pending")
 
-    def __init__(self, nsp: str, payload: list[Any], callback: Handler | None) -> None:
+    def __init__(
+        self,
+        nsp: str,
+        payload: list[Any],
+        callback: Handler | None,
+        future: asyncio.Future[Any] | None,
+    ) -> None:
         self.nsp = nsp
         self.payload = payload
         self.callback = callback
+        self.future = future
         self.tries = 0
         self.pending = False
 
@@ -106,7 +118,9 @@ class Outbox:
         self._by_ack: dict[int, int] = {}
         #: namespace -> number of its packets in the buffer (only namespaces that have some)
         self.buffered_per_nsp: dict[str, int] = {}
-        self._queue: collections.deque[_Queued] = collections.deque()
+        # At-least-once queues, one per namespace (one packet in flight in each), as
+        # socket.io-client has one per socket.
+        self._queues: dict[str, collections.deque[_Queued]] = {}
         self.acks.on_unsent_failed = self._on_unsent_failed
 
     # -- counters ------------------------------------------------------------------------
@@ -117,7 +131,7 @@ class Outbox:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return sum(len(q) for q in self._queues.values())
 
     def has_buffered(self, nsp: str) -> bool:
         return nsp in self.buffered_per_nsp
@@ -133,23 +147,24 @@ class Outbox:
         timeout: float | None,
         volatile: bool,
         bufferable: bool,
-    ) -> None:
+    ) -> int | None:
         """Send ``payload`` (``[event, *args]``) now, or buffer it, or raise.
 
         ``bufferable``: the client would send the packet later (reconnecting, or the opt-in to
         buffer while disconnected). Raises ``BadNamespaceError`` when the packet can be neither
-        sent nor buffered, ``BufferFullError`` with the ``'error'`` policy.
+        sent nor buffered, ``BufferFullError`` with the ``'error'`` policy. Returns the ack id
+        (None without a callback or future, or with ``retries``).
         """
-        if self.retries and future is None and not volatile:
-            self._emit_reliable(nsp, payload, callback, bufferable)
-            return
+        if self.retries and not volatile:
+            self._emit_reliable(nsp, payload, callback, future, bufferable)
+            return None
         # Older buffered packets of the namespace go first (they are flushed before anything
         # new is written, so this only matters while a flush is under way).
         writable = self.writable(nsp) and nsp not in self.buffered_per_nsp
         if not writable:
             if volatile:
                 self.logger.debug("Dropping volatile event %r: not connected", payload[0])
-                return
+                return None
             if not bufferable or self.max_buffer <= 0:
                 raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
         ack_id = None
@@ -167,16 +182,18 @@ class Outbox:
             if writable:
                 try:
                     self.conn.send_packet(EVENT, nsp, payload, ack_id)
-                    return
+                    return ack_id
                 except exceptions.DisconnectedError:
                     # The link went down under us; the client learns it in a moment.
                     if not bufferable or self.max_buffer <= 0:
                         raise
-            self._buffer_packet(_Buffered(nsp, payload, ack_id))
+            frames = self.conn.encode(EVENT, nsp, payload, ack_id)
+            self._buffer_packet(_Buffered(nsp, payload[0], frames, ack_id))
         except BaseException:
             if ack_id is not None:
                 self.acks.pop(ack_id)
             raise
+        return ack_id
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         return self.loop or asyncio.get_running_loop()
@@ -188,15 +205,18 @@ class Outbox:
             if self.buffer_policy == "error":
                 raise exceptions.BufferFullError(f"offline buffer full ({self.max_buffer} packets)")
             if self.buffer_policy == "drop_newest":
-                self.logger.warning("Offline buffer full: dropping event %r", item.data[0])
+                self.logger.warning("Offline buffer full: dropping event %r", item.event)
                 if item.ack_id is not None:
                     self.acks.fail(item.ack_id, exceptions.BufferFullError("offline buffer full"))
                 return
-            seq = next(iter(self._buffer))
-            old = self._take(seq)
-            self.logger.warning("Offline buffer full: dropping oldest event %r", old.data[0])
+            old = self._take(next(iter(self._buffer)))
+            # The new packet takes its place first, so that a callback emitting again from
+            # the dropped packet's failure finds the buffer as full as it is.
+            self._put(next(self._seq), item)
+            self.logger.warning("Offline buffer full: dropping oldest event %r", old.event)
             if old.ack_id is not None:
                 self.acks.fail(old.ack_id, exceptions.BufferFullError("offline buffer full"))
+            return
         self._put(next(self._seq), item)
 
     def _put(self, seq: int, item: _Buffered, front: bool = False) -> None:
@@ -247,14 +267,14 @@ class Outbox:
             if item.ack_id is not None and self.acks.get(item.ack_id) is None:
                 continue  # its outcome is already decided (it failed): never written
             try:
-                self.conn.send_packet(EVENT, nsp, item.data, item.ack_id)
+                self.conn.send_frames(item.frames)
             except exceptions.DisconnectedError:
                 # Lost again while flushing: put it back at the front of what is left.
                 self._put(seq, item, front=True)
                 return
-            except (exceptions.PayloadTooLargeError, ValueError, TypeError) as exc:
-                # Cannot be written on this session (e.g. a smaller maxPayload): its one outcome.
-                self.logger.error("Buffered event %r cannot be sent: %s", item.data[0], exc)
+            except exceptions.PayloadTooLargeError as exc:
+                # Cannot be written on this session (a smaller maxPayload): its one outcome.
+                self.logger.error("Buffered event %r cannot be sent: %s", item.event, exc)
                 if item.ack_id is not None:
                     self.acks.fail(item.ack_id, exc)
 
@@ -275,63 +295,101 @@ class Outbox:
         """Fail the acks of packets that were written (of ``nsp``, or all); buffered ones stay."""
         self.acks.fail_all(exceptions.DisconnectedError(reason), nsp)
 
-    # -- at-least-once queue (retries) ---------------------------------------------------
+    # -- at-least-once queues (retries) --------------------------------------------------
 
     def _emit_reliable(
-        self, nsp: str, payload: list[Any], callback: Handler | None, bufferable: bool
+        self,
+        nsp: str,
+        payload: list[Any],
+        callback: Handler | None,
+        future: asyncio.Future[Any] | None,
+        bufferable: bool,
     ) -> None:
         if not self.writable(nsp) and not bufferable:
             raise exceptions.BadNamespaceError(f"{nsp} is not a connected namespace.")
-        if self.max_buffer and len(self._queue) >= self.max_buffer:
+        if self.max_buffer and self.queued >= self.max_buffer:
             raise exceptions.BufferFullError(f"retry queue full ({self.max_buffer} packets)")
-        self._queue.append(_Queued(nsp, payload, callback))
-        self.drain()
+        self.conn.encode(EVENT, nsp, payload, 0)  # an unencodable argument fails the emit
+        self._queues.setdefault(nsp, collections.deque()).append(
+            _Queued(nsp, payload, callback, future)
+        )
+        self.drain(nsp)
 
-    def drain(self) -> None:
-        """Send the head of the retry queue unless it is already in flight."""
-        if not self._queue:
-            return
-        item = self._queue[0]
-        if item.pending or not self.writable(item.nsp):
-            return
+    def drain(self, nsp: str | None = None) -> None:
+        """Send the head of each retry queue (of ``nsp``, or all) unless it is in flight.
+
+        Never raises: it also runs from ack callbacks and from the namespace's connect.
+        """
+        for name in [nsp] if nsp is not None else list(self._queues):
+            queue = self._queues.get(name)
+            while queue:
+                item = queue[0]
+                if item.pending or not self.writable(name):
+                    break
+                if item.future is not None and item.future.done():
+                    queue.popleft()  # a call cancelled while it waited
+                    continue
+                if self._send_reliable(item):
+                    break
+                queue.popleft()
+            if queue is not None and not queue:
+                del self._queues[name]
+
+    def _send_reliable(self, item: _Queued) -> bool:
+        """Write ``item`` with a fresh ack id; False when it failed for good (reported)."""
         item.pending = True
         item.tries += 1
         entry = PendingAck()
         entry.nsp = item.nsp
         entry.err_first = True
         entry.callback = lambda err, *args: self._on_reliable_ack(item, err, args)
-        ack_id = self.acks.add(entry)
+        try:
+            ack_id = self.acks.add(entry)
+        except exceptions.BufferFullError as exc:
+            item.pending = False
+            self._report_reliable(item, exc, ())
+            return False
         assert self.ack_timeout is not None
         self.conn.deadlines.add(ack_id, self.ack_timeout, item.payload[0], self._loop())
         try:
             self.conn.send_packet(EVENT, item.nsp, item.payload, ack_id)
         except exceptions.DisconnectedError:
             pass  # the ack fails with the connection; the packet is resent on reconnect
-        except Exception:
-            self._queue.popleft()
+        except Exception as exc:  # e.g. larger than this session's maxPayload
             self.acks.pop(ack_id)
-            raise
+            item.pending = False
+            self._report_reliable(item, exc, ())
+            return False
+        return True
 
     def _on_reliable_ack(
         self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
     ) -> None:
-        if not self._queue or self._queue[0] is not item:
+        queue = self._queues.get(item.nsp)
+        if not queue or queue[0] is not item:
             return
         item.pending = False
         if err is None:
-            self._queue.popleft()
+            queue.popleft()
             self._report_reliable(item, None, args)
         elif isinstance(err, exceptions.DisconnectedError) and not self.final:
             item.tries -= 1  # not the server's fault: resent as is once reconnected
             return
         elif item.tries > self.retries or self.final:
-            self._queue.popleft()
+            queue.popleft()
             self._report_reliable(item, err, ())
-        self.drain()
+        self.drain(item.nsp)
 
     def _report_reliable(
         self, item: _Queued, err: BaseException | None, args: tuple[Any, ...]
     ) -> None:
+        if item.future is not None:
+            if not item.future.done():
+                if err is None:
+                    item.future.set_result(args)
+                else:
+                    item.future.set_exception(err)
+            return
         if item.callback is None:
             if err is not None:
                 self.logger.warning("Event %r was not acknowledged: %s", item.payload[0], err)
@@ -339,12 +397,8 @@ class Outbox:
         self.invoke(item.callback, (err, *args), item.payload[0], item.nsp)
 
     def _fail_queue(self, nsp: str | None, reason: str) -> None:
-        keep: collections.deque[_Queued] = collections.deque()
-        failed: list[_Queued] = []
-        for item in self._queue:
-            (failed if nsp is None or item.nsp == nsp else keep).append(item)
-        self._queue = keep
-        for item in failed:
-            self._report_reliable(item, exceptions.DisconnectedError(reason), ())
-        if failed:
-            self.drain()
+        names = [nsp] if nsp is not None else list(self._queues)
+        for name in names:
+            queue = self._queues.pop(name, None)
+            for item in queue or ():
+                self._report_reliable(item, exceptions.DisconnectedError(reason), ())

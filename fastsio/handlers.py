@@ -40,7 +40,10 @@ class HandlerTable:
     """The client's handlers and their invocation.
 
     :param reserved: the client's life-cycle event names; catch-all handlers never see them.
-    :param send_ack: ``send_ack(nsp, ack_id, result)`` answers an event that asked for an ack.
+    :param send_ack: ``send_ack(nsp, ack_id, result, session)`` answers an event that asked
+        for an ack; ``session`` is what ``session()`` returned when the event arrived (None
+        when answered at once), so that a late answer never reaches a later session.
+    :param session: the current session (an opaque token).
     :param pause: called when ``max_pending`` async handlers are running: stops reading and
         returns True, or returns False when there is nothing to pause (no session).
     :param resume: called when half of them have finished (reading may resume).
@@ -50,7 +53,8 @@ class HandlerTable:
         self,
         logger: logging.Logger,
         reserved: Collection[str],
-        send_ack: Callable[[str, int, Any], None],
+        send_ack: Callable[[str, int, Any, Any], None],
+        session: Callable[[], Any],
         pause: Callable[[], bool],
         resume: Callable[[], None],
         max_pending: int = 1000,
@@ -58,6 +62,7 @@ class HandlerTable:
         self.logger = logger
         self.reserved = reserved
         self.send_ack = send_ack
+        self.session = session
         self.pause = pause
         self.resume = resume
         self.max_pending = max_pending
@@ -172,7 +177,7 @@ class HandlerTable:
             return
         self.logger.debug("No handler for event %r in namespace %s", event, nsp)
         if ack_id is not None:
-            self.send_ack(nsp, ack_id, None)
+            self.send_ack(nsp, ack_id, None, None)
 
     def handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
         self.logger.error("Handler for event %r in namespace %s raised", event, nsp, exc_info=exc)
@@ -192,18 +197,19 @@ class HandlerTable:
             self.handler_error(event, nsp, exc)
             return
         if inspect.isawaitable(result):
+            session = self.session() if ack_id is not None else None
             task = self.start(result)
             if ack_id is not None:
                 # As with a sync handler that raises, a failed handler sends no ack (the error
                 # is logged); the server's own ack timeout then applies.
                 def ack_when_done(t: asyncio.Task[Any]) -> None:
                     if not t.cancelled() and t.exception() is None:
-                        self.send_ack(nsp, ack_id, t.result())
+                        self.send_ack(nsp, ack_id, t.result(), session)
 
                 task.add_done_callback(ack_when_done)
             return
         if ack_id is not None:
-            self.send_ack(nsp, ack_id, result)
+            self.send_ack(nsp, ack_id, result, None)
 
     def start(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
         """Start an async handler now, in arrival order; keep it referenced until done."""

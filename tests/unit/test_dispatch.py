@@ -742,6 +742,8 @@ def test_send_eio_raw(wire):
 @pytest.mark.parametrize("frame,name", [
     ("42[42]", "42"), ('42[7,"x"]', "7"), ("42[1.5]", "1.5"), ("42[2.0]", "2"),
     ("42[1e-7]", "1e-7"), ("42[0.00001]", "0.00001"), ("42[-3]", "-3"), ("42[1e21]", "1e+21"),
+    ("42[1152921504606846976.0]", "1152921504606847000"), ("42[-0.0]", "0"),
+    ("42[1.5e-7]", "1.5e-7"), ("42[123456789012345680000.0]", "123456789012345680000"),
 ])
 def test_numeric_event_name_is_delivered_by_its_string(wire, frame, name):
     # socket.io-parser accepts a number as the event name; socket.io-client's emitter then
