@@ -760,7 +760,9 @@ class AsyncClient:
 
         Raises ``TimeoutError`` after ``timeout`` seconds and ``DisconnectedError`` as soon
         as the connection is lost after the packet was written (a packet still in the offline
-        buffer waits for the reconnection, within its timeout).
+        buffer waits for the reconnection, within its timeout). With ``retries`` the call goes
+        through the namespace's at-least-once queue: each try waits ``ack_timeout`` (instead of
+        ``timeout``) and the last error is raised once the tries are used up.
         """
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
