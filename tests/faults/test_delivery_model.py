@@ -70,12 +70,15 @@ class _Emit:
 
 class DeliveryMachine(RuleBasedStateMachine):
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.SelectorEventLoop
+    #: 0: at most once; N: at-least-once queues (socket.io-client's retries)
+    retries = 0
 
     def __init__(self) -> None:
         super().__init__()
         self.lt = _LoopThread(type(self).loop_factory)
         self.ids = itertools.count()
         self.executed: collections.Counter[int] = collections.Counter()
+        self.execution_order: list[int] = []
         self.emits: dict[int, _Emit] = {}
         self.refused: set[int] = set()
         self.received: list[tuple[int, Any]] = []
@@ -89,10 +92,12 @@ class DeliveryMachine(RuleBasedStateMachine):
 
         def work(sid: str, n: int) -> int:
             self.executed[n] += 1
+            self.execution_order.append(n)
             return n
 
         def note(sid: str, n: int) -> None:
             self.executed[n] += 1
+            self.execution_order.append(n)
 
         self.server.on("work", work)
         self.server.on("note", note)
@@ -106,6 +111,8 @@ class DeliveryMachine(RuleBasedStateMachine):
             randomization_factor=0,
             max_buffer=8,
             buffer_policy="drop_oldest",
+            retries=self.retries,
+            ack_timeout=0.3 if self.retries else None,
         )
 
         def on_connect() -> None:
@@ -256,8 +263,14 @@ class DeliveryMachine(RuleBasedStateMachine):
     @invariant()
     def invariants_hold(self) -> None:
         self.lt.run(self._settle(0))  # observe a consistent state between two loop turns
+        reliable = {n for n, e in self.emits.items() if e.kind != "volatile"}
         for n, count in self.executed.items():
-            assert count <= 1, f"packet {n} executed {count} times"
+            if not (self.retries and n in reliable):
+                assert count <= 1, f"packet {n} executed {count} times"
+        if self.retries:
+            # At least once, in order: first executions follow the emit order.
+            first = list(dict.fromkeys(n for n in self.execution_order if n in reliable))
+            assert first == sorted(first), f"reliable packets reordered: {first}"
         for n in self.refused:
             assert self.executed[n] == 0, f"packet {n} was refused at emit, yet executed"
         for e in self.emits.values():
@@ -267,7 +280,12 @@ class DeliveryMachine(RuleBasedStateMachine):
             what, connects = e.outcomes[0]
             if what == "acked":
                 assert self.executed[e.n] == 1, f"packet {e.n} acked but not executed"
-            if what == "TimeoutError" and e.buffered_at and connects == e.connects_at:
+            if (
+                not self.retries
+                and what == "TimeoutError"
+                and e.buffered_at
+                and connects == e.connects_at
+            ):
                 # Timed out before any reconnection: it was still in the buffer.
                 assert self.executed[e.n] == 0, f"packet {e.n} timed out in the buffer, sent"
         seqs = [s for s, _ in self.received]
@@ -327,6 +345,14 @@ class UvloopDeliveryMachine(DeliveryMachine):
 
 
 class TestDeliveryUvloop(UvloopDeliveryMachine.TestCase):  # type: ignore[misc,name-defined]
+    settings = _SETTINGS
+
+
+class RetriesDeliveryMachine(UvloopDeliveryMachine):
+    retries = 2
+
+
+class TestDeliveryRetries(RetriesDeliveryMachine.TestCase):  # type: ignore[misc,name-defined]
     settings = _SETTINGS
 
 
