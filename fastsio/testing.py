@@ -61,6 +61,7 @@ import asyncio
 import base64
 import collections
 import inspect
+import itertools
 import logging
 import secrets
 import signal
@@ -713,6 +714,8 @@ class TestServerStats:
     """ACK/BINARY_ACK packets sent (handler return values)."""
     pings_sent: int = 0
     pongs_received: int = 0
+    recoveries: int = 0
+    """Namespace connections that restored a lost session (connection-state recovery)."""
 
 
 class _Done:
@@ -851,7 +854,7 @@ def _json_error(code: int, status: int = 400) -> Any:
 class _Socket:
     """One namespace connection of a session."""
 
-    __slots__ = ("sid", "nsp", "session", "auth", "connected", "rooms", "held")
+    __slots__ = ("sid", "nsp", "session", "auth", "connected", "rooms", "held", "pid", "recovered")
 
     def __init__(self, sid: str, nsp: str, session: _Session, auth: Any) -> None:
         self.sid = sid
@@ -860,6 +863,8 @@ class _Socket:
         self.auth = auth
         self.connected = False
         self.rooms: set[str] = set()
+        self.pid: str | None = None  # private session id (connection-state recovery)
+        self.recovered = False
         # Packets emitted to the socket while its connect handler runs: sent after CONNECT.
         self.held: list[_Frame] = []
 
@@ -1094,6 +1099,44 @@ class _Session:
                 return
 
 
+class _Logged:
+    """One ack-less event as emitted (connection-state recovery)."""
+
+    __slots__ = ("offset", "nsp", "payload", "rooms", "skip", "at")
+
+    def __init__(
+        self,
+        offset: str,
+        nsp: str,
+        payload: list[Any],
+        rooms: set[str] | None,
+        skip: set[str],
+        at: float,
+    ) -> None:
+        self.offset = offset
+        self.nsp = nsp
+        self.payload = payload
+        self.rooms = rooms
+        self.skip = skip
+        self.at = at
+
+
+class _LostSession:
+    """A socket lost with its link, which may come back (connection-state recovery)."""
+
+    __slots__ = ("pid", "sid", "nsp", "rooms", "offset", "expires")
+
+    def __init__(
+        self, pid: str, sid: str, nsp: str, rooms: set[str], offset: str | None, expires: float
+    ) -> None:
+        self.pid = pid
+        self.sid = sid
+        self.nsp = nsp
+        self.rooms = rooms
+        self.offset = offset
+        self.expires = expires
+
+
 class TestServer:
     """In-process Socket.IO v5 / Engine.IO v4 server for tests and demos.
 
@@ -1164,6 +1207,12 @@ class TestServer:
     :param max_payload: advertised ``maxPayload``, and the largest WebSocket message or
         polling POST body accepted from a client.
     :param path: Engine.IO path, ``"socket.io"`` by default.
+    :param recovery: connection-state recovery as socket.io >= 4.6 with its default in-memory
+        adapter, keeping a lost session ``recovery`` seconds (None: off). The CONNECT reply
+        carries a ``pid``; every ack-less event gets the packet's offset (a string) as its last
+        argument; a client that comes back within the delay with ``{pid, offset}`` gets its
+        sid and rooms back, and the events it missed before the CONNECT reply.
+        :meth:`recovered` tells whether a socket's connection restored a session.
     """
 
     __test__ = False  # not a pytest test class, whatever its name
@@ -1179,6 +1228,7 @@ class TestServer:
         ping_timeout: float = 20,
         max_payload: int = 1_000_000,
         path: str = "socket.io",
+        recovery: float | None = None,
     ) -> None:
         if serializer not in ("json", "msgpack"):
             raise ValueError(f"serializer must be 'json' or 'msgpack', not {serializer!r}")
@@ -1195,6 +1245,12 @@ class TestServer:
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
         self.path = "/" + path.strip("/")
+        self.recovery = recovery
+        # Recovery: every ack-less event emitted, with its targets, in order; and the lost
+        # sessions that may still come back, by pid.
+        self._offsets = itertools.count()
+        self._event_log: collections.deque[_Logged] = collections.deque()
+        self._lost: dict[str, _LostSession] = {}
         self.stats = TestServerStats()
         #: Exceptions raised by handlers, in order (they are also logged).
         self.errors: list[BaseException] = []
@@ -1345,6 +1401,8 @@ class TestServer:
         if not isinstance(event, str):
             raise TypeError("event name must be a str")
         payload = [event, *_args_of(data)]
+        if self.recovery is not None and callback is None:
+            payload = self._log_event(payload, to if to is not None else room, namespace, skip_sid)
         targets = self._targets(to if to is not None else room, namespace, skip_sid)
         if callback is not None:
             if len(targets) != 1:
@@ -1621,11 +1679,17 @@ class TestServer:
             self.stats.refused += 1
             session.send_packet(_CONNECT_ERROR, nsp, {"message": "Invalid namespace"})
             return
-        sid = secrets.token_urlsafe(15)
+        lost = self._take_lost(nsp, auth)
+        sid = lost.sid if lost is not None else secrets.token_urlsafe(15)
         sock = _Socket(sid, nsp, session, auth)
         session.sockets[nsp] = sock
         self._sockets[sid] = sock
         self.enter_room(sid, sid)
+        if lost is not None:
+            for room in lost.rooms:
+                self.enter_room(sid, room, nsp)
+        if self.recovery is not None:
+            sock.pid = lost.pid if lost is not None else secrets.token_urlsafe(15)
         handler = self._handlers.get(nsp, {}).get("connect")
         refusal: dict[str, Any] | None = None
         if handler is not None:
@@ -1651,9 +1715,70 @@ class TestServer:
             return
         sock.connected = True
         self.stats.sockets += 1
-        session.send_packet(_CONNECT, nsp, {"sid": sid})
+        reply: dict[str, Any] = {"sid": sid}
+        if sock.pid is not None:
+            reply["pid"] = sock.pid
+        if lost is not None:
+            # As socket.io: the missed packets go out before the CONNECT reply.
+            sock.recovered = True
+            self.stats.recoveries += 1
+            for payload in self._missed(sock, lost.offset):
+                session.send_packet(_EVENT, nsp, payload)
+        session.send_packet(_CONNECT, nsp, reply)
         held, sock.held = sock.held, []
         session.send(held)
+
+    # -- internals: connection-state recovery ------------------------------------------------
+
+    def _log_event(
+        self,
+        payload: list[Any],
+        to: str | Iterable[str] | None,
+        namespace: str | None,
+        skip: str | Iterable[str] | None,
+    ) -> list[Any]:
+        offset = format(next(self._offsets), "x")
+        rooms = None if to is None else ({to} if isinstance(to, str) else set(to))
+        skipped = {skip} if isinstance(skip, str) else set(skip or ())
+        now = time.monotonic()
+        log = self._event_log
+        assert self.recovery is not None
+        while log and log[0].at < now - self.recovery:
+            log.popleft()
+        log.append(_Logged(offset, namespace or "/", payload, rooms, skipped, now))
+        return [*payload, offset]
+
+    def _take_lost(self, nsp: str, auth: Any) -> _LostSession | None:
+        if self.recovery is None or not isinstance(auth, dict):
+            return None
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if not isinstance(pid, str) or not isinstance(offset, str):
+            return None  # as socket.io: both are needed
+        lost = self._lost.pop(pid, None)
+        if lost is None or lost.nsp != nsp or lost.expires < time.monotonic():
+            return None
+        if not any(e.offset == offset for e in self._event_log):
+            return None  # too old: the log no longer reaches back to it
+        lost.offset = offset
+        return lost
+
+    def _missed(self, sock: _Socket, offset: str | None) -> list[list[Any]]:
+        out: list[list[Any]] = []
+        after = False
+        for entry in self._event_log:
+            if not after:
+                after = entry.offset == offset
+                continue
+            if entry.nsp != sock.nsp or sock.sid in entry.skip:
+                continue
+            if entry.rooms is None or entry.rooms & (sock.rooms | {sock.sid}):
+                out.append([*entry.payload, entry.offset])
+        return out
+
+    def recovered(self, sid: str) -> bool:
+        """Whether the connection of socket ``sid`` restored a lost session (recovery)."""
+        sock = self._sockets.get(sid)
+        return sock is not None and sock.recovered
 
     def _forget_socket(self, sock: _Socket) -> None:
         for room in list(sock.rooms):
@@ -1671,6 +1796,21 @@ class TestServer:
     def _remove_socket(self, sock: _Socket, reason: str) -> None:
         was_connected = sock.connected
         sock.connected = False
+        if (
+            was_connected
+            and sock.pid is not None
+            and reason not in ("client namespace disconnect", "server namespace disconnect")
+        ):
+            # Lost, not closed on purpose: it may come back within the recovery delay.
+            assert self.recovery is not None
+            self._lost[sock.pid] = _LostSession(
+                sock.pid,
+                sock.sid,
+                sock.nsp,
+                set(sock.rooms) - {sock.sid},
+                None,
+                time.monotonic() + self.recovery,
+            )
         self._forget_socket(sock)
         if was_connected:
             handler = self._handlers.get(sock.nsp, {}).get("disconnect")

@@ -72,6 +72,8 @@ class DeliveryMachine(RuleBasedStateMachine):
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.SelectorEventLoop
     #: 0: at most once; N: at-least-once queues (socket.io-client's retries)
     retries = 0
+    #: the server offers connection-state recovery (TestServer(recovery=...))
+    recovery = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,11 +86,14 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.received: list[tuple[int, Any]] = []
         self.connects = 0
         self.disconnects = 0
+        self.unrecovered_reconnects = 0
         self.feed_seq = itertools.count()
         self.lt.run(self._setup())
 
     async def _setup(self) -> None:
-        self.server = TestServer(ping_interval=0.3, ping_timeout=0.3)
+        self.server = TestServer(
+            ping_interval=0.3, ping_timeout=0.3, recovery=5.0 if self.recovery else None
+        )
 
         def work(sid: str, n: int) -> int:
             self.executed[n] += 1
@@ -117,13 +122,20 @@ class DeliveryMachine(RuleBasedStateMachine):
 
         def on_connect() -> None:
             self.connects += 1
+            if self.connects > 1 and not self.sio.is_recovered():
+                self.unrecovered_reconnects += 1
 
         def on_disconnect(reason: str) -> None:
             self.disconnects += 1
 
         self.sio.on("connect", on_connect)
         self.sio.on("disconnect", on_disconnect)
-        self.sio.on("feed", lambda seq, payload: self.received.append((seq, payload)))
+        def on_feed(seq: int, payload: Any, *offset: Any) -> None:
+            # With recovery the server's offset arrives as a last argument, untouched.
+            assert len(offset) == (1 if self.recovery else 0), offset
+            self.received.append((seq, payload))
+
+        self.sio.on("feed", on_feed)
         await self.sio.connect(self.server.url, transports=["websocket"])
 
     # -- helpers ---------------------------------------------------------------------------
@@ -214,10 +226,11 @@ class DeliveryMachine(RuleBasedStateMachine):
     @rule(k=st.integers(1, 20))
     def server_feed(self, k: int) -> None:
         async def go() -> None:
-            for sid in self.server.sids():
-                for _ in range(k):
-                    seq = next(self.feed_seq)
-                    await self.server.emit("feed", (seq, _payload(seq)), to=sid)
+            # A broadcast to the namespace: with recovery, a socket that is away gets what it
+            # missed when it comes back.
+            for _ in range(k):
+                seq = next(self.feed_seq)
+                await self.server.emit("feed", (seq, _payload(seq)))
 
         self.lt.run(go())
 
@@ -302,6 +315,13 @@ class DeliveryMachine(RuleBasedStateMachine):
                     assert len(e.outcomes) == 1, f"packet {e.n} ({e.kind}): {e.outcomes}"
             self.invariants_hold()
             assert self.disconnects == self.connects, "a connect without its disconnect"
+            if self.recovery and self.connects and not self.unrecovered_reconnects:
+                # Every reconnection restored the session: nothing the server sent is missing
+                # (counting from the first event sent after the first connect).
+                seqs = [s for s, _ in self.received]
+                if seqs:
+                    expected = list(range(seqs[0], next(self.feed_seq)))
+                    assert seqs == expected, f"events lost despite recovery: {seqs}"
         finally:
             self.lt.run(self.server.stop())
             self.lt.close()
@@ -350,6 +370,14 @@ class TestDeliveryUvloop(UvloopDeliveryMachine.TestCase):  # type: ignore[misc,n
 
 class RetriesDeliveryMachine(UvloopDeliveryMachine):
     retries = 2
+
+
+class RecoveryDeliveryMachine(DeliveryMachine):
+    recovery = True
+
+
+class TestDeliveryRecovery(RecoveryDeliveryMachine.TestCase):  # type: ignore[misc,name-defined]
+    settings = _SETTINGS
 
 
 class TestDeliveryRetries(RetriesDeliveryMachine.TestCase):  # type: ignore[misc,name-defined]

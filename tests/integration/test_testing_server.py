@@ -780,3 +780,34 @@ async def test_node_socket_io_client_agrees(make_server: Any, transports: list[s
         "transport": "polling" if transports == ["polling"] else "websocket",
     }, err.decode()
     assert server.errors == []
+
+
+async def test_recovery_replays_missed_events_before_connect() -> None:
+    server = TestServer(recovery=10)
+    await server.start()
+    sio = fastsio.AsyncClient(reconnection_delay=0.05, randomization_factor=0)
+    got: list[tuple[Any, ...]] = []
+    connects: list[tuple[bool, int]] = []
+    sio.on("feed", lambda *a: got.append(a))
+    sio.on("connect", lambda: connects.append((sio.recovered, len(got))))
+    try:
+        await sio.connect(server.url, transports=["websocket"])
+        sid = sio.get_sid()
+        for i in range(3):
+            await server.emit("feed", i)
+        await until(lambda: len(got) == 3)
+        server.drop()
+        await until(lambda: not sio.connected)
+        for i in range(3, 6):
+            await server.emit("feed", i)  # missed: nobody is connected
+        await until(lambda: len(connects) == 2)
+        await server.emit("feed", 6)
+        await until(lambda: len(got) == 7)
+        assert [a[0] for a in got] == list(range(7))
+        assert all(isinstance(a[1], str) for a in got)  # the offset, passed on
+        assert connects == [(False, 0), (True, 6)]  # replayed before `connect`
+        assert sio.get_sid() == sid and server.recovered(sid)
+        assert server.stats.recoveries == 1
+    finally:
+        await sio.disconnect()
+        await server.stop()
