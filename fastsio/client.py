@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from . import _green
 from .async_client import AsyncClient, Handler
 from .namespace import ClientNamespace
 
@@ -29,31 +30,38 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class _LoopThread:
-    """A daemon thread running one event loop forever."""
+    """One event loop running forever on a daemon OS thread (a real one under gevent too)."""
 
     def __init__(self, use_uvloop: bool = True) -> None:
         self.loop = new_event_loop() if use_uvloop else asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="fastsio-loop", daemon=True)
-        self.thread.start()
-        self._ready.wait()
+        # The OS thread id, read with the OS's get_ident: under gevent threading.get_ident names
+        # the current greenlet. No start-up handshake: call_soon_threadsafe queues until the
+        # loop runs.
+        self._get_ident = _green.real_get_ident()
+        self.ident = _green.start_real_thread(self._run, "fastsio-loop")
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(self._ready.set)
         self.loop.run_forever()
 
     def in_loop(self) -> bool:
-        return threading.current_thread() is self.thread
+        return self._get_ident() == self.ident
 
     def run(self, coro: Coroutine[Any, Any, T], what: str) -> T:
+        """Run ``coro`` on the loop and wait for it (a greenlet waits without blocking the hub)."""
         if self.in_loop():
             coro.close()
             raise RuntimeError(
                 f"{what}() cannot block inside a handler of the sync Client; "
-                "use emit() with a callback instead"
+                "use emit() with a callback, or Client(handler_thread=True)"
             )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return _green.run_coroutine(self.loop, coro)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the loop thread: directly when already there."""
+        if self.in_loop():
+            return fn(*args)
+        return _green.run_function(self.loop, fn, *args)
 
 
 class Client:
@@ -149,14 +157,7 @@ class Client:
         )
 
     def _run_or_direct(self, fn: Any, *args: Any) -> Any:
-        lt = self._loop_thread()
-        if lt.in_loop():
-            return fn(*args)
-
-        async def runner() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(runner(), lt.loop).result()
+        return self._loop_thread().call(fn, *args)
 
     def emit(
         self,

@@ -1,0 +1,207 @@
+"""Threads and waits that stay correct when gevent has monkey-patched the process.
+
+Under ``gevent.monkey.patch_all()`` (Locust, gunicorn's gevent worker, Flask-SocketIO apps)
+``threading.Thread`` starts a greenlet, ``threading.get_ident`` names a greenlet, and the locks
+behind ``concurrent.futures`` are gevent locks. The sync clients need the opposite: the event loop
+on a real OS thread, an "is this the loop thread" test on real thread ids, and waits that let the
+other greenlets run. This module gives those three, and nothing else depends on gevent: without
+patching it falls back to the standard library.
+
+A greenlet waiting for the loop thread parks on a ``gevent.hub.Waiter``; the loop thread hands the
+result back through one ``async_`` watcher per hub (thread-safe ``send()``, coalesced: one wake-up
+drains every completion that arrived). The watcher holds a reference on the hub's loop only while
+some greenlet is waiting, so a lone greenlet waiting on the loop thread cannot end in gevent's
+``LoopExit``, and an idle client never keeps the hub alive.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import collections
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def gevent_patched() -> bool:
+    """Has gevent monkey-patched ``threading`` in this process?"""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
+
+
+def _original(module: str, name: str) -> Any:
+    from gevent import monkey
+
+    return monkey.get_original(module, name)
+
+
+def real_get_ident() -> Callable[[], int]:
+    """The OS thread id function (not gevent's greenlet id when patched)."""
+    return _original("_thread", "get_ident") if gevent_patched() else _thread.get_ident
+
+
+def native_lock() -> Any:
+    """A lock that blocks the OS thread (never a gevent lock)."""
+    if gevent_patched():
+        return _original("_thread", "allocate_lock")()
+    return _thread.allocate_lock()
+
+
+def start_real_thread(target: Callable[[], None], name: str) -> int:
+    """Start ``target`` on a new daemon OS thread; return its OS thread id.
+
+    ``threading.Thread`` when gevent has not patched it (so the thread shows in
+    ``threading.enumerate()``), gevent's original ``start_new_thread`` otherwise: even
+    ``monkey.get_original('threading', 'Thread')`` would start a greenlet, because it calls the
+    patched module-level start function.
+    """
+    if not gevent_patched():
+        th = threading.Thread(target=target, name=name, daemon=True)
+        th.start()
+        assert th.ident is not None
+        return th.ident
+    ident: int = _original("_thread", "start_new_thread")(target, ())
+    return ident
+
+
+class _HubBridge:
+    """Completions from other OS threads back to the greenlets of one gevent hub."""
+
+    def __init__(self, hub: Any) -> None:
+        self._ready: collections.deque[tuple[Any, Any]] = collections.deque()
+        self._waiting = 0
+        self._watcher = hub.loop.async_()
+        self._watcher.start(self._drain)
+        self._watcher.ref = False
+
+    def _post(self, waiter: Any, item: Any) -> None:
+        # Any thread: deque.append is atomic and send() is the watcher's thread-safe wake-up.
+        self._ready.append((waiter, item))
+        self._watcher.send()
+
+    def _drain(self) -> None:
+        # On the hub. A waiter whose greenlet is gone (killed, timed out) just keeps the value.
+        ready = self._ready
+        while ready:
+            waiter, item = ready.popleft()
+            waiter.switch(item)
+
+    def wait(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        start: Callable[[Callable[[Any], None]], Any],
+        discard: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run ``start(done)`` on ``loop``'s thread and park this greenlet until ``done(item)``.
+
+        ``start`` returns something with ``cancel()`` (or None): it is cancelled on the loop
+        thread if this greenlet is killed or times out while waiting; if that happens before
+        ``start`` ran, ``discard()`` runs there instead.
+        """
+        from gevent.hub import Waiter
+
+        waiter = Waiter()
+        started: list[Any] = []
+        abandoned = False
+
+        def on_loop() -> None:
+            if abandoned:
+                if discard is not None:
+                    discard()
+                return
+            started.append(start(lambda item: self._post(waiter, item)))
+
+        def cancel() -> None:
+            if started and started[0] is not None:
+                started[0].cancel()
+
+        self._waiting += 1
+        if self._waiting == 1:
+            self._watcher.ref = True
+        try:
+            loop.call_soon_threadsafe(on_loop)
+            return waiter.get()
+        except BaseException:
+            abandoned = True
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(cancel)
+            raise
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._watcher.ref = False
+
+
+_bridges: weakref.WeakKeyDictionary[Any, _HubBridge] = weakref.WeakKeyDictionary()
+
+
+def _bridge() -> _HubBridge | None:
+    """This thread's hub bridge, or None when waiting must block the thread instead."""
+    from gevent import get_hub, getcurrent
+
+    hub = get_hub()
+    if getcurrent() is hub:
+        return None  # a hub callback cannot park itself; it blocks like any thread would
+    bridge = _bridges.get(hub)
+    if bridge is None:
+        bridge = _bridges[hub] = _HubBridge(hub)
+    return bridge
+
+
+def _outcome(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    try:
+        return True, fn(*args)
+    except BaseException as exc:  # handed to the waiting caller, re-raised there
+        return False, exc
+
+
+def _unwrap(item: tuple[bool, Any]) -> Any:
+    ok, value = item
+    if ok:
+        return value
+    raise value
+
+
+def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on ``loop`` (another thread's) and wait for its result, greenlet-friendly."""
+    bridge = _bridge() if gevent_patched() else None
+    if bridge is None:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def start(done: Callable[[Any], None]) -> asyncio.Task[T]:
+        task = loop.create_task(coro)
+
+        def finished(t: asyncio.Task[T]) -> None:
+            if t.cancelled():
+                done((False, asyncio.CancelledError()))
+            elif t.exception() is not None:
+                done((False, t.exception()))
+            else:
+                done((True, t.result()))
+
+        task.add_done_callback(finished)
+        return task
+
+    # A coroutine never started is closed (on the loop thread): no "never awaited" warning.
+    return _unwrap(bridge.wait(loop, start, coro.close))  # type: ignore[no-any-return]
+
+
+def run_function(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn(*args)`` on ``loop``'s thread and return its result, greenlet-friendly."""
+    bridge = _bridge() if gevent_patched() else None
+    if bridge is None:
+
+        async def runner() -> T:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(runner(), loop).result()
+
+    def start(done: Callable[[Any], None]) -> None:
+        done(_outcome(fn, args))
+
+    return _unwrap(bridge.wait(loop, start))  # type: ignore[no-any-return]
