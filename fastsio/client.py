@@ -1,17 +1,24 @@
 """Client: the synchronous API, an AsyncClient running on a background event-loop thread.
 
-Handlers run on that thread, inline and in arrival order (no thread per message). Calls made
-from a handler (``emit``, ``send``) run directly on the loop; blocking calls that need the
-loop to make progress (``call``, ``connect``, ``wait``) raise ``RuntimeError`` there instead of
-deadlocking.
+By default handlers run on that thread, inline and in arrival order (no thread per message).
+Calls made from a handler (``emit``, ``send``) run directly on the loop; blocking calls that need
+the loop to make progress (``call``, ``connect``, ``wait``) raise ``RuntimeError`` there instead
+of deadlocking. With ``handler_thread=True`` sync handlers run in arrival order on one thread of
+their own, fed through a bounded queue, so they may block (``call()`` included) while the loop
+thread keeps reading; a full queue pauses reading from the socket (backpressure).
+
+Works under gevent monkey-patching (see ``_green``): the loop thread is a real OS thread and a
+greenlet waiting on it lets the other greenlets run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import inspect
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from . import _green
@@ -64,23 +71,199 @@ class _LoopThread:
         return _green.run_function(self.loop, fn, *args)
 
 
+class _Pending:
+    """The outcome of one handler run on the handler thread, awaitable on the loop thread.
+
+    The loop only awaits it when the event asked for an ack (the handler's result is the ack);
+    a loop future is created, and completed across threads, only then.
+    """
+
+    __slots__ = ("_owner", "_fut", "_done", "_ok", "_value")
+
+    def __init__(self, owner: _HandlerThread) -> None:
+        self._owner = owner
+        self._fut: asyncio.Future[Any] | None = None
+        self._done = False
+        self._ok = False
+        self._value: Any = None
+
+    def _complete(self, ok: bool, value: Any) -> None:  # handler thread
+        with self._owner.mutex:
+            self._done, self._ok, self._value = True, ok, value
+            fut = self._fut
+        if fut is not None:
+            self._owner.loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+    def __await__(self) -> Generator[Any, None, Any]:  # loop thread
+        with self._owner.mutex:
+            if not self._done:
+                self._fut = self._owner.loop.create_future()
+        if self._fut is not None:
+            return (yield from self._fut)
+        if not self._ok:
+            # The handler raised (already logged): a cancelled task sends no ack, logs nothing.
+            raise asyncio.CancelledError
+        return self._value
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.cancel()
+
+
+class _HandlerThread:
+    """A Client's sync handlers, run in arrival order on one OS thread of their own.
+
+    The loop thread appends to a queue; at ``maxsize`` queued handlers it pauses reading from the
+    socket (the core stops dispatching at once), and resumes once the queue is half empty.
+    """
+
+    def __init__(self, client: AsyncClient, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+        self.client = client
+        self.loop = loop
+        self.maxsize = maxsize
+        self.mutex = _green.native_lock()
+        self._items: collections.deque[
+            tuple[_Pending, Callable[..., Any], tuple[Any, ...], str, str]
+        ]
+        self._items = collections.deque()
+        self._wake = _green.native_lock()
+        self._wake.acquire()
+        self._idle = False
+        self._paused = False
+        self._resume_scheduled = False
+        #: the most handlers ever queued at once (the bound, observable)
+        self.peak = 0
+        self.ident = _green.start_real_thread(self._run, "fastsio-handlers")
+
+    def submit(
+        self, handler: Callable[..., Any], args: tuple[Any, ...], event: str, nsp: str
+    ) -> _Pending:
+        """Queue one handler call (loop thread)."""
+        pending = _Pending(self)
+        with self.mutex:
+            self._items.append((pending, handler, args, event, nsp))
+            n = len(self._items)
+            wake, self._idle = self._idle, False
+        if wake:
+            self._wake.release()
+        if n > self.peak:
+            self.peak = n
+        if n >= self.maxsize and not self._paused and self.client.eio is not None:
+            self._paused = True
+            self.client.eio.pause_reading()
+        return pending
+
+    def _run(self) -> None:
+        items = self._items
+        while True:
+            with self.mutex:
+                if items:
+                    pending, handler, args, event, nsp = items.popleft()
+                    left = len(items)
+                else:
+                    self._idle = True
+                    left = -1
+            if left < 0:
+                self._wake.acquire()
+                continue
+            ok, value = self._call(handler, args, event, nsp)
+            pending._complete(ok, value)
+            if self._paused and not self._resume_scheduled and left <= self.maxsize // 2:
+                self._resume_scheduled = True
+                self.loop.call_soon_threadsafe(self._resume)
+
+    def _call(
+        self, handler: Callable[..., Any], args: tuple[Any, ...], event: str, nsp: str
+    ) -> tuple[bool, Any]:
+        try:
+            try:
+                return True, handler(*args)
+            except TypeError:
+                # Legacy disconnect handlers take no reason argument.
+                if event != "disconnect" or not args:
+                    raise
+                return True, handler(*args[:-1])
+        except Exception as exc:
+            self.client._on_handler_error(event, nsp, exc)
+            return False, None
+
+    def _resume(self) -> None:  # loop thread
+        self._resume_scheduled = False
+        if not self._paused or len(self._items) > self.maxsize // 2:
+            return
+        self._paused = False
+        # Reading paused for async handlers too is resumed by those, not here.
+        if self.client.eio is not None and not self.client._reading_paused:
+            self.client.eio.resume_reading()
+
+    def wrap(self, handler: Callable[..., Any], event: str, nsp: str) -> Callable[..., Any]:
+        submit = self.submit
+
+        def on_handler_thread(*args: Any) -> _Pending:
+            return submit(handler, args, event, nsp)
+
+        return on_handler_thread
+
+
+class _ThreadedNamespace:
+    """A ClientNamespace whose ``on_<event>`` methods run on the handler thread."""
+
+    def __init__(self, ns: ClientNamespace, handlers: _HandlerThread) -> None:
+        self.namespace = ns.namespace
+        self._ns = ns
+        self._handlers = handlers
+
+    def trigger_event(self, event: str, *args: Any) -> _Pending:
+        return self._handlers.submit(self._ns.trigger_event, (event, *args), event, self.namespace)
+
+
 class Client:
     """A Socket.IO client with python-socketio's synchronous ``Client`` API.
 
-    Takes the same arguments as :class:`fastsio.AsyncClient`, plus ``use_uvloop`` (default
-    ``True``) to choose the background loop.
+    Takes the same arguments as :class:`fastsio.AsyncClient`, plus:
+
+    - ``use_uvloop`` (default ``True``): the background loop's kind.
+    - ``handler_thread`` (default ``False``): run sync handlers (and namespace ``on_*`` methods)
+      in arrival order on one thread of their own instead of inline on the loop thread, so that
+      they may block, ``call()`` included. A handler's return value is still the ack.
+    - ``handler_queue`` (default 1000): with ``handler_thread``, how many handler calls may
+      wait; when full, the client stops reading from the socket until half of them have run.
     """
 
-    def __init__(self, *args: Any, use_uvloop: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        use_uvloop: bool = True,
+        handler_thread: bool = False,
+        handler_queue: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        if handler_queue < 1:
+            raise ValueError("handler_queue must be >= 1")
         self._client = AsyncClient(*args, **kwargs)
         self._client.is_asyncio_based = lambda: False  # type: ignore[method-assign]
         self._use_uvloop = use_uvloop
         self._thread: _LoopThread | None = None
+        self._handler_thread = handler_thread
+        self._handler_queue = handler_queue
+        self._handlers: _HandlerThread | None = None
 
     def _loop_thread(self) -> _LoopThread:
         if self._thread is None:
             self._thread = _LoopThread(self._use_uvloop)
         return self._thread
+
+    def _handler_runner(self) -> _HandlerThread:
+        if self._handlers is None:
+            self._handlers = _HandlerThread(
+                self._client, self._loop_thread().loop, self._handler_queue
+            )
+        return self._handlers
 
     # -- attributes mirrored from the async client --
 
@@ -107,16 +290,38 @@ class Client:
         *,
         batch: bool = False,
     ) -> Any:
-        return self._client.on(event, handler, namespace, batch=batch)
+        if not self._handler_thread:
+            return self._client.on(event, handler, namespace, batch=batch)
+
+        def register(h: Any) -> Any:
+            target = h
+            if callable(h) and not inspect.iscoroutinefunction(h):
+                target = self._handler_runner().wrap(h, event, namespace or "/")
+            self._client.on(event, target, namespace, batch=batch)
+            return h
+
+        if handler is None:
+            return register
+        register(handler)
+        return None
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
-        return self._client.event(*args, **kwargs)
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return self.on(args[0].__name__)(args[0])
+
+        def set_handler(handler: Any) -> Any:
+            return self.on(handler.__name__, *args, **kwargs)(handler)
+
+        return set_handler
 
     def register_namespace(self, namespace_handler: ClientNamespace) -> None:
         if not isinstance(namespace_handler, ClientNamespace):
             raise ValueError("Not a namespace instance")
         namespace_handler._set_client(self)
-        self._client.namespace_handlers[namespace_handler.namespace] = namespace_handler
+        target: Any = namespace_handler
+        if self._handler_thread:
+            target = _ThreadedNamespace(namespace_handler, self._handler_runner())
+        self._client.namespace_handlers[namespace_handler.namespace] = target
 
     def get_sid(self, namespace: str | None = None) -> str | None:
         return self._client.get_sid(namespace)

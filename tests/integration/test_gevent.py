@@ -75,3 +75,8 @@ def test_waiting_greenlets_never_stall_the_hub(gevent_run: dict[str, Any]) -> No
     # times if the hub keeps running, and at most once if the wait blocked the hub.
     for c in gevent_run["clients"]:
         assert c["ticks_during_wait"] >= 10, c
+
+
+def test_handler_thread_handlers_block_on_call_under_gevent(gevent_run: dict[str, Any]) -> None:
+    ht = gevent_run["handler_thread"]
+    assert ht["answers_ok"] and ht["own_thread"], ht

@@ -94,17 +94,41 @@ def simple_worker(k: int) -> dict:
     return {"received_ok": got == [["echo", [k, i]] for i in range(10)], "call_ok": answer == k}
 
 
+def handler_thread_worker() -> dict:
+    # Handlers on their own real thread may block on call(); a greenlet waits meanwhile.
+    sio = fastsio.Client(reconnection=False, handler_thread=True)
+    answers: list = []
+    idents: set = set()
+
+    @sio.on("tick")
+    def tick(i: int) -> None:
+        idents.add(real_get_ident())
+        answers.append(sio.call("ack", i, timeout=10))
+
+    sio.connect(URL)
+    try:
+        sio.call("burst", 10, timeout=10)
+        while len(answers) < 10:
+            gevent.sleep(0.01)
+    finally:
+        sio.disconnect()
+    own = {sio._thread.ident, real_get_ident()}
+    return {"answers_ok": answers == list(range(10)), "own_thread": not (idents & own)}
+
+
 def main() -> None:
     global stop_ticker
     out: dict = {"lone": lone_main_greenlet()}
     tick = gevent.spawn(ticker)
     clients = [gevent.spawn(client_worker, k) for k in range(4)]
     simples = [gevent.spawn(simple_worker, k) for k in range(3)]
-    gevent.joinall(clients + simples, raise_error=True)
+    threaded = gevent.spawn(handler_thread_worker)
+    gevent.joinall([*clients, *simples, threaded], raise_error=True)
     stop_ticker = True
     tick.join()
     out["clients"] = [g.value for g in clients]
     out["simples"] = [g.value for g in simples]
+    out["handler_thread"] = threaded.value
     out["ticks"] = ticks
     print(json.dumps(out))
 
