@@ -19,6 +19,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import collections
+import logging
 import sys
 import threading
 import weakref
@@ -79,25 +80,34 @@ class _HubBridge:
         self._watcher.start(self._drain)
         self._watcher.ref = False
 
-    def _post(self, waiter: Any, item: Any) -> None:
-        # Any thread: deque.append is atomic and send() is the watcher's thread-safe wake-up.
-        self._ready.append((waiter, item))
+    def post(self, fn: Callable[[Any], Any], item: Any) -> None:
+        """Have the hub call ``fn(item)`` soon (any thread; wake-ups are coalesced).
+
+        ``fn`` runs on the hub greenlet: it must not block (a ``Waiter.switch`` or a queue put).
+        """
+        # deque.append is atomic and send() is the watcher's thread-safe wake-up.
+        self._ready.append((fn, item))
         self._watcher.send()
 
     def _drain(self) -> None:
         # On the hub. A waiter whose greenlet is gone (killed, timed out) just keeps the value.
         ready = self._ready
         while ready:
-            waiter, item = ready.popleft()
-            waiter.switch(item)
+            fn, item = ready.popleft()
+            try:
+                fn(item)
+            except Exception:  # one failing listener must not strand the rest
+                logging.getLogger("fastsio").exception("fastsio: a hub callback raised")
 
     def wait(
         self,
-        loop: asyncio.AbstractEventLoop,
+        schedule: Callable[[Callable[[], None]], Any],
         start: Callable[[Callable[[Any], None]], Any],
         discard: Callable[[], None] | None = None,
     ) -> Any:
-        """Run ``start(done)`` on ``loop``'s thread and park this greenlet until ``done(item)``.
+        """Run ``start(done)`` on the loop thread and park this greenlet until ``done(item)``.
+
+        ``schedule(fn)`` hands ``fn`` to the loop thread (``loop.call_soon_threadsafe``).
 
         ``start`` returns something with ``cancel()`` (or None): it is cancelled on the loop
         thread if this greenlet is killed or times out while waiting; if that happens before
@@ -114,7 +124,7 @@ class _HubBridge:
                 if discard is not None:
                     discard()
                 return
-            started.append(start(lambda item: self._post(waiter, item)))
+            started.append(start(lambda item: self.post(waiter.switch, item)))
 
         def cancel() -> None:
             if started and started[0] is not None:
@@ -124,12 +134,14 @@ class _HubBridge:
         if self._waiting == 1:
             self._watcher.ref = True
         try:
-            loop.call_soon_threadsafe(on_loop)
+            schedule(on_loop)
             return waiter.get()
         except BaseException:
             abandoned = True
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(cancel)
+            try:
+                schedule(cancel)
+            except RuntimeError:
+                pass  # the loop is closed: nothing left to cancel
             raise
         finally:
             self._waiting -= 1
@@ -140,7 +152,7 @@ class _HubBridge:
 _bridges: weakref.WeakKeyDictionary[Any, _HubBridge] = weakref.WeakKeyDictionary()
 
 
-def _bridge() -> _HubBridge | None:
+def hub_bridge() -> _HubBridge | None:
     """This thread's hub bridge, or None when waiting must block the thread instead."""
     from gevent import get_hub, getcurrent
 
@@ -153,14 +165,14 @@ def _bridge() -> _HubBridge | None:
     return bridge
 
 
-def _outcome(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+def outcome(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
     try:
         return True, fn(*args)
     except BaseException as exc:  # handed to the waiting caller, re-raised there
         return False, exc
 
 
-def _unwrap(item: tuple[bool, Any]) -> Any:
+def unwrap(item: tuple[bool, Any]) -> Any:
     ok, value = item
     if ok:
         return value
@@ -169,7 +181,7 @@ def _unwrap(item: tuple[bool, Any]) -> Any:
 
 def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on ``loop`` (another thread's) and wait for its result, greenlet-friendly."""
-    bridge = _bridge() if gevent_patched() else None
+    bridge = hub_bridge() if gevent_patched() else None
     if bridge is None:
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
@@ -188,12 +200,12 @@ def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T])
         return task
 
     # A coroutine never started is closed (on the loop thread): no "never awaited" warning.
-    return _unwrap(bridge.wait(loop, start, coro.close))  # type: ignore[no-any-return]
+    return unwrap(bridge.wait(loop.call_soon_threadsafe, start, coro.close))  # type: ignore[no-any-return]
 
 
 def run_function(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any) -> T:
     """Call ``fn(*args)`` on ``loop``'s thread and return its result, greenlet-friendly."""
-    bridge = _bridge() if gevent_patched() else None
+    bridge = hub_bridge() if gevent_patched() else None
     if bridge is None:
 
         async def runner() -> T:
@@ -202,6 +214,6 @@ def run_function(loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: A
         return asyncio.run_coroutine_threadsafe(runner(), loop).result()
 
     def start(done: Callable[[Any], None]) -> None:
-        done(_outcome(fn, args))
+        done(outcome(fn, args))
 
-    return _unwrap(bridge.wait(loop, start))  # type: ignore[no-any-return]
+    return unwrap(bridge.wait(loop.call_soon_threadsafe, start))  # type: ignore[no-any-return]
