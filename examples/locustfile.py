@@ -8,6 +8,7 @@ Switching from Locust's own ``SocketIOUser`` is the import line and, optionally,
 from __future__ import annotations
 
 import itertools
+
 from locust import between, task
 
 from fastsio.contrib.locust import FastsioUser

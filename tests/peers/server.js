@@ -145,8 +145,16 @@ function seqBuffer(seq) {
   return b;
 }
 
+// Every connection and every event received from clients, across namespaces (`server_counts`).
+const counts = { connections: 0, events: {} };
+
 function installHandlers(nsp) {
   nsp.on("connection", (socket) => {
+    counts.connections++;
+    socket.onAny((event) => {
+      if (event !== "server_counts") counts.events[event] = (counts.events[event] || 0) + 1;
+    });
+    socket.on("server_counts", (cb) => typeof cb === "function" && cb(counts));
     socket.on("echo", (...raw) => {
       const [args, cb] = splitAck(raw);
       socket.emit("echo", ...args);
