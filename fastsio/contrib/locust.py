@@ -249,9 +249,15 @@ def _sum_worker_bytes(client_id: str, data: dict[str, Any], **_: Any) -> None:  
         _master_bytes[1] += got[1]
 
 
+def _log_master_bytes(**_: Any) -> None:
+    if _master_bytes != [0, 0]:
+        logger.info("fastsio: %d bytes sent, %d bytes received by all workers", *_master_bytes)
+
+
 _master_bytes = [0, 0]
 # The master runs no user, so it never builds a _WorkerLoop: listen from the start.
 locust_events.worker_report.add_listener(_sum_worker_bytes)
+locust_events.quitting.add_listener(_log_master_bytes)
 
 
 def bytes_totals(environment: Environment | None = None) -> dict[str, int]:
