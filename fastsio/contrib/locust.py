@@ -611,10 +611,15 @@ class LocustClient:
                 waiters = expectations.get((nsp, name))
                 if waiters:
                     for w in waiters:
-                        if w.predicate is None or w.predicate(*eargs):
+                        try:
+                            matched = w.predicate is None or w.predicate(*eargs)
+                            err = None
+                        except Exception as exc:  # a broken predicate fails its expect()
+                            matched, err = True, exc
+                        if matched:
                             waiters.remove(w)
                             w.timer.cancel()
-                            w.done((None, eargs, time.perf_counter() - w.t0))
+                            w.done((err, eargs, time.perf_counter() - w.t0))
                             break
                 ts = latency(name, eargs) if latency is not None else None
                 if ts is None:

@@ -96,14 +96,17 @@ def test_received_events_counted_in_bulk_without_response_time(scenario: dict[st
     assert not [r for r in scenario["reports"] if r[0] == "WSR" and r[1] == "tick"]
 
 
-def test_expect_times_emit_to_reply_and_reports_timeouts(scenario: dict[str, Any]) -> None:
+def test_expect_times_emit_to_reply_and_reports_timeouts_and_broken_predicates(
+    scenario: dict[str, Any],
+) -> None:
     got = between(scenario["reports"], "expect", "server_disconnect")
     assert [r[:2] + [r[3]] for r in got] == [
         ["WSX", "echo", None],
         ["WSX", "noreply", "TimeoutError"],
+        ["WSX", "badpred", "ZeroDivisionError"],
     ]
     assert scenario["expect_result"] == ["tok"]
-    assert scenario["expect_timeout"] is None
+    assert scenario["expect_timeout"] is None and scenario["expect_bad_predicate"] is None
 
 
 def test_server_disconnect_is_one_failure(scenario: dict[str, Any]) -> None:
@@ -135,9 +138,7 @@ def test_user_disconnect_is_not_a_failure(scenario: dict[str, Any]) -> None:
     assert [r[:2] + [r[3]] for r in got] == [["WS", "connect", None]]
 
 
-def test_distributed_run_counts_agree_with_the_server(
-    node_server: Any, tmp_path: Path
-) -> None:
+def test_distributed_run_counts_agree_with_the_server(node_server: Any, tmp_path: Path) -> None:
     import fastsio
 
     server = node_server()

@@ -63,6 +63,9 @@ def main() -> dict:
     mark("expect")
     out["expect_result"] = u.sio.expect("echo", "tok", predicate=lambda t: t == "tok", timeout=5)
     out["expect_timeout"] = u.sio.expect("ack", 1, timeout=0.3, name="noreply")
+    out["expect_bad_predicate"] = u.sio.expect(
+        "echo", "x", predicate=lambda t: 1 / 0, timeout=5, name="badpred"
+    )
     mark("server_disconnect")
     u.sio.emit("disconnect_me")
     for _ in range(500):
