@@ -198,7 +198,7 @@ class _HandlerThread:
             return
         self._paused = False
         # Reading paused for async handlers too is resumed by those, not here.
-        if self.client.eio is not None and not self.client._reading_paused:
+        if self.client.eio is not None and not self.client._handlers.paused:
             self.client.eio.resume_reading()
 
     def wrap(self, handler: Callable[..., Any], event: str, nsp: str) -> Callable[..., Any]:
