@@ -682,10 +682,12 @@ def decode_eio_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_messa
     cdef Py_ssize_t t, pos = 0, end, n, size
     cdef object raw
     if isinstance(data, (bytes, bytearray, memoryview)):
+        if isinstance(data, memoryview):
+            data = bytes(data)
         try:
-            s = bytes(data).decode("utf-8")
+            s = data.decode("utf-8")  # (a bytearray decodes in place: no copy of the body)
         except UnicodeDecodeError:
-            raise ProtocolError("polling payload is not valid UTF-8", bytes(data)) from None
+            raise ProtocolError("polling payload is not valid UTF-8", bytes(data[:200])) from None
     else:
         s = data
     n = len(s)
@@ -703,9 +705,11 @@ def decode_eio_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_messa
         part = s[pos:end]
         pos = end + 1
         if part[0] == "b":
-            if max_message_size > 0 and (len(part) - 1) // 4 * 3 - 2 > max_message_size:
-                raise _too_large((len(part) - 1) // 4 * 3, max_message_size,
-                                 "incoming binary message")
+            # Refused before decoding: the size base64 announces (exact when well formed).
+            size = (len(part) - 1) // 4 * 3 - (2 if part.endswith("==") else
+                                                1 if part.endswith("=") else 0)
+            if max_message_size > 0 and size > max_message_size:
+                raise _too_large(size, max_message_size, "incoming binary message")
             try:
                 raw = base64.b64decode(part[1:], validate=True)
             except (ValueError, binascii.Error):

@@ -802,12 +802,19 @@ cdef class EngineListener(WSListener):
             return
         self.failed = True
         self._frag = None
+        # picows fails disconnected_future with its WSProtocolError: reported here instead.
+        transport.disconnected_future.add_done_callback(_retrieve_exception)
         self.engine._on_listener_error(self, _too_large(
-            _announced_size(sent.reason), self.conn.max_message_size, "incoming frame"))
+            _announced_size(sent.reason), self.conn.max_message_size, "incoming message"))
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.close_sent()
         self.engine._on_ws_disconnected(self)
+
+
+def _retrieve_exception(future):
+    if not future.cancelled():
+        future.exception()
 
 
 cdef Py_ssize_t _announced_size(str reason):

@@ -45,23 +45,20 @@ MAX_PACKETS_PER_POST = 16
 HEARTBEAT_MARGIN = 0.5
 
 
-class _SizeRefusalReported(logging.Filter):
-    """Drops picows's own line about a frame refused for its size: the client reports that
-    refusal itself, once, as a parse error that names the limit and how to raise it."""
+class _PicowsLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows's logger for fastsio's connections, less its line about a frame refused for its
+    size: the client reports that refusal itself, once, as a parse error that names the limit
+    and how to raise it. (An adapter, not a Logger: picows would log through a child Logger
+    of its own, past any filter on this one.)"""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        return not (
-            isinstance(args, tuple)
-            and len(args) == 1
-            and isinstance(args[0], tuple)
-            and args[0][:1] == (picows.WSCloseCode.MESSAGE_TOO_BIG,)
-        )
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if args and isinstance(args[0], tuple) and args[0][:1] == (_MESSAGE_TOO_BIG,):
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
-#: The logger picows logs to for fastsio's connections (a child of picows's own).
-PICOWS_LOGGER = logging.getLogger("picows.fastsio")
-PICOWS_LOGGER.addFilter(_SizeRefusalReported())
+_MESSAGE_TOO_BIG = picows.WSCloseCode.MESSAGE_TOO_BIG
+PICOWS_LOGGER = _PicowsLogger(logging.getLogger("picows.client"), {})
 
 
 class OpenPacket:
@@ -413,6 +410,7 @@ class EngineIO:
             length = resp.content_length
             if length is not None and length > limit:
                 raise self._body_too_large(f"announced {length} bytes")
+            # Chunks joined once at the end: a growing bytearray would copy as it grows.
             chunks: list[bytes] = []
             size = 0
             while chunk := await resp.content.read(limit + 1 - size):
@@ -421,7 +419,7 @@ class EngineIO:
                 if size > limit:
                     # The rest is never read: the connection is released, not reused.
                     raise self._body_too_large(f"more than {limit} bytes")
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _body_too_large(self, what: str) -> PayloadTooLargeError:
         return PayloadTooLargeError(
