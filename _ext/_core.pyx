@@ -13,7 +13,7 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport
+from picows.picows cimport WSCloseCode, WSCloseInfo, WSFrame, WSListener, WSMsgType, WSTransport
 
 import asyncio
 import base64
@@ -21,6 +21,7 @@ from json import dumps as _stdlib_json_dumps
 from json import loads as _stdlib_json_loads
 import binascii
 import datetime
+import reprlib
 import struct
 
 import msgpack

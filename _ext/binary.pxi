@@ -4,6 +4,26 @@
 cdef enum:
     MAX_NESTING = 512
 
+# Bad values from the server are described by type and a short repr: reprlib stops at a few
+# levels and a few items, so a value nested a thousand deep (or megabytes long) cannot make the
+# message itself recurse or grow.
+cdef object _short_repr = reprlib.Repr()
+_short_repr.maxlevel = 3
+_short_repr.maxstring = 40
+_short_repr.maxother = 40
+
+
+cdef str _describe(object value):
+    """``<type> <truncated repr>``, safe for any decoded value."""
+    cdef str text
+    try:
+        text = _short_repr.repr(value)
+    except Exception:  # a repr that fails is still a bad value to report
+        text = "?"
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
 
 cdef bint _has_binary(object obj, int depth) except -1:
     cdef object t = type(obj)
@@ -61,7 +81,7 @@ cdef object _reconstruct(object obj, list attachments, bytearray used, int depth
         if (<dict>obj).get("_placeholder") is True:
             num = (<dict>obj).get("num")
             if type(num) is not int:
-                raise ProtocolError(f"binary placeholder with a non-integer num {num!r}")
+                raise ProtocolError(f"binary placeholder with a non-integer num: {_describe(num)}")
             if num < 0 or num >= len(attachments):
                 raise ProtocolError(
                     f"binary placeholder {num} out of range ({len(attachments)} attachments)")

@@ -628,43 +628,103 @@ def decode_msgpack_data(data):
     Date and ArrayBuffer included). Raises ProtocolError when malformed or not one whole value.
     """
     cdef bytes b = <bytes>data if type(data) is bytes else bytes(data)
-    return _loads_msgpack(PyBytes_AS_STRING(b), 0, PyBytes_GET_SIZE(b), PyBytes_GET_SIZE(b))
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t end
+    if size:
+        # Walked first, as the receive path's envelope does: container headers claim slots the
+        # decoder allocates up front, and nested ones could each claim as many as there are
+        # bytes left. Once the walk has seen every claimed value in the input, the slots are
+        # bounded by its size. (The decoder reports what an empty input lacks.)
+        end = _mp_skip(<const unsigned char*>PyBytes_AS_STRING(b), 0, size)
+        if end < 0:
+            raise ProtocolError("invalid msgpack payload: truncated or invalid msgpack value",
+                                _truncated(PyBytes_AS_STRING(b), size))
+        if end != size:
+            raise ProtocolError("invalid msgpack payload: trailing bytes after the msgpack value",
+                                _truncated(PyBytes_AS_STRING(b), size))
+    return _loads_msgpack(PyBytes_AS_STRING(b), 0, size, size)
 
 
 # --- Engine.IO polling payloads --------------------------------------------------------------
 
-def decode_eio_payload(data, Py_ssize_t max_packets=100000):
+cdef object _too_large(Py_ssize_t size, Py_ssize_t limit, str what):
+    return PayloadTooLargeError(
+        f"{what} of {size} bytes exceeds max_message_size ({limit} bytes); raise the limit "
+        f"with AsyncClient(max_message_size=...), 0 for none")
+
+
+def poll_body_limit(Py_ssize_t max_message_size):
+    """The most bytes read from one poll response under ``max_message_size`` (0: no limit)."""
+    if max_message_size <= 0:
+        return 0
+    return POLL_BODY_FACTOR * max_message_size + POLL_BODY_SLACK
+
+
+cdef Py_ssize_t _utf8_len(str s, Py_ssize_t limit) except -1:
+    # The UTF-8 size of s, exact only when it could exceed limit (a character is 1 to 4 bytes).
+    cdef Py_ssize_t n = len(s)
+    if n > limit or 4 * n <= limit:
+        return n
+    return len(s.encode("utf-8", "surrogatepass"))
+
+
+def decode_eio_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_message_size=0):
     """Split an Engine.IO v4 polling payload into [(type, data)], data str or bytes.
 
-    Binary packets (``b<base64>``) come back as (EIO_MESSAGE, bytes).
+    Binary packets (``b<base64>``) come back as (EIO_MESSAGE, bytes). Splitting stops at the
+    packet that breaks a limit: more than ``max_packets`` packets, or one packet larger than
+    ``max_message_size`` bytes (PayloadTooLargeError; 0: no limit) - sized as on a WebSocket:
+    a text packet with its type character, a binary one decoded.
     """
     cdef str s
     cdef list out = []
     cdef str part
-    cdef Py_ssize_t t
+    cdef Py_ssize_t t, pos = 0, end, n, size
+    cdef object raw
     if isinstance(data, (bytes, bytearray, memoryview)):
+        if isinstance(data, memoryview):
+            data = bytes(data)
         try:
-            s = bytes(data).decode("utf-8")
+            s = data.decode("utf-8")  # (a bytearray decodes in place: no copy of the body)
         except UnicodeDecodeError:
-            raise ProtocolError("polling payload is not valid UTF-8", bytes(data)) from None
+            raise ProtocolError("polling payload is not valid UTF-8", bytes(data[:200])) from None
     else:
         s = data
-    if not s:
+    n = len(s)
+    if not n:
         raise ProtocolError("empty polling payload", b"")
-    for part in s.split("\x1e"):
+    while pos <= n:
         if len(out) >= max_packets:
-            raise ProtocolError("too many packets in one polling payload", s[:200])
-        if not part:
+            raise ProtocolError(f"too many packets in one polling payload (over {max_packets})",
+                                s[:200])
+        end = s.find("\x1e", pos)
+        if end < 0:
+            end = n
+        if end == pos:
             raise ProtocolError("empty packet in polling payload", s[:200])
+        part = s[pos:end]
+        pos = end + 1
         if part[0] == "b":
+            # Refused before decoding: the size base64 announces (exact when well formed).
+            size = (len(part) - 1) // 4 * 3 - (2 if part.endswith("==") else
+                                                1 if part.endswith("=") else 0)
+            if max_message_size > 0 and size > max_message_size:
+                raise _too_large(size, max_message_size, "incoming binary message")
             try:
-                out.append((EIO_MESSAGE, base64.b64decode(part[1:], validate=True)))
+                raw = base64.b64decode(part[1:], validate=True)
             except (ValueError, binascii.Error):
                 raise ProtocolError("invalid base64 in polling payload", part[:200]) from None
+            if max_message_size > 0 and len(raw) > max_message_size:
+                raise _too_large(len(raw), max_message_size, "incoming binary message")
+            out.append((EIO_MESSAGE, raw))
             continue
         t = ord(part[0]) - 48
         if t < 0 or t > 6:
             raise ProtocolError("unknown Engine.IO packet type", part[:200])
+        if max_message_size > 0:
+            size = _utf8_len(part, max_message_size)
+            if size > max_message_size:
+                raise _too_large(size, max_message_size, "incoming message")
         out.append((t, part[1:]))
     return out
 

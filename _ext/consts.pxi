@@ -31,6 +31,15 @@ cdef enum:
 # Defaults of the limits (each overridable per client).
 DEFAULT_MAX_ATTACHMENTS = 1000
 DEFAULT_MAX_PENDING_ACKS = 1_000_000
+# The largest incoming message (an Engine.IO packet: a WebSocket message or one packet of a poll
+# response). No real feed sends one this big; a hostile or broken server that announces more is
+# refused before the bytes are read, so one cannot make a client hold gigabytes.
+DEFAULT_MAX_MESSAGE_SIZE = 100 * 1024 * 1024
+# A poll response holds several packets: it may be this many times max_message_size, plus
+# POLL_BODY_SLACK (room for one binary message at the limit in base64 and what surrounds it, and
+# for a backlog of small packets under a small limit).
+POLL_BODY_FACTOR = 2
+POLL_BODY_SLACK = 1024 * 1024
 
 # Python-visible copies, for the Python layer and the tests.
 PACKET_TYPES = {

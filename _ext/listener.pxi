@@ -730,10 +730,14 @@ cdef class EngineListener(WSListener):
                                                 msg_type == WSMsgType.BINARY)
                 return
             if msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY:
+                if self._frag is not None:
+                    raise ProtocolError("data frame inside a fragmented message")
                 if not frame.fin:
+                    # picows refused a frame over the limit at its header; the message's
+                    # accumulated size is checked here, before each fragment is copied.
+                    self._check_size(frame.payload_size)
                     self._frag = bytearray(frame.get_payload_as_memoryview())
                     self._frag_type = msg_type
-                    self._check_size(len(self._frag))
                     return
                 # Borrowed memory: payload_ptr points into picows's read buffer and is valid
                 # only during this call; everything kept is copied by the decoders.
@@ -757,8 +761,8 @@ cdef class EngineListener(WSListener):
             elif msg_type == WSMsgType.CONTINUATION:
                 if self._frag is None:
                     raise ProtocolError("continuation frame without a first fragment")
+                self._check_size(len(self._frag) + frame.payload_size)
                 self._frag += frame.get_payload_as_memoryview()
-                self._check_size(len(self._frag))
                 if frame.fin:
                     data = bytes(self._frag)
                     self._frag = None
@@ -780,13 +784,47 @@ cdef class EngineListener(WSListener):
 
     cdef int _check_size(self, Py_ssize_t size) except -1:
         if self.conn.max_message_size > 0 and size > self.conn.max_message_size:
-            raise PayloadTooLargeError(
-                f"incoming message of {size} bytes exceeds max_message_size "
-                f"{self.conn.max_message_size}")
+            self._frag = None
+            raise _too_large(size, self.conn.max_message_size, "incoming message")
         return 0
 
+    def close_sent(self):
+        """picows sent a CLOSE on this link (ReadCap checks after every read, on_ws_disconnected
+        at the end): a frame refused for its size is reported as the parse error it is.
+
+        picows refuses a frame whose header announces more than max_frame_size (which is
+        max_message_size) before reading its payload, sends CLOSE 1009 and disconnects a
+        moment later; the caller stops reading at once, so the payload is never buffered.
+        """
+        cdef WSTransport transport = <WSTransport>self.transport
+        cdef WSCloseInfo sent
+        if self.failed or transport is None or transport.close_handshake is None:
+            return
+        sent = transport.close_handshake.sent
+        if sent is None or transport.close_handshake.recv_then_sent \
+                or sent.code != WSCloseCode.MESSAGE_TOO_BIG:
+            return
+        self.failed = True
+        self._frag = None
+        # picows fails disconnected_future with its WSProtocolError: reported here instead.
+        transport.disconnected_future.add_done_callback(_retrieve_exception)
+        self.engine._on_listener_error(self, _too_large(
+            _announced_size(sent.reason), self.conn.max_message_size, "incoming message"))
+
     cpdef on_ws_disconnected(self, WSTransport transport):
+        self.close_sent()
         self.engine._on_ws_disconnected(self)
+
+
+def _retrieve_exception(future):
+    if not future.cancelled():
+        future.exception()
+
+
+cdef Py_ssize_t _announced_size(str reason):
+    # picows's close reason ends in "<announced> > <max_frame_size>"; -1 if it does not.
+    cdef str head = reason.rpartition(" > ")[0].rpartition(" ")[2]
+    return int(head) if head.isdigit() and len(head) < 19 else -1
 
 
 cdef class _ProtocolBase:
@@ -794,7 +832,8 @@ cdef class _ProtocolBase:
 
 
 cdef class ReadCap(_ProtocolBase, asyncio.BufferedProtocol):
-    """A buffered protocol in front of picows's: no single socket read exceeds ``cap`` bytes.
+    """A buffered protocol in front of picows's: no single socket read exceeds ``cap`` bytes
+    (0: no cap), and no read at all follows a CLOSE that picows sent.
 
     picows doubles its read buffer whenever one read fills 90% of it, and never shrinks it.
     Under a firehose that outruns the handlers, every read finds the kernel queue full, so the
@@ -808,23 +847,34 @@ cdef class ReadCap(_ProtocolBase, asyncio.BufferedProtocol):
     cdef object _get_buffer
     cdef object _buffer_updated
     cdef readonly Py_ssize_t cap
+    cdef WSTransport _ws
+    cdef EngineListener _listener
 
-    def __init__(self, inner, Py_ssize_t cap):
-        if cap < 4096:
-            raise ValueError("the read cap must be at least 4096 bytes")
+    def __init__(self, inner, Py_ssize_t cap, WSTransport ws=None,
+                 EngineListener listener=None):
+        if cap != 0 and cap < 4096:
+            raise ValueError("the read cap must be 0 (none) or at least 4096 bytes")
         self.inner = inner
         self.cap = cap
         self._get_buffer = inner.get_buffer
         self._buffer_updated = inner.buffer_updated
+        self._ws = ws
+        self._listener = listener
 
     def get_buffer(self, Py_ssize_t sizehint):
         cdef object mv = self._get_buffer(sizehint)
-        if len(mv) > self.cap:
+        if self.cap and len(mv) > self.cap:
             return mv[:self.cap]
         return mv
 
     def buffer_updated(self, Py_ssize_t nbytes):
         self._buffer_updated(nbytes)
+        if self._ws is not None and self._ws.is_close_frame_sent:
+            # Once a CLOSE went out nothing more is wanted from this link; picows keeps reading
+            # until its delayed disconnect, and would buffer a refused frame's payload.
+            self._ws.underlying_transport.pause_reading()
+            if self._listener is not None:
+                self._listener.close_sent()
 
     def connection_made(self, transport):
         self.inner.connection_made(transport)

@@ -84,7 +84,8 @@ class AsyncClient:
         ``'drop_oldest'`` or ``'drop_newest'`` (both logged, and acks of dropped packets fail).
     :param max_attachments: most binary attachments accepted in one packet.
     :param max_pending_acks: most acks waiting at once.
-    :param max_message_size: largest incoming message in bytes (0: no limit).
+    :param max_message_size: largest incoming message in bytes (default 100 MiB; 0: no
+        limit). A message announced bigger is refused before it is read (``'parse error'``).
     :param max_read_size: most bytes taken off a WebSocket in one read (default 256 KiB; 0:
         no cap). Without a cap, picows's read buffer grows without bound while a firehose
         outruns the handlers; the cap bounds it without touching the TCP window.
@@ -167,7 +168,9 @@ class AsyncClient:
             raise ValueError("max_attachments must be >= 0")
         self.strip_offsets: bool = kwargs.pop("strip_offsets", False)
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
-        self.max_message_size: int = kwargs.pop("max_message_size", 0)
+        self.max_message_size: int = kwargs.pop("max_message_size", 100 * 1024 * 1024)
+        if self.max_message_size < 0:
+            raise ValueError("max_message_size must be >= 0 (0: no limit)")
         self.max_read_size: int = kwargs.pop("max_read_size", 256 * 1024)
         if self.max_read_size and self.max_read_size < 4096:
             raise ValueError("max_read_size must be 0 (no cap) or at least 4096 bytes")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -18,11 +19,13 @@ import orjson
 import picows
 
 from ._ext._core import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     Connection,
     EngineListener,
     ReadCap,
     decode_eio_payload,
     encode_eio_payload,
+    poll_body_limit,
 )
 from .exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
 from .reasons import Reason
@@ -40,6 +43,22 @@ MAX_PACKETS_PER_POST = 16
 
 #: Slack added to pingInterval + pingTimeout before a silent link is declared dead.
 HEARTBEAT_MARGIN = 0.5
+
+
+class _PicowsLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows's logger for fastsio's connections, less its line about a frame refused for its
+    size: the client reports that refusal itself, once, as a parse error that names the limit
+    and how to raise it. (An adapter, not a Logger: picows would log through a child Logger
+    of its own, past any filter on this one.)"""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if args and isinstance(args[0], tuple) and args[0][:1] == (_MESSAGE_TOO_BIG,):
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
+_MESSAGE_TOO_BIG = picows.WSCloseCode.MESSAGE_TOO_BIG
+PICOWS_LOGGER = _PicowsLogger(logging.getLogger("picows.client"), {})
 
 
 class OpenPacket:
@@ -120,7 +139,7 @@ class EngineIO:
         ssl_context: ssl.SSLContext | None = None,
         http_session: aiohttp.ClientSession | None = None,
         websocket_extra_options: Mapping[str, Any] | None = None,
-        max_message_size: int = 0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_read_size: int = 256 * 1024,
     ) -> None:
         self.conn = conn
@@ -184,6 +203,7 @@ class EngineIO:
                 return
             except (
                 ProtocolError,
+                PayloadTooLargeError,
                 ConnectionError,
                 OSError,
                 asyncio.TimeoutError,
@@ -204,6 +224,7 @@ class EngineIO:
             await self._connect_polling(upgrade="websocket" in transports)
         except (
             ProtocolError,
+            PayloadTooLargeError,
             ConnectionError,
             OSError,
             asyncio.TimeoutError,
@@ -315,11 +336,11 @@ class EngineIO:
             # throughput (benchmarks/conns.py).
             "read_buffer_init_size": 2048,
             "use_aiofastnet": False,
-            # Our own limit is enforced per message in the listener; picows's per-frame cap is
-            # only a backstop so that it never cuts a message we would accept.
-            "max_frame_size": max(self.max_message_size, 1 << 31)
-            if self.max_message_size
-            else 1 << 31,
+            # A frame is at most one message: picows refuses a bigger one at its header, before
+            # buffering its payload (the listener reports it, ReadCap stops reading); the
+            # listener bounds a fragmented message's total.
+            "max_frame_size": self.max_message_size or sys.maxsize,
+            "logger_name": PICOWS_LOGGER,
         }
         options.update(self.websocket_extra_options)
         transport, listener = await asyncio.wait_for(
@@ -329,9 +350,11 @@ class EngineIO:
         if transport.is_disconnected or not isinstance(listener, EngineListener):
             # picows completes the handshake future when the link drops mid-handshake.
             raise ConnectionError("connection closed during the WebSocket handshake")
-        if self.max_read_size:
-            raw = transport.underlying_transport
-            raw.set_protocol(ReadCap(raw.get_protocol(), self.max_read_size))
+        raw = transport.underlying_transport
+        raw.set_protocol(ReadCap(raw.get_protocol(), self.max_read_size, transport, listener))
+        if transport.is_close_frame_sent:  # picows refused a frame before ReadCap was there
+            raw.pause_reading()
+            listener.close_sent()
         return transport, listener
 
     async def _connect_websocket(self) -> None:
@@ -368,10 +391,12 @@ class EngineIO:
             url += "&sid=" + urllib.parse.quote(self.open.sid)
         return url
 
-    async def _get(self, timeout: float) -> str:
+    async def _get(self, timeout: float) -> bytes:
+        """One poll: the response body, read no further than poll_body_limit() allows."""
         import aiohttp
 
         session = await self._ensure_session()
+        limit = poll_body_limit(self.max_message_size)
         async with session.get(
             self._poll_url(),
             headers=self._headers,
@@ -380,11 +405,31 @@ class EngineIO:
         ) as resp:
             if resp.status != 200:
                 raise ConnectionError(f"polling GET returned HTTP {resp.status}")
-            body = await resp.read()
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError("polling payload is not valid UTF-8", body) from None
+            if not limit:
+                return await resp.read()
+            length = resp.content_length
+            if length is not None and length > limit:
+                raise self._body_too_large(f"announced {length} bytes")
+            # Chunks joined once at the end: a growing bytearray would copy as it grows.
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await resp.content.read(limit + 1 - size):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    # The rest is never read: the connection is released, not reused.
+                    raise self._body_too_large(f"more than {limit} bytes")
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _body_too_large(self, what: str) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"poll response of {what} exceeds {poll_body_limit(self.max_message_size)} bytes, "
+            f"the most a poll may carry under max_message_size ({self.max_message_size} "
+            f"bytes); raise the limit with AsyncClient(max_message_size=...), 0 for none"
+        )
+
+    def _decode_poll(self, body: bytes) -> list[tuple[int, str | bytes]]:
+        return decode_eio_payload(body, max_message_size=self.max_message_size)
 
     async def _post(self, frames: list[tuple[bytes, bool]]) -> None:
         import aiohttp
@@ -412,7 +457,7 @@ class EngineIO:
             await resp.read()
 
     async def _connect_polling(self, upgrade: bool) -> None:
-        payload = decode_eio_payload(await self._get(self.request_timeout))
+        payload = self._decode_poll(await self._get(self.request_timeout))
         first_type, first = payload[0]
         if first_type != 0 or not isinstance(first, str):
             raise ProtocolError("first polling packet is not an open packet", str(first))
@@ -446,12 +491,11 @@ class EngineIO:
         try:
             while self.state == "connected" and not self._poll_paused:
                 await self._read_gate.wait()
-                text = await self._get(timeout)
-                packets = decode_eio_payload(text)
+                packets = self._decode_poll(await self._get(timeout))
                 self._feed_payload(packets)
         except asyncio.CancelledError:
             raise
-        except ProtocolError as exc:
+        except (ProtocolError, PayloadTooLargeError) as exc:
             self._fail(Reason.PARSE_ERROR, exc)
         except Exception as exc:
             self._fail(Reason.TRANSPORT_ERROR, exc)

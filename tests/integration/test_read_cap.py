@@ -84,6 +84,10 @@ def test_read_cap_slices_large_buffers_and_forwards_everything() -> None:
     ]
 
 
+def test_cap_zero_passes_whole_buffers_through() -> None:
+    assert len(ReadCap(_Inner(100_000), 0).get_buffer(65536)) == 100_000
+
+
 def test_read_cap_passes_small_buffers_through() -> None:
     inner = _Inner(5000)
     assert len(ReadCap(inner, 8192).get_buffer(65536)) == 5000
@@ -126,7 +130,7 @@ async def test_small_cap_delivers_everything_in_order(serializer: str) -> None:
         await server.stop()
 
 
-async def test_cap_zero_leaves_picows_alone() -> None:
+async def test_cap_zero_leaves_picows_reads_uncapped() -> None:
     server = TestServer()
     await server.start()
     sio = fastsio.AsyncClient(reconnection=False, max_read_size=0)
@@ -135,7 +139,9 @@ async def test_cap_zero_leaves_picows_alone() -> None:
     try:
         await sio.connect(server.url, transports=["websocket"])
         assert sio.eio is not None
-        assert not isinstance(sio.eio._ws.underlying_transport.get_protocol(), ReadCap)
+        # ReadCap stays in front (it stops reading after a CLOSE), but caps nothing.
+        protocol = sio.eio._ws.underlying_transport.get_protocol()
+        assert isinstance(protocol, ReadCap) and protocol.cap == 0
         await server.emit("x", 1, to=sio.get_sid())
         await until(lambda: got == [1])
     finally:
