@@ -119,6 +119,21 @@ cdef class Connection:
         if self._batch_handler is not None:
             self._flush_batch()
 
+    def detach_sender(self):
+        """The link is dead but its held frames are still to be dispatched (the drain before
+        the close): sends fail with DisconnectedError from now on, so emits of handlers that
+        run during the drain go to the offline buffer, and held pings are not answered."""
+        self._ws = None
+        self.poll_sender = None
+
+    def discard_held(self):
+        """Drop the frames still held (a protocol error or a CLOSE ended the stream in them).
+
+        Safe from inside release(): the frames are marked consumed, no memory is freed here.
+        """
+        self.holding = False
+        self._hpos = self._hcount
+
     def reset_stream(self):
         """Forget a half-received binary packet (the transport it came on is gone)."""
         self._pending_bin = None
@@ -287,7 +302,9 @@ cdef class Connection:
             self._on_sio_text(buf + 1, size - 1)
         elif c == 50:  # '2' ping: answer right here, refresh the heartbeat deadline
             self._last_ping = _monotonic()
-            if size == 1:
+            if self._ws is None and self.poll_sender is None:
+                pass  # a held ping dispatched after the link died: nobody to answer
+            elif size == 1:
                 self._send(_PONG, False)
             else:
                 self._send(b"3" + PyBytes_FromStringAndSize(buf + 1, size - 1), False)

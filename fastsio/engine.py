@@ -135,7 +135,11 @@ class EngineIO:
         self.max_read_size = max_read_size
         self.loop = asyncio.get_running_loop()
 
-        self.state = "new"  # new -> connected -> closed
+        # new -> connected -> closed, or connected -> draining -> closed when the link died
+        # with frames still held: those are dispatched first, then the loss is reported.
+        self.state = "new"
+        self._lost: tuple[str, BaseException | None] | None = None
+        self._in_release = False
         self.transport_name: str | None = None
         self.open: OpenPacket | None = None
         self._open_waiter: asyncio.Future[OpenPacket] | None = None
@@ -250,7 +254,11 @@ class EngineIO:
         """Stop dispatching and reading (backpressure); the heartbeat watchdog is suspended.
 
         Frames already read are kept by the core (at most one read's worth) until resumed.
+        While draining, the link is dead and nothing more can be read: the held frames are
+        dispatched anyway.
         """
+        if self.state == "draining":
+            return
         self.conn.hold()
         self._read_gate.clear()
         if self._ws is not None:
@@ -259,14 +267,19 @@ class EngineIO:
     def _release(self) -> bool:
         """Dispatch the frames the core held; a protocol error in them ends the session."""
         self.conn.new_slice()
+        self._in_release = True
         try:
             return bool(self.conn.release())
         except Exception as exc:
             self._on_stream_error(exc)
             return False
+        finally:
+            self._in_release = False
 
     def resume_reading(self) -> None:
         self._read_gate.set()
+        if self.state == "draining":
+            return  # the drain dispatches the held frames itself
         if not self._release():
             return  # handlers filled up again (paused anew), or the time slice ran out
         # Pings queued behind the pause were not the server's fault: restart the clock.
@@ -279,12 +292,15 @@ class EngineIO:
         if self._yielding:
             return
         self._yielding = True
-        if self._ws is not None:
+        if self._ws is not None and not self._ws.is_disconnected:
             self._ws.underlying_transport.pause_reading()
         self.loop.call_soon(self._resume_dispatch)
 
     def _resume_dispatch(self) -> None:
         self._yielding = False
+        if self.state == "draining":
+            self._drain()
+            return
         if self.state != "connected" or not self._read_gate.is_set():
             return  # gone, or paused for backpressure: resume_reading() takes over
         if self._release() and self._ws is not None and not self._ws.is_disconnected:
@@ -445,7 +461,12 @@ class EngineIO:
         timeout = (self.open.ping_interval + self.open.ping_timeout) / 1000 + 5
         try:
             while self.state == "connected" and not self._poll_paused:
-                await self._read_gate.wait()
+                # A set() wakes the waiter even if a clear() follows at once (resumed, then
+                # paused again by the frames released): look again before reading more.
+                while not self._read_gate.is_set():
+                    await self._read_gate.wait()
+                if self.state != "connected" or self._poll_paused:
+                    break
                 text = await self._get(timeout)
                 packets = decode_eio_payload(text)
                 self._feed_payload(packets)
@@ -614,9 +635,60 @@ class EngineIO:
             self._arm_watchdog(limit - age)
 
     def _fail(self, reason: str, exc: BaseException | None) -> None:
-        """The session is lost: tear it down and tell the client once."""
+        """The session is lost: tear it down and tell the client once.
+
+        Every frame read before the loss is dispatched first: if the core still holds some
+        (dispatch budget, backpressure), the session drains them, in time slices, and reports
+        the loss after the last one. A failure raised by the held frames themselves (a CLOSE
+        packet, a protocol error) ends the stream there: what follows it is dropped.
+        """
         if self.state == "closed" or self._closing:
             return
+        if self._in_release:
+            self.conn.discard_held()
+            if self.state == "draining":
+                self._lost = (reason, exc)  # the drain reports it once it unwinds
+                return
+        elif self.state == "draining":
+            return  # the first loss is the one reported
+        elif self.conn.held:
+            self._start_drain(reason, exc)
+            return
+        self._lose(reason, exc)
+
+    def _start_drain(self, reason: str, exc: BaseException | None) -> None:
+        self.logger.debug(
+            "Link lost (%s) with %d frames read but not dispatched: dispatching them first",
+            reason,
+            self.conn.held,
+        )
+        self.state = "draining"
+        self._lost = (reason, exc)
+        # Emits from handlers during the drain go to the offline buffer, not to a dead link.
+        self.conn.detach_sender()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if not self._yielding:
+            self._yielding = True
+            self.loop.call_soon(self._resume_dispatch)
+
+    def _drain(self) -> None:
+        """One time slice of the drain; the last one reports the loss."""
+        done = self._release()
+        if self.state != "draining":
+            return  # closed meanwhile: disconnect(), or a DISCONNECT packet among the frames
+        if done or not self.conn.held:
+            # One more turn: a close() started by the last frames (the server's DISCONNECT
+            # packet) runs first, so a kick is not also reported as a lost link.
+            self.loop.call_soon(self._finish_drain)
+        # else: the slice ran out and _yield_dispatch scheduled the next one
+
+    def _finish_drain(self) -> None:
+        if self.state == "draining" and self._lost is not None:
+            self._lose(*self._lost)
+
+    def _lose(self, reason: str, exc: BaseException | None) -> None:
         if exc is not None:
             if reason == Reason.PARSE_ERROR:
                 self.logger.error("Protocol error from the server: %s", exc)

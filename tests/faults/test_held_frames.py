@@ -1,0 +1,140 @@
+"""Frames held back by the dispatch budget or by backpressure are dispatched, in order, before
+the close of the socket they were read from is processed.
+
+The Node peer's ``burst_kick`` sends n ticks and then ``socket.disconnect(true)``: the Socket.IO
+DISCONNECT packet and the close of the connection arrive right behind the last ticks, usually in
+the same socket read. Every tick must reach the handler, then the kick is seen as
+``'io server disconnect'`` (final: no reconnection). With ``close_transport`` instead, the same
+ticks arrive and the close is a transport close, followed by a reconnection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+import fastsio
+from support.aio import until
+
+pytestmark = pytest.mark.timeout(90)
+
+N = 2000
+
+
+def spin(seconds: float) -> None:
+    """A handler that does CPU work (sleep would give the loop back to nobody anyway)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class Run:
+    """A client and what it saw: ticks in arrival order, disconnect reasons, reconnections."""
+
+    def __init__(self, parser: str, **options: Any) -> None:
+        self.sio = fastsio.AsyncClient(
+            reconnection_delay=0.05,
+            reconnection_delay_max=0.05,
+            serializer="msgpack" if parser == "msgpack" else "default",
+            **options,
+        )
+        self.ticks: list[int] = []
+        self.reasons: list[str] = []
+        self.attempts = 0
+        self.connects = 0
+        self.sio.on("disconnect", self.reasons.append)
+        self.sio.on("connect", self._connected)
+        self.sio.on("reconnect_attempt", self._attempt)
+
+    def _connected(self) -> None:
+        self.connects += 1
+
+    def _attempt(self, n: int) -> None:
+        self.attempts += 1
+
+    def tick(self, seq: int) -> None:
+        self.ticks.append(seq)
+
+
+async def kicked_after_burst(run: Run, server: Any, transport: str) -> None:
+    """burst_kick, then the checks every variant shares."""
+    await run.sio.connect(server.url, transports=[transport])
+    await run.sio.emit("burst_kick", N)
+    await until(lambda: run.reasons, timeout=30, what="the disconnect event")
+    # Would a reconnection start, it would within reconnection_delay (0.05 s).
+    await asyncio.sleep(0.3)
+    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+    assert run.reasons == ["io server disconnect"]
+    assert run.attempts == 0
+    assert not run.sio.connected
+    await run.sio.disconnect()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+@pytest.mark.parametrize("parser", ["json", "msgpack"])
+async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_server_kick(
+    node_server: Any, parser: str, transport: str
+) -> None:
+    run = Run(parser, dispatch_budget=0.0005)
+
+    def tick(seq: int) -> None:
+        spin(0.00003)
+        run.tick(seq)
+
+    run.sio.on("tick", tick)
+    await kicked_after_burst(run, node_server(parser=parser), transport)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_ticks_held_behind_a_slow_batch_handler_all_arrive_before_a_server_kick(
+    node_server: Any, transport: str
+) -> None:
+    run = Run("json", dispatch_budget=0.0005)
+
+    def ticks(batch: list[int]) -> None:
+        spin(0.00003 * len(batch))
+        run.ticks.extend(batch)
+
+    run.sio.on("tick", ticks, batch=True)
+    await kicked_after_burst(run, node_server(), transport)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+@pytest.mark.parametrize("parser", ["json", "msgpack"])
+async def test_ticks_held_by_backpressure_all_arrive_before_a_server_kick(
+    node_server: Any, parser: str, transport: str
+) -> None:
+    # Reading pauses as soon as 4 async handlers are pending; the rest of the read is held.
+    run = Run(parser, max_pending_handlers=4)
+
+    async def tick(seq: int) -> None:
+        run.tick(seq)
+        await asyncio.sleep(0.002)
+
+    run.sio.on("tick", tick)
+    await kicked_after_burst(run, node_server(parser=parser), transport)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_ticks_held_at_a_transport_close_all_arrive_then_the_client_reconnects(
+    node_server: Any, transport: str
+) -> None:
+    run = Run("json", dispatch_budget=0.0005)
+
+    def tick(seq: int) -> None:
+        spin(0.00003)
+        run.tick(seq)
+
+    run.sio.on("tick", tick)
+    server = node_server()
+    await run.sio.connect(server.url, transports=[transport])
+    # Both go out in one write: the close follows the burst's last tick on the socket.
+    await asyncio.gather(run.sio.emit("burst", N), run.sio.emit("close_transport"))
+    await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
+    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+    assert run.reasons == ["transport close"]
+    assert run.attempts >= 1
+    await run.sio.disconnect()
