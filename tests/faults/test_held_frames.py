@@ -18,6 +18,7 @@ import pytest
 
 import fastsio
 from support.aio import until
+from support.hostile import HostileServer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,9 +46,14 @@ class Run:
         self.reasons: list[str] = []
         self.attempts = 0
         self.connects = 0
-        self.sio.on("disconnect", self.reasons.append)
+        self.ticks_at_disconnect: list[int] = []
+        self.sio.on("disconnect", self._disconnected)
         self.sio.on("connect", self._connected)
         self.sio.on("reconnect_attempt", self._attempt)
+
+    def _disconnected(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.ticks_at_disconnect.append(len(self.ticks))
 
     def _connected(self) -> None:
         self.connects += 1
@@ -86,6 +92,7 @@ async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_server_kick
 
     run.sio.on("tick", tick)
     await kicked_after_burst(run, node_server(parser=parser), transport)
+    assert run.ticks_at_disconnect == [N]  # the close was processed after the last tick
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -100,6 +107,7 @@ async def test_ticks_held_behind_a_slow_batch_handler_all_arrive_before_a_server
 
     run.sio.on("tick", ticks, batch=True)
     await kicked_after_burst(run, node_server(), transport)
+    assert run.ticks_at_disconnect == [N]
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -136,5 +144,64 @@ async def test_ticks_held_at_a_transport_close_all_arrive_then_the_client_reconn
     await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
     assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
     assert run.reasons == ["transport close"]
+    assert run.ticks_at_disconnect == [N]  # reported, and reconnected, only after the drain
     assert run.attempts >= 1
     await run.sio.disconnect()
+
+
+def tick_frames(seqs: range) -> list[Any]:
+    return [b'42["tick",%d]' % i for i in seqs]
+
+
+GOOD = b'42["ok",1]'
+
+
+async def test_a_protocol_error_among_held_frames_ends_the_stream_there() -> None:
+    # N ticks, a corrupt packet, 300 more, then the close, all in one write: the ticks before
+    # the corrupt packet are dispatched, the rest is not, the loss is a parse error, and the next
+    # session receives none of the first one's frames.
+    script = [*tick_frames(range(N)), b'42["tick",', *tick_frames(range(N, N + 300))]
+    async with HostileServer(script=script, script_after=[GOOD], close_after_script=True) as srv:
+        run = Run("json", dispatch_budget=0.0005)
+        oks: list[Any] = []
+
+        def tick(seq: int) -> None:
+            spin(0.00003)
+            run.tick(seq)
+
+        run.sio.on("tick", tick)
+        run.sio.on("ok", lambda *a: oks.append(a))
+        await run.sio.connect(srv.url, transports=["websocket"])
+        await until(lambda: oks, timeout=10, what="the second session's event")
+        assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+        assert run.reasons == ["parse error"]
+        assert run.ticks_at_disconnect == [N]
+        await run.sio.disconnect()
+
+
+async def test_disconnect_during_the_drain_drops_the_held_frames_and_is_final() -> None:
+    # The user's disconnect() wins over the frames still held: they are dropped (nothing is
+    # dispatched into a client that was told to stop), and there is no reconnection.
+    async with HostileServer(script=tick_frames(range(N)), close_after_script=True) as srv:
+        run = Run("json", dispatch_budget=0.0005)
+        draining: list[int] = []
+
+        def tick(seq: int) -> None:
+            spin(0.00003)
+            run.tick(seq)
+            eio = run.sio.eio
+            if not draining and eio is not None and eio.state == "draining":
+                draining.append(seq)
+                asyncio.ensure_future(run.sio.disconnect())
+
+        run.sio.on("tick", tick)
+        await run.sio.connect(srv.url, transports=["websocket"])
+        await until(lambda: run.reasons, timeout=10, what="the disconnect event")
+        await asyncio.sleep(0.3)
+        assert draining, "the close did not arrive while frames were held"
+        assert run.reasons == ["io client disconnect"]
+        assert run.ticks == list(range(len(run.ticks)))
+        assert len(run.ticks) < N
+        assert run.ticks_at_disconnect == [len(run.ticks)]  # nothing dispatched afterwards
+        assert run.attempts == 0
+        assert srv.connections == 1

@@ -8,7 +8,8 @@
 a sane one). ``script`` is sent right after the client's Socket.IO CONNECT for ``/`` is
 answered: each item is ``bytes`` (a text frame) or ``("binary", bytes)`` (a binary frame).
 Later connections (reconnects) get ``script_after`` (default: nothing), so a test can check
-that the client recovers from the hostile first session.
+that the client recovers from the hostile first session. With ``close_after_script`` the first
+session's WebSocket is closed right behind its script, in the same write.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class _Conn(WSListener):  # type: ignore[misc]
                 transport.send(WSMsgType.BINARY, item[1])
             else:
                 transport.send(WSMsgType.TEXT, item)
+        if self.index == 0 and self.server.close_after_script:
+            transport.send_close()
+            transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.server.disconnects += 1
@@ -75,8 +79,10 @@ class _Conn(WSListener):  # type: ignore[misc]
 
 class HostileServer:
     def __init__(self, script: list[Frame] | None = None, open_packet: bytes | None = None,
-                 script_after: list[Frame] | None = None) -> None:
+                 script_after: list[Frame] | None = None,
+                 close_after_script: bool = False) -> None:
         self.script = script or []
+        self.close_after_script = close_after_script
         self.script_after = script_after or []
         self.open_packet = open_packet
         self.connections = 0
