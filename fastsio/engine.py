@@ -7,6 +7,7 @@ The per-frame work (pings, Socket.IO decoding, dispatch) happens in the compiled
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 import time
@@ -22,7 +23,6 @@ from ._ext._core import (
     EngineListener,
     ReadCap,
     decode_eio_payload,
-    encode_eio_payload,
 )
 from .exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
 from .reasons import Reason
@@ -155,7 +155,8 @@ class EngineIO:
         self._headers: dict[str, str] = {}
         self._poll_task: asyncio.Task[None] | None = None
         self._post_task: asyncio.Task[None] | None = None
-        self._outbox: list[tuple[bytes, bool]] = []
+        # Polling records, encoded once: a text packet as is, a binary one as b"b" + base64.
+        self._outbox: list[bytes] = []
         self._outbox_ready = asyncio.Event()
         self._post_stopping = False
         self._poll_paused = False
@@ -233,7 +234,7 @@ class EngineIO:
             # What is queued (the namespaces' DISCONNECT packets, last emits) goes out first.
             try:
                 await self._stop_post_loop()
-                self._outbox.append((b"1", False))
+                self._outbox.append(b"1")
                 await self._flush_outbox()
             except Exception:  # best effort: the server times the session out anyway
                 pass
@@ -402,18 +403,11 @@ class EngineIO:
         except UnicodeDecodeError:
             raise ProtocolError("polling payload is not valid UTF-8", body) from None
 
-    async def _post(self, frames: list[tuple[bytes, bool]]) -> None:
+    async def _post(self, records: list[bytes]) -> None:
         import aiohttp
 
         session = await self._ensure_session()
-        packets: list[tuple[int, str | bytes]] = []
-        for data, binary in frames:
-            if binary:
-                packets.append((4, data))
-            else:
-                text = data.decode("utf-8")
-                packets.append((ord(text[0]) - 48, text[1:]))
-        body = encode_eio_payload(packets).encode("utf-8")
+        body = b"\x1e".join(records)
         headers = dict(self._headers)
         headers["Content-Type"] = "text/plain;charset=UTF-8"
         async with session.post(
@@ -424,7 +418,10 @@ class EngineIO:
             ssl=self._ssl_context(self._http_url) or True,
         ) as resp:
             if resp.status != 200:
-                raise ConnectionError(f"polling POST returned HTTP {resp.status}")
+                raise ConnectionError(
+                    f"polling POST of {len(records)} packets ({len(body)} bytes) returned "
+                    f"HTTP {resp.status}"
+                )
             await resp.read()
 
     async def _connect_polling(self, upgrade: bool) -> None:
@@ -453,7 +450,8 @@ class EngineIO:
         conn.flush_batch()
 
     def _enqueue(self, data: bytes, binary: bool) -> None:
-        self._outbox.append((data, binary))
+        # The core checked the record's size (base64 included) against maxPayload already.
+        self._outbox.append(b"b" + base64.b64encode(data) if binary else data)
         self._outbox_ready.set()
 
     async def _poll_loop(self) -> None:
@@ -477,12 +475,32 @@ class EngineIO:
         except Exception as exc:
             self._fail(Reason.TRANSPORT_ERROR, exc)
 
+    def _next_post(self) -> int:
+        """How many records of the outbox go in the next POST.
+
+        The server refuses a whole body larger than its maxPayload (Node answers HTTP 413 and
+        the session dies), so records are taken while the body, separators included, still
+        fits, as engine.io-client does; the first always goes (the core refused any record
+        that cannot fit alone). python-engineio drops a POST of more than 16 packets.
+        """
+        limit = self.open.max_payload if self.open is not None else 0
+        outbox = self._outbox
+        n = min(len(outbox), MAX_PACKETS_PER_POST)
+        if not limit:
+            return n
+        size = len(outbox[0])
+        for i in range(1, n):
+            size += 1 + len(outbox[i])
+            if size > limit:
+                return i
+        return n
+
     async def _flush_outbox(self) -> None:
         while self._outbox:
-            # python-engineio servers drop a whole POST of more than 16 packets.
-            frames = self._outbox[:MAX_PACKETS_PER_POST]
-            del self._outbox[:MAX_PACKETS_PER_POST]
-            await self._post(frames)
+            n = self._next_post()
+            records = self._outbox[:n]
+            del self._outbox[:n]
+            await self._post(records)
 
     async def _post_loop(self) -> None:
         try:
