@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 import pytest
-
-import fastsio
 from support.aio import until
 from support.hostile import HostileServer
+
+import fastsio
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -205,3 +205,17 @@ async def test_disconnect_during_the_drain_drops_the_held_frames_and_is_final() 
         assert run.ticks_at_disconnect == [len(run.ticks)]  # nothing dispatched afterwards
         assert run.attempts == 0
         assert srv.connections == 1
+
+
+async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_python_socketio_kick(
+    py_server: Any,
+) -> None:
+    run = Run("json", dispatch_budget=0.0005)
+
+    def tick(seq: int) -> None:
+        spin(0.00003)
+        run.tick(seq)
+
+    run.sio.on("tick", tick)
+    await kicked_after_burst(run, py_server(), "websocket")
+    assert run.ticks_at_disconnect == [N]
