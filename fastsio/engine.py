@@ -713,6 +713,8 @@ class EngineIO:
             else:
                 self.logger.info("Transport failed: %r", exc)
         self.state = "closed"
+        # Events already read for a batch handler reach it before the disconnect event.
+        self.conn.flush_batch()
         self.loop.create_task(self._teardown())
         self.on_lost(reason)
 

@@ -179,6 +179,23 @@ async def test_a_protocol_error_among_held_frames_ends_the_stream_there() -> Non
         await run.sio.disconnect()
 
 
+async def test_batched_ticks_before_a_protocol_error_arrive_before_the_disconnect() -> None:
+    script = [*tick_frames(range(N)), b'42["tick",', *tick_frames(range(N, N + 300))]
+    async with HostileServer(script=script, close_after_script=True) as srv:
+        run = Run("json", dispatch_budget=0.0005, reconnection=False)
+
+        def ticks(batch: list[int]) -> None:
+            spin(0.00003 * len(batch))
+            run.ticks.extend(batch)
+
+        run.sio.on("tick", ticks, batch=True)
+        await run.sio.connect(srv.url, transports=["websocket"])
+        await until(lambda: run.reasons, timeout=10, what="the disconnect event")
+        assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+        assert run.reasons == ["parse error"]
+        assert run.ticks_at_disconnect == [N]
+
+
 async def test_disconnect_during_the_drain_drops_the_held_frames_and_is_final() -> None:
     # The user's disconnect() wins over the frames still held: they are dropped (nothing is
     # dispatched into a client that was told to stop), and there is no reconnection.
