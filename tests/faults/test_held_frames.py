@@ -106,6 +106,9 @@ async def test_ticks_held_behind_a_slow_batch_handler_all_arrive_before_a_server
         run.ticks.extend(batch)
 
     run.sio.on("tick", ticks, batch=True)
+    # Batches of 8: the handler then runs (and uses the time slice) in the middle of a read,
+    # not only at its end, so the budget holds back the rest of the read.
+    run.sio._conn.max_batch = 8
     await kicked_after_burst(run, node_server(), transport)
     assert run.ticks_at_disconnect == [N]
 
@@ -145,6 +148,27 @@ async def test_ticks_held_at_a_transport_close_all_arrive_then_the_client_reconn
     assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
     assert run.reasons == ["transport close"]
     assert run.ticks_at_disconnect == [N]  # reported, and reconnected, only after the drain
+    assert run.attempts >= 1
+    await run.sio.disconnect()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_ticks_held_by_backpressure_at_a_transport_close_all_arrive_then_reconnect(
+    node_server: Any, transport: str
+) -> None:
+    run = Run("json", max_pending_handlers=4)
+
+    async def tick(seq: int) -> None:
+        run.tick(seq)
+        await asyncio.sleep(0.002)
+
+    run.sio.on("tick", tick)
+    server = node_server()
+    await run.sio.connect(server.url, transports=[transport])
+    await asyncio.gather(run.sio.emit("burst", N), run.sio.emit("close_transport"))
+    await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
+    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+    assert run.reasons == ["transport close"]
     assert run.attempts >= 1
     await run.sio.disconnect()
 
