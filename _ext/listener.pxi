@@ -119,6 +119,21 @@ cdef class Connection:
         if self._batch_handler is not None:
             self._flush_batch()
 
+    def detach_sender(self):
+        """The link is dead but its held frames are still to be dispatched (the drain before
+        the close): sends fail with DisconnectedError from now on, so emits of handlers that
+        run during the drain go to the offline buffer, and held pings are not answered."""
+        self._ws = None
+        self.poll_sender = None
+
+    def discard_held(self):
+        """Drop the frames still held (a protocol error or a CLOSE ended the stream in them).
+
+        Safe from inside release(): the frames are marked consumed, no memory is freed here.
+        """
+        self.holding = False
+        self._hpos = self._hcount
+
     def reset_stream(self):
         """Forget a half-received binary packet (the transport it came on is gone)."""
         self._pending_bin = None
@@ -287,7 +302,9 @@ cdef class Connection:
             self._on_sio_text(buf + 1, size - 1)
         elif c == 50:  # '2' ping: answer right here, refresh the heartbeat deadline
             self._last_ping = _monotonic()
-            if size == 1:
+            if self._ws is None and self.poll_sender is None:
+                pass  # a held ping dispatched after the link died: nobody to answer
+            elif size == 1:
                 self._send(_PONG, False)
             else:
                 self._send(b"3" + PyBytes_FromStringAndSize(buf + 1, size - 1), False)
@@ -572,11 +589,27 @@ cdef class Connection:
 
     # -- send --
 
+    cdef inline Py_ssize_t _wire_size(self, Py_ssize_t n, bint binary) noexcept:
+        """What the server counts against its maxPayload: on polling a binary message is a
+        ``b`` + base64 record, a third larger than on a WebSocket."""
+        if binary and self._ws is None and self.poll_sender is not None:
+            return 1 + 4 * ((n + 2) // 3)
+        return n
+
+    cdef int _check_send_size(self, Py_ssize_t n, bint binary) except -1:
+        cdef Py_ssize_t wire = self._wire_size(n, binary)
+        cdef str size
+        if wire > self.max_send_size:
+            size = f"{n} bytes" if wire == n else f"{n} bytes ({wire} as base64 on polling)"
+            raise PayloadTooLargeError(
+                f"message of {size} exceeds the server's maxPayload of {self.max_send_size}")
+        return 0
+
     cdef int _send(self, bytes data, bint binary) except -1:
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-        if self.max_send_size > 0 and n > self.max_send_size:
-            raise PayloadTooLargeError(
-                f"message of {n} bytes exceeds the server's maxPayload of {self.max_send_size}")
+        # One comparison on the common path; binary on polling is counted as base64.
+        if self.max_send_size > 0 and (n > self.max_send_size or (binary and self._ws is None)):
+            self._check_send_size(n, binary)
         if self._ws is not None:
             self._ws.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, data)
         elif self.poll_sender is not None:
@@ -605,14 +638,9 @@ cdef class Connection:
 
     def send_frames(self, list frames):
         """Send frames made by encode(); all are checked against the size limit first."""
-        cdef Py_ssize_t n
         if self.max_send_size > 0:
-            for frame, _ in frames:
-                n = len(frame)
-                if n > self.max_send_size:
-                    raise PayloadTooLargeError(
-                        f"message of {n} bytes exceeds the server's maxPayload of "
-                        f"{self.max_send_size}")
+            for frame, binary in frames:
+                self._check_send_size(len(frame), binary)
         for frame, binary in frames:
             self._send(frame, binary)
 

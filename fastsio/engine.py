@@ -7,6 +7,7 @@ The per-frame work (pings, Socket.IO decoding, dispatch) happens in the compiled
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 import sys
@@ -24,7 +25,6 @@ from ._ext._core import (
     EngineListener,
     ReadCap,
     decode_eio_payload,
-    encode_eio_payload,
     poll_body_limit,
 )
 from .exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
@@ -154,7 +154,11 @@ class EngineIO:
         self.max_read_size = max_read_size
         self.loop = asyncio.get_running_loop()
 
-        self.state = "new"  # new -> connected -> closed
+        # new -> connected -> closed, or connected -> draining -> closed when the link died
+        # with frames still held: those are dispatched first, then the loss is reported.
+        self.state = "new"
+        self._lost: tuple[str, BaseException | None] | None = None
+        self._in_release = False
         self.transport_name: str | None = None
         self.open: OpenPacket | None = None
         self._open_waiter: asyncio.Future[OpenPacket] | None = None
@@ -170,7 +174,8 @@ class EngineIO:
         self._headers: dict[str, str] = {}
         self._poll_task: asyncio.Task[None] | None = None
         self._post_task: asyncio.Task[None] | None = None
-        self._outbox: list[tuple[bytes, bool]] = []
+        # Polling records, encoded once: a text packet as is, a binary one as b"b" + base64.
+        self._outbox: list[bytes] = []
         self._outbox_ready = asyncio.Event()
         self._post_stopping = False
         self._poll_paused = False
@@ -250,7 +255,7 @@ class EngineIO:
             # What is queued (the namespaces' DISCONNECT packets, last emits) goes out first.
             try:
                 await self._stop_post_loop()
-                self._outbox.append((b"1", False))
+                self._outbox.append(b"1")
                 await self._flush_outbox()
             except Exception:  # best effort: the server times the session out anyway
                 pass
@@ -271,7 +276,11 @@ class EngineIO:
         """Stop dispatching and reading (backpressure); the heartbeat watchdog is suspended.
 
         Frames already read are kept by the core (at most one read's worth) until resumed.
+        While draining, the link is dead and nothing more can be read: the held frames are
+        dispatched anyway.
         """
+        if self.state == "draining":
+            return
         self.conn.hold()
         self._read_gate.clear()
         if self._ws is not None:
@@ -280,14 +289,19 @@ class EngineIO:
     def _release(self) -> bool:
         """Dispatch the frames the core held; a protocol error in them ends the session."""
         self.conn.new_slice()
+        self._in_release = True
         try:
             return bool(self.conn.release())
         except Exception as exc:
             self._on_stream_error(exc)
             return False
+        finally:
+            self._in_release = False
 
     def resume_reading(self) -> None:
         self._read_gate.set()
+        if self.state == "draining":
+            return  # the drain dispatches the held frames itself
         if not self._release():
             return  # handlers filled up again (paused anew), or the time slice ran out
         # Pings queued behind the pause were not the server's fault: restart the clock.
@@ -300,12 +314,15 @@ class EngineIO:
         if self._yielding:
             return
         self._yielding = True
-        if self._ws is not None:
+        if self._ws is not None and not self._ws.is_disconnected:
             self._ws.underlying_transport.pause_reading()
         self.loop.call_soon(self._resume_dispatch)
 
     def _resume_dispatch(self) -> None:
         self._yielding = False
+        if self.state == "draining":
+            self._drain()
+            return
         if self.state != "connected" or not self._read_gate.is_set():
             return  # gone, or paused for backpressure: resume_reading() takes over
         if self._release() and self._ws is not None and not self._ws.is_disconnected:
@@ -431,18 +448,11 @@ class EngineIO:
     def _decode_poll(self, body: bytes) -> list[tuple[int, str | bytes]]:
         return decode_eio_payload(body, max_message_size=self.max_message_size)
 
-    async def _post(self, frames: list[tuple[bytes, bool]]) -> None:
+    async def _post(self, records: list[bytes]) -> None:
         import aiohttp
 
         session = await self._ensure_session()
-        packets: list[tuple[int, str | bytes]] = []
-        for data, binary in frames:
-            if binary:
-                packets.append((4, data))
-            else:
-                text = data.decode("utf-8")
-                packets.append((ord(text[0]) - 48, text[1:]))
-        body = encode_eio_payload(packets).encode("utf-8")
+        body = b"\x1e".join(records)
         headers = dict(self._headers)
         headers["Content-Type"] = "text/plain;charset=UTF-8"
         async with session.post(
@@ -453,7 +463,10 @@ class EngineIO:
             ssl=self._ssl_context(self._http_url) or True,
         ) as resp:
             if resp.status != 200:
-                raise ConnectionError(f"polling POST returned HTTP {resp.status}")
+                raise ConnectionError(
+                    f"polling POST of {len(records)} packets ({len(body)} bytes) returned "
+                    f"HTTP {resp.status}"
+                )
             await resp.read()
 
     async def _connect_polling(self, upgrade: bool) -> None:
@@ -482,7 +495,8 @@ class EngineIO:
         conn.flush_batch()
 
     def _enqueue(self, data: bytes, binary: bool) -> None:
-        self._outbox.append((data, binary))
+        # The core checked the record's size (base64 included) against maxPayload already.
+        self._outbox.append(b"b" + base64.b64encode(data) if binary else data)
         self._outbox_ready.set()
 
     async def _poll_loop(self) -> None:
@@ -490,7 +504,12 @@ class EngineIO:
         timeout = (self.open.ping_interval + self.open.ping_timeout) / 1000 + 5
         try:
             while self.state == "connected" and not self._poll_paused:
-                await self._read_gate.wait()
+                # A set() wakes the waiter even if a clear() follows at once (resumed, then
+                # paused again by the frames released): look again before reading more.
+                while not self._read_gate.is_set():
+                    await self._read_gate.wait()
+                if self.state != "connected" or self._poll_paused:
+                    break
                 packets = self._decode_poll(await self._get(timeout))
                 self._feed_payload(packets)
         except asyncio.CancelledError:
@@ -500,12 +519,32 @@ class EngineIO:
         except Exception as exc:
             self._fail(Reason.TRANSPORT_ERROR, exc)
 
+    def _next_post(self) -> int:
+        """How many records of the outbox go in the next POST.
+
+        The server refuses a whole body larger than its maxPayload (Node answers HTTP 413 and
+        the session dies), so records are taken while the body, separators included, still
+        fits, as engine.io-client does; the first always goes (the core refused any record
+        that cannot fit alone). python-engineio drops a POST of more than 16 packets.
+        """
+        limit = self.open.max_payload if self.open is not None else 0
+        outbox = self._outbox
+        n = min(len(outbox), MAX_PACKETS_PER_POST)
+        if not limit:
+            return n
+        size = len(outbox[0])
+        for i in range(1, n):
+            size += 1 + len(outbox[i])
+            if size > limit:
+                return i
+        return n
+
     async def _flush_outbox(self) -> None:
         while self._outbox:
-            # python-engineio servers drop a whole POST of more than 16 packets.
-            frames = self._outbox[:MAX_PACKETS_PER_POST]
-            del self._outbox[:MAX_PACKETS_PER_POST]
-            await self._post(frames)
+            n = self._next_post()
+            records = self._outbox[:n]
+            del self._outbox[:n]
+            await self._post(records)
 
     async def _post_loop(self) -> None:
         try:
@@ -658,15 +697,68 @@ class EngineIO:
             self._arm_watchdog(limit - age)
 
     def _fail(self, reason: str, exc: BaseException | None) -> None:
-        """The session is lost: tear it down and tell the client once."""
+        """The session is lost: tear it down and tell the client once.
+
+        Every frame read before the loss is dispatched first: if the core still holds some
+        (dispatch budget, backpressure), the session drains them, in time slices, and reports
+        the loss after the last one. A failure raised by the held frames themselves (a CLOSE
+        packet, a protocol error) ends the stream there: what follows it is dropped.
+        """
         if self.state == "closed" or self._closing:
             return
+        if self._in_release:
+            self.conn.discard_held()
+            if self.state == "draining":
+                self._lost = (reason, exc)  # the drain reports it once it unwinds
+                return
+        elif self.state == "draining":
+            return  # the first loss is the one reported
+        elif self.conn.held:
+            self._start_drain(reason, exc)
+            return
+        self._lose(reason, exc)
+
+    def _start_drain(self, reason: str, exc: BaseException | None) -> None:
+        self.logger.debug(
+            "Link lost (%s) with %d frames read but not dispatched: dispatching them first",
+            reason,
+            self.conn.held,
+        )
+        self.state = "draining"
+        self._lost = (reason, exc)
+        # Emits from handlers during the drain go to the offline buffer, not to a dead link.
+        self.conn.detach_sender()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if not self._yielding:
+            self._yielding = True
+            self.loop.call_soon(self._resume_dispatch)
+
+    def _drain(self) -> None:
+        """One time slice of the drain; the last one reports the loss."""
+        done = self._release()
+        if self.state != "draining":
+            return  # closed meanwhile: disconnect(), or a DISCONNECT packet among the frames
+        if done or not self.conn.held:
+            # One more turn: a close() started by the last frames (the server's DISCONNECT
+            # packet) runs first, so a kick is not also reported as a lost link.
+            self.loop.call_soon(self._finish_drain)
+        # else: the slice ran out and _yield_dispatch scheduled the next one
+
+    def _finish_drain(self) -> None:
+        if self.state == "draining" and self._lost is not None:
+            self._lose(*self._lost)
+
+    def _lose(self, reason: str, exc: BaseException | None) -> None:
         if exc is not None:
             if reason == Reason.PARSE_ERROR:
                 self.logger.error("Protocol error from the server: %s", exc)
             else:
                 self.logger.info("Transport failed: %r", exc)
         self.state = "closed"
+        # Events already read for a batch handler reach it before the disconnect event.
+        self.conn.flush_batch()
         self.loop.create_task(self._teardown())
         self.on_lost(reason)
 

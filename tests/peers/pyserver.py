@@ -231,6 +231,15 @@ class Peer:
                 await sio.emit("bin_tick", (i, i.to_bytes(4, "big")), to=sid, namespace=ns)
             return count
 
+        @on("burst_kick")
+        async def burst_kick(sid: str, n: Any = 0) -> None:
+            eio_sid = sio.manager.eio_sid_from_sid(sid, ns)
+            for i in range(int(n or 0)):
+                await sio.emit("tick", i, to=sid, namespace=ns)
+            # Node's socket.disconnect(true): the DISCONNECT packet, then the connection closes.
+            await sio.disconnect(sid, namespace=ns)
+            await self.close_eio(eio_sid)
+
         @on("stream_start")
         async def stream_start(sid: str, interval_ms: Any = 100) -> bool:
             self._stop_stream(ns)

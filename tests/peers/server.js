@@ -218,6 +218,14 @@ function installHandlers(nsp) {
       if (typeof cb === "function") cb(true);
     });
 
+    // burst_kick (n): n ticks, then a server kick that also closes the connection. The close
+    // arrives right behind the last ticks, in the same socket read as many of them.
+    socket.on("burst_kick", (n) => {
+      const count = Number(n) || 0;
+      for (let i = 0; i < count; i++) socket.emit("tick", i);
+      socket.disconnect(true);
+    });
+
     socket.on("disconnect_me", () => socket.disconnect());
     socket.on("close_transport", () => socket.conn.close());
 

@@ -11,7 +11,8 @@ answered: each item is ``bytes`` (a text frame), ``("binary", bytes)`` (a binary
 ``("stream", chunks)`` (an iterable of raw byte chunks, written only while the client reads
 them, until it is exhausted or the client is gone; ``server.streamed`` counts the bytes).
 Later connections (reconnects) get ``script_after`` (default: nothing), so a test can check
-that the client recovers from the hostile first session.
+that the client recovers from the hostile first session. With ``close_after_script`` the first
+session's WebSocket is closed right behind its script, in the same write.
 
 ``HostilePollingServer`` does the same over HTTP long-polling: each script item is the body of
 one poll response (``bytes``), ``("stream", chunks)`` (a chunked body written while the client
@@ -105,6 +106,7 @@ class _Conn(WSListener):  # type: ignore[misc]
                 return
             else:
                 raise ValueError(f"unknown script item {item[0]!r}")
+        self._close_if_asked(transport)
 
     async def _stream(self, transport: WSTransport, chunks: Iterable[bytes],
                       rest: list[Frame]) -> None:
@@ -118,6 +120,13 @@ class _Conn(WSListener):  # type: ignore[misc]
             self.server.streamed += len(chunk)
         if rest:
             self._send_script(transport, rest)
+            return
+        self._close_if_asked(transport)
+
+    def _close_if_asked(self, transport: WSTransport) -> None:
+        if self.index == 0 and self.server.close_after_script:
+            transport.send_close()
+            transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.server.disconnects += 1
@@ -125,8 +134,10 @@ class _Conn(WSListener):  # type: ignore[misc]
 
 class HostileServer:
     def __init__(self, script: list[Frame] | None = None, open_packet: bytes | None = None,
-                 script_after: list[Frame] | None = None) -> None:
+                 script_after: list[Frame] | None = None,
+                 close_after_script: bool = False) -> None:
         self.script = script or []
+        self.close_after_script = close_after_script
         self.script_after = script_after or []
         self.open_packet = open_packet
         self.connections = 0

@@ -1,0 +1,262 @@
+"""Frames held back by the dispatch budget or by backpressure are dispatched, in order, before
+the close of the socket they were read from is processed.
+
+The Node peer's ``burst_kick`` sends n ticks and then ``socket.disconnect(true)``: the Socket.IO
+DISCONNECT packet and the close of the connection arrive right behind the last ticks, usually in
+the same socket read. Every tick must reach the handler, then the kick is seen as
+``'io server disconnect'`` (final: no reconnection). With ``close_transport`` instead, the same
+ticks arrive and the close is a transport close, followed by a reconnection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from support.aio import until
+from support.hostile import HostileServer
+
+import fastsio
+
+pytestmark = pytest.mark.timeout(90)
+
+N = 2000
+
+
+def spin(seconds: float) -> None:
+    """A handler that does CPU work (sleep would give the loop back to nobody anyway)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class Run:
+    """A client and what it saw: ticks in arrival order, disconnect reasons, reconnections."""
+
+    def __init__(self, parser: str, **options: Any) -> None:
+        self.sio = fastsio.AsyncClient(
+            reconnection_delay=0.05,
+            reconnection_delay_max=0.05,
+            serializer="msgpack" if parser == "msgpack" else "default",
+            **options,
+        )
+        self.ticks: list[int] = []
+        self.reasons: list[str] = []
+        self.attempts = 0
+        self.connects = 0
+        self.ticks_at_disconnect: list[int] = []
+        self.sio.on("disconnect", self._disconnected)
+        self.sio.on("connect", self._connected)
+        self.sio.on("reconnect_attempt", self._attempt)
+
+    def _disconnected(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.ticks_at_disconnect.append(len(self.ticks))
+
+    def _connected(self) -> None:
+        self.connects += 1
+
+    def _attempt(self, n: int) -> None:
+        self.attempts += 1
+
+    def tick(self, seq: int) -> None:
+        self.ticks.append(seq)
+
+
+async def kicked_after_burst(run: Run, server: Any, transport: str) -> None:
+    """burst_kick, then the checks every variant shares."""
+    await run.sio.connect(server.url, transports=[transport])
+    await run.sio.emit("burst_kick", N)
+    await until(lambda: run.reasons, timeout=30, what="the disconnect event")
+    # Would a reconnection start, it would within reconnection_delay (0.05 s).
+    await asyncio.sleep(0.3)
+    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+    assert run.reasons == ["io server disconnect"]
+    assert run.attempts == 0
+    assert not run.sio.connected
+    await run.sio.disconnect()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+@pytest.mark.parametrize("parser", ["json", "msgpack"])
+async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_server_kick(
+    node_server: Any, parser: str, transport: str
+) -> None:
+    run = Run(parser, dispatch_budget=0.0005)
+
+    def tick(seq: int) -> None:
+        spin(0.00003)
+        run.tick(seq)
+
+    run.sio.on("tick", tick)
+    await kicked_after_burst(run, node_server(parser=parser), transport)
+    assert run.ticks_at_disconnect == [N]  # the close was processed after the last tick
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_ticks_held_behind_a_slow_batch_handler_all_arrive_before_a_server_kick(
+    node_server: Any, transport: str
+) -> None:
+    run = Run("json", dispatch_budget=0.0005)
+
+    def ticks(batch: list[int]) -> None:
+        spin(0.00003 * len(batch))
+        run.ticks.extend(batch)
+
+    run.sio.on("tick", ticks, batch=True)
+    # Batches of 8: the handler then runs (and uses the time slice) in the middle of a read,
+    # not only at its end, so the budget holds back the rest of the read.
+    run.sio._conn.max_batch = 8
+    await kicked_after_burst(run, node_server(), transport)
+    assert run.ticks_at_disconnect == [N]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+@pytest.mark.parametrize("parser", ["json", "msgpack"])
+async def test_ticks_held_by_backpressure_all_arrive_before_a_server_kick(
+    node_server: Any, parser: str, transport: str
+) -> None:
+    # Reading pauses as soon as 4 async handlers are pending; the rest of the read is held.
+    run = Run(parser, max_pending_handlers=4)
+
+    async def tick(seq: int) -> None:
+        run.tick(seq)
+        await asyncio.sleep(0.002)
+
+    run.sio.on("tick", tick)
+    await kicked_after_burst(run, node_server(parser=parser), transport)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_ticks_held_at_a_transport_close_all_arrive_then_the_client_reconnects(
+    node_server: Any, transport: str
+) -> None:
+    run = Run("json", dispatch_budget=0.0005)
+
+    def tick(seq: int) -> None:
+        spin(0.00003)
+        run.tick(seq)
+
+    run.sio.on("tick", tick)
+    server = node_server()
+    await run.sio.connect(server.url, transports=[transport])
+    # Both go out in one write: the close follows the burst's last tick on the socket.
+    await asyncio.gather(run.sio.emit("burst", N), run.sio.emit("close_transport"))
+    await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
+    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+    assert run.reasons == ["transport close"]
+    assert run.ticks_at_disconnect == [N]  # reported, and reconnected, only after the drain
+    assert run.attempts >= 1
+    await run.sio.disconnect()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_ticks_held_by_backpressure_at_a_transport_close_all_arrive_then_reconnect(
+    node_server: Any, transport: str
+) -> None:
+    run = Run("json", max_pending_handlers=4)
+
+    async def tick(seq: int) -> None:
+        run.tick(seq)
+        await asyncio.sleep(0.002)
+
+    run.sio.on("tick", tick)
+    server = node_server()
+    await run.sio.connect(server.url, transports=[transport])
+    await asyncio.gather(run.sio.emit("burst", N), run.sio.emit("close_transport"))
+    await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
+    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+    assert run.reasons == ["transport close"]
+    assert run.attempts >= 1
+    await run.sio.disconnect()
+
+
+def tick_frames(seqs: range) -> list[Any]:
+    return [b'42["tick",%d]' % i for i in seqs]
+
+
+GOOD = b'42["ok",1]'
+
+
+async def test_a_protocol_error_among_held_frames_ends_the_stream_there() -> None:
+    # N ticks, a corrupt packet, 300 more, then the close, all in one write: the ticks before
+    # the corrupt packet are dispatched, the rest is not, the loss is a parse error, and the next
+    # session receives none of the first one's frames.
+    script = [*tick_frames(range(N)), b'42["tick",', *tick_frames(range(N, N + 300))]
+    async with HostileServer(script=script, script_after=[GOOD], close_after_script=True) as srv:
+        run = Run("json", dispatch_budget=0.0005)
+        oks: list[Any] = []
+
+        def tick(seq: int) -> None:
+            spin(0.00003)
+            run.tick(seq)
+
+        run.sio.on("tick", tick)
+        run.sio.on("ok", lambda *a: oks.append(a))
+        await run.sio.connect(srv.url, transports=["websocket"])
+        await until(lambda: oks, timeout=10, what="the second session's event")
+        assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+        assert run.reasons == ["parse error"]
+        assert run.ticks_at_disconnect == [N]
+        await run.sio.disconnect()
+
+
+async def test_batched_ticks_before_a_protocol_error_arrive_before_the_disconnect() -> None:
+    script = [*tick_frames(range(N)), b'42["tick",', *tick_frames(range(N, N + 300))]
+    async with HostileServer(script=script, close_after_script=True) as srv:
+        run = Run("json", dispatch_budget=0.0005, reconnection=False)
+
+        def ticks(batch: list[int]) -> None:
+            spin(0.00003 * len(batch))
+            run.ticks.extend(batch)
+
+        run.sio.on("tick", ticks, batch=True)
+        await run.sio.connect(srv.url, transports=["websocket"])
+        await until(lambda: run.reasons, timeout=10, what="the disconnect event")
+        assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+        assert run.reasons == ["parse error"]
+        assert run.ticks_at_disconnect == [N]
+
+
+async def test_disconnect_during_the_drain_drops_the_held_frames_and_is_final() -> None:
+    # The user's disconnect() wins over the frames still held: they are dropped (nothing is
+    # dispatched into a client that was told to stop), and there is no reconnection.
+    async with HostileServer(script=tick_frames(range(N)), close_after_script=True) as srv:
+        run = Run("json", dispatch_budget=0.0005)
+        draining: list[int] = []
+
+        def tick(seq: int) -> None:
+            spin(0.00003)
+            run.tick(seq)
+            eio = run.sio.eio
+            if not draining and eio is not None and eio.state == "draining":
+                draining.append(seq)
+                asyncio.ensure_future(run.sio.disconnect())
+
+        run.sio.on("tick", tick)
+        await run.sio.connect(srv.url, transports=["websocket"])
+        await until(lambda: run.reasons, timeout=10, what="the disconnect event")
+        await asyncio.sleep(0.3)
+        assert draining, "the close did not arrive while frames were held"
+        assert run.reasons == ["io client disconnect"]
+        assert run.ticks == list(range(len(run.ticks)))
+        assert len(run.ticks) < N
+        assert run.ticks_at_disconnect == [len(run.ticks)]  # nothing dispatched afterwards
+        assert run.attempts == 0
+        assert srv.connections == 1
+
+
+async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_python_socketio_kick(
+    py_server: Any,
+) -> None:
+    run = Run("json", dispatch_budget=0.0005)
+
+    def tick(seq: int) -> None:
+        spin(0.00003)
+        run.tick(seq)
+
+    run.sio.on("tick", tick)
+    await kicked_after_burst(run, py_server(), "websocket")
+    assert run.ticks_at_disconnect == [N]
