@@ -745,6 +745,9 @@ cdef class EngineListener(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
+        # picows fails it with its WSProtocolError on a framing error; close_sent() reports
+        # that error itself, so it must never surface as an unretrieved exception.
+        transport.disconnected_future.add_done_callback(_retrieve_exception)
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType msg_type = frame.msg_type
@@ -818,7 +821,8 @@ cdef class EngineListener(WSListener):
 
     def close_sent(self):
         """picows sent a CLOSE on this link (ReadCap checks after every read, on_ws_disconnected
-        at the end): a frame refused for its size is reported as the parse error it is.
+        at the end): a frame refused for its size, or any framing error picows found, is
+        reported as the parse error it is.
 
         picows refuses a frame whose header announces more than max_frame_size (which is
         max_message_size) before reading its payload, sends CLOSE 1009 and disconnects a
@@ -830,14 +834,19 @@ cdef class EngineListener(WSListener):
             return
         sent = transport.close_handshake.sent
         if sent is None or transport.close_handshake.recv_then_sent \
-                or sent.code != WSCloseCode.MESSAGE_TOO_BIG:
-            return
+                or sent.code == WSCloseCode.OK:
+            return  # no close sent, an answer to the server's, or our own clean close
         self.failed = True
         self._frag = None
         # picows fails disconnected_future with its WSProtocolError: reported here instead.
         transport.disconnected_future.add_done_callback(_retrieve_exception)
-        self.engine._on_listener_error(self, _too_large(
-            _announced_size(sent.reason), self.conn.max_message_size, "incoming message"))
+        if sent.code == WSCloseCode.MESSAGE_TOO_BIG:
+            exc = _too_large(
+                _announced_size(sent.reason), self.conn.max_message_size, "incoming message")
+        else:
+            # picows found a framing error (reserved opcode, oversized control frame, ...).
+            exc = ProtocolError(f"WebSocket protocol error ({int(sent.code)}): {sent.reason}")
+        self.engine._on_listener_error(self, exc)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.close_sent()

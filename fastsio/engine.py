@@ -120,6 +120,23 @@ def build_urls(url: str, path: str) -> tuple[str, str]:
     return http, ws
 
 
+def _check_partial_record(record: bytearray, limit: int) -> None:
+    """Refuse a poll record still arriving once it is certain to exceed ``limit``, sized as the
+    decoder sizes a whole one (text: its bytes with the type character; binary: decoded)."""
+    if record[:1] == b"b":
+        size = (len(record) - 1) // 4 * 3 - (
+            2 if record.endswith(b"==") else 1 if record.endswith(b"=") else 0
+        )
+        what = "incoming binary message"
+    else:
+        size, what = len(record), "incoming message"
+    if size > limit:
+        raise PayloadTooLargeError(
+            f"{what} of {size} bytes exceeds max_message_size ({limit} bytes); raise the limit "
+            "with AsyncClient(max_message_size=...), 0 for none"
+        )
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -179,6 +196,8 @@ class EngineIO:
         self._outbox_ready = asyncio.Event()
         self._post_stopping = False
         self._poll_paused = False
+        self._get_in_flight = False  # the poll loop is inside a GET (not parked on the gate)
+        self._flush_lock = asyncio.Lock()  # one POST at a time (servers refuse overlaps)
         self._read_gate = asyncio.Event()
         self._read_gate.set()
         self._yielding = False
@@ -448,6 +467,52 @@ class EngineIO:
     def _decode_poll(self, body: bytes) -> list[tuple[int, str | bytes]]:
         return decode_eio_payload(body, max_message_size=self.max_message_size)
 
+    async def _poll_once(self, timeout: float) -> None:
+        """One long-poll, its packets fed to the core as they arrive.
+
+        A server sends everything it buffered in one response (Node has no limit), so the body
+        is not bounded: each packet is, by max_message_size, and memory holds one packet and
+        one chunk. Packets before a bad one are dispatched before the error is raised.
+        """
+        import aiohttp
+
+        session = await self._ensure_session()
+        mms = self.max_message_size
+        self._get_in_flight = True
+        try:
+            async with session.get(
+                self._poll_url(),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                ssl=self._ssl_context(self._http_url) or True,
+            ) as resp:
+                if resp.status != 200:
+                    raise ConnectionError(f"polling GET returned HTTP {resp.status}")
+                pending = bytearray()
+                records = 0
+                async for chunk in resp.content.iter_any():
+                    start = 0
+                    while (end := chunk.find(b"\x1e", start)) >= 0:
+                        if pending:
+                            pending += chunk[start:end]
+                            record = bytes(pending)
+                            pending.clear()
+                        else:
+                            record = chunk[start:end]
+                        self._feed_payload(self._decode_poll(record), flush=False)
+                        records += 1
+                        start = end + 1
+                    pending += chunk[start:]
+                    if 0 < mms < len(pending):
+                        _check_partial_record(pending, mms)
+                if pending or records:
+                    self._feed_payload(self._decode_poll(bytes(pending)), flush=False)
+                else:
+                    raise ProtocolError("empty polling payload", b"")
+        finally:
+            self._get_in_flight = False
+            self.conn.flush_batch()
+
     async def _post(self, records: list[bytes]) -> None:
         import aiohttp
 
@@ -483,7 +548,7 @@ class EngineIO:
         if upgrade and "websocket" in opened.upgrades:
             self._upgrade_task = self.loop.create_task(self._upgrade())
 
-    def _feed_payload(self, packets: list[tuple[int, str | bytes]]) -> None:
+    def _feed_payload(self, packets: list[tuple[int, str | bytes]], flush: bool = True) -> None:
         conn = self.conn
         for t, data in packets:
             if self.state != "connected":
@@ -492,7 +557,8 @@ class EngineIO:
                 conn.feed_binary(data)
             else:
                 conn.feed_text(chr(48 + t) + data)
-        conn.flush_batch()
+        if flush:
+            conn.flush_batch()
 
     def _enqueue(self, data: bytes, binary: bool) -> None:
         # The core checked the record's size (base64 included) against maxPayload already.
@@ -510,8 +576,7 @@ class EngineIO:
                     await self._read_gate.wait()
                 if self.state != "connected" or self._poll_paused:
                     break
-                packets = self._decode_poll(await self._get(timeout))
-                self._feed_payload(packets)
+                await self._poll_once(timeout)
         except asyncio.CancelledError:
             raise
         except (ProtocolError, PayloadTooLargeError) as exc:
@@ -540,11 +605,12 @@ class EngineIO:
         return n
 
     async def _flush_outbox(self) -> None:
-        while self._outbox:
-            n = self._next_post()
-            records = self._outbox[:n]
-            del self._outbox[:n]
-            await self._post(records)
+        async with self._flush_lock:
+            while self._outbox:
+                n = self._next_post()
+                records = self._outbox[:n]
+                del self._outbox[:n]
+                await self._post(records)
 
     async def _post_loop(self) -> None:
         try:
@@ -587,7 +653,12 @@ class EngineIO:
             # Stop polling; the server answers the in-flight GET with a noop once probed.
             self._poll_paused = True
             if self._poll_task is not None:
-                await asyncio.wait_for(asyncio.shield(self._poll_task), self.request_timeout)
+                if self._get_in_flight:
+                    await asyncio.wait_for(asyncio.shield(self._poll_task), self.request_timeout)
+                else:
+                    # Parked on the read gate (backpressure): no request to wait for.
+                    self._poll_task.cancel()
+                    await asyncio.wait([self._poll_task])
             if self.state != "connected":
                 transport.disconnect(False)
                 return
@@ -595,12 +666,18 @@ class EngineIO:
             # awaits between the last check of the outbox and attaching the websocket.
             await self._stop_post_loop()
             await self._flush_outbox()
-            if self.state != "connected":
+            if self.state != "connected" or self._closing:
                 transport.disconnect(False)
                 return
+            if transport.is_disconnected:
+                # The probe died after 3probe (a server's upgrade timeout): stay on polling.
+                raise ConnectionError("the probe WebSocket closed before the upgrade")
             transport.send(picows.WSMsgType.TEXT, b"5")
             listener.probing = False
             self._ws, self._listener = transport, listener
+            if not self._read_gate.is_set() or self._yielding:
+                # Reading was paused on polling (backpressure, fairness): so is the websocket.
+                transport.underlying_transport.pause_reading()
             self.conn.attach_websocket(transport)
             self.transport_name = "websocket"
             self.logger.info("Upgraded to websocket")
@@ -612,9 +689,24 @@ class EngineIO:
             self.logger.info("WebSocket upgrade failed (%r), staying on polling", exc)
             if transport is not None and self._ws is not transport:
                 transport.disconnect(False)
-            if self._poll_paused and self.state == "connected" and self._ws is None:
-                # We already stopped polling: without the upgrade the session cannot go on.
-                self._fail(Reason.TRANSPORT_ERROR, exc)
+            if (
+                self._poll_paused
+                and self.state == "connected"
+                and self._ws is None
+                and not self._closing
+            ):
+                # Polling was stopped for the upgrade: take it up again (the server keeps the
+                # polling transport until it receives the upgrade packet).
+                self._resume_polling()
+
+    def _resume_polling(self) -> None:
+        self._poll_paused = False
+        self._post_stopping = False
+        if self._poll_task is None or self._poll_task.done():
+            self._poll_task = self.loop.create_task(self._poll_loop())
+        if self._post_task is None or self._post_task.done():
+            self._post_task = self.loop.create_task(self._post_loop())
+        self._outbox_ready.set()
 
     def _on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None:
         if data == b"3probe" and self._probe_waiter is not None and not self._probe_waiter.done():
