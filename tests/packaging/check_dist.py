@@ -149,8 +149,9 @@ def check_extension(wheel: pathlib.Path, forbidden: list[str]) -> None:
                 if tag.entry.d_tag in ("DT_RPATH", "DT_RUNPATH"):
                     path = getattr(tag, "rpath", None) or getattr(tag, "runpath", "")
                     raise CheckFailed(f"{sos[0]} has a run path into the build machine: {path}")
-                if tag.entry.d_tag == "DT_NEEDED" and re.search(r"lib[a-z]*san", tag.needed):
-                    raise CheckFailed(f"{sos[0]} needs a sanitizer runtime: {tag.needed}")
+                needed = getattr(tag, "needed", "") if tag.entry.d_tag == "DT_NEEDED" else ""
+                if re.search(r"lib[a-z]*san", needed):
+                    raise CheckFailed(f"{sos[0]} needs a sanitizer runtime: {needed}")
     if re.search(rb"__(asan|ubsan|tsan|msan)_", blob):
         raise CheckFailed(f"{sos[0]} is instrumented with a sanitizer")
     for path in forbidden:

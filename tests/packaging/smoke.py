@@ -37,7 +37,12 @@ async def one_connection() -> None:
     async with server:
         client = socketio.AsyncClient(reconnection=False)
         got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        client.on("greeting", lambda data: got.done() or got.set_result(data))
+
+        def greeting(data: object) -> None:
+            if not got.done():
+                got.set_result(data)
+
+        client.on("greeting", greeting)
         await client.connect(server.url, wait_timeout=10)
         check(client.connected and joined == [client.get_sid()], "the client did not connect")
         result = await client.call("add", (2, 3), timeout=10)
