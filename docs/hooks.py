@@ -8,7 +8,8 @@
 - The benchmark chart is served from ``benchmarks/results/latest.png`` (where the benchmarks
   write it and README.md shows it), not from a copy under docs/.
 - ``SphinxRoles`` (mkdocstrings' griffe extension, see mkdocs.yml) turns the docstrings'
-  ``:class:`X``` roles into code spans, which is what they look like to a Markdown reader.
+  reST into what Markdown renders: ``:class:`X``` roles into code spans, ``::`` literal blocks
+  into fenced code blocks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import re
+import textwrap
 from typing import Any
 
 import griffe
@@ -67,12 +69,46 @@ log = logging.getLogger("mkdocs.hooks.fastsio")
 _ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|mod|exc|data|obj|const):`~?\.?([^`]+)`")
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def fence_literal_blocks(text: str) -> str:
+    """reST ``text::`` + an indented block -> ``text:`` + a fenced block (Markdown would not
+    see an indented block inside a list item as code)."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.rstrip().endswith("::"):
+            out.append(line)
+            i += 1
+            continue
+        head = line.rstrip()[:-2]
+        if head.strip():
+            out.append(head if head.endswith(" ") else head + ":")
+        base = _indent(line)
+        j = i + 1
+        while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > base):
+            j += 1
+        while j > i + 1 and not lines[j - 1].strip():
+            j -= 1
+        block = textwrap.dedent("\n".join(lines[i + 1 : j])).strip("\n")
+        if block:
+            shell = block.lstrip().startswith(("python -m", "python ", "fastsio ", "$ "))
+            out += ["", "```" + ("sh" if shell else "python"), block, "```", ""]
+        i = j
+    return "\n".join(out)
+
+
 class SphinxRoles(griffe.Extension):
-    """Show ``:meth:`name``` as ``name`` in code: the docstrings are reST-flavoured."""
+    """Render the reST-flavoured docstrings: roles as code spans, literal blocks as code."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = _ROLE.sub(r"``\1``", obj.docstring.value)
+            text = _ROLE.sub(r"``\1``", obj.docstring.value)
+            obj.docstring.value = fence_literal_blocks(text)
 
 
 def _documented(obj: griffe.Object | griffe.Alias) -> bool:
