@@ -25,7 +25,7 @@ import griffe
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 API_DIR = ROOT / "docs" / "api"
 CHART = "benchmarks/results/latest.png"
-PUBLIC_MODULES = ("fastsio", "fastsio.exceptions", "fastsio.testing")
+PUBLIC_MODULES = ("fastsio", "fastsio.exceptions", "fastsio.testing", "fastsio.contrib.locust")
 
 # Public methods that still lack a docstring, in files other work is changing (the sync client
 # and the simple clients are wrappers whose behaviour AsyncClient documents). They are counted

@@ -6,7 +6,7 @@
    what ``pip install fastsio-*.tar.gz`` runs) then that wheel. The wheel is built only once.
 3. That wheel's extension must not depend on the build machine: no debug information, no run
    path, no sanitizer runtime, no absolute path of the checkout, the temporary build directory
-   or the Python that built it.
+   or the Python that built it. The wheel must hold every tracked module of fastsio/.
 4. ``auditwheel repair`` turns it into a manylinux wheel; ``twine check --strict`` on both
    artifacts; a second fresh venv installs the repaired wheel.
 5. In each venv, from outside the checkout: ``tests/packaging/smoke.py`` (import, version, one
@@ -98,19 +98,34 @@ def build_sdist(dist: pathlib.Path, env: dict[str, str]) -> pathlib.Path:
     return sdist
 
 
+def tracked(*dirs: str) -> list[str]:
+    """Files git tracks under ``dirs`` that exist in the work tree."""
+    names = run(["git", "ls-files", "--", *dirs], cwd=ROOT).stdout.split()
+    if not names:
+        raise CheckFailed(f"git ls-files lists nothing under {dirs}: not a checkout?")
+    return [name for name in names if (ROOT / name).is_file()]
+
+
+def check_wheel_contents(wheel: pathlib.Path) -> None:
+    """Every tracked module of fastsio/ (and _ext/'s stub) is installed by the wheel: a
+    subpackage missing from pyproject's ``packages`` would be left out silently."""
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = set(zf.namelist())
+    needed = {name for name in tracked("fastsio")}
+    needed |= {"fastsio/_ext/" + name[len("_ext/") :] for name in tracked("_ext")}
+    needed = {n for n in needed if n.endswith((".py", ".pyi", "py.typed"))}
+    missing = sorted(needed - shipped)
+    if missing:
+        raise CheckFailed(f"{wheel.name} lacks {', '.join(missing)} (see [tool.setuptools])")
+    step(f"{wheel.name}: all {len(needed)} modules, stubs and py.typed present")
+
+
 def check_sdist_contents(sdist: pathlib.Path) -> None:
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
     prefix = names[0].split("/")[0] + "/"
     shipped = {n[len(prefix) :] for n in names if n.startswith(prefix)}
-    tracked = [
-        name
-        for name in run(["git", "ls-files", "--", *SHIPPED_DIRS], cwd=ROOT).stdout.split()
-        if (ROOT / name).is_file()
-    ]
-    if not tracked:
-        raise CheckFailed("git ls-files lists nothing under fastsio/ and _ext/: not a checkout?")
-    needed = {*tracked, *TOP_LEVEL}
+    needed = {*tracked(*SHIPPED_DIRS), *TOP_LEVEL}
     missing = sorted(needed - shipped)
     if missing:
         raise CheckFailed(f"{sdist.name} lacks {', '.join(missing)} (see MANIFEST.in)")
@@ -199,6 +214,7 @@ def main() -> int:
                 {str(ROOT), tmp, tempfile.gettempdir() + "/pip-", sys.base_prefix, sys.prefix}
             )
             check_extension(wheel, forbidden)
+            check_wheel_contents(wheel)
 
             run([sys.executable, "-m", "auditwheel", "repair", "-w", dist, wheel], env=env)
             repaired = [w for w in dist.glob("fastsio-*.whl") if "manylinux" in w.name]
