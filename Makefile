@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: venv install peers demo test lint typecheck bench asan clean
+.PHONY: venv install peers demo test lint typecheck bench asan dist-check docs clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,12 @@ $(VENV)/.created:
 
 venv: $(VENV)/.created
 
-# Build and install fastsio (compiles _ext/ through pip's isolated build) with test deps.
+# Build and install fastsio (compiles _ext/ through pip's isolated build) with test deps; the
+# targets below that need more tools ask for more extras (one pip install, one compile).
+EXTRAS ?= test
 install: venv
-	$(PIP) install -q ".[test]"
+	$(PIP) install -q ".[$(EXTRAS)]"
+test dist-check docs: EXTRAS = test,dist,docs
 
 peers:
 	cd tests/peers && npm ci --no-audit --no-fund --loglevel=error
@@ -28,17 +31,27 @@ demo: install
 	$(VENV)/bin/fastsio bench
 
 lint: install
-	$(VENV)/bin/ruff check fastsio tests benchmarks
+	$(VENV)/bin/ruff check fastsio tests benchmarks docs
 	$(VENV)/bin/ruff format --check fastsio
 
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install peers
-	$(VENV)/bin/ruff check fastsio tests benchmarks
+test: install peers dist-check docs
+	$(VENV)/bin/ruff check fastsio tests benchmarks docs
 	$(VENV)/bin/ruff format --check fastsio
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:randomly
+
+# The packaging test: sdist and manylinux wheel into dist/, each installed in a fresh venv and
+# run (tests/packaging/check_dist.py says what it checks).
+dist-check: install
+	$(PY) tests/packaging/check_dist.py
+
+# The documentation site into site/; strict, so a broken link or reference, a missing README
+# section or an undocumented public name fails (docs/hooks.py).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: install peers
 	$(PIP) install -q ".[bench]"
@@ -56,4 +69,4 @@ asan:
 		$(ASAN_VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/faults/test_hostile_server.py
 
 clean:
-	rm -rf build dist *.egg-info $(VENV) $(ASAN_VENV) tests/peers/node_modules
+	rm -rf build build-sanitize dist site *.egg-info $(VENV) $(ASAN_VENV) tests/peers/node_modules

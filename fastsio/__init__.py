@@ -23,6 +23,7 @@ from .reasons import Reason
 from .simple_client import AsyncSimpleClient, SimpleClient
 
 __version__ = "0.1.0"
+"""fastsio's version; the one source of the distribution's version too (pyproject.toml)."""
 
 __all__ = [
     "AsyncClient",

@@ -18,6 +18,7 @@ class _BaseNamespace:
         self.client = client
 
     def is_asyncio_based(self) -> bool:
+        """Whether the namespace belongs to an asyncio client (python-socketio's name)."""
         raise NotImplementedError
 
     def trigger_event(self, event: str, *args: Any) -> Any:
@@ -41,6 +42,7 @@ class AsyncClientNamespace(_BaseNamespace):
     client: AsyncClient
 
     def is_asyncio_based(self) -> bool:
+        """``True``: this namespace belongs to an :class:`~fastsio.AsyncClient`."""
         return True
 
     async def emit(
@@ -51,21 +53,25 @@ class AsyncClientNamespace(_BaseNamespace):
         callback: Any = None,
         **kwargs: Any,
     ) -> None:
+        """The client's ``emit``, in this namespace unless ``namespace`` is given."""
         await self.client.emit(
             event, data=data, namespace=namespace or self.namespace, callback=callback, **kwargs
         )
 
     async def send(self, data: Any, namespace: str | None = None, callback: Any = None) -> None:
+        """The client's ``send`` (a ``message`` event), in this namespace unless given another."""
         await self.client.send(data, namespace=namespace or self.namespace, callback=callback)
 
     async def call(
         self, event: str, data: Any = None, namespace: str | None = None, timeout: float | None = 60
     ) -> Any:
+        """The client's ``call``: emit and wait for the ack, in this namespace unless given another."""
         return await self.client.call(
             event, data=data, namespace=namespace or self.namespace, timeout=timeout
         )
 
     async def disconnect(self) -> None:
+        """Disconnect the client (every namespace), as python-socketio does."""
         await self.client.disconnect()
 
 
@@ -75,6 +81,7 @@ class ClientNamespace(_BaseNamespace):
     client: Client
 
     def is_asyncio_based(self) -> bool:
+        """``False``: this namespace belongs to a sync :class:`~fastsio.Client`."""
         return False
 
     def emit(
@@ -85,19 +92,23 @@ class ClientNamespace(_BaseNamespace):
         callback: Any = None,
         **kwargs: Any,
     ) -> None:
+        """The client's ``emit``, in this namespace unless ``namespace`` is given."""
         self.client.emit(
             event, data=data, namespace=namespace or self.namespace, callback=callback, **kwargs
         )
 
     def send(self, data: Any, namespace: str | None = None, callback: Any = None) -> None:
+        """The client's ``send`` (a ``message`` event), in this namespace unless given another."""
         self.client.send(data, namespace=namespace or self.namespace, callback=callback)
 
     def call(
         self, event: str, data: Any = None, namespace: str | None = None, timeout: float | None = 60
     ) -> Any:
+        """The client's ``call``: emit and wait for the ack, in this namespace unless given another."""
         return self.client.call(
             event, data=data, namespace=namespace or self.namespace, timeout=timeout
         )
 
     def disconnect(self) -> None:
+        """Disconnect the client (every namespace), as python-socketio does."""
         self.client.disconnect()

@@ -108,11 +108,12 @@ __all__ = [
 logger = logging.getLogger("fastsio.testing")
 
 Serializer = Literal["json", "msgpack"]
+"""The wire format of a server: Socket.IO's JSON packets or ``socket.io-msgpack-parser``'s."""
 
-#: Event name streamed by default.
 DEFAULT_EVENT = "tick"
-#: Event argument streamed by default: a small market-data tick.
+"""Event name streamed by default."""
 DEFAULT_PAYLOAD: dict[str, Any] = {"s": "AAPL", "p": 123.45, "q": 100, "t": 1700000000123}
+"""Event argument streamed by default: a small market-data tick."""
 
 # Socket.IO v5 packet types.
 _CONNECT, _DISCONNECT, _EVENT, _ACK, _CONNECT_ERROR, _BINARY_EVENT, _BINARY_ACK = range(7)
@@ -637,8 +638,8 @@ class _Connection(WSListener):
 #: binary message.
 _Frame = str | bytes
 
-#: A handler registered with :meth:`TestServer.on`: sync or async, see there for arguments.
 Handler = Callable[..., Any]
+"""A handler registered with :meth:`TestServer.on`: sync or async, see there for arguments."""
 
 _HANDSHAKE_ERRORS = {
     0: "Transport unknown",

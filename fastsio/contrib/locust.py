@@ -313,6 +313,7 @@ class LocustClient:
         return self._client.sid
 
     def get_sid(self, namespace: str | None = None) -> str | None:
+        """The Socket.IO sid of ``namespace`` (the default one when None), None if not connected."""
         return self._client.get_sid(namespace)
 
     def stats(self) -> dict[str, Any]:
@@ -397,6 +398,7 @@ class LocustClient:
         self._wl.run(self._client.wait())
 
     def sleep(self, seconds: float = 0) -> None:
+        """Sleep without blocking the other users (``gevent.sleep``)."""
         gevent.sleep(seconds)
 
     # -- sending --------------------------------------------------------------------------------
@@ -548,6 +550,7 @@ class LocustClient:
         return None
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
+        """Decorator registering a handler under the function's name, as python-socketio's."""
         if len(args) == 1 and not kwargs and callable(args[0]):
             return self.on(args[0].__name__)(args[0])
 
