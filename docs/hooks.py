@@ -31,36 +31,7 @@ PUBLIC_MODULES = ("fastsio", "fastsio.exceptions", "fastsio.testing", "fastsio.c
 # and the simple clients are wrappers whose behaviour AsyncClient documents). They are counted
 # on every build as a reminder, without failing it; an entry that has gained its docstring is
 # named so it can be removed here (not an error: several branches add docstrings at once).
-KNOWN_UNDOCUMENTED = frozenset(
-    {
-        "fastsio.AsyncClient.get_sid",
-        "fastsio.AsyncClient.is_asyncio_based",
-        "fastsio.AsyncClient.sleep",
-        "fastsio.Client.call",
-        "fastsio.Client.connect",
-        "fastsio.Client.disconnect",
-        "fastsio.Client.emit",
-        "fastsio.Client.event",
-        "fastsio.Client.get_sid",
-        "fastsio.Client.is_asyncio_based",
-        "fastsio.Client.on",
-        "fastsio.Client.register_namespace",
-        "fastsio.Client.send",
-        "fastsio.Client.shutdown",
-        "fastsio.Client.sleep",
-        "fastsio.Client.start_background_task",
-        "fastsio.Client.stats",
-        "fastsio.Client.transport",
-        "fastsio.Client.wait",
-        "fastsio.AsyncSimpleClient.connect",
-        "fastsio.AsyncSimpleClient.disconnect",
-        "fastsio.SimpleClient.call",
-        "fastsio.SimpleClient.connect",
-        "fastsio.SimpleClient.disconnect",
-        "fastsio.SimpleClient.emit",
-        "fastsio.SimpleClient.receive",
-    }
-)
+KNOWN_UNDOCUMENTED: frozenset[str] = frozenset()
 
 log = logging.getLogger("mkdocs.hooks.fastsio")
 

@@ -252,6 +252,7 @@ class AsyncClient:
     # -- handlers ------------------------------------------------------------------------
 
     def is_asyncio_based(self) -> bool:
+        """True: this client runs on asyncio (python-socketio's API)."""
         return True
 
     def on(
@@ -308,6 +309,7 @@ class AsyncClient:
         self.namespace_handlers[namespace_handler.namespace] = namespace_handler
 
     def get_sid(self, namespace: str | None = None) -> str | None:
+        """The sid of ``namespace`` (default ``/``), None when it is not connected."""
         return self.namespaces.get(namespace or "/")
 
     @property
@@ -978,4 +980,5 @@ class AsyncClient:
         return asyncio.ensure_future(target(*args, **kwargs))
 
     async def sleep(self, seconds: float = 0) -> None:
+        """Sleep ``seconds`` without blocking the loop (python-socketio's API)."""
         await asyncio.sleep(seconds)

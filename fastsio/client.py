@@ -280,6 +280,7 @@ class Client:
         return self._client.sid
 
     def is_asyncio_based(self) -> bool:
+        """False: the synchronous client (python-socketio's API)."""
         return False
 
     def on(
@@ -290,6 +291,7 @@ class Client:
         *,
         batch: bool = False,
     ) -> Any:
+        """Register an event handler; without ``handler``, a decorator. See :meth:`AsyncClient.on`."""
         if not self._handler_thread:
             return self._client.on(event, handler, namespace, batch=batch)
 
@@ -306,6 +308,7 @@ class Client:
         return None
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
+        """Decorator registering a handler named after the function."""
         if len(args) == 1 and not kwargs and callable(args[0]):
             return self.on(args[0].__name__)(args[0])
 
@@ -315,6 +318,7 @@ class Client:
         return set_handler
 
     def register_namespace(self, namespace_handler: ClientNamespace) -> None:
+        """Register a namespace handler object (a ``ClientNamespace``)."""
         if not isinstance(namespace_handler, ClientNamespace):
             raise ValueError("Not a namespace instance")
         namespace_handler._set_client(self)
@@ -324,12 +328,15 @@ class Client:
         self._client.namespace_handlers[namespace_handler.namespace] = target
 
     def get_sid(self, namespace: str | None = None) -> str | None:
+        """The sid of ``namespace`` (default ``/``), None when it is not connected."""
         return self._client.get_sid(namespace)
 
     def transport(self) -> str | None:
+        """``'websocket'`` or ``'polling'`` (None when not connected)."""
         return self._client.transport()
 
     def stats(self) -> dict[str, Any]:
+        """Counters of the client: packets, events, bytes, pending acks, buffer."""
         return self._client.stats()
 
     # -- blocking API --
@@ -346,6 +353,7 @@ class Client:
         wait_timeout: float = 1,
         retry: bool = False,
     ) -> None:
+        """Connect to a Socket.IO server and block until connected; see :meth:`AsyncClient.connect`."""
         self._loop_thread().run(
             self._client.connect(
                 url,
@@ -374,6 +382,7 @@ class Client:
         timeout: float | None = None,
         volatile: bool = False,
     ) -> None:
+        """Emit an event without waiting; see :meth:`AsyncClient.emit` (callbacks run on the client's thread)."""
         self._run_or_direct(
             self._client._emit, event, data, namespace, callback, timeout, volatile, None
         )
@@ -381,16 +390,19 @@ class Client:
     def send(
         self, data: Any, namespace: str | None = None, callback: Handler | None = None
     ) -> None:
+        """Emit a ``'message'`` event."""
         self.emit("message", data=data, namespace=namespace, callback=callback)
 
     def call(
         self, event: str, data: Any = None, namespace: str | None = None, timeout: float | None = 60
     ) -> Any:
+        """Emit and block until the ack; returns its argument (a tuple for several). Raises ``TimeoutError`` after ``timeout`` and ``DisconnectedError`` when the link is lost; see :meth:`AsyncClient.call`."""
         return self._loop_thread().run(
             self._client.call(event, data=data, namespace=namespace, timeout=timeout), "call"
         )
 
     def disconnect(self) -> None:
+        """Disconnect from the server, or stop reconnecting; no reconnection follows."""
         if self._thread is None:
             return
         if self._thread.in_loop():
@@ -399,17 +411,21 @@ class Client:
         self._thread.run(self._client.disconnect(), "disconnect")
 
     def shutdown(self) -> None:
+        """Disconnect, or stop a reconnection loop (python-socketio's name)."""
         self.disconnect()
 
     def wait(self) -> None:
+        """Block until the client is disconnected for good (reconnection included)."""
         if self._thread is None:
             return
         self._thread.run(self._client.wait(), "wait")
 
     def sleep(self, seconds: float = 0) -> None:
+        """Sleep ``seconds`` (python-socketio's API)."""
         time.sleep(seconds)
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> threading.Thread:
+        """Run ``target(*args, **kwargs)`` in a daemon thread; returns the thread."""
         th = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
         th.start()
         return th

@@ -41,6 +41,7 @@ class AsyncSimpleClient:
         socketio_path: str = "socket.io",
         wait_timeout: float = 5,
     ) -> None:
+        """Connect to ``url`` (one namespace); raises ``ConnectionError`` on failure."""
         if self.connected:
             raise RuntimeError("Already connected")
         self.namespace = namespace
@@ -132,6 +133,7 @@ class AsyncSimpleClient:
         return self.input_buffer.pop(0)
 
     async def disconnect(self) -> None:
+        """Disconnect from the server."""
         if self.connected and self.client is not None:
             await self.client.disconnect()
             self.client = None
@@ -163,6 +165,7 @@ class SimpleClient:
         socketio_path: str = "socket.io",
         wait_timeout: float = 5,
     ) -> None:
+        """Connect to ``url`` (one namespace); raises ``ConnectionError`` on failure."""
         self._thread.run(
             self._client.connect(
                 url,
@@ -189,15 +192,19 @@ class SimpleClient:
         return self._client.connected
 
     def emit(self, event: str, data: Any = None) -> None:
+        """Emit an event; waits through a reconnection as :meth:`AsyncSimpleClient.emit`."""
         self._thread.run(self._client.emit(event, data), "emit")
 
     def call(self, event: str, data: Any = None, timeout: float = 60) -> Any:
+        """Emit and block until the ack; waits through a reconnection as :meth:`AsyncSimpleClient.call`."""
         return self._thread.run(self._client.call(event, data, timeout=timeout), "call")
 
     def receive(self, timeout: float | None = None) -> list[Any]:
+        """The next event as ``[name, *args]``; ``TimeoutError`` after ``timeout``."""
         return self._thread.run(self._client.receive(timeout=timeout), "receive")
 
     def disconnect(self) -> None:
+        """Disconnect from the server."""
         self._thread.run(self._client.disconnect(), "disconnect")
 
     def __enter__(self) -> SimpleClient:
