@@ -23,7 +23,7 @@ from ._ext._core import (
 from .backoff import reconnect_delay
 from .delivery import Outbox
 from .engine import EngineIO
-from .handlers import Handler, HandlerTable
+from .handlers import Handler, HandlerTable, event_decorator
 from .reasons import Reason
 
 default_logger = logging.getLogger("fastsio.client")
@@ -289,13 +289,7 @@ class AsyncClient:
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler named after the function."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__)(args[0])
-
-        def set_handler(handler: H) -> H:
-            return self.on(handler.__name__, *args, **kwargs)(handler)  # type: ignore[no-any-return]
-
-        return set_handler
+        return event_decorator(self.on, args, kwargs)
 
     def register_namespace(self, namespace_handler: Any) -> None:
         """Register a namespace handler object (an ``AsyncClientNamespace``)."""

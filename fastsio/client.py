@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from . import _green
 from .async_client import AsyncClient, Handler
+from .handlers import event_decorator
 from .namespace import ClientNamespace
 
 T = TypeVar("T")
@@ -309,13 +310,7 @@ class Client:
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler named after the function."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__)(args[0])
-
-        def set_handler(handler: Any) -> Any:
-            return self.on(handler.__name__, *args, **kwargs)(handler)
-
-        return set_handler
+        return event_decorator(self.on, args, kwargs)
 
     def register_namespace(self, namespace_handler: ClientNamespace) -> None:
         """Register a namespace handler object (a ``ClientNamespace``)."""

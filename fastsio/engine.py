@@ -427,18 +427,22 @@ class EngineIO:
             url += "&sid=" + urllib.parse.quote(self.open.sid)
         return url
 
-    async def _get(self, timeout: float) -> bytes:
-        """One poll: the response body, read no further than poll_body_limit() allows."""
+    async def _poll_request(self, timeout: float) -> Any:
+        """A long-poll GET (an aiohttp response context manager)."""
         import aiohttp
 
         session = await self._ensure_session()
-        limit = poll_body_limit(self.max_message_size)
-        async with session.get(
+        return session.get(
             self._poll_url(),
             headers=self._headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
             ssl=self._ssl_context(self._http_url) or True,
-        ) as resp:
+        )
+
+    async def _get(self, timeout: float) -> bytes:
+        """One poll (the handshake's): the body, read no further than poll_body_limit()."""
+        limit = poll_body_limit(self.max_message_size)
+        async with await self._poll_request(timeout) as resp:
             if resp.status != 200:
                 raise ConnectionError(f"polling GET returned HTTP {resp.status}")
             if not limit:
@@ -474,18 +478,10 @@ class EngineIO:
         is not bounded: each packet is, by max_message_size, and memory holds one packet and
         one chunk. Packets before a bad one are dispatched before the error is raised.
         """
-        import aiohttp
-
-        session = await self._ensure_session()
         mms = self.max_message_size
         self._get_in_flight = True
         try:
-            async with session.get(
-                self._poll_url(),
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                ssl=self._ssl_context(self._http_url) or True,
-            ) as resp:
+            async with await self._poll_request(timeout) as resp:
                 if resp.status != 200:
                     raise ConnectionError(f"polling GET returned HTTP {resp.status}")
                 pending = bytearray()

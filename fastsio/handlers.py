@@ -36,6 +36,18 @@ SERVER_RESERVED = frozenset(
 )
 
 
+def event_decorator(on: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """python-socketio's ``event``: ``on()`` under the decorated function's name, used bare
+    (``@sio.event``) or with ``on``'s arguments (``@sio.event(namespace="/chat")``)."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return on(args[0].__name__)(args[0])
+
+    def set_handler(handler: H) -> H:
+        return on(handler.__name__, *args, **kwargs)(handler)  # type: ignore[no-any-return]
+
+    return set_handler
+
+
 class HandlerTable:
     """The client's handlers and their invocation.
 

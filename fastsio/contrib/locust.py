@@ -56,6 +56,7 @@ from locust.env import Environment
 from .. import _green, exceptions
 from ..async_client import AsyncClient, _ack_result
 from ..client import new_event_loop
+from ..handlers import event_decorator
 from ..reasons import Reason
 
 __all__ = ["FastsioUser", "LocustClient"]
@@ -551,13 +552,7 @@ class LocustClient:
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler under the function's name, as python-socketio's."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__)(args[0])
-
-        def set_handler(handler: Callable[..., Any]) -> Callable[..., Any]:
-            return self.on(handler.__name__, *args, **kwargs)(handler)  # type: ignore[no-any-return]
-
-        return set_handler
+        return event_decorator(self.on, args, kwargs)
 
     def _install(self, nsp: str) -> None:
         # Before the loop thread touches this client: the catch-all (WSR counting) and the
