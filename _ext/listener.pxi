@@ -43,6 +43,9 @@ cdef class Connection:
     cdef public Py_ssize_t max_send_size      # the server's maxPayload; 0 = unknown
     cdef public Py_ssize_t max_message_size   # the largest message we accept
     cdef public object poll_sender            # callable(bytes, binary) while on polling
+    # Engine.IO v3 (Socket.IO 2.x servers): binary WebSocket frames carry a leading 0x04 (the
+    # message type) both ways, and the server's pong refreshes the heartbeat clock.
+    cdef public bint eio3
     cdef WSTransport _ws
     cdef double _last_ping
     cdef Packet _pending_bin
@@ -91,6 +94,7 @@ cdef class Connection:
         self.max_send_size = 0
         self.max_message_size = max_message_size
         self.poll_sender = None
+        self.eio3 = False
         self._ws = None
         self._last_ping = _monotonic()
         self._pending_bin = None
@@ -282,6 +286,8 @@ cdef class Connection:
     def feed_binary(self, data):
         """Feed one Engine.IO binary message (polling transport, tests)."""
         cdef bytes b = <bytes>data if type(data) is bytes else bytes(data)
+        if self.eio3:
+            b = _EIO3_BINARY_TYPE + b  # framed as a v3 WebSocket frame, as _feed_binary expects
         if self._must_hold():
             self._hold(True, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
             return
@@ -317,7 +323,9 @@ cdef class Connection:
         elif c == 48:  # '0' open
             if self.engine is not None:
                 self.engine._on_eio_open(PyBytes_FromStringAndSize(buf + 1, size - 1))
-        elif c == 51 or c == 53:  # '3' pong, '5' upgrade: nothing to do on the client side
+        elif c == 51:  # '3' pong: the answer to our ping on Engine.IO v3 (never sent on v4)
+            self._last_ping = _monotonic()
+        elif c == 53:  # '5' upgrade: nothing to do on the client side
             pass
         else:
             raise ProtocolError("unknown Engine.IO packet type", _truncated(buf, size))
@@ -332,6 +340,12 @@ cdef class Connection:
         cdef Py_ssize_t data_start, data_end
         cdef object nsp
         self.bytes_received += size
+        if self.eio3:
+            if size < 1 or buf[0] != EIO_MESSAGE:
+                raise ProtocolError("Engine.IO v3 binary frame is not a message",
+                                    _truncated(buf, size))
+            buf += 1
+            size -= 1
         if self.msgpack_mode:
             self.packets_received += 1
             nsp = _mp_envelope(buf, size, &t, &has_id, &ack_id, &data_start, &data_end)
@@ -611,6 +625,8 @@ cdef class Connection:
         if self.max_send_size > 0 and (n > self.max_send_size or (binary and self._ws is None)):
             self._check_send_size(n, binary)
         if self._ws is not None:
+            if binary and self.eio3:
+                data = _EIO3_BINARY_TYPE + data
             self._ws.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, data)
         elif self.poll_sender is not None:
             self.poll_sender(data, binary)
@@ -688,6 +704,7 @@ cdef class Connection:
 
 
 cdef bytes _PONG = b"3"
+cdef bytes _EIO3_BINARY_TYPE = b"\x04"
 cdef double _INF = float("inf")
 from decimal import Decimal as _Decimal
 

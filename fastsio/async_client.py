@@ -22,6 +22,7 @@ from ._ext._core import (
 )
 from .backoff import reconnect_delay
 from .delivery import Outbox
+from .eio3 import EngineIO3, Protocol, auth_query, namespace_with_query, protocol_for
 from .engine import EngineIO
 from .handlers import Handler, HandlerTable, event_decorator
 from .reasons import Reason
@@ -114,6 +115,11 @@ class AsyncClient:
         ``ack_timeout`` seconds, and after a reconnection) until the server acks it, at most
         ``retries`` extra times. Callbacks are then called ``callback(err, *args)``.
     :param ack_timeout: seconds to wait for each ack when ``retries`` is set.
+    :param eio_version: the Engine.IO version to speak: ``None`` (default) tries 4 and falls
+        back to 3 when the server turns out to be a Socket.IO 2.x server; ``3`` or ``4`` forces
+        one. Reconnections keep the version that worked; ``protocol`` tells which it is. With
+        a 2.x server (Engine.IO 3, Socket.IO protocol v4) ``auth`` must be a dict and is sent as
+        query parameters, and there is no connection-state recovery.
     """
 
     reserved_events = [
@@ -178,6 +184,14 @@ class AsyncClient:
         dispatch_budget: float = kwargs.pop("dispatch_budget", 0.02)
         retries: int = kwargs.pop("retries", 0)
         ack_timeout: float | None = kwargs.pop("ack_timeout", None)
+        eio_version: int | None = kwargs.pop("eio_version", None)
+        if eio_version not in (None, 3, 4):
+            raise ValueError(f"eio_version must be None, 3 or 4, not {eio_version!r}")
+        #: The Engine.IO version asked for (None: negotiated).
+        self.eio_version = eio_version
+        # The version that worked for the current connect(); reconnections keep it.
+        self._eio_in_use: int | None = None
+        self._v2_refused = False  # a 2.x server showed itself while Engine.IO 4 was tried
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         if not self.ssl_verify:
@@ -318,6 +332,12 @@ class AsyncClient:
         """Whether the last connect of ``namespace`` restored its session."""
         return self.recovered_namespaces.get(namespace or "/", False)
 
+    @property
+    def protocol(self) -> Protocol | None:
+        """``Protocol(engineio, socketio)`` of the last connection: ``(4, 5)`` with Socket.IO
+        >= 3 servers, ``(3, 4)`` with 2.x servers; None before the first connection."""
+        return protocol_for(self._eio_in_use) if self._eio_in_use is not None else None
+
     def transport(self) -> str | None:
         """``'websocket'`` or ``'polling'`` (None when not connected)."""
         return self.eio.transport() if self.eio is not None else None
@@ -380,6 +400,7 @@ class AsyncClient:
         self._stopped = asyncio.Event()
         self._reconnect_abort = asyncio.Event()
         self._pids.clear()
+        self._eio_in_use = None
         for slot in self._conn.slots.values():
             slot.record_offset = False
             slot.strip_offset = False
@@ -404,6 +425,21 @@ class AsyncClient:
         return result
 
     async def _connect_once(self, wait: bool = True) -> None:
+        """One attempt, in the Engine.IO version that worked before, the forced one, or 4 first
+        and then 3 when the server shows it is a Socket.IO 2.x server."""
+        version = self.eio_version or self._eio_in_use or 4
+        try:
+            await self._connect_version(version, wait)
+        except exceptions.ProtocolVersionError as exc:
+            other = exc.server_version
+            if self.eio_version is not None or other is None or other == version:
+                for nsp in self.connection_namespaces:
+                    self._trigger_event("connect_error", nsp, str(exc))
+                raise
+            self.logger.info("%s: connecting again with Engine.IO %d", exc, other)
+            await self._connect_version(other, wait)
+
+    async def _connect_version(self, version: int, wait: bool) -> None:
         """One attempt: Engine.IO session, then CONNECT every namespace.
 
         With ``wait``, the session is kept (buffers flushed, ``connect`` fired) only when every
@@ -418,7 +454,18 @@ class AsyncClient:
         self._keep_each = not wait
         self.failed_namespaces = []
         self._connect_event = asyncio.Event()
-        eio = EngineIO(
+        self._v2_refused = False
+        auth: Any = None
+        engine_class = EngineIO
+        if version == 3:
+            # A 2.x server connects the default namespace from the handshake's own query.
+            auth = await self._get_real_value(self.connection_auth)
+            try:
+                query = auth_query(auth)
+            except ValueError as exc:
+                raise exceptions.ConnectionError(str(exc)) from exc
+            engine_class = type("EngineIO3", (EngineIO3,), {"extra_query": query})
+        eio = engine_class(
             self._conn,
             self._on_engine_lost,
             logger=self.logger,
@@ -431,11 +478,15 @@ class AsyncClient:
             max_read_size=self.max_read_size,
         )
         self._conn.engine = eio
+        self._conn.eio3 = version == 3
         self.eio = eio
         for nsp in self.connection_namespaces:
             self._sync_slot(nsp)
         try:
             await eio.connect(url, headers, self.connection_transports, self.socketio_path)
+        except exceptions.ProtocolVersionError:
+            self.eio = None
+            raise  # _connect_once retries or reports it
         except exceptions.ConnectionError as exc:
             self.eio = None
             for nsp in self.connection_namespaces:
@@ -445,7 +496,8 @@ class AsyncClient:
             self.eio = None
             raise exceptions.ConnectionError(str(exc)) from exc
         self.sid = eio.sid
-        auth = await self._get_real_value(self.connection_auth)
+        if version != 3:
+            auth = await self._get_real_value(self.connection_auth)
         for nsp in self.connection_namespaces:
             self._send_connect(nsp, auth)
         if not wait:
@@ -471,6 +523,10 @@ class AsyncClient:
             return
         failed = list(self.failed_namespaces)
         await self._abandon(eio)
+        if self._v2_refused:
+            raise exceptions.ProtocolVersionError(
+                "the server speaks Socket.IO protocol v4 (a Socket.IO 2.x server)", 3
+            )
         if failed:
             raise exceptions.ConnectionError(
                 "One or more namespaces failed to connect: " + ", ".join(failed)
@@ -491,6 +547,12 @@ class AsyncClient:
         await eio.close()
 
     def _send_connect(self, nsp: str, auth: Any) -> None:
+        if self.eio is not None and self.eio.version == 3:
+            # Socket.IO v4: no CONNECT payload (so no recovery data either); the default
+            # namespace is connected by the server itself, the others take auth as a query.
+            if nsp != "/":
+                self._conn.send_packet(CONNECT, namespace_with_query(nsp, auth_query(auth)))
+            return
         data = auth
         pid = self._pids.get(nsp)
         if pid is not None:
@@ -523,9 +585,30 @@ class AsyncClient:
             # A reply on a session being abandoned or closed: never kept, nothing flushed.
             self.logger.info("CONNECT for namespace %s on a closing session, ignored", nsp)
             return
+        v2 = self.eio.version == 3
+        if not v2 and data is None and self.eio_version is None and self._eio_in_use is None:
+            # A CONNECT without the sid payload every Socket.IO >= 3 server sends: this is a
+            # 2.x server connecting the default namespace by itself (it does not check EIO=4).
+            self.logger.info("The server is a Socket.IO 2.x server")
+            if self._established is self.eio:
+                # connect(wait=False) kept the session already: end it, reconnect as v2.
+                self._eio_in_use = 3
+                self.eio._fail(Reason.TRANSPORT_ERROR, None)
+                return
+            self._v2_refused = True
+            self.failed_namespaces.append(nsp)
+            if self._connect_event is not None:
+                self._connect_event.set()
+            return
+        if v2 and nsp == "/" and nsp not in self.connection_namespaces:
+            return  # a 2.x server connects the default namespace whether it was asked or not
         if nsp not in self.connection_namespaces or nsp in self.namespaces or nsp in self._accepted:
             self.logger.warning("Unexpected CONNECT for namespace %s, ignored", nsp)
             return
+        if v2:
+            # Socket ids of a 2.x server: the Engine.IO sid, prefixed by the namespace.
+            sid = self.sid if nsp == "/" else f"{nsp}#{self.sid}"
+            data = {"sid": sid}
         data = data or {}
         sid = data.get("sid") if isinstance(data, dict) else None
         pid = data.get("pid") if isinstance(data, dict) else None
@@ -562,6 +645,8 @@ class AsyncClient:
         eio = self.eio
         self.connected = True
         self._established = eio
+        if eio is not None:
+            self._eio_in_use = eio.version  # reconnections keep the version that worked
         for nsp in nsps:
             self.namespaces[nsp] = self._accepted.pop(nsp)
             self.outbox.flush(nsp)
@@ -573,6 +658,17 @@ class AsyncClient:
             self._connect_event.set()
 
     def _handle_connect_error(self, nsp: str, data: Any) -> None:
+        if (
+            nsp == "/"
+            and nsp not in self.connection_namespaces
+            and self.eio is not None
+            and self.eio.version == 3
+        ):
+            # A 2.x server refused its own connection of the default namespace: it then
+            # connects no other namespace of this client either.
+            for other in list(self.connection_namespaces):
+                self._handle_connect_error(other, data)
+            return
         self.logger.info("Connection to namespace %s was rejected", nsp)
         if data is None:
             args: tuple[Any, ...] = ()

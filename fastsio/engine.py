@@ -25,9 +25,15 @@ from ._ext._core import (
     EngineListener,
     ReadCap,
     decode_eio_payload,
+    looks_like_eio3_payload,
     poll_body_limit,
 )
-from .exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
+from .exceptions import (
+    ConnectionError,
+    PayloadTooLargeError,
+    ProtocolError,
+    ProtocolVersionError,
+)
 from .reasons import Reason
 
 if TYPE_CHECKING:
@@ -95,8 +101,8 @@ class OpenPacket:
         self.max_payload: int = max_payload
 
 
-def build_urls(url: str, path: str) -> tuple[str, str]:
-    """Return (http_base, ws_base) URLs, each ending in a query with ``EIO=4``."""
+def build_urls(url: str, path: str, eio: int = 4) -> tuple[str, str]:
+    """Return (http_base, ws_base) URLs, each ending in a query with ``EIO=<eio>``."""
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "ws"):
@@ -113,7 +119,7 @@ def build_urls(url: str, path: str) -> tuple[str, str]:
         for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         if k not in ("EIO", "transport", "sid", "t")
     ]
-    query.append(("EIO", "4"))
+    query.append(("EIO", str(eio)))
     q = urllib.parse.urlencode(query)
     http = urllib.parse.urlunsplit((http_scheme, parts.netloc, path, q, ""))
     ws = urllib.parse.urlunsplit((ws_scheme, parts.netloc, path, q, ""))
@@ -143,7 +149,12 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 class EngineIO:
-    """One Engine.IO session. Create, ``await connect()``, then it reports loss to ``on_lost``."""
+    """One Engine.IO session. Create, ``await connect()``, then it reports loss to ``on_lost``.
+
+    Engine.IO v4; ``fastsio.eio3.EngineIO3`` overrides the few version-specific hooks.
+    """
+
+    version = 4
 
     def __init__(
         self,
@@ -218,7 +229,7 @@ class EngineIO:
         path: str,
     ) -> None:
         """Open the session. Raises ConnectionError (with the cause chained) on failure."""
-        self._http_url, self._ws_url = build_urls(url, path)
+        self._http_url, self._ws_url = self._build_urls(url, path)
         self._headers = {str(k): str(v) for k, v in (headers or {}).items()}
         errors: list[str] = []
         if transports[0] == "websocket":
@@ -246,6 +257,9 @@ class EngineIO:
 
         try:
             await self._connect_polling(upgrade="websocket" in transports)
+        except ProtocolVersionError:
+            await self._teardown()
+            raise
         except (
             ProtocolError,
             PayloadTooLargeError,
@@ -468,6 +482,9 @@ class EngineIO:
             f"bytes); raise the limit with AsyncClient(max_message_size=...), 0 for none"
         )
 
+    def _post_body(self, records: list[bytes]) -> bytes:
+        return b"\x1e".join(records)
+
     def _decode_poll(self, body: bytes) -> list[tuple[int, str | bytes]]:
         return decode_eio_payload(body, max_message_size=self.max_message_size)
 
@@ -513,7 +530,7 @@ class EngineIO:
         import aiohttp
 
         session = await self._ensure_session()
-        body = b"\x1e".join(records)
+        body = self._post_body(records)
         headers = dict(self._headers)
         headers["Content-Type"] = "text/plain;charset=UTF-8"
         async with session.post(
@@ -530,8 +547,15 @@ class EngineIO:
                 )
             await resp.read()
 
+    def _build_urls(self, url: str, path: str) -> tuple[str, str]:
+        return build_urls(url, path, self.version)
+
     async def _connect_polling(self, upgrade: bool) -> None:
-        payload = self._decode_poll(await self._get(self.request_timeout))
+        body = await self._get(self.request_timeout)
+        if self.version == 4 and looks_like_eio3_payload(body):
+            # Engine.IO 3 servers (Socket.IO 2.x) do not check EIO=4: they answer in v3 framing.
+            raise ProtocolVersionError("the server speaks Engine.IO 3 (Socket.IO 2.x)", 3)
+        payload = self._decode_poll(body)
         first_type, first = payload[0]
         if first_type != 0 or not isinstance(first, str):
             raise ProtocolError("first polling packet is not an open packet", str(first))

@@ -19,6 +19,7 @@ __all__ = [
     "ProtocolError",
     "PayloadTooLargeError",
     "BufferFullError",
+    "ProtocolVersionError",
 ]
 
 
@@ -87,3 +88,15 @@ class PayloadTooLargeError(SocketIOError, ValueError):
 
 class BufferFullError(SocketIOError):
     """The offline buffer is full and its policy is to refuse new packets."""
+
+
+class ProtocolVersionError(ConnectionError):
+    """The server speaks another Engine.IO version than the one the client asked for.
+
+    ``server_version`` is the version the server showed (3 or 4), or None when it only refused.
+    With ``eio_version=None`` the client retries with that version on its own.
+    """
+
+    def __init__(self, message: str, server_version: int | None = None) -> None:
+        super().__init__(message)
+        self.server_version = server_version

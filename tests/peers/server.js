@@ -5,13 +5,13 @@
 //   node server.js [--port N] [--host H] [--parser json|msgpack] [--recovery]
 //                  [--ping-interval MS] [--ping-timeout MS] [--transports websocket,polling]
 //                  [--max-payload BYTES] [--adapter memory|base|cluster] [--stdin-watch]
+//                  [--server-version 2|3|4] [--allow-eio3]
 //
 // Prints exactly one line, "LISTENING <port>", on stdout once it accepts connections; everything
 // else goes to stderr.
 "use strict";
 
 const http = require("http");
-const { Server } = require("socket.io");
 
 function usage(msg) {
   process.stderr.write(`server.js: ${msg}\n`);
@@ -30,6 +30,8 @@ function parseArgs(argv) {
     maxPayload: 1e6,
     adapter: "memory",
     stdinWatch: false,
+    serverVersion: 4,
+    allowEIO3: false,
   };
   const int = (name, v) => {
     if (v === undefined || !/^\d+$/.test(v)) usage(`${name} needs a non-negative integer`);
@@ -47,6 +49,8 @@ function parseArgs(argv) {
       case "--max-payload": opts.maxPayload = int(a, argv[++i]); break;
       case "--stdin-watch": opts.stdinWatch = true; break;
       case "--adapter": opts.adapter = argv[++i]; break;
+      case "--server-version": opts.serverVersion = int(a, argv[++i]); break;
+      case "--allow-eio3": opts.allowEIO3 = true; break;
       case "--transports":
         opts.transports = (argv[++i] || "").split(",").map((s) => s.trim()).filter(Boolean);
         for (const t of opts.transports) {
@@ -60,6 +64,11 @@ function parseArgs(argv) {
   }
   if (opts.parser !== "json" && opts.parser !== "msgpack") usage(`unknown parser ${opts.parser}`);
   if (!["memory", "base", "cluster"].includes(opts.adapter)) usage(`unknown adapter ${opts.adapter}`);
+  if (![2, 3, 4].includes(opts.serverVersion)) usage(`unknown server version ${opts.serverVersion}`);
+  if (opts.serverVersion !== 4 && (opts.recovery || opts.adapter !== "memory")) {
+    usage("--recovery and --adapter need --server-version 4");
+  }
+  if (opts.serverVersion === 2 && opts.allowEIO3) usage("--allow-eio3 needs --server-version 3 or 4");
   return opts;
 }
 
@@ -73,7 +82,13 @@ const serverOptions = {
   // A test peer must never linger: no CORS, no serving of the client bundle.
   serveClient: false,
 };
-if (opts.parser === "msgpack") serverOptions.parser = require("socket.io-msgpack-parser");
+if (opts.allowEIO3) serverOptions.allowEIO3 = true;
+if (opts.parser === "msgpack") {
+  // socket.io-msgpack-parser 2.x is the one for Socket.IO 2.x servers (CONNECT, DISCONNECT and
+  // ERROR packets as JSON text, the others msgpack); 3.x for Socket.IO >= 3.
+  serverOptions.parser = require(opts.serverVersion === 2
+    ? "socket.io-msgpack-parser-v2" : "socket.io-msgpack-parser");
+}
 if (opts.recovery) {
   serverOptions.connectionStateRecovery = {
     maxDisconnectionDuration: 120000,
@@ -107,7 +122,46 @@ if (opts.adapter === "base") {
 }
 
 const httpServer = http.createServer();
-const io = new Server(httpServer, serverOptions);
+let io;
+if (opts.serverVersion === 2) {
+  io = require("socket.io-v2")(httpServer, serverOptions);
+} else if (opts.serverVersion === 3) {
+  io = new (require("socket.io-v3").Server)(httpServer, serverOptions);
+} else {
+  io = new (require("socket.io").Server)(httpServer, serverOptions);
+}
+
+// Socket.IO 2.x has no CONNECT payload: clients send `auth` as query parameters, so `auth` is
+// the handshake query without the Engine.IO parameters there.
+const EIO_PARAMS = new Set(["EIO", "transport", "t", "sid", "b64", "j"]);
+function handshakeAuth(socket) {
+  if (socket.handshake.auth !== undefined) return socket.handshake.auth;
+  const out = {};
+  for (const [k, v] of Object.entries(socket.handshake.query || {})) {
+    if (!EIO_PARAMS.has(k)) out[k] = v;
+  }
+  return out;
+}
+
+// socket.timeout() came with Socket.IO 4.4: the same contract on older servers.
+function emitWithTimeout(socket, ms, name, args, cb) {
+  if (typeof socket.timeout === "function") {
+    socket.timeout(ms).emit(name, ...args, cb);
+    return;
+  }
+  let done = false;
+  const timer = setTimeout(() => {
+    if (done) return;
+    done = true;
+    cb(new Error("operation has timed out"));
+  }, ms);
+  socket.emit(name, ...args, (...answer) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    cb(null, ...answer);
+  });
+}
 
 // Per-namespace server-side streams started by `stream_start`; they live on the namespace, not
 // on the socket that asked, so they keep emitting while that socket is cut off (recovery tests).
@@ -167,10 +221,10 @@ function installHandlers(nsp) {
       if (cb) cb(...args);
     });
 
-    socket.on("auth", (cb) => typeof cb === "function" && cb(socket.handshake.auth));
+    socket.on("auth", (cb) => typeof cb === "function" && cb(handshakeAuth(socket)));
     socket.on("headers", (cb) => typeof cb === "function" && cb(socket.handshake.headers));
     socket.on("query", (cb) => typeof cb === "function" && cb(socket.handshake.query));
-    socket.on("recovered", (cb) => typeof cb === "function" && cb(socket.recovered));
+    socket.on("recovered", (cb) => typeof cb === "function" && cb(!!socket.recovered));
 
     socket.on("join", (room, cb) => {
       socket.join(room);
@@ -189,7 +243,7 @@ function installHandlers(nsp) {
     socket.on("ask", (payload, cb) => {
       // The callback form (rather than emitWithAck) keeps every ack argument; emitWithAck
       // resolves with the first one only.
-      socket.timeout(5000).emit("question", payload, (err, ...answer) => {
+      emitWithTimeout(socket, 5000, "question", [payload], (err, ...answer) => {
         if (!socket.connected) return;
         if (err) socket.emit("answer_error", err.message);
         else socket.emit("answer", answer);
@@ -255,7 +309,7 @@ function installHandlers(nsp) {
     socket.on("emit_named", (name, args, withAck, cb) => {
       const list = Array.isArray(args) ? args : [];
       if (withAck) {
-        socket.timeout(5000).emit(name, ...list, (err, ...answer) => {
+        emitWithTimeout(socket, 5000, name, list, (err, ...answer) => {
           if (typeof cb === "function") cb(err ? { error: err.message } : answer);
         });
       } else {
@@ -288,7 +342,7 @@ installHandlers(io.of("/chat"));
 
 const priv = io.of("/private");
 priv.use((socket, next) => {
-  const auth = socket.handshake.auth || {};
+  const auth = handshakeAuth(socket) || {};
   if (auth.token === "secret") return next();
   const err = new Error("unauthorized");
   err.data = { reason: "bad token" };

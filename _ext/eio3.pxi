@@ -1,0 +1,137 @@
+# Engine.IO v3 polling payloads (Socket.IO 2.x servers): `<length>:<packet>` records, the length
+# counted in UTF-16 code units as JavaScript's String.length counts them; a binary packet is the
+# record `b<type><base64>` (the client asks for text payloads with `b64=1`, so XHR2 binary
+# payloads never arrive). Polling runs once per HTTP response, not per frame; the WebSocket path
+# differs from v4 only by the 0x04 type byte of binary frames (Connection.eio3).
+
+cdef extern from "Python.h":
+    Py_UCS4 PyUnicode_MAX_CHAR_VALUE(object o)
+
+
+cdef inline Py_ssize_t _utf16_units(str s) noexcept:
+    cdef Py_ssize_t n = len(s), i
+    cdef Py_UCS4 c
+    if PyUnicode_MAX_CHAR_VALUE(s) <= 0xFFFF:
+        return n
+    for i in range(len(s)):
+        c = s[i]
+        if c > 0xFFFF:
+            n += 1
+    return n
+
+
+def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_message_size=0):
+    """Split an Engine.IO v3 text polling payload into [(type, data)], data str or bytes.
+
+    Binary records (``b4<base64>``) come back as (EIO_MESSAGE, bytes). Raises ProtocolError on
+    a malformed length, a record running past the end or cutting a surrogate pair, an unknown
+    packet type, bad base64, an empty payload or more than ``max_packets`` records, and
+    PayloadTooLargeError for a packet larger than ``max_message_size`` bytes (0: no limit),
+    sized as on a WebSocket (a text packet in UTF-8 with its type, a binary one decoded).
+    """
+    cdef str s
+    cdef list out = []
+    cdef Py_ssize_t pos = 0, end, n, start, units, digits, t
+    cdef Py_UCS4 c
+    cdef str rec
+    cdef object raw
+    cdef Py_ssize_t size
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            s = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("polling payload is not valid UTF-8", bytes(data)[:200]) from None
+    elif isinstance(data, str):
+        s = data
+    else:
+        raise TypeError(f"expected str or bytes, got {type(data).__name__}")
+    end = len(s)
+    if end == 0:
+        raise ProtocolError("empty polling payload", b"")
+    while pos < end:
+        if len(out) >= max_packets:
+            raise ProtocolError("too many packets in one polling payload", s[:200])
+        n = 0
+        digits = 0
+        while pos < end:
+            c = s[pos]
+            if c == u":":
+                break
+            if c < u"0" or c > u"9" or digits >= 10:
+                raise ProtocolError("invalid record length in polling payload", s[:200])
+            n = n * 10 + (<Py_ssize_t>c - 48)
+            digits += 1
+            pos += 1
+        if pos >= end or digits == 0:
+            raise ProtocolError("invalid record length in polling payload", s[:200])
+        pos += 1  # ':'
+        if n == 0:
+            raise ProtocolError("empty packet in polling payload", s[:200])
+        # `n` counts UTF-16 code units: a character outside the BMP counts twice.
+        start = pos
+        units = 0
+        while units < n:
+            if pos >= end:
+                raise ProtocolError("polling record runs past the end of the payload", s[:200])
+            units += 2 if <Py_UCS4>s[pos] > 0xFFFF else 1
+            pos += 1
+        if units != n:
+            raise ProtocolError("polling record length splits a character", s[:200])
+        rec = s[start:pos]
+        if rec[0] == u"b":
+            if len(rec) < 2 or rec[1] != u"4":
+                raise ProtocolError("binary polling record is not a message", rec[:200])
+            try:
+                raw = base64.b64decode(rec[2:], validate=True)
+            except (ValueError, binascii.Error):
+                raise ProtocolError("invalid base64 in polling payload", rec[:200]) from None
+            if max_message_size > 0 and len(raw) > max_message_size:
+                _eio3_too_large(len(raw), max_message_size)
+            out.append((EIO_MESSAGE, raw))
+            continue
+        if max_message_size > 0 and len(rec) > max_message_size // 4:
+            size = len(rec.encode("utf-8", "surrogatepass"))
+            if size > max_message_size:
+                _eio3_too_large(size, max_message_size)
+        t = ord(rec[0]) - 48
+        if t < 0 or t > 6:
+            raise ProtocolError("unknown Engine.IO packet type", rec[:200])
+        out.append((t, rec[1:]))
+    return out
+
+
+cdef int _eio3_too_large(Py_ssize_t size, Py_ssize_t limit) except -1:
+    raise PayloadTooLargeError(
+        f"incoming message of {size} bytes exceeds max_message_size {limit}")
+
+
+def encode_eio3_payload(packets):
+    """Join [(type, data)] into an Engine.IO v3 text polling payload (bytes → ``b4<base64>``)."""
+    cdef list parts = []
+    cdef str rec
+    for t, d in packets:
+        if isinstance(d, (bytes, bytearray, memoryview)):
+            if t != EIO_MESSAGE:
+                raise ValueError("only message packets may carry binary data")
+            rec = "b4" + base64.b64encode(bytes(d)).decode("ascii")
+        else:
+            rec = chr(48 + t) + (d or "")
+        parts.append(str(_utf16_units(rec)))
+        parts.append(":")
+        parts.append(rec)
+    return "".join(parts)
+
+
+def looks_like_eio3_payload(data):
+    """True when a polling response is framed as Engine.IO v3 (`<digits>:`), which a v4 payload
+    (starting with its packet type) never is: how a v4 handshake recognises a 2.x server."""
+    cdef str s
+    cdef Py_ssize_t i = 0, n
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        s = bytes(data[:16]).decode("latin-1")
+    else:
+        s = data
+    n = len(s)
+    while i < n and i < 11 and u"0" <= s[i] <= u"9":
+        i += 1
+    return 0 < i < n and s[i] == u":"
