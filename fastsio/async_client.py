@@ -586,13 +586,15 @@ class AsyncClient:
             self.logger.info("CONNECT for namespace %s on a closing session, ignored", nsp)
             return
         v2 = self.eio.version == 3
-        if not v2 and data is None and self.eio_version is None and self._eio_in_use is None:
+        if not v2 and data is None:
             # A CONNECT without the sid payload every Socket.IO >= 3 server sends: this is a
             # 2.x server connecting the default namespace by itself (it does not check EIO=4).
-            self.logger.info("The server is a Socket.IO 2.x server")
+            self.logger.info("The server is a Socket.IO 2.x server (Engine.IO 3)")
             if self._established is self.eio:
-                # connect(wait=False) kept the session already: end it, reconnect as v2.
-                self._eio_in_use = 3
+                # connect(wait=False) kept the session already: end it; with eio_version=None
+                # the reconnection speaks Engine.IO 3.
+                if self.eio_version is None and self._eio_in_use is None:
+                    self._eio_in_use = 3
                 self.eio._fail(Reason.TRANSPORT_ERROR, None)
                 return
             self._v2_refused = True
@@ -607,7 +609,7 @@ class AsyncClient:
             return
         if v2:
             # Socket ids of a 2.x server: the Engine.IO sid, prefixed by the namespace.
-            sid = self.sid if nsp == "/" else f"{nsp}#{self.sid}"
+            sid = self.eio.sid if nsp == "/" else f"{nsp}#{self.eio.sid}"
             data = {"sid": sid}
         data = data or {}
         sid = data.get("sid") if isinstance(data, dict) else None

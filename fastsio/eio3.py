@@ -123,32 +123,30 @@ class EngineIO3(EngineIO):
         self._watchdog = self.loop.call_later(self.open.ping_interval / 1000, self._send_ping)
 
     def _send_ping(self) -> None:
+        # One ping every pingInterval (the server closes the session when none came within
+        # pingInterval + pingTimeout), each with its own pong deadline.
         self._watchdog = None
         if self.state != "connected" or self.open is None:
             return
-        self._ping_sent = time.monotonic()
+        sent = time.monotonic()
         try:
             self.conn.send_eio(_PING)
         except Exception as exc:  # the link went away under us: its loss is reported anyway
             self.logger.info("Could not send a ping: %r", exc)
             return
-        self._watchdog = self.loop.call_later(
-            self.open.ping_timeout / 1000 + HEARTBEAT_MARGIN, self._check_pong
+        self._watchdog = self.loop.call_later(self.open.ping_interval / 1000, self._send_ping)
+        self.loop.call_later(
+            self.open.ping_timeout / 1000 + HEARTBEAT_MARGIN, self._check_pong, sent
         )
 
-    def _check_pong(self) -> None:
-        self._watchdog = None
+    def _check_pong(self, sent: float) -> None:
         if self.state != "connected" or self.open is None:
             return
-        since_ping = time.monotonic() - self._ping_sent
         if not self._read_gate.is_set():
-            # We are not reading (backpressure): a pong may be waiting behind what we hold.
+            # We are not reading (backpressure): the pong may be waiting behind what we hold.
             self.conn.touch_ping()
-        elif self.conn.ping_age() >= since_ping:
+            return
+        since_ping = time.monotonic() - sent
+        if self.conn.ping_age() >= since_ping:  # no pong (nor resume) since that ping
             self.logger.info("No pong from the server within %.1f s: the link is dead", since_ping)
             self._fail(Reason.PING_TIMEOUT, None)
-            return
-        delay = max(0.0, self.open.ping_interval / 1000 - since_ping)
-        self._watchdog = self.loop.call_later(delay, self._send_ping)
-
-    _ping_sent = 0.0

@@ -135,12 +135,14 @@ if (opts.serverVersion === 2) {
 // the handshake query without the Engine.IO parameters there.
 const EIO_PARAMS = new Set(["EIO", "transport", "t", "sid", "b64", "j"]);
 function handshakeAuth(socket) {
-  if (socket.handshake.auth !== undefined) return socket.handshake.auth;
+  const auth = socket.handshake.auth;
+  // 4.8/3.1 with allowEIO3 give a v3 client's namespace query as auth, but {} for "/".
+  if (auth !== undefined && socket.conn.protocol !== 3) return auth;
   const out = {};
   for (const [k, v] of Object.entries(socket.handshake.query || {})) {
     if (!EIO_PARAMS.has(k)) out[k] = v;
   }
-  return out;
+  return Object.assign(out, auth || {});
 }
 
 // socket.timeout() came with Socket.IO 4.4: the same contract on older servers.

@@ -53,6 +53,8 @@ class ServerOptions:
     transports: tuple[str, ...] | None = None
     max_payload: int | None = None  # bytes (maxHttpBufferSize)
     adapter: Literal["memory", "base", "cluster"] = "memory"  # Node only (tests/peers/README.md)
+    server_version: Literal[2, 3, 4] = 4  # Node only: socket.io 2.5, 3.1 or 4.8
+    allow_eio3: bool = False  # Node only: allowEIO3 (3.1 and 4.8)
 
     def argv(self) -> list[str]:
         args = ["--parser", self.parser]
@@ -68,6 +70,10 @@ class ServerOptions:
             args += ["--max-payload", str(int(self.max_payload))]
         if self.adapter != "memory":
             args += ["--adapter", self.adapter]
+        if self.server_version != 4:
+            args += ["--server-version", str(self.server_version)]
+        if self.allow_eio3:
+            args.append("--allow-eio3")
         return args
 
 
@@ -80,6 +86,8 @@ def make_options(
     transports: Sequence[str] | str | None = None,
     max_payload: int | None = None,
     adapter: Literal["memory", "base", "cluster"] = "memory",
+    server_version: Literal[2, 3, 4] = 4,
+    allow_eio3: bool = False,
 ) -> ServerOptions:
     if isinstance(transports, str):
         transports = [t.strip() for t in transports.split(",") if t.strip()]
@@ -91,6 +99,8 @@ def make_options(
         transports=tuple(transports) if transports is not None else None,
         max_payload=max_payload,
         adapter=adapter,
+        server_version=server_version,
+        allow_eio3=allow_eio3,
     )
 
 
@@ -101,7 +111,7 @@ def check_node_peer() -> str:
         raise PeerSetupError("`node` is not on PATH; the Node peer server needs Node.js >= 18")
     missing = [
         pkg
-        for pkg in ("socket.io", "socket.io-msgpack-parser")
+        for pkg in ("socket.io", "socket.io-msgpack-parser", "socket.io-v2", "socket.io-v3")
         if not (PEERS_DIR / "node_modules" / pkg / "package.json").is_file()
     ]
     if missing:
@@ -299,13 +309,15 @@ class ServerFactory:
         transports: Sequence[str] | str | None = None,
         max_payload: int | None = None,
         adapter: Literal["memory", "base", "cluster"] = "memory",
+        server_version: Literal[2, 3, 4] = 4,
+        allow_eio3: bool = False,
         port: int = 0,
         timeout: float = START_TIMEOUT,
     ) -> ServerHandle:
         if self.kind == "python" and recovery:
             raise ValueError("python-socketio has no connection state recovery (recovery=True)")
-        if self.kind == "python" and adapter != "memory":
-            raise ValueError("adapter= is a Node peer option")
+        if self.kind == "python" and (adapter != "memory" or server_version != 4 or allow_eio3):
+            raise ValueError("adapter=, server_version= and allow_eio3= are Node peer options")
         options = make_options(
             parser=parser,
             recovery=recovery,
@@ -314,6 +326,8 @@ class ServerFactory:
             transports=transports,
             max_payload=max_payload,
             adapter=adapter,
+            server_version=server_version,
+            allow_eio3=allow_eio3,
         )
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"fastsio-{self.kind}-peer-"))

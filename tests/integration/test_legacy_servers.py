@@ -1,0 +1,306 @@
+"""The core scenarios against Socket.IO 2.5 (Engine.IO 3), 3.1, and 4.8 with ``allowEIO3``.
+
+Each scenario runs per server, on WebSocket, polling and the upgrade, on both loops. The client
+negotiates (``eio_version=None``) except against 4.8 + allowEIO3, where Engine.IO 3 is forced so
+that the v3 client runs against a second server implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from support.aio import EventLog, until
+
+import fastsio
+from fastsio.eio3 import Protocol
+
+pytestmark = pytest.mark.timeout(90)
+
+V2 = Protocol(3, 4)
+V5 = Protocol(4, 5)
+
+SERVERS = [
+    pytest.param(({"server_version": 2}, None, V2), id="sio2.5"),
+    pytest.param(({"server_version": 3}, None, V5), id="sio3.1"),
+    pytest.param(({"server_version": 4, "allow_eio3": True}, 3, V2), id="sio4.8-eio3"),
+]
+TRANSPORTS = [
+    pytest.param(["websocket"], id="websocket"),
+    pytest.param(["polling"], id="polling"),
+    pytest.param(["polling", "websocket"], id="upgrade"),
+]
+
+ALL_KINDS = (
+    "text ✓ 😀",
+    -(2**53),
+    1.5,
+    True,
+    None,
+    [1, "two", [3.25, False], {"k": None}],
+    {"nested": {"list": [1, 2], "s": "x"}},
+    b"\x00\x01\xffbinary",
+    {"blob": b"\x04inside", "list": [b"", b"\x00"]},
+)
+
+
+@pytest.fixture(params=SERVERS)
+def legacy(request: pytest.FixtureRequest, node_server: Any) -> Any:
+    """(start(**opts) -> ServerHandle, client eio_version, expected protocol)."""
+    server_opts, eio_version, expected = request.param
+
+    def start(**opts: Any) -> Any:
+        return node_server(**server_opts, **opts)
+
+    return start, eio_version, expected
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transports(request: pytest.FixtureRequest) -> list[str]:
+    return list(request.param)
+
+
+async def _connected(sio: fastsio.AsyncClient, transports: list[str]) -> None:
+    if transports == ["polling", "websocket"]:
+        await until(lambda: sio.transport() == "websocket", 10, "the upgrade")
+
+
+async def test_connect_speaks_the_servers_protocol(legacy: Any, transports: list[str]) -> None:
+    start, eio_version, expected = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    log = EventLog()
+    sio.on("connect", log.handler("connect"))
+    sio.on("connect", log.handler("connect_chat"), namespace="/chat")
+    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
+    await _connected(sio, transports)
+    assert sio.protocol == expected
+    assert log.count("connect") == 1 and log.count("connect_chat") == 1
+    assert sio.get_sid("/") and sio.get_sid("/chat")
+    query = await sio.call("query", timeout=5)
+    assert query["EIO"] == str(expected.engineio)
+    assert await sio.call("recovered", timeout=5) is False
+    await sio.disconnect()
+    assert not sio.connected
+
+
+async def test_events_with_every_argument_kind_round_trip(
+    legacy: Any, transports: list[str]
+) -> None:
+    start, eio_version, _ = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    log = EventLog()
+    sio.on("echo", log.handler("echo"))
+    sio.on("echo", log.handler("echo_chat"), namespace="/chat")
+    sio.on("*", lambda event, *args: log.record("any", event, *args), namespace="/chat")
+    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
+    await _connected(sio, transports)
+    for value in ALL_KINDS:
+        await sio.emit("echo", value)
+    await sio.emit("echo", ALL_KINDS)
+    await sio.emit("echo", ("several", b"\x01", 3), namespace="/chat")
+    await sio.emit("undeclared", "x", namespace="/chat")  # ignored by the server
+    got = await log.wait("echo", len(ALL_KINDS) + 1, timeout=10)
+    # None as `data` is no argument at all (python-socketio's rule).
+    assert got == [(v,) if v is not None else () for v in ALL_KINDS] + [ALL_KINDS]
+    assert await log.wait("echo_chat") == [("several", b"\x01", 3)]
+    # The catch-all of /chat sees events without a handler of their own; 'echo' has one.
+    await sio.emit("emit_named", ("free", ["a", b"\x02"], False), namespace="/chat")
+    assert (await log.wait("any")) == [("free", "a", b"\x02")]
+    await sio.disconnect()
+
+
+async def test_acks_both_ways_with_binary(legacy: Any, transports: list[str]) -> None:
+    start, eio_version, _ = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    log = EventLog()
+
+    @sio.on("question", namespace="/chat")
+    async def question(payload: Any) -> Any:
+        return ("answer to", payload, b"\xfe\xff")
+
+    sio.on("answer", log.handler("answer"), namespace="/chat")
+    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
+    await _connected(sio, transports)
+    args = ("x", b"\x00\x01", {"b": b"\x02"}, [1, None])
+    assert await sio.call("ack", args, timeout=5) == args
+    assert await sio.call("ack", b"\x07", namespace="/chat", timeout=5) == b"\x07"
+    results: list[Any] = []
+    await sio.emit("ack", (1, 2), callback=lambda *a: results.append(a))
+    await until(lambda: results, 5, "the ack callback")
+    assert results == [(1, 2)]
+    await sio.emit("ask", {"q": b"\x03"}, namespace="/chat")
+    assert await log.wait("answer") == [(["answer to", {"q": b"\x03"}, b"\xfe\xff"],)]
+    await sio.disconnect()
+
+
+async def test_binary_stream_from_the_server_arrives_in_order(
+    legacy: Any, transports: list[str]
+) -> None:
+    start, eio_version, _ = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    got: list[tuple[int, bytes]] = []
+    sio.on("bin_tick", lambda seq, blob: got.append((seq, blob)))
+    await sio.connect(server.url, transports=transports)
+    await _connected(sio, transports)
+    assert await sio.call("burst_binary", 300, timeout=10) == 300
+    await until(lambda: len(got) == 300, 10, "300 bin_tick")
+    assert got == [(i, i.to_bytes(4, "big")) for i in range(300)]
+    await sio.disconnect()
+
+
+async def test_auth_reaches_every_namespace(legacy: Any, transports: list[str]) -> None:
+    start, eio_version, _ = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    await sio.connect(
+        server.url,
+        transports=transports,
+        namespaces=["/", "/chat", "/private"],
+        auth={"token": "secret"},
+    )
+    for nsp in ("/", "/chat", "/private"):
+        assert (await sio.call("auth", namespace=nsp, timeout=5))["token"] == "secret"
+    await sio.disconnect()
+
+
+async def test_refusals_surface_as_connect_error(legacy: Any, transports: list[str]) -> None:
+    start, eio_version, expected = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    errors = EventLog()
+    sio.on("connect_error", errors.handler("private"), namespace="/private")
+    sio.on("connect_error", errors.handler("nowhere"), namespace="/nowhere")
+    with pytest.raises(fastsio.exceptions.ConnectionError, match="/private"):
+        await sio.connect(
+            server.url, transports=transports, namespaces=["/private"], auth={"token": "bad"}
+        )
+    with pytest.raises(fastsio.exceptions.ConnectionError, match="/nowhere"):
+        await sio.connect(server.url, transports=transports, namespaces=["/nowhere"])
+    if expected == V2:
+        # Socket.IO protocol v4: ERROR packets carry err.data (or err.message) as they are,
+        # from 2.5 and from 4.8 to an Engine.IO 3 client alike.
+        assert errors.events["private"] == [({"reason": "bad token"},)]
+        # An unknown namespace: 2.5 sends a string, 4.8 its usual object.
+        nowhere = "Invalid namespace" if eio_version is None else {"message": "Invalid namespace"}
+        assert errors.events["nowhere"] == [(nowhere,)]
+    else:
+        assert errors.events["private"] == [
+            ({"message": "unauthorized", "data": {"reason": "bad token"}},)
+        ]
+        assert errors.events["nowhere"] == [({"message": "Invalid namespace"},)]
+    assert not sio.connected
+
+
+async def test_server_disconnect_is_final(legacy: Any, transports: list[str]) -> None:
+    start, eio_version, _ = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection_delay=0.05)
+    log = EventLog()
+    sio.on("disconnect", log.handler("disconnect"), namespace="/chat")
+    sio.on("disconnect", log.handler("disconnect_root"))
+    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
+    await _connected(sio, transports)
+    await sio.emit("disconnect_me", namespace="/chat")
+    assert await log.wait("disconnect") == [("io server disconnect",)]
+    assert sio.connected and "/chat" not in sio.namespaces
+    with pytest.raises(fastsio.exceptions.BadNamespaceError):
+        await sio.emit("echo", 1, namespace="/chat")
+    assert await sio.call("ack", "still", timeout=5) == "still"
+    await sio.disconnect()
+    assert log.events["disconnect_root"] == [("io client disconnect",)]
+
+
+async def test_reconnects_after_a_server_restart_in_the_same_protocol(
+    legacy: Any, transports: list[str]
+) -> None:
+    start, eio_version, expected = legacy
+    server = start()
+    sio = fastsio.AsyncClient(
+        eio_version=eio_version, reconnection_delay=0.05, reconnection_delay_max=0.2
+    )
+    log = EventLog()
+    sio.on("disconnect", log.handler("disconnect"))
+    sio.on("reconnect", log.handler("reconnect"))
+    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
+    await _connected(sio, transports)
+    await server.arestart()
+    await log.wait("reconnect", timeout=20)
+    assert log.events["disconnect"][0][0] in ("transport close", "transport error")
+    assert sio.protocol == expected
+    assert await sio.call("ack", "back", namespace="/chat", timeout=5) == "back"
+    await sio.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_heartbeat_keeps_the_link_then_detects_a_frozen_one(
+    legacy: Any, transports: list[str], fault_proxy: Any
+) -> None:
+    start, eio_version, expected = legacy
+    server = start(ping_interval=150, ping_timeout=300)
+    proxy = await fault_proxy(server)
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    log = EventLog()
+    sio.on("disconnect", log.handler("disconnect"))
+    await sio.connect(proxy.url, transports=transports)
+    assert sio.protocol == expected
+    await asyncio.sleep(1.2)  # eight ping rounds: a missed ping or pong would end the session
+    assert sio.connected and log.count("disconnect") == 0
+    assert await sio.call("ack", 1, timeout=5) == 1
+    proxy.freeze()
+    assert await log.wait("disconnect", timeout=10) == [("ping timeout",)]
+
+
+async def test_forcing_engineio_4_on_a_2x_server_is_refused_clearly(node_server: Any) -> None:
+    server = node_server(server_version=2)
+    for transports in (["websocket"], ["polling"]):
+        sio = fastsio.AsyncClient(eio_version=4, reconnection=False)
+        with pytest.raises(fastsio.exceptions.ProtocolVersionError, match="2.x") as info:
+            await sio.connect(server.url, transports=transports)
+        assert info.value.server_version == 3
+        assert not sio.connected
+
+
+async def test_forcing_engineio_3_on_a_4x_server_without_allow_eio3_fails(
+    node_server: Any,
+) -> None:
+    server = node_server()
+    sio = fastsio.AsyncClient(eio_version=3, reconnection=False)
+    with pytest.raises(fastsio.exceptions.ConnectionError, match="400"):
+        await sio.connect(server.url)
+
+
+async def test_negotiation_prefers_engineio_4_where_both_are_spoken(node_server: Any) -> None:
+    server = node_server(allow_eio3=True)
+    sio = fastsio.AsyncClient()
+    await sio.connect(server.url)
+    assert sio.protocol == V5
+    assert (await sio.call("query", timeout=5))["EIO"] == "4"
+    await sio.disconnect()
+
+
+async def test_negotiated_version_is_remembered_across_reconnections(
+    node_server: Any,
+) -> None:
+    server = node_server(server_version=2)
+    sio = fastsio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2)
+    log = EventLog()
+    sio.on("reconnect", log.handler("reconnect"))
+    await sio.connect(server.url, transports=["websocket"])
+    assert sio.protocol == V2
+    versions: list[int] = []
+    original = sio._connect_version
+
+    async def spy(version: int, wait: bool) -> None:
+        versions.append(version)
+        await original(version, wait)
+
+    sio._connect_version = spy  # type: ignore[method-assign]
+    await server.arestart()
+    await log.wait("reconnect", timeout=20)
+    assert versions and set(versions) == {3}
+    await sio.disconnect()
