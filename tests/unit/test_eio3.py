@@ -1,0 +1,234 @@
+"""Engine.IO v3 / Socket.IO protocol v4 pieces: the v3 polling payload codec (vectors from the
+protocol documents and from engine.io-parser 2.x, the parser of Socket.IO 2.x servers; bounded
+fuzzing), the core's v3 binary framing, and what the client sends a 2.x server on CONNECT."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastsio
+from fastsio._ext import _core
+from fastsio._ext._core import (
+    decode_eio3_payload,
+    encode_eio3_payload,
+    looks_like_eio3_payload,
+)
+from fastsio.eio3 import Protocol, auth_query, namespace_with_query
+from fastsio.exceptions import ProtocolError
+
+SCALE = float(os.environ.get("FASTSIO_FUZZ_SCALE", "1"))
+FUZZ = settings(
+    max_examples=int(1000 * SCALE),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# (payload, packets). The first two are the examples of the Engine.IO protocol document
+# ("Difference between v3 and v4"); the others were produced by engine.io-parser 2.2
+# (socket.io 2.5's) `encodePayload(packets, false)`, i.e. what a 2.x server sends a b64 client.
+VECTORS: list[tuple[str, list[tuple[int, str | bytes]]]] = [
+    ("6:4hello2:4€", [(4, "hello"), (4, "€")]),
+    ("6:4hello10:b4AQIDBA==", [(4, "hello"), (4, b"\x01\x02\x03\x04")]),
+    ("9:4😀 emoji1:2", [(4, "😀 emoji"), (2, "")]),
+    (
+        '79:0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":5000}2:40',
+        [
+            (0, '{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":5000}'),
+            (4, "0"),
+        ],
+    ),
+    ("1:6", [(6, "")]),
+    ('20:42["ev","a:b","𝄞x"]', [(4, '2["ev","a:b","𝄞x"]')]),
+]
+
+
+@pytest.mark.parametrize(("payload", "packets"), VECTORS)
+def test_v3_payload_vectors_decode(payload: str, packets: list[Any]) -> None:
+    assert decode_eio3_payload(payload) == packets
+    assert decode_eio3_payload(payload.encode("utf-8")) == packets
+
+
+@pytest.mark.parametrize(("payload", "packets"), VECTORS)
+def test_v3_payload_vectors_encode(payload: str, packets: list[Any]) -> None:
+    assert encode_eio3_payload(packets) == payload
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("", "empty polling payload"),
+        ("5:4hi", "runs past the end"),
+        ("2:4😀", "splits a character"),
+        ("x:4", "invalid record length"),
+        (":4", "invalid record length"),
+        ("44", "invalid record length"),
+        ("12345678901:4", "invalid record length"),
+        ("0:", "empty packet"),
+        ("3:9ab", "unknown Engine.IO packet type"),
+        ("7:b4!!!!!", "invalid base64"),
+        ("4:b5AA", "not a message"),
+        ("1:b", "not a message"),
+        ("6:4hello2", "invalid record length"),
+    ],
+)
+def test_malformed_v3_payloads_raise_protocol_error(payload: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        decode_eio3_payload(payload)
+
+
+def test_v3_payload_with_too_many_packets_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="too many packets"):
+        decode_eio3_payload("1:6" * 11, max_packets=10)
+    assert len(decode_eio3_payload("1:6" * 10, max_packets=10)) == 10
+
+
+def test_invalid_utf8_payload_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="UTF-8"):
+        decode_eio3_payload(b"3:4\xff\xfe")
+
+
+def test_v3_framing_is_recognised_only_on_v3_payloads() -> None:
+    assert looks_like_eio3_payload('96:0{"sid":"x"}')
+    assert looks_like_eio3_payload(b"6:4hello")
+    assert not looks_like_eio3_payload('0{"sid":"x","upgrades":[]}')
+    assert not looks_like_eio3_payload("4hello\x1e4world")
+    assert not looks_like_eio3_payload("")
+    assert not looks_like_eio3_payload("123")
+
+
+packets_strategy = st.lists(
+    st.one_of(
+        st.tuples(st.integers(0, 6), st.text(max_size=40)),
+        st.tuples(st.just(4), st.binary(max_size=40)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@FUZZ
+@given(packets_strategy)
+def test_v3_payload_round_trips(packets: list[tuple[int, Any]]) -> None:
+    # Lengths in UTF-16 units: astral characters and lone surrogates included.
+    assert decode_eio3_payload(encode_eio3_payload(packets)) == packets
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
+def test_v3_payload_decoder_raises_only_protocol_errors(data: Any) -> None:
+    try:
+        out = decode_eio3_payload(data)
+    except ProtocolError:
+        return
+    assert out and all(0 <= t <= 6 for t, _ in out)
+
+
+_RECORD_PIECES = st.sampled_from(["1:", "2:", "10:", "3:", "4", "b4", "AQID", ":", "😀", "€", "6"])
+
+
+@FUZZ
+@given(st.lists(_RECORD_PIECES, max_size=20).map("".join))
+def test_v3_payload_decoder_on_near_valid_input(data: str) -> None:
+    try:
+        out = decode_eio3_payload(data)
+    except ProtocolError:
+        return
+    # Whatever decodes re-encodes to the same text (the format has one spelling per payload,
+    # base64 aside).
+    if not any(isinstance(d, bytes) for _, d in out):
+        assert encode_eio3_payload(out) == data
+
+
+# -- the core's v3 binary framing ---------------------------------------------------------------
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def _on_event(self, nsp: str, ack_id: Any, data: Any) -> None:
+        self.events.append((nsp, ack_id, data))
+
+    def _on_control_packet(self, pkt: Any) -> None:
+        self.events.append(("control", pkt.type, pkt.data))
+
+
+def _v3_conn() -> tuple[_core.Connection, _Client, list[tuple[bytes, bool]]]:
+    client = _Client()
+    conn = _core.Connection(client, None)
+    conn.eio3 = True
+    sent: list[tuple[bytes, bool]] = []
+    conn.poll_sender = lambda data, binary: sent.append((data, binary))
+    return conn, client, sent
+
+
+def test_v3_binary_attachments_reassemble_from_polling_packets() -> None:
+    conn, client, _ = _v3_conn()
+    conn.feed_text('451-["ev",{"_placeholder":true,"num":0}]')
+    conn.feed_binary(b"\x01\x02")  # polling hands the message data over without a type byte
+    assert client.events == [("/", None, ["ev", b"\x01\x02"])]
+
+
+def test_v3_pong_refreshes_the_heartbeat_clock() -> None:
+    conn, _, sent = _v3_conn()
+    conn.touch_ping()
+    before = conn.ping_age()
+    conn.feed_text("3")
+    assert conn.ping_age() <= before
+    assert sent == []  # a pong is never answered
+
+
+def test_v3_binary_sent_on_polling_has_no_type_byte() -> None:
+    conn, _, sent = _v3_conn()
+    conn.send_packet(2, "/", ["ev", b"\x09"])
+    assert sent == [(b'451-["ev",{"_placeholder":true,"num":0}]', False), (b"\x09", True)]
+
+
+# -- Socket.IO protocol v4 CONNECT --------------------------------------------------------------
+
+
+def test_auth_becomes_query_parameters() -> None:
+    assert auth_query(None) == []
+    assert auth_query({"token": "a b&c", "n": 1, "ok": True, "none": None, "l": [1]}) == [
+        ("token", "a b&c"),
+        ("n", "1"),
+        ("ok", "true"),
+        ("none", "null"),
+        ("l", "[1]"),
+    ]
+    assert namespace_with_query("/chat", [("token", "a b&c")]) == "/chat?token=a+b%26c"
+    assert namespace_with_query("/chat", []) == "/chat"
+    with pytest.raises(ValueError, match="auth must be a dict"):
+        auth_query("token")
+
+
+class _V2Engine:
+    version = 3
+    sid = "SID"
+
+
+def test_connect_to_a_2x_server_sends_no_payload_and_no_recovery_data() -> None:
+    sio = fastsio.AsyncClient()
+    sent: list[tuple[bytes, bool]] = []
+    sio._conn.poll_sender = lambda data, binary: sent.append((data, binary))
+    sio.eio = _V2Engine()  # type: ignore[assignment]
+    sio._conn.slots["/chat"] = _core.NamespaceSlot("/chat")
+    sio._pids["/chat"] = "a-pid"  # even if one were known, a v2 server never gets it
+    sio._send_connect("/", {"token": "x"})
+    sio._send_connect("/chat", {"token": "x"})
+    assert sent == [(b"40/chat?token=x,", False)]
+
+
+def test_protocol_is_reported_by_name() -> None:
+    assert str(Protocol(3, 4)) == "Engine.IO 3 / Socket.IO protocol 4 (Socket.IO 2.x)"
+    assert fastsio.AsyncClient().protocol is None
+
+
+def test_eio_version_is_validated() -> None:
+    with pytest.raises(ValueError, match="eio_version"):
+        fastsio.AsyncClient(eio_version=5)
