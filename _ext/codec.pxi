@@ -508,7 +508,8 @@ cdef object _loads_msgpack(const char* buf, Py_ssize_t start, Py_ssize_t end,
 
 
 cdef object _mp_envelope(const char* cbuf, Py_ssize_t size, int* t, bint* has_id,
-                         uint64_t* ack_id, Py_ssize_t* data_start, Py_ssize_t* data_end):
+                         uint64_t* ack_id, Py_ssize_t* data_start, Py_ssize_t* data_end,
+                         bint binary_types=False):
     """Parse the envelope {type, nsp, data, id} on the buffer; return nsp.
 
     Sets the type, the ack id (has_id) and where `data` lies (data_start -1: no data; `data:
@@ -545,9 +546,10 @@ cdef object _mp_envelope(const char* cbuf, Py_ssize_t size, int* t, bint* has_id
         if vend < 0:
             raise ProtocolError("truncated or invalid msgpack packet", _truncated(cbuf, size))
         if klen == 4 and memcmp(buf + kpos, b"type", 4) == 0:
-            if not _mp_uint(buf, pos, vend, &v) or v > 4:
+            if not _mp_uint(buf, pos, vend, &v) or v > (6 if binary_types else 4):
                 raise ProtocolError("msgpack packet with an invalid type", _truncated(cbuf, size))
-            t[0] = <int>v
+            # socket.io-msgpack-parser 2.x keeps Socket.IO 2.x's BINARY_EVENT/BINARY_ACK types.
+            t[0] = <int>v - 3 if v >= 5 else <int>v
         elif klen == 4 and memcmp(buf + kpos, b"data", 4) == 0:
             data_start[0] = pos
             data_end[0] = vend

@@ -135,3 +135,37 @@ def looks_like_eio3_payload(data):
     while i < n and i < 11 and u"0" <= s[i] <= u"9":
         i += 1
     return 0 < i < n and s[i] == u":"
+
+
+# socket.io-msgpack-parser 2.x (Socket.IO 2.x servers) sends CONNECT, DISCONNECT and ERROR as a
+# JSON text message `{"type": t, "nsp": ..., "data"?: ...}` and only the other packets as msgpack.
+# Control packets are rare: a plain orjson.loads per packet is fine.
+
+cdef Packet _mp2_control(const char* buf, Py_ssize_t size):
+    cdef object obj, t, nsp, data
+    cdef Packet p
+    try:
+        obj = _orjson_loads(PyBytes_FromStringAndSize(buf, size))
+    except ValueError as exc:
+        raise ProtocolError(f"invalid JSON control packet: {exc}", _truncated(buf, size)) from None
+    if type(obj) is not dict:
+        raise ProtocolError("JSON control packet is not an object", _truncated(buf, size))
+    t = (<dict>obj).get("type")
+    nsp = (<dict>obj).get("nsp")
+    data = (<dict>obj).get("data")
+    if type(t) is not int or t not in (SIO_CONNECT, SIO_DISCONNECT, SIO_CONNECT_ERROR):
+        raise ProtocolError("JSON control packet with an invalid type", _truncated(buf, size))
+    if type(nsp) is not str:
+        raise ProtocolError("JSON control packet without a namespace", _truncated(buf, size))
+    _validate(<int>t, data, False, <str>nsp, buf, size, data is not None)
+    p = Packet.__new__(Packet)
+    p.type = <int>t
+    p.nsp = <str>nsp
+    p.id = None
+    p.data = data
+    p.attachments = 0
+    return p
+
+
+cdef bytes _mp2_control_text(int t, str nsp):
+    return b"4" + _orjson_dumps({"type": t, "nsp": nsp or "/"})

@@ -297,6 +297,7 @@ cdef class Connection:
 
     cdef int _feed_text(self, const char* buf, Py_ssize_t size) except -1:
         cdef char c
+        cdef Packet p
         self.bytes_received += size
         if size < 1:
             raise ProtocolError("empty Engine.IO packet", b"")
@@ -304,7 +305,12 @@ cdef class Connection:
         if c == 52:  # '4' message
             self.packets_received += 1
             if self.msgpack_mode:
-                raise ProtocolError("text message on a msgpack connection", _truncated(buf, size))
+                # socket.io-msgpack-parser 2.x (Socket.IO 2.x servers) sends CONNECT,
+                # DISCONNECT and ERROR as JSON text; 3.x never sends text. Accepted either
+                # way: the 2.x server's own CONNECT is how a v4 handshake recognises it.
+                p = _mp2_control(buf + 1, size - 1)
+                self._route(p.type, p.nsp, None, p.data)
+                return 0
             self._on_sio_text(buf + 1, size - 1)
         elif c == 50:  # '2' ping: answer right here, refresh the heartbeat deadline
             self._last_ping = _monotonic()
@@ -348,7 +354,8 @@ cdef class Connection:
             size -= 1
         if self.msgpack_mode:
             self.packets_received += 1
-            nsp = _mp_envelope(buf, size, &t, &has_id, &ack_id, &data_start, &data_end)
+            nsp = _mp_envelope(buf, size, &t, &has_id, &ack_id, &data_start, &data_end,
+                               self.eio3)
             if t == SIO_EVENT and not has_id and data_start >= 0 \
                     and self._fast_mp_event(nsp, buf, data_start, data_end):
                 return 0
@@ -664,6 +671,9 @@ cdef class Connection:
         """Encode and send a Socket.IO packet on the active transport."""
         cdef list parts
         if self.msgpack_mode:
+            if self.eio3 and (t == SIO_CONNECT or t == SIO_DISCONNECT):
+                self._send(_mp2_control_text(t, nsp), False)
+                return
             self._send(_encode_msgpack(t, nsp, data, ack_id), True)
             return
         parts = _encode_json_packet(t, nsp, data, ack_id, self.json, True)

@@ -81,7 +81,10 @@ def _check_url(url: str) -> None:
 
 
 def _client_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"serializer": "msgpack" if args.msgpack else "default"}
+    return {
+        "serializer": "msgpack" if args.msgpack else "default",
+        "eio_version": getattr(args, "eio_version", None),
+    }
 
 
 def _connect_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -295,6 +298,8 @@ async def _listen(args: argparse.Namespace) -> int:
 
         def on_connect() -> None:
             nonlocal connected_once
+            if not connected_once:
+                say(f"protocol: {sio.protocol}")
             connected_once = True
             say(f"connected to {nsp} ({sio.transport()})")
 
@@ -441,6 +446,13 @@ def _add_connection_args(p: argparse.ArgumentParser) -> None:
         "--msgpack",
         action="store_true",
         help="use the msgpack parser (the server must use socket.io-msgpack-parser)",
+    )
+    g.add_argument(
+        "--eio-version",
+        type=int,
+        choices=[3, 4],
+        help="Engine.IO version: 3 for Socket.IO 2.x servers, 4 for later ones "
+        "(default: negotiated, 4 first)",
     )
     g.add_argument("--path", default="socket.io", help="Engine.IO path (default: socket.io)")
     g.add_argument(

@@ -550,3 +550,12 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+@on_one_loop
+async def test_listen_prints_the_protocol_it_speaks(tmp_path: Path, node_server: Any) -> None:
+    server = node_server(server_version=2)
+    for extra in ((), ("--eio-version", "3", "--transport", "polling")):
+        result = await fastsio(tmp_path, "listen", server.url, "--duration", "0.5", *extra)
+        assert result.rc == 0, result
+        assert "protocol: Engine.IO 3 / Socket.IO protocol 4 (Socket.IO 2.x)" in result.err

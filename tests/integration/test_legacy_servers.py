@@ -304,3 +304,37 @@ async def test_negotiated_version_is_remembered_across_reconnections(
     await log.wait("reconnect", timeout=20)
     assert versions and set(versions) == {3}
     await sio.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("server_version", "expected"),
+    [pytest.param(2, V2, id="sio2.5-msgpack2"), pytest.param(3, V5, id="sio3.1-msgpack3")],
+)
+async def test_msgpack_events_acks_and_namespaces(
+    node_server: Any, transports: list[str], server_version: int, expected: Protocol
+) -> None:
+    # socket.io-msgpack-parser 2.x on 2.5 (CONNECT/DISCONNECT/ERROR as JSON text, the rest
+    # msgpack), 3.x on 3.1; the parser's major must match the server's on any client.
+    server = node_server(server_version=server_version, parser="msgpack")
+    sio = fastsio.AsyncClient(serializer="msgpack", reconnection=False)
+    log = EventLog()
+    sio.on("echo", log.handler("echo"), namespace="/private")
+    errors = EventLog()
+    sio.on("connect_error", errors.handler("nowhere"), namespace="/nowhere")
+    await sio.connect(
+        server.url,
+        transports=transports,
+        namespaces=["/", "/private"],
+        auth={"token": "secret"},
+    )
+    await _connected(sio, transports)
+    assert sio.protocol == expected
+    args = ("x", b"\x00\x01", {"b": b"\x02", "n": [1.5, None, True]})
+    assert await sio.call("ack", args, namespace="/private", timeout=5) == args
+    await sio.emit("echo", args, namespace="/private")
+    assert await log.wait("echo") == [args]
+    assert await sio.call("burst_binary", 50, timeout=5) == 50
+    await sio.disconnect()
+    with pytest.raises(fastsio.exceptions.ConnectionError, match="/nowhere"):
+        await sio.connect(server.url, transports=transports, namespaces=["/nowhere"])
+    assert errors.count("nowhere") == 1
