@@ -338,3 +338,49 @@ async def test_msgpack_events_acks_and_namespaces(
     with pytest.raises(fastsio.exceptions.ConnectionError, match="/nowhere"):
         await sio.connect(server.url, transports=transports, namespaces=["/nowhere"])
     assert errors.count("nowhere") == 1
+
+
+async def test_rooms_and_a_namespace_without_the_default_one(
+    legacy: Any, transports: list[str]
+) -> None:
+    # A 2.x server connects "/" whether or not it is asked for; the client only uses /chat.
+    start, eio_version, expected = legacy
+    server = start()
+    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    log = EventLog()
+    sio.on("room_msg", log.handler("room_msg"), namespace="/chat")
+    await sio.connect(server.url, transports=transports, namespaces=["/chat"])
+    await _connected(sio, transports)
+    assert sio.protocol == expected and list(sio.namespaces) == ["/chat"]
+    assert await sio.call("join", "r1", namespace="/chat", timeout=5) is True
+    await sio.emit("to_room", ("r1", b"\x01", "two"), namespace="/chat")
+    assert await log.wait("room_msg") == [("r1", b"\x01", "two")]
+    assert await sio.call("leave", "r1", namespace="/chat", timeout=5) is True
+    await sio.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_emits_while_reconnecting_are_delivered_after_the_restart(
+    legacy: Any, transports: list[str]
+) -> None:
+    start, eio_version, expected = legacy
+    server = start()
+    sio = fastsio.AsyncClient(
+        eio_version=eio_version, reconnection_delay=0.2, reconnection_delay_max=0.5
+    )
+    log = EventLog()
+    sio.on("disconnect", log.handler("disconnect"))
+    sio.on("echo", log.handler("echo"))
+    await sio.connect(server.url, transports=transports)
+    await server.astop()
+    await log.wait("disconnect", timeout=10)
+    results: list[Any] = []
+    for i in range(5):
+        await sio.emit("echo", i)
+    await sio.emit("ack", "buffered", callback=lambda *a: results.append(a), timeout=20)
+    await server.astart()
+    assert await log.wait("echo", 5, timeout=20) == [(i,) for i in range(5)]
+    await until(lambda: results, 10, "the buffered call's ack")
+    assert results == [(None, "buffered")]
+    assert sio.protocol == expected
+    await sio.disconnect()
