@@ -192,6 +192,7 @@ class AsyncClient:
         # The version that worked for the current connect(); reconnections keep it.
         self._eio_in_use: int | None = None
         self._v2_refused = False  # a 2.x server showed itself while Engine.IO 4 was tried
+        self._early_connects: list[tuple[str, Any]] | None = None
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         if not self.ssl_verify:
@@ -456,7 +457,7 @@ class AsyncClient:
         self._connect_event = asyncio.Event()
         self._v2_refused = False
         auth: Any = None
-        engine_class = EngineIO
+        query: list[tuple[str, str]] = []
         if version == 3:
             # A 2.x server connects the default namespace from the handshake's own query.
             auth = await self._get_real_value(self.connection_auth)
@@ -464,8 +465,7 @@ class AsyncClient:
                 query = auth_query(auth)
             except ValueError as exc:
                 raise exceptions.ConnectionError(str(exc)) from exc
-            engine_class = type("EngineIO3", (EngineIO3,), {"extra_query": query})
-        eio = engine_class(
+        eio = (EngineIO3 if version == 3 else EngineIO)(
             self._conn,
             self._on_engine_lost,
             logger=self.logger,
@@ -477,11 +477,16 @@ class AsyncClient:
             max_message_size=self.max_message_size,
             max_read_size=self.max_read_size,
         )
+        if isinstance(eio, EngineIO3):
+            eio.extra_query = query
         self._conn.engine = eio
         self._conn.eio3 = version == 3
         self.eio = eio
         for nsp in self.connection_namespaces:
             self._sync_slot(nsp)
+        # A 2.x server sends its CONNECT of "/" unasked, possibly in the same read as the open
+        # packet: CONNECTs that arrive before the session is set up are handled after it.
+        self._early_connects = []
         try:
             await eio.connect(url, headers, self.connection_transports, self.socketio_path)
         except exceptions.ProtocolVersionError:
@@ -495,11 +500,15 @@ class AsyncClient:
         except ValueError as exc:
             self.eio = None
             raise exceptions.ConnectionError(str(exc)) from exc
+        finally:
+            early, self._early_connects = self._early_connects, None
         self.sid = eio.sid
         if version != 3:
             auth = await self._get_real_value(self.connection_auth)
         for nsp in self.connection_namespaces:
             self._send_connect(nsp, auth)
+        for nsp, data in early or ():
+            self._handle_connect(nsp, data)
         if not wait:
             self.connected = True
             self._established = eio
@@ -581,6 +590,9 @@ class AsyncClient:
             self._handle_connect_error(nsp, pkt.data)
 
     def _handle_connect(self, nsp: str, data: Any) -> None:
+        if self._early_connects is not None:
+            self._early_connects.append((nsp, data))
+            return
         if self.eio is None or self._final:
             # A reply on a session being abandoned or closed: never kept, nothing flushed.
             self.logger.info("CONNECT for namespace %s on a closing session, ignored", nsp)

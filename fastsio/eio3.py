@@ -82,8 +82,8 @@ class EngineIO3(EngineIO):
     version = 3
 
     #: Extra query parameters of every request (``auth`` for the default namespace of a 2.x
-    #: server, which connects it from the handshake's own query).
-    extra_query: list[tuple[str, str]] = []
+    #: server, which connects it from the handshake's own query); set before ``connect()``.
+    extra_query: list[tuple[str, str]] = []  # noqa: RUF012 - replaced per instance, never mutated
 
     def _decode_poll(self, body: bytes) -> list[tuple[int, str | bytes]]:
         return decode_eio3_payload(body, max_message_size=self.max_message_size)
@@ -113,6 +113,13 @@ class EngineIO3(EngineIO):
         # Text payloads only (binary packets as base64 records), on polling: a b64 WebSocket
         # would get binary messages as base64 text frames.
         return http + "&b64=1", ws
+
+    def _on_eio_open(self, raw: bytes) -> None:
+        super()._on_eio_open(raw)
+        # A 2.x server's own CONNECT of "/" can come in the same read as the open packet,
+        # before connect() resumes: its socket id is the Engine.IO sid, known from here on.
+        if self._open_waiter is not None and self._open_waiter.done():
+            self.open = self._open_waiter.result()
 
     # -- heartbeat: the client pings, the server pongs --------------------------------------
 
