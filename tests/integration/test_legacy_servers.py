@@ -8,6 +8,7 @@ that the v3 client runs against a second server implementation.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -384,3 +385,50 @@ async def test_emits_while_reconnecting_are_delivered_after_the_restart(
     assert results == [(None, "buffered")]
     assert sio.protocol == expected
     await sio.disconnect()
+
+
+async def test_a_2x_servers_own_polling_bytes_decode_as_engineio_3(node_server: Any) -> None:
+    # Bytes off the real 2.5 server: the handshake response (open packet and its own CONNECT
+    # of "/"), then a binary event as a `b4` record, fetched the way the client fetches them.
+    import aiohttp
+
+    from fastsio._ext._core import (
+        decode_eio3_payload,
+        decode_packet,
+        encode_eio3_payload,
+        looks_like_eio3_payload,
+    )
+
+    server = node_server(server_version=2)
+    base = f"{server.url}/socket.io/?EIO=3&transport=polling&b64=1"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as resp:
+            body = await resp.text()
+        assert looks_like_eio3_payload(body)
+        packets = decode_eio3_payload(body)
+        assert [t for t, _ in packets] == [0, 4] and packets[1][1] == "0"
+        sid = json.loads(packets[0][1])["sid"]
+        url = f"{base}&sid={sid}"
+        request = encode_eio3_payload([(4, '2["burst_binary",1]')])
+        assert request == '20:42["burst_binary",1]'
+        async with http.post(url, data=request, headers={"Content-Type": "text/plain"}) as resp:
+            assert resp.status == 200
+        async with http.get(url) as resp:
+            body = await resp.text()
+    packets = decode_eio3_payload(body)
+    assert packets[0] == (4, '51-["bin_tick",0,{"_placeholder":true,"num":0}]')
+    assert packets[1] == (4, b"\x00\x00\x00\x00")
+    pkt = decode_packet(packets[0][1])
+    assert (pkt.type, pkt.attachments) == (5, 1)
+
+
+def test_sync_client_speaks_to_a_2x_server(node_server: Any) -> None:
+    server = node_server(server_version=2)
+    sio = fastsio.Client()
+    sio.connect(server.url, namespaces=["/", "/chat"], auth={"token": "t"})
+    try:
+        assert sio.protocol == V2
+        assert sio.call("ack", ("a", b"\x01"), namespace="/chat", timeout=5) == ("a", b"\x01")
+        assert sio.call("auth", timeout=5) == {"token": "t"}
+    finally:
+        sio.disconnect()
