@@ -683,6 +683,20 @@ class AsyncClient:
             for other in list(self.connection_namespaces):
                 self._handle_connect_error(other, data)
             return
+        if (
+            nsp not in self.connection_namespaces
+            and self.eio is not None
+            and self.eio.version == 4
+            and self._established is not self.eio
+        ):
+            # A refusal of a namespace that was not asked for: a 2.x server refusing its own
+            # connection of "/" (Socket.IO >= 3 servers only answer what was asked).
+            self.logger.info("The server is a Socket.IO 2.x server (Engine.IO 3)")
+            self._v2_refused = True
+            self.failed_namespaces.append(nsp)
+            if self._connect_event is not None:
+                self._connect_event.set()
+            return
         self.logger.info("Connection to namespace %s was rejected", nsp)
         if data is None:
             args: tuple[Any, ...] = ()

@@ -432,3 +432,40 @@ def test_sync_client_speaks_to_a_2x_server(node_server: Any) -> None:
         assert sio.call("auth", timeout=5) == {"token": "t"}
     finally:
         sio.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_connect_without_waiting_still_negotiates(
+    node_server: Any, transports: list[str]
+) -> None:
+    server = node_server(server_version=2)
+    sio = fastsio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2)
+    log = EventLog()
+    sio.on("connect", log.handler("connect"), namespace="/chat")
+    await sio.connect(server.url, transports=transports, namespaces=["/chat"], wait=False)
+    await log.wait("connect", timeout=10)
+    assert sio.protocol == V2
+    assert await sio.call("ack", "ok", namespace="/chat", timeout=5) == "ok"
+    await sio.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_a_2x_server_refusing_the_default_namespace_refuses_every_namespace(
+    node_server: Any, transports: list[str]
+) -> None:
+    # 2.5 connects "/" from the handshake's query, and no other namespace unless "/" is in.
+    server = node_server(server_version=2, root_auth=True)
+    sio = fastsio.AsyncClient(reconnection=False)
+    errors = EventLog()
+    sio.on("connect_error", errors.handler("chat"), namespace="/chat")
+    with pytest.raises(fastsio.exceptions.ConnectionError, match="/chat"):
+        await sio.connect(
+            server.url, transports=transports, namespaces=["/chat"], auth={"token": "bad"}
+        )
+    assert errors.events["chat"] == [({"reason": "bad token"},)]
+    await sio.connect(
+        server.url, transports=transports, namespaces=["/chat"], auth={"token": "secret"}
+    )
+    assert sio.protocol == V2
+    assert (await sio.call("auth", namespace="/chat", timeout=5))["token"] == "secret"
+    await sio.disconnect()

@@ -5,7 +5,7 @@
 //   node server.js [--port N] [--host H] [--parser json|msgpack] [--recovery]
 //                  [--ping-interval MS] [--ping-timeout MS] [--transports websocket,polling]
 //                  [--max-payload BYTES] [--adapter memory|base|cluster] [--stdin-watch]
-//                  [--server-version 2|3|4] [--allow-eio3]
+//                  [--server-version 2|3|4] [--allow-eio3] [--root-auth]
 //
 // Prints exactly one line, "LISTENING <port>", on stdout once it accepts connections; everything
 // else goes to stderr.
@@ -32,6 +32,7 @@ function parseArgs(argv) {
     stdinWatch: false,
     serverVersion: 4,
     allowEIO3: false,
+    rootAuth: false,
   };
   const int = (name, v) => {
     if (v === undefined || !/^\d+$/.test(v)) usage(`${name} needs a non-negative integer`);
@@ -51,6 +52,7 @@ function parseArgs(argv) {
       case "--adapter": opts.adapter = argv[++i]; break;
       case "--server-version": opts.serverVersion = int(a, argv[++i]); break;
       case "--allow-eio3": opts.allowEIO3 = true; break;
+      case "--root-auth": opts.rootAuth = true; break;
       case "--transports":
         opts.transports = (argv[++i] || "").split(",").map((s) => s.trim()).filter(Boolean);
         for (const t of opts.transports) {
@@ -339,17 +341,20 @@ function installHandlers(nsp) {
   });
 }
 
-installHandlers(io.of("/"));
-installHandlers(io.of("/chat"));
-
-const priv = io.of("/private");
-priv.use((socket, next) => {
+function requireToken(socket, next) {
   const auth = handshakeAuth(socket) || {};
   if (auth.token === "secret") return next();
   const err = new Error("unauthorized");
   err.data = { reason: "bad token" };
   next(err);
-});
+}
+
+if (opts.rootAuth) io.of("/").use(requireToken);
+installHandlers(io.of("/"));
+installHandlers(io.of("/chat"));
+
+const priv = io.of("/private");
+priv.use(requireToken);
 installHandlers(priv);
 
 let closing = false;

@@ -55,6 +55,7 @@ class ServerOptions:
     adapter: Literal["memory", "base", "cluster"] = "memory"  # Node only (tests/peers/README.md)
     server_version: Literal[2, 3, 4] = 4  # Node only: socket.io 2.5, 3.1 or 4.8
     allow_eio3: bool = False  # Node only: allowEIO3 (3.1 and 4.8)
+    root_auth: bool = False  # Node only: "/" requires the token as /private does
 
     def argv(self) -> list[str]:
         args = ["--parser", self.parser]
@@ -74,6 +75,8 @@ class ServerOptions:
             args += ["--server-version", str(self.server_version)]
         if self.allow_eio3:
             args.append("--allow-eio3")
+        if self.root_auth:
+            args.append("--root-auth")
         return args
 
 
@@ -88,6 +91,7 @@ def make_options(
     adapter: Literal["memory", "base", "cluster"] = "memory",
     server_version: Literal[2, 3, 4] = 4,
     allow_eio3: bool = False,
+    root_auth: bool = False,
 ) -> ServerOptions:
     if isinstance(transports, str):
         transports = [t.strip() for t in transports.split(",") if t.strip()]
@@ -101,6 +105,7 @@ def make_options(
         adapter=adapter,
         server_version=server_version,
         allow_eio3=allow_eio3,
+        root_auth=root_auth,
     )
 
 
@@ -311,13 +316,16 @@ class ServerFactory:
         adapter: Literal["memory", "base", "cluster"] = "memory",
         server_version: Literal[2, 3, 4] = 4,
         allow_eio3: bool = False,
+        root_auth: bool = False,
         port: int = 0,
         timeout: float = START_TIMEOUT,
     ) -> ServerHandle:
         if self.kind == "python" and recovery:
             raise ValueError("python-socketio has no connection state recovery (recovery=True)")
-        if self.kind == "python" and (adapter != "memory" or server_version != 4 or allow_eio3):
-            raise ValueError("adapter=, server_version= and allow_eio3= are Node peer options")
+        if self.kind == "python" and (
+            adapter != "memory" or server_version != 4 or allow_eio3 or root_auth
+        ):
+            raise ValueError("adapter=, server_version=, allow_eio3=, root_auth= are Node options")
         options = make_options(
             parser=parser,
             recovery=recovery,
@@ -328,6 +336,7 @@ class ServerFactory:
             adapter=adapter,
             server_version=server_version,
             allow_eio3=allow_eio3,
+            root_auth=root_auth,
         )
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"fastsio-{self.kind}-peer-"))
