@@ -317,3 +317,16 @@ def test_msgpack_parser_2_binary_types_are_events_and_acks() -> None:
     v4_conn = _core.Connection(_Client(), None, True)  # Socket.IO >= 3: parser 3.x, types 0-4
     with pytest.raises(ProtocolError, match="invalid type"):
         v4_conn.feed_binary(frame)
+
+
+def test_v3_payload_packets_over_max_message_size_are_refused() -> None:
+    from fastsio.exceptions import PayloadTooLargeError
+
+    assert decode_eio3_payload("6:4hello", max_message_size=6) == [(4, "hello")]
+    with pytest.raises(PayloadTooLargeError, match="exceeds max_message_size 5"):
+        decode_eio3_payload("6:4hello", max_message_size=5)
+    with pytest.raises(PayloadTooLargeError, match="of 4 bytes"):
+        decode_eio3_payload("2:4€", max_message_size=3)  # 2 UTF-16 units, 4 UTF-8 bytes
+    with pytest.raises(PayloadTooLargeError):
+        decode_eio3_payload("10:b4AQIDBA==", max_message_size=3)
+    assert decode_eio3_payload("10:b4AQIDBA==", max_message_size=4) == [(4, b"\x01\x02\x03\x04")]
