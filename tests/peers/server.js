@@ -209,9 +209,12 @@ const counts = { connections: 0, events: {} };
 function installHandlers(nsp) {
   nsp.on("connection", (socket) => {
     counts.connections++;
-    socket.onAny((event) => {
+    const countEvent = (event) => {
       if (event !== "server_counts") counts.events[event] = (counts.events[event] || 0) + 1;
-    });
+    };
+    // onAny came with Socket.IO 3; 2.x has per-socket middleware seeing [event, ...args].
+    if (typeof socket.onAny === "function") socket.onAny(countEvent);
+    else socket.use((packet, next) => { countEvent(packet[0]); next(); });
     socket.on("server_counts", (cb) => typeof cb === "function" && cb(counts));
     socket.on("echo", (...raw) => {
       const [args, cb] = splitAck(raw);
