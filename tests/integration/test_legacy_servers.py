@@ -469,3 +469,20 @@ async def test_a_2x_server_refusing_the_default_namespace_refuses_every_namespac
     assert sio.protocol == V2
     assert (await sio.call("auth", namespace="/chat", timeout=5))["token"] == "secret"
     await sio.disconnect()
+
+
+async def test_a_v3_binary_frame_without_the_message_type_is_a_parse_error() -> None:
+    # Engine.IO 3 binary frames start with 0x04 (message): the core checks and strips it.
+    from support.hostile import HostileServer
+
+    header = b'451-/chat,["ev",{"_placeholder":true,"num":0}]'
+    script = [header, ("binary", b"\x04\x07"), header, ("binary", b"\x05\x01")]
+    async with HostileServer(script=script) as server:
+        sio = fastsio.AsyncClient(eio_version=3, reconnection=False)
+        log = EventLog()
+        sio.on("ev", log.handler("ev"), namespace="/chat")
+        sio.on("disconnect", log.handler("disconnect"), namespace="/chat")
+        await sio.connect(server.url, transports=["websocket"], namespaces=["/chat"])
+        assert await log.wait("disconnect") == [("parse error",)]
+        assert log.events["ev"] == [(b"\x07",)]
+        assert any(r.startswith(b"40/chat,") for r in server.received)
