@@ -28,6 +28,10 @@ of uvloop):
 - ``node``: ``benchmarks/node/rtt_client.js``, ``await socket.emitWithAck('ack', n)`` with Node
   socket.io-client 4.8, resolved from ``tests/peers/node_modules`` (``npm ci --prefix tests/peers``).
 
+``--server-version 2`` runs the same against socket.io 2.5 (Engine.IO 3) with the clients that
+can talk to it: ``fastsio`` (negotiating, as by default) and ``node`` as socket.io-client 2.x
+(``tests/peers/node_modules/socket.io-v2``); results go to ``results/rtt-v2.json``.
+
 On a virtual machine the round trip depends on where the two processes run: when the client
 and the server are on different CPUs that are otherwise idle, every message wakes a halted
 virtual CPU, which can cost more than all the Socket.IO work (on the 2-CPU VM these scripts were
@@ -77,6 +81,9 @@ NODE_CLIENT = HERE / "node" / "rtt_client.js"
 RESULTS_DIR = HERE / "results"
 
 DEFAULT_CLIENTS = "raw,raw-await,fastsio,fastsio-asyncio,python-socketio,node"
+# Against socket.io 2.5 (--server-version 2): the raw clients speak Engine.IO 4 and
+# python-socketio 5 cannot talk to 2.x servers; `node` is then socket.io-client 2.x.
+V2_CLIENTS = ("fastsio", "node")
 BASE_CLIENTS = ("raw", "raw-await", "fastsio", "python-socketio", "node")
 TARGETS = {"p50_us": 1.3, "p99_us": 1.5}  # fastsio / raw must not exceed these
 _LISTENING = re.compile(r"^LISTENING (\d+)$")
@@ -265,14 +272,22 @@ def worker_main(args: argparse.Namespace) -> int:
 class NodeServer:
     """tests/peers/server.js running as a separate process."""
 
-    def __init__(self, cpus: set[int] | None = None) -> None:
+    def __init__(self, cpus: set[int] | None = None, server_version: int = 4) -> None:
         self.cpus = cpus
         if not (PEERS / "node_modules" / "socket.io").is_dir():
             raise RuntimeError(
                 "tests/peers/node_modules is missing: run `npm ci --prefix tests/peers`"
             )
         self.proc = subprocess.Popen(
-            ["node", str(SERVER_SCRIPT), "--port", "0", "--stdin-watch"],
+            [
+                "node",
+                str(SERVER_SCRIPT),
+                "--port",
+                "0",
+                "--stdin-watch",
+                "--server-version",
+                str(server_version),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -301,6 +316,7 @@ class NodeServer:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+_V2 = [False]  # --server-version 2: the node client is socket.io-client 2.x
 
 
 def _pinner(cpus: set[int] | None) -> Any:
@@ -346,7 +362,8 @@ def _children_cpu_s() -> float:
 
 def _client_cmd(name: str, url: str, warmup: int, count: int, timeout: float) -> list[str]:
     if name == "node":
-        return ["node", str(NODE_CLIENT), url, str(warmup), str(count), str(timeout)]
+        cmd = ["node", str(NODE_CLIENT), url, str(warmup), str(count), str(timeout)]
+        return cmd + (["socket.io-v2/node_modules/socket.io-client"] if _V2[0] else [])
     return [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -605,6 +622,14 @@ def main(argv: list[str] | None = None) -> int:
         "cross-CPU wake-ups, the round trip is the two processes' CPU work), split (one CPU "
         "each), none",
     )
+    parser.add_argument(
+        "--server-version",
+        type=int,
+        choices=(2, 4),
+        default=4,
+        help="4 (default): socket.io 4.8; 2: socket.io 2.5 (Engine.IO 3), clients "
+        f"{', '.join(V2_CLIENTS)} (fastsio negotiates; node is socket.io-client 2.x)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -617,8 +642,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args)
 
+    if args.server_version == 2 and args.clients == DEFAULT_CLIENTS:
+        args.clients = "fastsio,fastsio-asyncio,node"
+    _V2[0] = args.server_version == 2
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in clients if split_client(c)[0] not in BASE_CLIENTS or c == "node-asyncio"]
+    if args.server_version == 2:
+        unknown += [c for c in clients if split_client(c)[0] not in V2_CLIENTS]
     if unknown:
         parser.error(
             f"unknown client(s) {unknown}; known: {', '.join(BASE_CLIENTS)} "
@@ -639,11 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_before = os.getloadavg()
     server_cpus, client_cpus = pin_plan(args.pin)
-    server = NodeServer(server_cpus)
+    server = NodeServer(server_cpus, args.server_version)
     try:
         # One unmeasured pass so that V8 has optimized the server's ack path before round 1
         # (a few hundred calls are not enough: the first client measured would pay for it).
-        warm = run_client("raw", server.url, 0, 5000, args.timeout, server, client_cpus)
+        warmer = "fastsio" if args.server_version == 2 else "raw"
+        warm = run_client(warmer, server.url, 0, 5000, args.timeout, server, client_cpus)
         if "error" in warm:
             print(f"server warm-up FAILED: {warm['error']}", file=sys.stderr)
         calm = dict.fromkeys(clients, 0)
@@ -687,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{t['ratio_vs_raw']:.2f}x ({verdict}){extra}"
             )
 
-    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / "rtt.json"
+    name = "rtt-v2.json" if args.server_version == 2 else "rtt.json"
+    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     machine["loadavg_before"] = load_before
@@ -707,7 +739,9 @@ def main(argv: list[str] | None = None) -> int:
             "client_cpus": sorted(client_cpus) if client_cpus else None,
             "quick": args.quick,
             "clients": clients,
-            "server": "tests/peers/server.js (socket.io 4.8, JSON parser), loopback",
+            "server": "tests/peers/server.js (socket.io "
+            + ("2.5, Engine.IO 3" if args.server_version == 2 else "4.8")
+            + ", JSON parser), loopback",
             "call": 'call("ack", n) -> 42<id>["ack",n] / 43<id>[n]',
             "percentiles": "nearest rank over one round's samples; median over the rounds",
             "fastsio_install_warning": stale,

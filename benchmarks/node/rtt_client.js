@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Node socket.io-client 4.8 leg of benchmarks/rtt.py.
 //
-//   node benchmarks/node/rtt_client.js URL WARMUP COUNT [TIMEOUT_S]
+//   node benchmarks/node/rtt_client.js URL WARMUP COUNT [TIMEOUT_S] [CLIENT_MODULE]
+//
+// CLIENT_MODULE (default socket.io-client) is resolved from the peers directory, e.g.
+// socket.io-v2/node_modules/socket.io-client for the 2.x client (a callback ack, no
+// emitWithAck).
 //
 // Connects with transports: ['websocket'], makes WARMUP unmeasured then COUNT measured
 // sequential `await socket.emitWithAck("ack", n)` calls (the server's `ack` event calls back with
@@ -18,7 +22,9 @@ const path = require("path");
 const { createRequire } = require("module");
 
 const peers = process.env.FASTSIO_NODE_PEERS || path.resolve(__dirname, "..", "..", "tests", "peers");
-const { io } = createRequire(path.join(peers, "package.json"))("socket.io-client");
+const clientModule = process.argv[6] || "socket.io-client";
+const loaded = createRequire(path.join(peers, "package.json"))(clientModule);
+const io = loaded.io || loaded; // 2.x exports the function itself
 
 function fail(msg) {
   process.stdout.write(JSON.stringify({ error: String(msg) }) + "\n");
@@ -35,11 +41,14 @@ if (!url || !Number.isInteger(warmup) || !Number.isInteger(count) || count < 1) 
 setTimeout(() => fail("timed out"), Number(timeoutArg || 120) * 1000).unref();
 
 const socket = io(url, { transports: ["websocket"], reconnection: false, forceNew: true });
+const call = typeof socket.emitWithAck === "function"
+  ? (n) => socket.emitWithAck("ack", n)
+  : (n) => new Promise((resolve) => socket.emit("ack", n, resolve));
 socket.on("connect_error", (err) => fail(`connect_error: ${err.message}`));
 socket.once("connect", async () => {
   try {
     for (let n = 0; n < warmup; n++) {
-      const got = await socket.emitWithAck("ack", n);
+      const got = await call(n);
       if (got !== n) throw new Error(`ack ${n} came back as ${got}`);
     }
     const samples = new Array(count);
@@ -47,7 +56,7 @@ socket.once("connect", async () => {
     for (let i = 0; i < count; i++) {
       const n = warmup + i;
       const t0 = process.hrtime.bigint();
-      const got = await socket.emitWithAck("ack", n);
+      const got = await call(n);
       samples[i] = Number(process.hrtime.bigint() - t0);
       if (got !== n) throw new Error(`ack ${n} came back as ${got}`);
     }
