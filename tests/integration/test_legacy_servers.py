@@ -486,3 +486,27 @@ async def test_a_v3_binary_frame_without_the_message_type_is_a_parse_error() -> 
         assert await log.wait("disconnect") == [("parse error",)]
         assert log.events["ev"] == [(b"\x07",)]
         assert any(r.startswith(b"40/chat,") for r in server.received)
+
+
+async def test_batches_retries_timeouts_and_stats_work_the_same(legacy: Any) -> None:
+    start, eio_version, _ = legacy
+    server = start()
+    sio = fastsio.AsyncClient(
+        eio_version=eio_version, reconnection=False, retries=1, ack_timeout=1
+    )
+    batches: list[list[Any]] = []
+    sio.on("tick", batches.append, batch=True)
+    await sio.connect(server.url, transports=["websocket"])
+    assert await sio.call("burst", 500, timeout=10) == 500
+    await until(lambda: sum(len(b) for b in batches) == 500, 10, "500 ticks")
+    assert [t for b in batches for t in b] == list(range(500))
+    results: list[Any] = []
+    await sio.emit("ack", "r", callback=lambda *a: results.append(a))
+    await until(lambda: results, 10, "the retried emit's ack")
+    assert results == [(None, "r")]
+    # An event the server never acks: tried twice (ack_timeout each), then the caller is told.
+    with pytest.raises(fastsio.exceptions.TimeoutError):
+        await sio.call("unknown_event")
+    stats = sio.stats()
+    assert stats["events_received"] >= 500 and stats["packets_sent"] >= 3
+    await sio.disconnect()
