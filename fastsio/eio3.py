@@ -88,6 +88,19 @@ class EngineIO3(EngineIO):
     def _decode_poll(self, body: bytes) -> list[tuple[int, str | bytes]]:
         return decode_eio3_payload(body, max_message_size=self.max_message_size)
 
+    async def _poll_once(self, timeout: float) -> None:
+        # v3 records are length-prefixed, not separated: the body is read whole (bounded by
+        # poll_body_limit(max_message_size), as _get reads it), then decoded and fed.
+        self._get_in_flight = True
+        try:
+            body = await self._get(timeout)
+        finally:
+            self._get_in_flight = False
+        try:
+            self._feed_payload(self._decode_poll(body), flush=False)
+        finally:
+            self.conn.flush_batch()
+
     def _post_body(self, records: list[bytes]) -> bytes:
         # The outbox holds v4 records (a text packet as is, a binary one as b"b" + base64):
         # here each gets its v3 form, `<length>:<packet>`, the length in UTF-16 code units.
