@@ -179,6 +179,16 @@ def unwrap(item: tuple[bool, Any]) -> Any:
     raise value
 
 
+def task_outcome(task: asyncio.Task[Any], if_cancelled: BaseException) -> tuple[bool, Any]:
+    """A finished task as ``(True, result)`` or ``(False, exception)`` to hand to a waiter;
+    a cancelled one counts as ``if_cancelled``."""
+    if task.cancelled():
+        return (False, if_cancelled)
+    if task.exception() is not None:
+        return (False, task.exception())
+    return (True, task.result())
+
+
 def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on ``loop`` (another thread's) and wait for its result, greenlet-friendly."""
     bridge = hub_bridge() if gevent_patched() else None
@@ -188,15 +198,7 @@ def run_coroutine(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T])
     def start(done: Callable[[Any], None]) -> asyncio.Task[T]:
         task = loop.create_task(coro)
 
-        def finished(t: asyncio.Task[T]) -> None:
-            if t.cancelled():
-                done((False, asyncio.CancelledError()))
-            elif t.exception() is not None:
-                done((False, t.exception()))
-            else:
-                done((True, t.result()))
-
-        task.add_done_callback(finished)
+        task.add_done_callback(lambda t: done(task_outcome(t, asyncio.CancelledError())))
         return task
 
     # A coroutine never started is closed (on the loop thread): no "never awaited" warning.

@@ -128,15 +128,9 @@ class _WorkerLoop:
         def start(done: Callable[[Any], None]) -> Any:
             task = self.loop.create_task(coro)
 
-            def finished(t: Any) -> None:
-                if t.cancelled():
-                    done((False, exceptions.DisconnectedError("cancelled")))
-                elif t.exception() is not None:
-                    done((False, t.exception()))
-                else:
-                    done((True, t.result()))
-
-            task.add_done_callback(finished)
+            task.add_done_callback(
+                lambda t: done(_green.task_outcome(t, exceptions.DisconnectedError("cancelled")))
+            )
             return task
 
         return _green.unwrap(self.wait(start))
