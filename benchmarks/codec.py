@@ -41,21 +41,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import shlex
 import statistics
 import sys
 import time
 import timeit
-from pathlib import Path
 from typing import Any
 
-from stream import installed_fastsio_is_stale, machine_info, print_columns
+import common
+from common import fmt, print_columns
 
-HERE = Path(__file__).resolve().parent
-RESULTS_DIR = HERE / "results"
 TARGET_SPEEDUP = 10.0  # fastsio must be at least this much faster, for decode and encode json
 TARGET_CASES = ("decode json", "encode json")
 
@@ -294,10 +290,6 @@ def time_case(
     return out
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
     header = ("case", "fastsio ns", "(best)", "psio ns", "(best)", "speedup", "(best)")
     table = [header]
@@ -305,24 +297,16 @@ def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
         table.append(
             (
                 r["case"],
-                _fmt(r["fastsio_ns"], ",.0f"),
-                _fmt(r["fastsio_ns_best"], ",.0f"),
-                _fmt(r["python_socketio_ns"], ",.0f"),
-                _fmt(r["python_socketio_ns_best"], ",.0f"),
-                _fmt(r["speedup"], ".1f") + "x",
-                _fmt(r["speedup_best"], ".1f") + "x",
+                fmt(r["fastsio_ns"], ",.0f"),
+                fmt(r["fastsio_ns_best"], ",.0f"),
+                fmt(r["python_socketio_ns"], ",.0f"),
+                fmt(r["python_socketio_ns_best"], ",.0f"),
+                fmt(r["speedup"], ".1f") + "x",
+                fmt(r["speedup_best"], ".1f") + "x",
             )
         )
     print(f"\ncodec benchmark, ns per packet, median (and best) of {repeats} repeats")
     print_columns(table)
-
-
-def _exe() -> str:
-    """The interpreter as typed from the checkout (``.venv/bin/python``) when it is inside it."""
-    try:
-        return str(Path(os.path.abspath(sys.executable)).relative_to(HERE.parent))
-    except ValueError:
-        return sys.executable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,15 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         "--min-time", type=float, default=None, help="seconds per repeat and side (0.2)"
     )
     parser.add_argument("--cases", default=None, help=f"comma-separated of: {', '.join(CASES)}")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 repeats of 0.02 s")
+    common.add_common_options(parser, "codec.json", "smoke run: 3 repeats of 0.02 s")
     parser.add_argument(
         "--wall", action="store_true", help="time with the wall clock instead of the CPU time"
-    )
-    parser.add_argument(
-        "--json-out",
-        type=Path,
-        default=None,
-        help="default benchmarks/results/codec.json (--quick: benchmarks/results/quick/codec.json)",
     )
     args = parser.parse_args(argv)
     if args.repeats is None:
@@ -352,13 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown case(s) {unknown}; known: {', '.join(CASES)}")
 
-    stale = installed_fastsio_is_stale()
-    if stale:
-        print(
-            f"warning: {stale}; the benchmark runs the installed fastsio "
-            "(reinstall with `pip install .`)",
-            file=sys.stderr,
-        )
+    stale = common.warn_if_stale()
     started = time.time()
     load_before = os.getloadavg()
     ns = build_namespace()
@@ -397,16 +369,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import socketio
 
-    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / "codec.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
+    machine = common.machine_info()
     machine["loadavg_before"] = load_before
-    report = {
-        "benchmark": "codec",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "command": shlex.join([_exe(), "benchmarks/codec.py", *sys.argv[1:]]),
-        "config": {
+    common.write_report(
+        common.results_path(args.json_out, args.quick, "codec.json"),
+        "codec",
+        started,
+        {
             "repeats": args.repeats,
             "min_time_s": args.min_time,
             "quick": args.quick,
@@ -417,12 +386,10 @@ def main(argv: list[str] | None = None) -> int:
             "clock": "perf_counter (wall)" if args.wall else "process_time (CPU time)",
             "fastsio_install_warning": stale,
         },
-        "machine": machine,
-        "targets": targets,
-        "results": rows,
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+        machine,
+        targets=targets,
+        results=rows,
+    )
     return 0
 
 

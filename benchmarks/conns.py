@@ -45,43 +45,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from stream import (  # noqa: E402 - benchmarks/ is not a package
-    RESULTS_DIR,
-    FirehoseProcess,
-    _fmt,
-    _median,
-    installed_fastsio_is_stale,
-    machine_info,
-    print_columns,
-)
+import common
+from common import FirehoseProcess, fmt, median, print_columns, proc_cpu_s, rss_kb
 
 CLIENTS = ("raw", "fastsio", "python-socketio")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 #: File descriptors kept free besides one per connection (imports, pipes, the loop, ...).
 FD_MARGIN = 200
-
-
-def _rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE_KB
-
-
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raise_nofile(wanted: int) -> tuple[int, int, int]:
@@ -169,7 +145,7 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     del warm
     await asyncio.sleep(0.2)
     gc.collect()
-    rss_base = _rss_kb()
+    rss_base = rss_kb()
 
     clients = [new_client() for _ in range(args.conns)]
     sem = asyncio.Semaphore(args.concurrency)
@@ -186,16 +162,16 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
                 return
             latencies.append(time.perf_counter() - t)
 
-    cpu0 = sum(_proc_cpu(p) for p in server_pids)
+    cpu0 = sum(proc_cpu_s(p) for p in server_pids)
     client_cpu0 = time.process_time()
     t0 = time.perf_counter()
     await asyncio.gather(*(connect(i, sio) for i, sio in enumerate(clients)))
     connect_s = time.perf_counter() - t0
     client_cpu = time.process_time() - client_cpu0
-    server_cpu = sum(_proc_cpu(p) for p in server_pids) - cpu0
+    server_cpu = sum(proc_cpu_s(p) for p in server_pids) - cpu0
     await asyncio.sleep(args.hold)
     gc.collect()
-    rss_connected = _rss_kb()
+    rss_connected = rss_kb()
     still_connected = sum(1 for sio in clients if sio.connected)
 
     async def disconnect(sio: Any) -> None:
@@ -230,24 +206,12 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_percent": server_cpu / connect_s * 100 if connect_s > 0 else None,
         "client_cpu_percent": client_cpu / connect_s * 100 if connect_s > 0 else None,
         "client_cpu_ms_per_conn": client_cpu * 1000 / connected_ok if connected_ok else None,
-        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "maxrss_kb": common.peak_rss_kb(),
     }
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    import uvloop
-
-    loop = uvloop.new_event_loop()
-    try:
-        asyncio.set_event_loop(loop)
-        result = loop.run_until_complete(_worker(args))
-    except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    print(json.dumps(result), flush=True)
-    return 0
+    return common.run_worker(_worker(args), "uvloop")
 
 
 # ==============================================================================================
@@ -274,15 +238,7 @@ def run_worker(
         "--hold",
         str(args.hold),
     ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=HERE)
-    except subprocess.TimeoutExpired:
-        return {"error": f"worker timed out after {args.timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
-    result: dict[str, Any] = json.loads(lines[-1])
+    result = common.run_json_worker(cmd, args.timeout)
     if "error" in result:
         return result
     problems = []
@@ -303,7 +259,7 @@ def summarize(client: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in runs if "error" not in r]
 
     def med(key: str) -> float | None:
-        return _median([r.get(key) for r in ok])
+        return median([r.get(key) for r in ok])
 
     return {
         "client": client,
@@ -351,19 +307,19 @@ def print_table(rows: list[dict[str, Any]], conns: int, rounds: int, servers: in
         table.append(
             (
                 r["client"],
-                _fmt(cps, ",.0f"),
-                _fmt(cps / raw if cps and raw else None, ".2f"),
-                _fmt(cps / psio if cps and psio else None, ".2f"),
-                _fmt(r["connect_s"], ".2f"),
-                _fmt(r["connect_ms_p50"], ".2f"),
-                _fmt(r["connect_ms_p99"], ".2f"),
-                _fmt(kb, ".1f"),
-                _fmt(kb / psio_kb if kb and psio_kb else None, ".2f"),
-                _fmt(r["rss_connected_mb"], ".0f"),
-                _fmt(r["disconnect_s"], ".2f"),
-                _fmt(r["client_cpu_ms_per_conn"], ".2f"),
-                _fmt(r["client_cpu_percent"], ".0f"),
-                _fmt(r["server_cpu_percent"], ".0f"),
+                fmt(cps, ",.0f"),
+                fmt(cps / raw if cps and raw else None, ".2f"),
+                fmt(cps / psio if cps and psio else None, ".2f"),
+                fmt(r["connect_s"], ".2f"),
+                fmt(r["connect_ms_p50"], ".2f"),
+                fmt(r["connect_ms_p99"], ".2f"),
+                fmt(kb, ".1f"),
+                fmt(kb / psio_kb if kb and psio_kb else None, ".2f"),
+                fmt(r["rss_connected_mb"], ".0f"),
+                fmt(r["disconnect_s"], ".2f"),
+                fmt(r["client_cpu_ms_per_conn"], ".2f"),
+                fmt(r["client_cpu_percent"], ".0f"),
+                fmt(r["server_cpu_percent"], ".0f"),
             )
         )
         for err in r["errors"]:
@@ -399,14 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         "--clients", default=",".join(CLIENTS), help=f"comma-separated, of {', '.join(CLIENTS)}"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run (< 30 s): 500 connections, hold 0.5 s, 1 round, unless given; "
-        "results go to benchmarks/results/quick/ unless --json-out is given",
-    )
-    parser.add_argument(
-        "--json-out", type=Path, default=None, help="default benchmarks/results/conns.json"
+    common.add_common_options(
+        parser, "conns.json", "smoke run (< 30 s): 500 connections, hold 0.5 s, 1 round, unless given"
     )
     parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
@@ -436,9 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             f"to {args.conns}"
         )
         print(f"warning: {capped}", file=sys.stderr)
-    stale = installed_fastsio_is_stale() if "fastsio" in clients else None
-    if stale:
-        print(f"warning: {stale}; the benchmark runs the installed fastsio", file=sys.stderr)
+    stale = common.warn_if_stale("fastsio" in clients)
 
     started = time.time()
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
@@ -461,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     msg = (
                         f"{result['connects_per_s']:,.0f} conn/s, "
-                        f"{_fmt(result['kb_per_conn'], '.1f')} KB/conn, "
+                        f"{fmt(result['kb_per_conn'], '.1f')} KB/conn, "
                         f"disconnect {result['disconnect_s']:.2f} s"
                     )
                     if "error" in result:
@@ -493,13 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, args.conns, args.rounds, args.servers)
     if capped:
         print(f"note: {capped}")
-    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / "conns.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "conns",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "config": {
+    common.write_report(
+        common.results_path(args.json_out, args.quick, "conns.json"),
+        "conns",
+        started,
+        {
             "conns": args.conns,
             "conns_requested": requested,
             "servers": args.servers,
@@ -512,12 +458,9 @@ def main(argv: list[str] | None = None) -> int:
             "capped": capped,
             "fastsio_install_warning": stale,
         },
-        "machine": machine_info(),
-        "results": rows,
-        "runs": runs,
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+        results=rows,
+        runs=runs,
+    )
     return 1 if any(r["errors"] for r in rows) else 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -29,20 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-USERS_FILE = Path(__file__).resolve().parent / "locust_users.py"
-SERVER = ROOT / "tests" / "peers" / "server.js"
+from common import HERE, NodeServer
 
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(["node", str(SERVER), "--port", "0"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    match = re.match(r"^LISTENING (\d+)$", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"server.js did not start: {line!r} (npm ci --prefix tests/peers?)")
-    return proc, f"http://127.0.0.1:{match.group(1)}"
+USERS_FILE = HERE / "locust_users.py"
 
 
 def run_locust(cls: str, url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -85,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst", type=int, default=200)
     ap.add_argument("--runs", type=int, default=1, help="runs per case; medians are reported")
     args = ap.parse_args(argv)
-    server, url = start_server()
+    try:
+        server = NodeServer()
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc} (npm ci --prefix tests/peers?)") from None
+    url = server.url
     results: dict[str, list[dict[str, Any]]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 for cls in ("FastsioCalls", "SocketIOCalls", "FastsioReceive", "SocketIOReceive"):
                     results.setdefault(cls, []).append(run_locust(cls, url, args, Path(tmp)))
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
     def med(cls: str, key: str) -> float:
         return statistics.median(r[key] for r in results[cls])

@@ -39,19 +39,29 @@ def _test_stop(**_: Any) -> None:
             f.write(str(time.process_time() - _cpu[0]))
 
 
-class FastsioCalls(FastsioUser):
+class _Calls:
+    """The scenario, on either client: ``call('ack')`` back to back over one connection."""
+
     wait_time = constant(0)
     options = {"reconnection": False}
+    sio: Any
+    host: str
 
     def on_start(self) -> None:
         self.sio.connect(self.host, transports=["websocket"])
 
-    @task
     def call(self) -> None:
         self.sio.call("ack", "1", timeout=10)
 
+    # Locust collects the tasks of User bases only: a plain mixin declares them in ``tasks``.
+    tasks = [call]
+
     def on_stop(self) -> None:
         self.sio.disconnect()
+
+
+class FastsioCalls(_Calls, FastsioUser):
+    pass
 
 
 class FastsioReceive(FastsioCalls):
@@ -60,19 +70,8 @@ class FastsioReceive(FastsioCalls):
         self.sio.call("burst", str(BURST), timeout=30)
 
 
-class SocketIOCalls(SocketIOUser):
-    wait_time = constant(0)
-    options = {"reconnection": False}
-
-    def on_start(self) -> None:
-        self.sio.connect(self.host, transports=["websocket"])
-
-    @task
-    def call(self) -> None:
-        self.sio.call("ack", "1", timeout=10)
-
-    def on_stop(self) -> None:
-        self.sio.disconnect()
+class SocketIOCalls(_Calls, SocketIOUser):
+    pass
 
 
 class SocketIOReceive(SocketIOCalls):

@@ -60,7 +60,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -68,22 +67,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from stream import (  # noqa: E402 - benchmarks/ is not a package
-    RESULTS_DIR,
-    FirehoseProcess,
-    _fmt,
-    _median,
-    installed_fastsio_is_stale,
-    machine_info,
-    print_columns,
-)
+import common
+from common import FirehoseProcess, fmt, median, peak_rss_kb, print_columns, rss_kb
 
 CLIENTS = ("fastsio", "python-socketio")
 SLOW_HANDLERS = ("sync-sleep", "async-sleep", "async-serial")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 #: A worker whose RSS passes this is killed (a runaway backlog must not take the machine down).
 RSS_KILL_KB = 4 * 1024 * 1024
 
@@ -91,11 +79,6 @@ RSS_KILL_KB = 4 * 1024 * 1024
 # ==============================================================================================
 # Worker side (``memory.py --worker stream|slow --client NAME ...``)
 # ==============================================================================================
-
-
-def _rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE_KB
 
 
 def _live_tasks() -> int:
@@ -119,7 +102,7 @@ class _Sampler(threading.Thread):
         self.samples.append(
             (
                 round(time.perf_counter() - self.t0, 3),
-                _rss_kb(),
+                rss_kb(),
                 c["started"],
                 c["finished"],
                 _live_tasks(),
@@ -180,7 +163,7 @@ async def _worker_stream(args: argparse.Namespace) -> dict[str, Any]:
     sio.on("done", done)
     sampler = _Sampler(args.interval, counters)
     await sio.connect(args.url, transports=["websocket"])
-    connected_rss = _rss_kb()
+    connected_rss = rss_kb()
     sampler.start()
     timed_out = False
     deadline = time.perf_counter() + args.budget
@@ -195,7 +178,7 @@ async def _worker_stream(args: argparse.Namespace) -> dict[str, Any]:
     sampler.join()
     received = counters["finished"]
     lost_before_disconnect = list(lost)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kb()
     try:
         await asyncio.wait_for(sio.disconnect(), 10)
     except asyncio.TimeoutError:
@@ -258,7 +241,7 @@ async def _worker_slow(args: argparse.Namespace) -> dict[str, Any]:
     sampler.sample()
     sampler.stop.set()
     sampler.join()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kb()
     lost_before_disconnect = list(lost)
     disconnect_s: float | None = time.perf_counter()
     try:
@@ -300,7 +283,7 @@ def worker_main(args: argparse.Namespace) -> int:
 def run_worker(cmd: list[str], limit_s: float) -> dict[str, Any]:
     """Run one worker, killing it past ``limit_s`` or RSS_KILL_KB; return its JSON line."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=common.HERE
     )
     deadline = time.monotonic() + limit_s
     killed = None
@@ -323,13 +306,9 @@ def run_worker(cmd: list[str], limit_s: float) -> dict[str, Any]:
             proc.kill()
             break
     out, err = proc.communicate()
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if killed:
         return {"error": killed}
-    if proc.returncode != 0 or not lines:
-        tail = (err or out).strip().splitlines()[-5:]
-        return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    return common.parse_worker_output(proc.returncode, out, err)
 
 
 def _worker_cmd(kind: str, client: str, url: str, args: argparse.Namespace) -> list[str]:
@@ -376,7 +355,7 @@ def part_stream(args: argparse.Namespace) -> list[dict[str, Any]]:
                 else:
                     msg = (
                         f"{result['received']:,} events, "
-                        f"{_fmt(result['events_per_s'], ',.0f')} ev/s, "
+                        f"{fmt(result['events_per_s'], ',.0f')} ev/s, "
                         f"peak {result['peak_rss_kb'] / 1024:.1f} MB"
                     )
                 print(f"stream round {rnd} {client:<16} {msg}", file=sys.stderr, flush=True)
@@ -387,7 +366,7 @@ def part_stream(args: argparse.Namespace) -> list[dict[str, Any]]:
         ok = [r for r in runs[client] if "error" not in r]
 
         def med(key: str, ok: list[dict[str, Any]] = ok) -> float | None:
-            return _median([r.get(key) for r in ok])
+            return median([r.get(key) for r in ok])
 
         rows.append(
             {
@@ -486,7 +465,7 @@ def part_slow(args: argparse.Namespace) -> list[dict[str, Any]]:
             "disconnect_s",
             "loop_lag_max_ms",
         ):
-            row[key] = _median([r["metrics"][key] for r in ok])
+            row[key] = median([r["metrics"][key] for r in ok])
         row["errors"] = [r["error"] for r in rs if "error" in r]
         row["runs"] = rs
         rows.append(row)
@@ -506,11 +485,11 @@ def print_stream(rows: list[dict[str, Any]], rounds: int) -> None:
         table.append(
             (
                 r["client"],
-                _fmt(r["received"], ",.0f"),
-                _fmt(r["events_per_s"], ",.0f"),
-                _fmt(r["connected_rss_mb"], ".1f"),
-                _fmt(r["peak_rss_mb"], ".1f"),
-                _fmt(r["growth_mb"], ".1f"),
+                fmt(r["received"], ",.0f"),
+                fmt(r["events_per_s"], ",.0f"),
+                fmt(r["connected_rss_mb"], ".1f"),
+                fmt(r["peak_rss_mb"], ".1f"),
+                fmt(r["growth_mb"], ".1f"),
             )
         )
         if r["budget_exhausted"]:
@@ -536,15 +515,15 @@ def print_slow(rows: list[dict[str, Any]], rounds: int, duration: float) -> None
             (
                 r["handler"],
                 r["client"],
-                _fmt(r["rss_1s_mb"], ".1f"),
-                _fmt(r["rss_end_mb"], ".1f"),
-                _fmt(r["rss_max_mb"], ".1f"),
-                _fmt(r["growth_2nd_half_mb_per_s"], "+.2f"),
-                _fmt(r["handled_per_s"], ",.0f"),
-                _fmt(r["backlog_end"], ",.0f"),
-                _fmt(r["tasks_max"], ",.0f"),
-                _fmt(r["loop_lag_max_ms"], ",.0f"),
-                _fmt(r["disconnect_s"], ".2f"),
+                fmt(r["rss_1s_mb"], ".1f"),
+                fmt(r["rss_end_mb"], ".1f"),
+                fmt(r["rss_max_mb"], ".1f"),
+                fmt(r["growth_2nd_half_mb_per_s"], "+.2f"),
+                fmt(r["handled_per_s"], ",.0f"),
+                fmt(r["backlog_end"], ",.0f"),
+                fmt(r["tasks_max"], ",.0f"),
+                fmt(r["loop_lag_max_ms"], ",.0f"),
+                fmt(r["disconnect_s"], ".2f"),
             )
         )
         for err in r["errors"]:
@@ -604,14 +583,10 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SLOW_HANDLERS),
         help=f"(b) comma-separated, of {', '.join(SLOW_HANDLERS)}",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run (< 30 s): count 50000, budget 10 s, duration 1.5 s, 1 round, unless "
-        "given; results go to benchmarks/results/quick/ unless --json-out is given",
-    )
-    parser.add_argument(
-        "--json-out", type=Path, default=None, help="default benchmarks/results/memory.json"
+    common.add_common_options(
+        parser,
+        "memory.json",
+        "smoke run (< 30 s): count 50000, budget 10 s, duration 1.5 s, 1 round, unless given",
     )
     parser.add_argument("--worker", choices=("stream", "slow"), help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
@@ -634,47 +609,41 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown client(s) {bad}")
     if bad := [h for h in args.handlers if h not in SLOW_HANDLERS]:
         parser.error(f"unknown handler(s) {bad}")
-    if "fastsio" in args.clients and (stale := installed_fastsio_is_stale()):
-        print(f"warning: {stale}; the benchmark runs the installed fastsio", file=sys.stderr)
-    else:
-        stale = None
+    stale = common.warn_if_stale("fastsio" in args.clients)
 
     started = time.time()
-    report: dict[str, Any] = {
-        "benchmark": "memory",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "config": {
-            "part": args.part,
-            "count": args.count,
-            "budget_s": args.budget,
-            "duration_s": args.duration,
-            "interval_s": args.interval,
-            "server_ping_interval_s": args.ping_interval,
-            "rounds": args.rounds,
-            "clients": args.clients,
-            "handlers": args.handlers,
-            "quick": quick,
-            "fastsio_install_warning": stale,
-            "sample_fields": [
-                "t_s",
-                "rss_kb",
-                "handlers_started",
-                "handlers_finished",
-                "live_asyncio_tasks",
-            ],
-        },
-        "machine": machine_info(),
+    config = {
+        "part": args.part,
+        "count": args.count,
+        "budget_s": args.budget,
+        "duration_s": args.duration,
+        "interval_s": args.interval,
+        "server_ping_interval_s": args.ping_interval,
+        "rounds": args.rounds,
+        "clients": args.clients,
+        "handlers": args.handlers,
+        "quick": quick,
+        "fastsio_install_warning": stale,
+        "sample_fields": [
+            "t_s",
+            "rss_kb",
+            "handlers_started",
+            "handlers_finished",
+            "live_asyncio_tasks",
+        ],
     }
+    machine = common.machine_info()  # before the runs: the load at the start
+    parts: dict[str, Any] = {}
     failed = False
     if args.part in ("stream", "all"):
         rows = part_stream(args)
-        report["stream"] = rows
+        parts["stream"] = rows
         failed |= any(r["errors"] for r in rows)
         peak = {r["client"]: r.get("peak_rss_mb") for r in rows}
         if peak.get("fastsio") and peak.get("python-socketio"):
             # Issue 4: fastsio's peak RSS no higher than python-socketio's.
             value = peak["python-socketio"] / peak["fastsio"]
-            report["targets"] = {
+            parts["targets"] = {
                 "peak RSS streaming, python-socketio / fastsio": {
                     "value": value, "op": ">=", "limit": 1.0, "met": value >= 1.0,
                 }
@@ -682,17 +651,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("slow", "all"):
         args.handler = None
         rows_slow = part_slow(args)
-        report["slow"] = rows_slow
+        parts["slow"] = rows_slow
         failed |= any(r["errors"] for r in rows_slow)
-    report["duration_s"] = round(time.time() - started, 1)
-    if "stream" in report:
-        print_stream(report["stream"], args.rounds)
-    if "slow" in report:
-        print_slow(report["slow"], args.rounds, args.duration)
-    out = args.json_out or (RESULTS_DIR / "quick" if quick else RESULTS_DIR) / "memory.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    if "stream" in parts:
+        print_stream(parts["stream"], args.rounds)
+    if "slow" in parts:
+        print_slow(parts["slow"], args.rounds, args.duration)
+    common.write_report(
+        common.results_path(args.json_out, quick, "memory.json"),
+        "memory",
+        started,
+        config,
+        machine,
+        **parts,
+    )
     return 1 if failed else 0
 
 

@@ -58,27 +58,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
-import re
-import resource
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from stream import installed_fastsio_is_stale, machine_info, print_columns, run_worker
+import common
+from common import (
+    NODE_DIR,
+    NodeServer,
+    children_cpu_s,
+    cpu_s,
+    fmt,
+    median,
+    pinner,
+    print_columns,
+    run_worker,
+    split_client,
+    system_busy_s,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-PEERS = ROOT / "tests" / "peers"
-SERVER_SCRIPT = PEERS / "server.js"
-NODE_CLIENT = HERE / "node" / "rtt_client.js"
-RESULTS_DIR = HERE / "results"
+NODE_CLIENT = NODE_DIR / "rtt_client.js"
+NODE_CLIENT_V2 = "socket.io-client-v2"  # the npm alias of socket.io-client 2.x in tests/peers
 
 DEFAULT_CLIENTS = "raw,raw-await,fastsio,fastsio-asyncio,python-socketio,node"
 # Against socket.io 2.5 (--server-version 2): the raw clients speak Engine.IO 4 and
@@ -86,26 +90,11 @@ DEFAULT_CLIENTS = "raw,raw-await,fastsio,fastsio-asyncio,python-socketio,node"
 V2_CLIENTS = ("fastsio", "node")
 BASE_CLIENTS = ("raw", "raw-await", "fastsio", "python-socketio", "node")
 TARGETS = {"p50_us": 1.3, "p99_us": 1.5}  # fastsio / raw must not exceed these
-_LISTENING = re.compile(r"^LISTENING (\d+)$")
 
 
 # ==============================================================================================
 # Client side (runs in a worker subprocess: ``rtt.py --worker NAME ...``)
 # ==============================================================================================
-
-
-def split_client(name: str) -> tuple[str, str]:
-    """``"fastsio-asyncio"`` -> ``("fastsio", "asyncio")``; ``node`` runs on Node's loop."""
-    if name == "node":
-        return name, "node"
-    if name.endswith("-asyncio"):
-        return name[: -len("-asyncio")], "asyncio"
-    return name, "uvloop"
-
-
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 async def _run_raw(
@@ -136,9 +125,9 @@ async def _run_raw(
         def send_next(self, transport: Any) -> None:
             n = self.n = self.n + 1
             if n == warmup:
-                cpu[0] = _cpu()
+                cpu[0] = cpu_s()
             if n == total:
-                cpu[1] = _cpu()
+                cpu[1] = cpu_s()
                 if not done.done():
                     done.set_result(None)
                 return
@@ -185,7 +174,7 @@ async def _run_raw(
         await connected
         for n in range(total):
             if n == warmup:
-                cpu[0] = _cpu()
+                cpu[0] = cpu_s()
             listener.expected = b"43%d[%d]" % (n, n)
             # --- the measured call: send, await the future the listener resolves ---
             t0 = perf_ns()
@@ -194,7 +183,7 @@ async def _run_raw(
             await waiter
             if n >= warmup:
                 samples[n - warmup] = perf_ns() - t0
-        cpu[1] = _cpu()
+        cpu[1] = cpu_s()
 
     ws_url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
     transport, listener = await ws_connect(RawRtt, ws_url)
@@ -227,7 +216,7 @@ async def _run_socketio(
                 got = await sio.call("ack", n, timeout=5)
                 if got != n:
                     raise RuntimeError(f"ack {n} came back as {got!r}")
-            cpu0 = _cpu()
+            cpu0 = cpu_s()
             for i in range(count):
                 n = warmup + i
                 # --- the measured client code: identical for python-socketio and fastsio ---
@@ -236,7 +225,7 @@ async def _run_socketio(
                 samples[i] = perf_ns() - t0
                 if got != n:
                     raise RuntimeError(f"ack {n} came back as {got!r}")
-            return _cpu() - cpu0
+            return cpu_s() - cpu0
 
         cpu = await asyncio.wait_for(calls(), timeout)
     finally:
@@ -269,63 +258,6 @@ def worker_main(args: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-class NodeServer:
-    """tests/peers/server.js running as a separate process."""
-
-    def __init__(self, cpus: set[int] | None = None, server_version: int = 4) -> None:
-        self.cpus = cpus
-        if not (PEERS / "node_modules" / "socket.io").is_dir():
-            raise RuntimeError(
-                "tests/peers/node_modules is missing: run `npm ci --prefix tests/peers`"
-            )
-        self.proc = subprocess.Popen(
-            [
-                "node",
-                str(SERVER_SCRIPT),
-                "--port",
-                "0",
-                "--stdin-watch",
-                "--server-version",
-                str(server_version),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=PEERS,
-            preexec_fn=_pinner(cpus),
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        match = _LISTENING.match(line)
-        if not match:
-            self.stop()
-            raise RuntimeError(f"node server did not start (got {line!r})")
-        self.port = int(match.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        return _proc_cpu_s(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-_V2 = [False]  # --server-version 2: the node client is socket.io-client 2.x
-
-
-def _pinner(cpus: set[int] | None) -> Any:
-    """A ``preexec_fn`` that pins the child process to ``cpus`` (None: no pinning)."""
-    if not cpus:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
 def pin_plan(mode: str) -> tuple[set[int] | None, set[int] | None]:
     """(server CPUs, client CPUs) for ``--pin``."""
     if mode == "none":
@@ -338,32 +270,12 @@ def pin_plan(mode: str) -> tuple[set[int] | None, set[int] | None]:
     return {usable[0]}, {usable[1]}
 
 
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _system_busy_s(cpus: set[int] | None = None) -> float:
-    """CPU seconds that ``cpus`` (default: all) spent not idle since boot."""
-    names = {f"cpu{c}" for c in cpus} if cpus else {"cpu"}
-    busy = 0
-    for line in Path("/proc/stat").read_text().splitlines():
-        fields = line.split()
-        if fields and fields[0] in names:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
-            busy += user + nice + system + irq + softirq + steal
-    return busy / _TICK
-
-
-def _children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _client_cmd(name: str, url: str, warmup: int, count: int, timeout: float) -> list[str]:
+def _client_cmd(
+    name: str, url: str, warmup: int, count: int, timeout: float, server_version: int
+) -> list[str]:
     if name == "node":
         cmd = ["node", str(NODE_CLIENT), url, str(warmup), str(count), str(timeout)]
-        return cmd + (["socket.io-v2/node_modules/socket.io-client"] if _V2[0] else [])
+        return cmd + ([NODE_CLIENT_V2] if server_version == 2 else [])
     return [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -388,33 +300,23 @@ def run_client(
     timeout: float,
     server: NodeServer | None = None,
     cpus: set[int] | None = None,
+    server_version: int = 4,
 ) -> dict[str, Any]:
     """One client run; ``other_cpu_percent``: CPU other processes used meanwhile (on the CPUs
     of the client and the server when they are pinned)."""
     watched = (cpus | server.cpus) if cpus and server and server.cpus else None
-    t0, busy0, kids0 = time.perf_counter(), _system_busy_s(watched), _children_cpu_s()
+    t0, busy0, kids0 = time.perf_counter(), system_busy_s(watched), children_cpu_s()
     server0 = server.cpu_seconds() if server else 0.0
-    try:
-        proc = subprocess.run(
-            _client_cmd(name, url, warmup, count, timeout),
-            capture_output=True,
-            text=True,
-            timeout=timeout + 30,
-            cwd=HERE,
-            preexec_fn=_pinner(cpus),
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"worker timed out after {timeout + 30:.0f} s"}
+    result = common.run_json_worker(
+        _client_cmd(name, url, warmup, count, timeout, server_version),
+        timeout + 30,
+        preexec_fn=pinner(cpus),
+    )
     wall = time.perf_counter() - t0
-    ours = _children_cpu_s() - kids0 + (server.cpu_seconds() - server0 if server else 0.0)
-    other_cpu_percent = max(0.0, _system_busy_s(watched) - busy0 - ours) / wall * 100
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    ours = children_cpu_s() - kids0 + (server.cpu_seconds() - server0 if server else 0.0)
+    other_cpu_percent = max(0.0, system_busy_s(watched) - busy0 - ours) / wall * 100
     if "error" in result:
         return result
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
     samples = result.pop("samples_ns")
     if len(samples) != count or min(samples) <= 0:
         return {"error": f"got {len(samples)} samples (min {min(samples, default=0)}), not {count}"}
@@ -443,11 +345,6 @@ def latency_stats(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def _median(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 def summarize(name: str, runs: list[dict[str, Any]], count: int, wanted: int) -> dict[str, Any]:
     """Medians over the undisturbed runs, or over every run if fewer than ``wanted`` were."""
     ok = [r for r in runs if "error" not in r]
@@ -472,17 +369,13 @@ def summarize(name: str, runs: list[dict[str, Any]], count: int, wanted: int) ->
         "cpu_us_per_call",
         "other_cpu_percent",
     ):
-        row[key] = _median([r.get(key) for r in ok])
+        row[key] = median([r.get(key) for r in ok])
     row["p50_us_best"] = min((r["p50_us"] for r in ok), default=None)
     row["p99_us_min"] = min((r["p99_us"] for r in ok), default=None)
     row["p99_us_max"] = max((r["p99_us"] for r in ok), default=None)
-    row["peak_rss_mb"] = (m / 1024) if (m := _median([r.get("maxrss_kb") for r in ok])) else None
+    row["peak_rss_mb"] = (m / 1024) if (m := median([r.get("maxrss_kb") for r in ok])) else None
     row["errors"] = [r["error"] for r in runs if "error" in r]
     return row
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -542,16 +435,16 @@ def print_table(rows: list[dict[str, Any]], warmup: int, rounds: int) -> None:
             (
                 r["client"],
                 str(r["count"]),
-                _fmt(r["p50_us"], ".1f"),
-                _fmt(r["p50_us_best"], ".1f"),
-                _fmt(r["p99_us"], ".1f"),
-                _fmt(r["mean_us"], ".1f"),
-                _fmt(r["p50_vs_raw"], ".2f"),
-                _fmt(r["p99_vs_raw"], ".2f"),
-                _fmt(r["p50_vs_raw_await"], ".2f"),
-                _fmt(r["p50_vs_python_socketio"], ".2f"),
-                _fmt(r["cpu_us_per_call"], ".1f"),
-                _fmt(r["other_cpu_percent"], ".0f"),
+                fmt(r["p50_us"], ".1f"),
+                fmt(r["p50_us_best"], ".1f"),
+                fmt(r["p99_us"], ".1f"),
+                fmt(r["mean_us"], ".1f"),
+                fmt(r["p50_vs_raw"], ".2f"),
+                fmt(r["p99_vs_raw"], ".2f"),
+                fmt(r["p50_vs_raw_await"], ".2f"),
+                fmt(r["p50_vs_python_socketio"], ".2f"),
+                fmt(r["cpu_us_per_call"], ".1f"),
+                fmt(r["other_cpu_percent"], ".0f"),
             )
         )
         for err in r["errors"]:
@@ -571,14 +464,6 @@ def print_table(rows: list[dict[str, Any]], warmup: int, rounds: int) -> None:
     dropped = sum(r["runs_disturbed"] for r in rows if not r["disturbed"])
     if dropped:
         print(f"{dropped} run(s) left out: other processes were busy meanwhile")
-
-
-def _exe() -> str:
-    """The interpreter as typed from the checkout (``.venv/bin/python``) when it is inside it."""
-    try:
-        return str(Path(os.path.abspath(sys.executable)).relative_to(HERE.parent))
-    except ValueError:
-        return sys.executable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -604,14 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clients", default=DEFAULT_CLIENTS, help=f"comma-separated (default {DEFAULT_CLIENTS})"
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 500 calls after 100, 1 round"
-    )
-    parser.add_argument(
-        "--json-out",
-        type=Path,
-        default=None,
-        help="default benchmarks/results/rtt.json (--quick: benchmarks/results/quick/rtt.json)",
+    common.add_common_options(
+        parser, "rtt.json", "smoke run: 500 calls after 100, 1 round (rtt-v2.json with a v2 server)"
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="per client run, seconds")
     parser.add_argument(
@@ -644,7 +523,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.server_version == 2 and args.clients == DEFAULT_CLIENTS:
         args.clients = "fastsio,fastsio-asyncio,node"
-    _V2[0] = args.server_version == 2
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in clients if split_client(c)[0] not in BASE_CLIENTS or c == "node-asyncio"]
     if args.server_version == 2:
@@ -655,15 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             "(the Python ones optionally suffixed with -asyncio)"
         )
 
-    stale = None
-    if any(split_client(c)[0] == "fastsio" for c in clients):
-        stale = installed_fastsio_is_stale()
-        if stale:
-            print(
-                f"warning: {stale}; the benchmark runs the installed fastsio "
-                "(reinstall with `pip install .`)",
-                file=sys.stderr,
-            )
+    stale = common.warn_if_stale(any(split_client(c)[0] == "fastsio" for c in clients))
 
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     started = time.time()
@@ -674,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         # One unmeasured pass so that V8 has optimized the server's ack path before round 1
         # (a few hundred calls are not enough: the first client measured would pay for it).
         warmer = "fastsio" if args.server_version == 2 else "raw"
-        warm = run_client(warmer, server.url, 0, 5000, args.timeout, server, client_cpus)
+        warm = run_client(
+            warmer, server.url, 0, 5000, args.timeout, server, client_cpus, args.server_version
+        )
         if "error" in warm:
             print(f"server warm-up FAILED: {warm['error']}", file=sys.stderr)
         calm = dict.fromkeys(clients, 0)
@@ -686,7 +558,14 @@ def main(argv: list[str] | None = None) -> int:
                 break
             for client in todo:
                 result = run_client(
-                    client, server.url, args.warmup, args.count, args.timeout, server, client_cpus
+                    client,
+                    server.url,
+                    args.warmup,
+                    args.count,
+                    args.timeout,
+                    server,
+                    client_cpus,
+                    args.server_version,
                 )
                 result["round"] = rnd
                 result["disturbed"] = bool(
@@ -718,17 +597,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{t['ratio_vs_raw']:.2f}x ({verdict}){extra}"
             )
 
-    name = "rtt-v2.json" if args.server_version == 2 else "rtt.json"
-    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
+    machine = common.machine_info()
     machine["loadavg_before"] = load_before
-    report = {
-        "benchmark": "rtt",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "command": shlex.join([_exe(), "benchmarks/rtt.py", *sys.argv[1:]]),
-        "config": {
+    common.write_report(
+        common.results_path(
+            args.json_out, args.quick, "rtt-v2.json" if args.server_version == 2 else "rtt.json"
+        ),
+        "rtt",
+        started,
+        {
             "count": args.count,
             "warmup": args.warmup,
             "rounds": args.rounds,
@@ -739,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             "client_cpus": sorted(client_cpus) if client_cpus else None,
             "quick": args.quick,
             "clients": clients,
+            "server_version": args.server_version,
             "server": "tests/peers/server.js (socket.io "
             + ("2.5, Engine.IO 3" if args.server_version == 2 else "4.8")
             + ", JSON parser), loopback",
@@ -746,13 +624,11 @@ def main(argv: list[str] | None = None) -> int:
             "percentiles": "nearest rank over one round's samples; median over the rounds",
             "fastsio_install_warning": stale,
         },
-        "machine": machine,
-        "targets": targets,
-        "results": rows,
-        "runs": runs,
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+        machine,
+        targets=targets,
+        results=rows,
+        runs=runs,
+    )
     return 1 if any(r["errors"] for r in rows) else 0
 
 

@@ -14,7 +14,8 @@ memory          ``memory.py``                                     ``memory.json`
 conns           ``conns.py``                                      ``conns.json``
 ==============  ================================================  ===========================
 
-``--quick`` is passed on to every script that accepts it, and everything then goes to
+The scripts share ``common.py`` (server processes, workers, report JSON, columns; see its
+docstring). ``--quick`` is passed on to every script that accepts it, and everything then goes to
 ``results/quick/`` so that a smoke run never replaces the real figures. A script that is
 missing, fails or writes no results is reported as such, and the others still run.
 
@@ -59,9 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS_DIR = HERE / "results"
+import common
+from common import HERE, RESULTS_DIR, ROOT
 
 
 @dataclass
@@ -823,9 +823,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown step(s) {sorted(unknown)}; known: {', '.join(names)}")
 
-    sys.path.insert(0, str(HERE))
-    from stream import machine_info
-
     out_dir = RESULTS_DIR / "quick" if args.quick else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     exe = rel(Path(sys.executable)) if Path(sys.executable).is_absolute() else sys.executable
@@ -856,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         add_ratios(row)
     header, body = table_cells(rows)
 
-    machine = machine_info()
+    machine = common.machine_info()
     machine["loadavg_before"] = load_before
     machine["loadavg_after"] = os.getloadavg()
     when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started))

@@ -58,30 +58,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import itertools
 import json
-import os
-import platform
-import re
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SERVER_SCRIPT = ROOT / "fastsio" / "testing.py"
-RESULTS_DIR = HERE / "results"
-NODE_CLIENT = HERE / "node" / "stream_client.js"
-NODE_PEERS = ROOT / "tests" / "peers"
+import common
+from common import (
+    HERE,
+    NODE_DIR,
+    NODE_PEERS,
+    FirehoseProcess,
+    cpu_s,
+    fmt,
+    median,
+    print_columns,
+    run_worker,
+    split_client,
+)
+
+NODE_CLIENT = NODE_DIR / "stream_client.js"
 
 DEFAULT_CLIENTS = (
     "raw,raw-noafn,raw_orjson,cy_orjson,python-socketio,python-socketio-sync,node,"
@@ -110,29 +112,11 @@ REFERENCES = (
     ("python-socketio", "vs psio", "ratio_vs_python_socketio"),
     ("node", "vs node", "ratio_vs_node"),
 )
-PACKAGES = (
-    "picows",
-    "aiofastnet",
-    "orjson",
-    "msgpack",
-    "uvloop",
-    "aiohttp",
-    "python-socketio",
-    "python-engineio",
-    "websocket-client",
-    "fastsio",
-)
-_LISTENING = re.compile(r"^LISTENING (\d+)$")
 
 
 # ==============================================================================================
 # Client side (runs in a worker subprocess: ``stream.py --worker NAME ...``)
 # ==============================================================================================
-
-
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 class _Window:
@@ -144,11 +128,11 @@ class _Window:
 
     def first(self) -> None:
         self.t0 = time.perf_counter()
-        self.cpu0 = _cpu()
+        self.cpu0 = cpu_s()
 
     def last(self, done_count: Any) -> None:
         self.t1 = time.perf_counter()
-        self.cpu1 = _cpu()
+        self.cpu1 = cpu_s()
         self.done_count = done_count
 
 
@@ -163,6 +147,8 @@ def _make_raw_listeners(serializer: str) -> dict[str, type]:
     is_msgpack = serializer == "msgpack"
     connect_packet = msgpack.packb({"type": 0, "nsp": "/"}) if is_msgpack else b"40"
     connect_type = WSMsgType.BINARY if is_msgpack else WSMsgType.TEXT
+    # raw_orjson's per-tick decode: msgpack's whole frame, or the JSON past the ``42`` header
+    decode, skip = (unpackb, 0) if is_msgpack else (loads, 2)
 
     class RawCounter(WSListener):  # type: ignore[misc]
         """Counts event frames; everything that is not a tick goes through ``slow``.
@@ -228,27 +214,21 @@ def _make_raw_listeners(serializer: str) -> dict[str, type]:
         def on_ws_disconnected(self, transport: Any) -> None:
             self.fail("disconnected before 'done'")
 
-    class RawOrjson(RawCounter):
+    class RawDecoding(RawCounter):
+        """The counter plus one decode of each tick (orjson past ``42``, or msgpack)."""
+
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.payload_size == self.tick_size:
-                loads(frame.get_payload_as_bytes()[2:])
+                decode(frame.get_payload_as_bytes()[skip:])
                 self.n += 1
                 return
             self.slow(transport, frame)
 
-    class RawMsgpack(RawCounter):
-        def on_ws_frame(self, transport: Any, frame: Any) -> None:
-            if frame.payload_size == self.tick_size:
-                unpackb(frame.get_payload_as_bytes())
-                self.n += 1
-                return
-            self.slow(transport, frame)
-
-    return {"raw": RawCounter, "raw_orjson": RawMsgpack if is_msgpack else RawOrjson}
+    return {"raw": RawCounter, "raw_orjson": RawDecoding}
 
 
 async def _run_raw(name: str, url: str, serializer: str, timeout: float) -> dict[str, Any]:
-    from picows import WSCloseCode, ws_connect
+    from picows import ws_connect
 
     cls = _make_raw_listeners(serializer)["raw" if name == "raw-noafn" else name]
     # None: picows's default (aiofastnet when installed); False: the loop's own transport.
@@ -259,13 +239,20 @@ async def _run_raw(name: str, url: str, serializer: str, timeout: float) -> dict
     transport, listener = await ws_connect(
         lambda: cls(done, window), ws_url, use_aiofastnet=use_aiofastnet
     )
+    await _wait_then_close(transport, done, timeout)
+    return _summary(window, int(getattr(listener, "n")))  # noqa: B009
+
+
+async def _wait_then_close(transport: Any, done: asyncio.Future[None], timeout: float) -> None:
+    """Wait for the raw listener's ``done`` (or its failure), then close the WebSocket."""
+    from picows import WSCloseCode
+
     try:
         await asyncio.wait_for(done, timeout)
     finally:
         transport.send_close(WSCloseCode.OK)
         transport.disconnect()
         await transport.wait_disconnected()
-    return _summary(window, int(getattr(listener, "n")))  # noqa: B009
 
 
 REF_DIR = HERE / "ref"
@@ -298,7 +285,7 @@ def build_reference_listener() -> str | None:
 async def _run_cy_orjson(url: str, serializer: str, timeout: float) -> dict[str, Any]:
     """The compiled reference: Cython WSListener + one loads per payload + a plain handler."""
     sys.path.insert(0, str(REF_BUILD))
-    from picows import WSCloseCode, ws_connect
+    from picows import ws_connect
     from ref_listener import RefListener  # type: ignore[import-not-found]
 
     window = _Window()
@@ -318,12 +305,7 @@ async def _run_cy_orjson(url: str, serializer: str, timeout: float) -> dict[str,
     transport, listener = await ws_connect(
         lambda: RefListener(handler, on_done, window.first, serializer == "msgpack"), ws_url
     )
-    try:
-        await asyncio.wait_for(done, timeout)
-    finally:
-        transport.send_close(WSCloseCode.OK)
-        transport.disconnect()
-        await transport.wait_disconnected()
+    await _wait_then_close(transport, done, timeout)
     return _summary(window, counter)
 
 
@@ -450,7 +432,7 @@ def _run_sync(
             time.sleep(0.0005)
         if received() != at_done:
             window.t1 = time.perf_counter()
-            window.cpu1 = _cpu()
+            window.cpu1 = cpu_s()
     finally:
         sio.disconnect()
     result = _summary(window, received())
@@ -473,14 +455,6 @@ def _summary(window: _Window, received: int) -> dict[str, Any]:
     }
 
 
-def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if kind == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
-    return asyncio.SelectorEventLoop()
-
-
 def worker_main(args: argparse.Namespace) -> int:
     """Run one client once and print one JSON line with its figures."""
     base, loop_kind = split_client(args.worker)
@@ -491,7 +465,7 @@ def worker_main(args: argparse.Namespace) -> int:
         except Exception as exc:
             result = {"error": f"{type(exc).__name__}: {exc}"}
         result["loop"] = loop_kind if module == "fastsio" else "threads"
-        result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result["maxrss_kb"] = common.peak_rss_kb()
         print(json.dumps(result), flush=True)
         return 0
     if base == "cy_orjson":
@@ -509,82 +483,9 @@ def worker_main(args: argparse.Namespace) -> int:
     return run_worker(coro, loop_kind)
 
 
-def run_worker(coro: Any, loop_kind: str) -> int:
-    """Run a client coroutine on a fresh loop; print its result (or error) as one JSON line."""
-    loop = _new_loop(loop_kind)
-    try:
-        asyncio.set_event_loop(loop)
-        result = loop.run_until_complete(coro)
-    except Exception as exc:  # reported to the parent, which marks the run failed
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    result["loop"] = loop_kind
-    result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(result), flush=True)
-    return 0
-
-
 # ==============================================================================================
 # Parent side
 # ==============================================================================================
-
-
-def split_client(name: str) -> tuple[str, str]:
-    """``"fastsio-asyncio"`` -> ``("fastsio", "asyncio")``; no suffix means uvloop."""
-    if name.endswith("-asyncio"):
-        return name[: -len("-asyncio")], "asyncio"
-    if name == "node":
-        return name, "node"
-    if name == "python-socketio-sync":
-        return name, "threads"
-    return name, "uvloop"
-
-
-class FirehoseProcess:
-    """``fastsio/testing.py`` running as a separate process."""
-
-    def __init__(self, count: int, serializer: str, ping_interval: float | None = None) -> None:
-        extra = [] if ping_interval is None else ["--ping-interval", str(ping_interval)]
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(SERVER_SCRIPT),
-                "--port",
-                "0",
-                "--count",
-                str(count),
-                "--serializer",
-                serializer,
-                "--loop",
-                "uvloop",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=HERE,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        match = _LISTENING.match(line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError(f"firehose server did not start (got {line!r})")
-        self.port = int(match.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def run_client(
@@ -619,18 +520,8 @@ def run_client(
             str(timeout),
         ]
     cpu_before = server.cpu_seconds()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=HERE)
-    except subprocess.TimeoutExpired:
-        return {"error": f"worker timed out after {timeout + 30:.0f} s"}
+    result = common.run_json_worker(cmd, timeout + 30)
     server_cpu = server.cpu_seconds() - cpu_before
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if lines and "error" in (last := json.loads(lines[-1])):
-        return last  # type: ignore[no-any-return]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
-    result: dict[str, Any] = json.loads(lines[-1])
     if "error" in result or "skipped" in result:
         return result
     if result["received"] != count or result["done_count"] != count:
@@ -644,91 +535,13 @@ def run_client(
     return result
 
 
-def machine_info() -> dict[str, Any]:
-    from importlib import metadata
-
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str | None] = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "node": node_version(),
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "packages": versions,
-    }
-
-
-def node_version() -> dict[str, str | None] | None:
-    """Node and its socket.io packages (from tests/peers), or None without node."""
-    node = shutil.which("node")
-    if node is None:
-        return None
-    try:
-        version = subprocess.run(
-            [node, "--version"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    info: dict[str, str | None] = {"node": version}
-    for pkg in ("socket.io", "socket.io-client", "socket.io-msgpack-parser"):
-        try:
-            meta = json.loads((NODE_PEERS / "node_modules" / pkg / "package.json").read_text())
-            info[pkg] = meta.get("version")
-        except (OSError, ValueError):
-            info[pkg] = None
-    return info
-
-
-def installed_fastsio_is_stale() -> str | None:
-    """Say why the installed fastsio differs from the source tree, or None if it matches."""
-    try:
-        from importlib.util import find_spec
-
-        spec = find_spec("fastsio")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or spec.origin is None:
-        return "fastsio is not installed"
-    installed = Path(spec.origin).parent
-    if installed.resolve() == (ROOT / "fastsio").resolve():
-        return None
-    for src in sorted((ROOT / "fastsio").glob("*.py")):
-        other = installed / src.name
-        if not other.exists():
-            return f"{src.name} is missing from the installed copy ({installed})"
-        if hashlib.sha256(src.read_bytes()).digest() != hashlib.sha256(other.read_bytes()).digest():
-            return f"installed {src.name} differs from the source tree ({installed})"
-    return None
-
-
-def _median(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 def summarize(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in runs if "error" not in r and "skipped" not in r]
     skipped = next((r["skipped"] for r in runs if "skipped" in r), None)
     errors = [r["error"] for r in runs if "error" in r]
 
     def med(key: str) -> float | None:
-        return _median([r.get(key) for r in ok])
+        return median([r.get(key) for r in ok])
 
     return {
         "client": name,
@@ -746,10 +559,6 @@ def summarize(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "skipped": skipped,
         "errors": errors,
     }
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def reference_rates(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -790,12 +599,12 @@ def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> Non
             (
                 r["client"],
                 str(r["count"]),
-                _fmt(eps, ",.0f"),
-                *(_fmt(r.get(key), ".2f") for _, _, key in refs),
-                _fmt(r["cpu_us_per_event"], ".2f"),
-                _fmt(r["cpu_percent"], ".0f"),
-                _fmt(r["peak_rss_mb"], ".1f"),
-                _fmt(r["server_cpu_percent"], ".0f"),
+                fmt(eps, ",.0f"),
+                *(fmt(r.get(key), ".2f") for _, _, key in refs),
+                fmt(r["cpu_us_per_event"], ".2f"),
+                fmt(r["cpu_percent"], ".0f"),
+                fmt(r["peak_rss_mb"], ".1f"),
+                fmt(r["server_cpu_percent"], ".0f"),
             )
         )
         if r["skipped"]:
@@ -811,21 +620,6 @@ def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> Non
     print_columns(table)
     for note in notes:
         print(note)
-
-
-def print_columns(table: Sequence[Sequence[str]], left: int = 1) -> None:
-    """Print rows (the first is the header) in aligned columns, the first ``left`` of them
-    left-aligned, with a rule under the header."""
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for i, row in enumerate(table):
-        print(
-            "  ".join(
-                c.ljust(w) if j < left else c.rjust(w)
-                for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -853,18 +647,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clients", default=DEFAULT_CLIENTS, help=f"comma-separated (default {DEFAULT_CLIENTS})"
     )
-    parser.add_argument(
-        "--json-out",
-        type=Path,
-        default=None,
-        help="default benchmarks/results/stream-<serializer>.json",
-    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per client run, seconds")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run (< 30 s): fewer events and 1 round unless given explicitly; "
-        "results go to benchmarks/results/quick/ unless --json-out is given",
+    common.add_common_options(
+        parser,
+        "stream-<serializer>.json",
+        "smoke run (< 30 s): fewer events and 1 round unless given explicitly",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -908,15 +695,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {error}; skipping cy_orjson", file=sys.stderr)
             clients = [c for c in clients if split_client(c)[0] != "cy_orjson"]
 
-    stale = None
-    if any(split_client(c)[0].startswith("fastsio") for c in clients):
-        stale = installed_fastsio_is_stale()
-        if stale:
-            print(
-                f"warning: {stale}; the benchmark runs the installed fastsio "
-                "(reinstall with `pip install .`)",
-                file=sys.stderr,
-            )
+    stale = common.warn_if_stale(any(split_client(c)[0].startswith("fastsio") for c in clients))
 
     servers: dict[int, FirehoseProcess] = {}
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
@@ -948,15 +727,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if t['met'] else 'NOT met'}"
         )
 
-    out = args.json_out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / (
-        f"stream-{args.serializer}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "stream",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "config": {
+    common.write_report(
+        common.results_path(args.json_out, args.quick, f"stream-{args.serializer}.json"),
+        "stream",
+        started,
+        {
             "serializer": args.serializer,
             "count": args.count,
             "slow_count": slow_count,
@@ -969,13 +744,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.serializer == "json"
             else "msgpack {type:2,nsp:'/',data:['tick',{...}]}",
         },
-        "machine": machine_info(),
-        "results": rows,
-        "targets": targets,
-        "runs": runs,
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+        results=rows,
+        targets=targets,
+        runs=runs,
+    )
     return 1 if any(r["errors"] for r in rows) else 0
 
 

@@ -1,0 +1,466 @@
+"""What every benchmark script shares; a script imports it as ``import common``.
+
+(A script's own directory is first on ``sys.path``, so no path juggling is needed.)
+
+It owns:
+
+- where things are: ``ROOT``, ``RESULTS_DIR``, ``NODE_DIR`` (the Node clients), ``NODE_PEERS``;
+- the servers a benchmark runs against, each its own process that prints ``LISTENING <port>``:
+  ``ServerProcess`` (any such command), ``FirehoseProcess`` (fastsio's embedded firehose) and
+  ``NodeServer`` (``tests/peers/server.js``, socket.io 4.8, 3.1 or 2.5);
+- measuring: CPU time of this process (``cpu_s``), of another one (``proc_cpu_s``), of the
+  finished children (``children_cpu_s``), of the whole machine (``system_busy_s``), RSS
+  (``rss_kb``, ``peak_rss_kb``), CPU pinning (``pinner``);
+- workers: client names (``split_client``), running one client on a fresh loop and printing its
+  result as one JSON line (``run_worker``), and the parent's side of it (``run_json_worker``,
+  ``parse_worker_output``);
+- reports: ``machine_info``, ``installed_fastsio_is_stale``, ``results_path``,
+  ``command_line``, ``write_report`` (the JSON layout ``run.py`` reads: ``benchmark``,
+  ``started``, ``duration_s``, ``command``, ``config``, ``machine``, then the parts);
+- columns: ``median``, ``fmt``, ``print_columns``.
+
+It knows nothing of any one benchmark's clients or metrics, and imports nothing of fastsio:
+the installed fastsio is what is measured, and only the workers load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS_DIR = HERE / "results"
+NODE_DIR = HERE / "node"
+NODE_PEERS = ROOT / "tests" / "peers"
+#: The one line a server process prints on stdout once it accepts connections.
+LISTENING = re.compile(r"^LISTENING (\d+)$")
+#: Packages whose versions go into every report.
+PACKAGES = (
+    "picows",
+    "aiofastnet",
+    "orjson",
+    "msgpack",
+    "uvloop",
+    "aiohttp",
+    "python-socketio",
+    "python-engineio",
+    "websocket-client",
+    "fastsio",
+)
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+# ==============================================================================================
+# Measuring
+# ==============================================================================================
+
+
+def cpu_s() -> float:
+    """User + system CPU seconds of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished (waited for) children."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def system_busy_s(cpus: set[int] | None = None) -> float:
+    """CPU seconds that ``cpus`` (default: all) spent not idle since boot."""
+    names = {f"cpu{c}" for c in cpus} if cpus else {"cpu"}
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] in names:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+            busy += user + nice + system + irq + softirq + steal
+    return busy / _TICK
+
+
+def rss_kb() -> int:
+    """This process's resident set size now, KiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE_KB
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set size (``ru_maxrss``), KiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def pinner(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child process to ``cpus`` (None: no pinning)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+# ==============================================================================================
+# Server processes
+# ==============================================================================================
+
+
+class ServerProcess:
+    """A server in a child process that prints ``LISTENING <port>`` once it accepts connections;
+    ``url`` is then ``http://127.0.0.1:<port>``. A context manager; ``stop()`` is idempotent."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        what: str,
+        cwd: Path | str = HERE,
+        cpus: set[int] | None = None,
+        stdin_pipe: bool = False,
+    ) -> None:
+        self.cpus = cpus
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin_pipe else None,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            preexec_fn=pinner(cpus),
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        match = LISTENING.match(line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"{what} did not start (got {line!r})")
+        self.port = int(match.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_s(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def firehose_argv() -> tuple[list[str], Path]:
+    """How to start fastsio's embedded servers without importing the client: the module file
+    run as a script from the checkout when there is one, else ``-m`` from a neutral directory
+    (where no source tree shadows the installed package)."""
+    script = ROOT / "fastsio" / "testing.py"
+    if script.exists():
+        return [sys.executable, str(script)], HERE
+    return [sys.executable, "-m", "fastsio.testing"], Path(tempfile.gettempdir())
+
+
+class FirehoseProcess(ServerProcess):
+    """fastsio's firehose server: ``count`` pre-encoded ``tick`` events to every client that
+    joins a namespace, then a ``done`` event (``count`` 0: handshake and pings only)."""
+
+    def __init__(self, count: int, serializer: str, ping_interval: float | None = None) -> None:
+        argv, cwd = firehose_argv()
+        argv += ["--port", "0", "--count", str(count), "--serializer", serializer]
+        argv += ["--loop", "uvloop"]
+        if ping_interval is not None:
+            argv += ["--ping-interval", str(ping_interval)]
+        super().__init__(argv, "firehose server", cwd=cwd)
+
+
+class NodeServer(ServerProcess):
+    """tests/peers/server.js (socket.io ``server_version`` 4.8, 3.1 or 2.5) in its own process;
+    it exits when our end of its stdin closes, so it never outlives the benchmark."""
+
+    def __init__(
+        self, cpus: set[int] | None = None, server_version: int = 4, extra: Sequence[str] = ()
+    ) -> None:
+        if not (NODE_PEERS / "node_modules" / "socket.io").is_dir():
+            raise RuntimeError(
+                "tests/peers/node_modules is missing: run `npm ci --prefix tests/peers`"
+            )
+        argv = ["node", str(NODE_PEERS / "server.js"), "--port", "0", "--stdin-watch"]
+        argv += ["--server-version", str(server_version), *extra]
+        super().__init__(argv, "node server", cwd=NODE_PEERS, cpus=cpus, stdin_pipe=True)
+
+
+# ==============================================================================================
+# Workers
+# ==============================================================================================
+
+
+def split_client(name: str) -> tuple[str, str]:
+    """A client's name -> (base name, loop): ``"fastsio-asyncio"`` -> ``("fastsio",
+    "asyncio")``; no suffix means uvloop; ``node`` runs on Node's loop, python-socketio's sync
+    client on its threads."""
+    if name.endswith("-asyncio"):
+        return name[: -len("-asyncio")], "asyncio"
+    if name == "node" or name.startswith("node-"):
+        return name, "node"
+    if name == "python-socketio-sync":
+        return name, "threads"
+    return name, "uvloop"
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.SelectorEventLoop()
+
+
+def run_worker(coro: Coroutine[Any, Any, dict[str, Any]], loop_kind: str = "uvloop") -> int:
+    """Run a client coroutine on a fresh loop; print its result (or its error) as one JSON line,
+    with ``loop`` and ``maxrss_kb`` added. The exit status is 0 either way: the parent reads
+    the line."""
+    loop = new_loop(loop_kind)
+    try:
+        asyncio.set_event_loop(loop)
+        result = loop.run_until_complete(coro)
+    except Exception as exc:  # reported to the parent, which marks the run failed
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    result["loop"] = loop_kind
+    result.setdefault("maxrss_kb", peak_rss_kb())
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def parse_worker_output(returncode: int | None, stdout: str, stderr: str) -> dict[str, Any]:
+    """A worker's result: its last JSON line; ``{"error": ...}`` with the tail of its output
+    when it exited badly without reporting an error or a skip itself."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    last: dict[str, Any] | None = json.loads(lines[-1]) if lines else None
+    if last is not None and ("error" in last or "skipped" in last):
+        return last
+    if returncode != 0 or last is None:
+        tail = (stderr or stdout).strip().splitlines()[-5:]
+        return {"error": f"worker exited {returncode}: " + " | ".join(tail)}
+    return last
+
+
+def run_json_worker(cmd: Sequence[str], timeout: float, **popen: Any) -> dict[str, Any]:
+    """Run a worker command to its end (killed after ``timeout`` s) and return its result."""
+    popen.setdefault("cwd", HERE)
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **popen)
+    except subprocess.TimeoutExpired:
+        return {"error": f"worker timed out after {timeout:.0f} s"}
+    return parse_worker_output(proc.returncode, proc.stdout, proc.stderr)
+
+
+# ==============================================================================================
+# Reports
+# ==============================================================================================
+
+
+def node_version() -> dict[str, str | None] | None:
+    """Node and its socket.io packages (from tests/peers), or None without node."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        version = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    info: dict[str, str | None] = {"node": version}
+    for pkg in (
+        "socket.io",
+        "socket.io-client",
+        "socket.io-msgpack-parser",
+        "socket.io-v2",
+        "socket.io-client-v2",
+    ):
+        try:
+            meta = json.loads((NODE_PEERS / "node_modules" / pkg / "package.json").read_text())
+            info[pkg] = meta.get("version")
+        except (OSError, ValueError):
+            info[pkg] = None
+    return info
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine, its load now, and the versions of Python, Node and the packages."""
+    from importlib import metadata
+
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "node": node_version(),
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "packages": versions,
+    }
+
+
+def installed_fastsio_is_stale() -> str | None:
+    """Say why the installed fastsio differs from the source tree, or None if it matches."""
+    try:
+        from importlib.util import find_spec
+
+        spec = find_spec("fastsio")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        return "fastsio is not installed"
+    installed = Path(spec.origin).parent
+    source = ROOT / "fastsio"
+    if installed.resolve() == source.resolve():
+        return None
+    for src in sorted(source.rglob("*.py")):
+        other = installed / src.relative_to(source)
+        if not other.exists():
+            return f"{src.relative_to(source)} is missing from the installed copy ({installed})"
+        if hashlib.sha256(src.read_bytes()).digest() != hashlib.sha256(other.read_bytes()).digest():
+            return f"installed {src.relative_to(source)} differs from the source tree ({installed})"
+    return None
+
+
+def warn_if_stale(needed: bool = True) -> str | None:
+    """``installed_fastsio_is_stale`` printed as a warning on stderr (when ``needed``)."""
+    stale = installed_fastsio_is_stale() if needed else None
+    if stale:
+        print(
+            f"warning: {stale}; the benchmark runs the installed fastsio "
+            "(reinstall with `pip install .`)",
+            file=sys.stderr,
+        )
+    return stale
+
+
+def results_path(json_out: Path | None, quick: bool, name: str) -> Path:
+    """``--json-out`` if given, else ``results/<name>`` (``results/quick/<name>`` for a smoke
+    run, so that it never replaces the real figures)."""
+    return json_out or (RESULTS_DIR / "quick" if quick else RESULTS_DIR) / name
+
+
+def command_line(script: str) -> str:
+    """This run as typed from the checkout, e.g. ``.venv/bin/python benchmarks/rtt.py --quick``."""
+    try:
+        exe = str(Path(os.path.abspath(sys.executable)).relative_to(ROOT))
+    except ValueError:
+        exe = sys.executable
+    return shlex.join([exe, f"benchmarks/{script}", *sys.argv[1:]])
+
+
+def write_report(
+    out: Path,
+    benchmark: str,
+    started: float,
+    config: dict[str, Any],
+    machine: dict[str, Any] | None = None,
+    **parts: Any,
+) -> None:
+    """Write a results JSON as ``run.py`` reads it; ``parts`` (e.g. ``results=rows``,
+    ``targets=...``, ``runs=...``) follow the common keys in the order given."""
+    report: dict[str, Any] = {
+        "benchmark": benchmark,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "command": command_line(Path(sys.argv[0]).name),
+        "config": config,
+        "machine": machine if machine is not None else machine_info(),
+        **parts,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+def add_common_options(parser: argparse.ArgumentParser, name: str, quick_help: str) -> None:
+    """``--quick`` and ``--json-out``, as ``run.py`` passes them to every script: ``name`` is
+    the results file's name (see ``results_path``)."""
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{quick_help}; results go to benchmarks/results/quick/ unless --json-out is given",
+    )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=None,
+        help=f"default benchmarks/results/{name} (--quick: benchmarks/results/quick/{name})",
+    )
+
+
+# ==============================================================================================
+# Columns
+# ==============================================================================================
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    """The median of the values that are not None (None when there are none)."""
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_columns(table: Sequence[Sequence[str]], left: int = 1) -> None:
+    """Print rows (the first is the header) in aligned columns, the first ``left`` of them
+    left-aligned, with a rule under the header."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for i, row in enumerate(table):
+        print(
+            "  ".join(
+                c.ljust(w) if j < left else c.rjust(w)
+                for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
