@@ -1,4 +1,17 @@
-"""AsyncClient: python-socketio's asyncio client API on fastsio's compiled core."""
+"""AsyncClient: python-socketio's asyncio client API, a façade over fastsio's parts.
+
+Owns the public API (names, signatures and defaults of python-socketio's ``AsyncClient``), the
+options, the wiring of the parts, opening an Engine.IO session for an attempt, and the
+reconnection loop. The work is done by the parts, each of which knows nothing of this class:
+
+- ``handlers.HandlerTable``: the handler registry, lookup and invocation (backpressure);
+- ``lifecycle.NamespaceLifecycle``: namespaces connected, accepted, refused and closed, the kept
+  session, connection-state recovery per namespace, the end of a session;
+- ``delivery.Outbox``: every outgoing event from ``emit``/``call`` to its one outcome;
+- ``_ext._core.Connection``: the compiled core (codec, dispatch, acks).
+
+What must not be here: packet handling beyond delegation, buffering, handler lookup.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +22,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from . import exceptions
-from ._ext._core import (
-    ACK,
-    CONNECT,
-    CONNECT_ERROR,
-    DISCONNECT,
-    AckTable,
-    Connection,
-    NamespaceSlot,
-    Packet,
-    PendingAck,
-)
-from .backoff import reconnect_delay
-from .delivery import Outbox
-from .eio3 import EngineIO3, Protocol, auth_query, namespace_with_query, protocol_for
+from ._ext._core import AckTable, Connection, NamespaceSlot, Packet
+from .delivery import Outbox, ack_result, args_of
+from .eio3 import EngineIO3, Protocol, auth_query, protocol_for
 from .engine import EngineIO
 from .handlers import Handler, HandlerTable, event_decorator
+from .lifecycle import NamespaceLifecycle
 from .reasons import Reason
+from .reconnection import Reconnector
 
 default_logger = logging.getLogger("fastsio.client")
 
@@ -42,23 +46,6 @@ def _resolve_logger(logger: bool | logging.Logger, default: logging.Logger) -> l
         if not default.handlers and not logging.getLogger().handlers:
             default.addHandler(logging.StreamHandler())
     return default
-
-
-def _args_of(data: Any) -> list[Any]:
-    # python-socketio's rule: a tuple is several arguments, anything else is one.
-    if isinstance(data, tuple):
-        return list(data)
-    if data is None:
-        return []
-    return [data]
-
-
-def _ack_result(args: tuple[Any, ...]) -> Any:
-    if len(args) > 1:
-        return args
-    if len(args) == 1:
-        return args[0]
-    return None
 
 
 class AsyncClient:
@@ -168,11 +155,11 @@ class AsyncClient:
         kwargs.pop("timestamp_requests", None)
         max_buffer: int = kwargs.pop("max_buffer", 1000)
         buffer_policy: str = kwargs.pop("buffer_policy", "error")
-        self.buffer_when_disconnected: bool = kwargs.pop("buffer_when_disconnected", False)
+        buffer_when_disconnected: bool = kwargs.pop("buffer_when_disconnected", False)
         max_attachments: int = kwargs.pop("max_attachments", 1000)
         if max_attachments < 0:
             raise ValueError("max_attachments must be >= 0")
-        self.strip_offsets: bool = kwargs.pop("strip_offsets", False)
+        strip_offsets: bool = kwargs.pop("strip_offsets", False)
         max_pending_acks: int = kwargs.pop("max_pending_acks", 1_000_000)
         self.max_message_size: int = kwargs.pop("max_message_size", 100 * 1024 * 1024)
         if self.max_message_size < 0:
@@ -187,12 +174,6 @@ class AsyncClient:
         eio_version: int | None = kwargs.pop("eio_version", None)
         if eio_version not in (None, 3, 4):
             raise ValueError(f"eio_version must be None, 3 or 4, not {eio_version!r}")
-        #: The Engine.IO version asked for (None: negotiated).
-        self.eio_version = eio_version
-        # The version that worked for the current connect(); reconnections keep it.
-        self._eio_in_use: int | None = None
-        self._v2_refused = False  # a 2.x server showed itself while Engine.IO 4 was tried
-        self._early_connects: list[tuple[str, Any]] | None = None
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         if not self.ssl_verify:
@@ -201,13 +182,16 @@ class AsyncClient:
                 "ssl_verify=False: TLS certificates will not be verified"
             )
 
+        # The parts, wired once. Each sees the others only through the callables passed here.
         self._handlers = HandlerTable(
             self.logger,
             self.reserved_events,
-            self._send_ack,
-            lambda: self.eio,
-            self._pause_reading,
-            self._resume_reading,
+            lambda nsp, ack_id, result, session: self.lifecycle.send_ack(
+                nsp, ack_id, result, session
+            ),
+            lambda: self.lifecycle.eio,
+            lambda: self.lifecycle.pause_reading(),
+            lambda: self.lifecycle.resume_reading(),
             max_pending_handlers,
         )
         self.handlers = self._handlers.handlers
@@ -220,49 +204,101 @@ class AsyncClient:
         acks: AckTable = self._conn.acks
         acks.max_pending = max_pending_acks
         acks.on_async_callback = self._handlers.start
-        acks.on_callback_error = self._on_callback_error
-        acks.on_ack_lost = self._on_ack_lost
         #: The outgoing packet life cycle (offline buffer, retries, acks of what was sent).
         self.outbox = Outbox(
             self._conn,
             self.logger,
-            self._writable,
+            lambda nsp: self.lifecycle.writable(nsp),
             lambda h, args, event, nsp: self._handlers.invoke(h, args, event, nsp, None),
             max_buffer=max_buffer,
             buffer_policy=buffer_policy,
             retries=retries,
             ack_timeout=ack_timeout,
         )
+        #: The namespace life cycle (connected, accepted, refused, recovered; the kept session).
+        self.lifecycle = NamespaceLifecycle(
+            self._conn,
+            self.outbox,
+            self.logger,
+            self._trigger_event,
+            self._spawn,
+            lambda: self._reconnector.running(),
+            self._handlers.session_ended,
+            strip_offsets=strip_offsets,
+            buffer_when_disconnected=buffer_when_disconnected,
+            eio_version=eio_version,
+        )
+        self._reconnector = Reconnector(
+            self,
+            self.logger,
+            self._connect_once,
+            lambda: self.lifecycle.final,
+            self.lifecycle.close_session,
+            lambda reason: self.lifecycle.stop_for_good(reason, list(self.connection_namespaces)),
+            self._trigger_event,
+        )
 
         self.connection_url: Any = None
         self.connection_headers: Any = None
         self.connection_auth: Any = None
         self.connection_transports: list[str] | None = None
-        self.connection_namespaces: list[str] = []
         self.socketio_path: str = "socket.io"
-        self.sid: str | None = None
-        self.connected = False
-        self.namespaces: dict[str, str | None] = {}
-        self.failed_namespaces: list[str] = []
-        #: per namespace: did the last connect restore the session (connection-state recovery)?
-        self.recovered_namespaces: dict[str, bool] = {}
-        self.eio: EngineIO | None = None
-        self._pids: dict[str, str] = {}
-        self._connect_event: asyncio.Event | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self._reconnect_abort: asyncio.Event | None = None
-        self._stopped: asyncio.Event | None = None
-        # No reconnection follows (the user disconnected, or the server closed every namespace).
-        self._final = False
-        # Namespaces the server accepted during a connection attempt that is not kept yet:
-        # their buffer is flushed and `connect` fires only once every namespace is accepted.
-        self._accepted: dict[str, str | None] = {}
-        self._keep_each = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wait_timeout: float = 1
-        # The Engine.IO session on which every namespace got connected; a session lost before
-        # that is a failed connection attempt (reported by connect()), not a disconnection.
-        self._established: EngineIO | None = None
+
+    # -- state, kept by the namespace life cycle (python-socketio's attribute names) -----
+
+    @property
+    def eio(self) -> EngineIO | None:
+        """The Engine.IO session in use (None when there is none)."""
+        return self.lifecycle.eio  # type: ignore[return-value]
+
+    @property
+    def connected(self) -> bool:
+        return self.lifecycle.connected
+
+    @property
+    def sid(self) -> str | None:
+        return self.lifecycle.sid
+
+    @property
+    def namespaces(self) -> dict[str, str | None]:
+        """The connected namespaces and their sids."""
+        return self.lifecycle.namespaces
+
+    @property
+    def connection_namespaces(self) -> list[str]:
+        return self.lifecycle.connection_namespaces
+
+    @property
+    def failed_namespaces(self) -> list[str]:
+        return self.lifecycle.failed_namespaces
+
+    @property
+    def recovered_namespaces(self) -> dict[str, bool]:
+        """Per namespace: did the last connect restore the session (connection-state recovery)?"""
+        return self.lifecycle.recovered_namespaces
+
+    @property
+    def strip_offsets(self) -> bool:
+        return self.lifecycle.strip_offsets
+
+    @strip_offsets.setter
+    def strip_offsets(self, value: bool) -> None:
+        self.lifecycle.strip_offsets = value
+
+    @property
+    def buffer_when_disconnected(self) -> bool:
+        return self.lifecycle.buffer_when_disconnected
+
+    @buffer_when_disconnected.setter
+    def buffer_when_disconnected(self, value: bool) -> None:
+        self.lifecycle.buffer_when_disconnected = value
+
+    @property
+    def eio_version(self) -> int | None:
+        """The Engine.IO version asked for (None: negotiated)."""
+        return self.lifecycle.eio_version
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -317,6 +353,24 @@ class AsyncClient:
         namespace_handler._set_client(self)
         self.namespace_handlers[namespace_handler.namespace] = namespace_handler
 
+    def _sync_slot(self, nsp: str) -> None:
+        """Refresh the compiled dispatch table of a namespace from the handler table."""
+        slot = self._conn.slots.get(nsp)
+        if slot is None:
+            slot = self._conn.slots[nsp] = NamespaceSlot(nsp)
+        slot.fast, slot.batch = self._handlers.core_tables(nsp)
+
+    @property
+    def max_pending_handlers(self) -> int:
+        """Async handlers running at once before the client stops reading the socket."""
+        return self._handlers.max_pending
+
+    @max_pending_handlers.setter
+    def max_pending_handlers(self, value: int) -> None:
+        self._handlers.max_pending = value
+
+    # -- views ---------------------------------------------------------------------------
+
     def get_sid(self, namespace: str | None = None) -> str | None:
         """The sid of ``namespace`` (default ``/``), None when it is not connected."""
         return self.namespaces.get(namespace or "/")
@@ -337,11 +391,13 @@ class AsyncClient:
     def protocol(self) -> Protocol | None:
         """``Protocol(engineio, socketio)`` of the last connection: ``(4, 5)`` with Socket.IO
         >= 3 servers, ``(3, 4)`` with 2.x servers; None before the first connection."""
-        return protocol_for(self._eio_in_use) if self._eio_in_use is not None else None
+        version = self.lifecycle.eio_in_use
+        return protocol_for(version) if version is not None else None
 
     def transport(self) -> str | None:
         """``'websocket'`` or ``'polling'`` (None when not connected)."""
-        return self.eio.transport() if self.eio is not None else None
+        eio = self.eio
+        return eio.transport() if eio is not None else None
 
     def stats(self) -> dict[str, Any]:
         """Counters of the current client: packets, events, bytes, pending acks, buffer."""
@@ -374,7 +430,7 @@ class AsyncClient:
         """
         if self.connected:
             raise exceptions.ConnectionError("Already connected")
-        if self._reconnect_task is not None and not self._reconnect_task.done():
+        if self._reconnector.running():
             raise exceptions.ConnectionError("Already reconnecting")
         self._loop = asyncio.get_running_loop()
         self.outbox.loop = self._handlers.loop = self._loop
@@ -394,27 +450,17 @@ class AsyncClient:
             namespaces = self._handlers.namespaces() or ["/"]
         elif isinstance(namespaces, str):
             namespaces = [namespaces]
-        self.connection_namespaces = list(namespaces)
         self._wait_timeout = wait_timeout
-        self._final = False
-        self.outbox.final = False
-        self._stopped = asyncio.Event()
-        self._reconnect_abort = asyncio.Event()
-        self._pids.clear()
-        self._eio_in_use = None
-        for slot in self._conn.slots.values():
-            slot.record_offset = False
-            slot.strip_offset = False
-            slot.offset = None
+        self._reconnector.reset()
+        self.lifecycle.start(list(namespaces))
         try:
             await self._connect_once(wait)
         except exceptions.ConnectionError:
-            if retry and self.reconnection and not self._final:
-                self._reconnect_task = self._loop.create_task(self._handle_reconnect())
-                await self._reconnect_task
+            if retry and self.reconnection and not self.lifecycle.final:
+                await self._reconnector.start(self._loop)
                 if self.connected:
                     return
-            self._stop_for_good("connection failed", [])
+            self.lifecycle.stop_for_good("connection failed", [])
             raise
 
     async def _get_real_value(self, value: Any) -> Any:
@@ -428,7 +474,7 @@ class AsyncClient:
     async def _connect_once(self, wait: bool = True) -> None:
         """One attempt, in the Engine.IO version that worked before, the forced one, or 4 first
         and then 3 when the server shows it is a Socket.IO 2.x server."""
-        version = self.eio_version or self._eio_in_use or 4
+        version = self.eio_version or self.lifecycle.eio_in_use or 4
         try:
             await self._connect_version(version, wait)
         except exceptions.ProtocolVersionError as exc:
@@ -450,12 +496,6 @@ class AsyncClient:
         url = await self._get_real_value(self.connection_url)
         headers = await self._get_real_value(self.connection_headers)
         assert self.connection_transports is not None
-        self.namespaces = {}
-        self._accepted = {}
-        self._keep_each = not wait
-        self.failed_namespaces = []
-        self._connect_event = asyncio.Event()
-        self._v2_refused = False
         auth: Any = None
         query: list[tuple[str, str]] = []
         if version == 3:
@@ -479,336 +519,48 @@ class AsyncClient:
         )
         if isinstance(eio, EngineIO3):
             eio.extra_query = query
-        self._conn.engine = eio
-        self._conn.eio3 = version == 3
-        self.eio = eio
+        life = self.lifecycle
+        life.begin_attempt(eio, version, wait)
         for nsp in self.connection_namespaces:
             self._sync_slot(nsp)
-        # A 2.x server sends its CONNECT of "/" unasked, possibly in the same read as the open
-        # packet: CONNECTs that arrive before the session is set up are handled after it.
-        self._early_connects = []
         try:
             await eio.connect(url, headers, self.connection_transports, self.socketio_path)
         except exceptions.ProtocolVersionError:
-            self.eio = None
+            life.open_failed()
             raise  # _connect_once retries or reports it
         except exceptions.ConnectionError as exc:
-            self.eio = None
+            life.open_failed()
             for nsp in self.connection_namespaces:
                 self._trigger_event("connect_error", nsp, str(exc))
             raise
         except ValueError as exc:
-            self.eio = None
+            life.open_failed()
             raise exceptions.ConnectionError(str(exc)) from exc
-        finally:
-            early, self._early_connects = self._early_connects, None
-        self.sid = eio.sid
+        life.opened(eio)
         if version != 3:
             auth = await self._get_real_value(self.connection_auth)
-        for nsp in self.connection_namespaces:
-            self._send_connect(nsp, auth)
-        for nsp, data in early or ():
-            self._handle_connect(nsp, data)
-        if not wait:
-            self.connected = True
-            self._established = eio
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait_timeout
-        while self._established is not eio and not self.failed_namespaces:
-            if self.eio is not eio:
-                break  # lost while connecting
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            self._connect_event.clear()
-            try:
-                await asyncio.wait_for(self._connect_event.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
-        if self._established is eio:
-            # Kept. If the link has already dropped again, the loss was reported as a
-            # disconnection and the reconnection loop owns what follows.
-            return
-        failed = list(self.failed_namespaces)
-        await self._abandon(eio)
-        if self._v2_refused:
-            raise exceptions.ProtocolVersionError(
-                "the server speaks Socket.IO protocol v4 (a Socket.IO 2.x server)", 3
-            )
-        if failed:
-            raise exceptions.ConnectionError(
-                "One or more namespaces failed to connect: " + ", ".join(failed)
-            )
-        raise exceptions.ConnectionError("Connection timed out or was lost while connecting")
+        life.send_connects(auth)
+        await life.wait_kept(eio, wait, self._wait_timeout)
 
-    async def _abandon(self, eio: EngineIO) -> None:
-        # A failed attempt: nothing was flushed and no `connect` fired, so it ends quietly.
-        if self.eio is eio:
-            self.eio = None
-            self.sid = None
-        for nsp in list(self._accepted):
-            try:
-                self._conn.send_packet(DISCONNECT, nsp)
-            except exceptions.SocketIOError:
-                pass
-        self._accepted = {}
-        await eio.close()
-
-    def _send_connect(self, nsp: str, auth: Any) -> None:
-        if self.eio is not None and self.eio.version == 3:
-            # Socket.IO v4: no CONNECT payload (so no recovery data either); the default
-            # namespace is connected by the server itself, the others take auth as a query.
-            if nsp != "/":
-                self._conn.send_packet(CONNECT, namespace_with_query(nsp, auth_query(auth)))
-            return
-        data = auth
-        pid = self._pids.get(nsp)
-        if pid is not None:
-            slot: NamespaceSlot = self._conn.slots[nsp]
-            data = {"pid": pid, "offset": slot.offset}
-            if isinstance(auth, Mapping):
-                data.update(auth)
-        self._conn.send_packet(CONNECT, nsp, data)
-
-    def _sync_slot(self, nsp: str) -> None:
-        """Refresh the compiled dispatch table of a namespace from the handler table."""
-        slot = self._conn.slots.get(nsp)
-        if slot is None:
-            slot = self._conn.slots[nsp] = NamespaceSlot(nsp)
-        slot.fast, slot.batch = self._handlers.core_tables(nsp)
-
-    # -- packets from the compiled core --------------------------------------------------
+    # -- hooks of the compiled core (bodies in the parts) --------------------------------
 
     def _on_control_packet(self, pkt: Packet) -> None:
-        nsp = pkt.nsp
-        if pkt.type == CONNECT:
-            self._handle_connect(nsp, pkt.data)
-        elif pkt.type == DISCONNECT:
-            self._handle_server_disconnect(nsp)
-        elif pkt.type == CONNECT_ERROR:
-            self._handle_connect_error(nsp, pkt.data)
-
-    def _handle_connect(self, nsp: str, data: Any) -> None:
-        if self._early_connects is not None:
-            self._early_connects.append((nsp, data))
-            return
-        if self.eio is None or self._final:
-            # A reply on a session being abandoned or closed: never kept, nothing flushed.
-            self.logger.info("CONNECT for namespace %s on a closing session, ignored", nsp)
-            return
-        v2 = self.eio.version == 3
-        if not v2 and data is None:
-            # A CONNECT without the sid payload every Socket.IO >= 3 server sends: this is a
-            # 2.x server connecting the default namespace by itself (it does not check EIO=4).
-            self.logger.info("The server is a Socket.IO 2.x server (Engine.IO 3)")
-            if self._established is self.eio:
-                # connect(wait=False) kept the session already: end it; with eio_version=None
-                # the reconnection speaks Engine.IO 3.
-                if self.eio_version is None and self._eio_in_use is None:
-                    self._eio_in_use = 3
-                self.eio._fail(Reason.TRANSPORT_ERROR, None)
-                return
-            self._v2_refused = True
-            self.failed_namespaces.append(nsp)
-            if self._connect_event is not None:
-                self._connect_event.set()
-            return
-        if v2 and nsp == "/" and nsp not in self.connection_namespaces:
-            return  # a 2.x server connects the default namespace whether it was asked or not
-        if nsp not in self.connection_namespaces or nsp in self.namespaces or nsp in self._accepted:
-            self.logger.warning("Unexpected CONNECT for namespace %s, ignored", nsp)
-            return
-        if v2:
-            # Socket ids of a 2.x server: the Engine.IO sid, prefixed by the namespace.
-            sid = self.eio.sid if nsp == "/" else f"{nsp}#{self.eio.sid}"
-            data = {"sid": sid}
-        data = data or {}
-        sid = data.get("sid") if isinstance(data, dict) else None
-        pid = data.get("pid") if isinstance(data, dict) else None
-        slot = self._conn.slots.get(nsp) or NamespaceSlot(nsp)
-        previous = self._pids.get(nsp)
-        self.recovered_namespaces[nsp] = bool(pid) and pid == previous
-        if isinstance(pid, str) and pid:
-            # Recording the offset never depends on stripping it (socket.io-client records).
-            self._pids[nsp] = pid
-            slot.record_offset = True
-            slot.strip_offset = self.strip_offsets
-        else:
-            self._pids.pop(nsp, None)
-            slot.record_offset = False
-            slot.strip_offset = False
-            slot.offset = None
-        self._accepted[nsp] = sid if isinstance(sid, str) else self.sid
-        self.logger.info(
-            "Namespace %s is connected%s",
-            nsp,
-            " (session recovered)" if self.recovered_namespaces[nsp] else "",
-        )
-        if self._keep_each or self._established is self.eio:
-            self._keep([nsp])
-        elif len(self._accepted) == len(self.connection_namespaces):
-            self._keep([n for n in self.connection_namespaces if n in self._accepted])
-
-    def _keep(self, nsps: list[str]) -> None:
-        """The session is kept: per namespace, flush its buffer, then fire ``connect``.
-
-        Flushing first keeps the emit order when a ``connect`` handler emits (socket.io-client
-        flushes its send buffer before emitting ``connect`` too).
-        """
-        eio = self.eio
-        self.connected = True
-        self._established = eio
-        if eio is not None:
-            self._eio_in_use = eio.version  # reconnections keep the version that worked
-        for nsp in nsps:
-            self.namespaces[nsp] = self._accepted.pop(nsp)
-            self.outbox.flush(nsp)
-            self._trigger_event("connect", nsp)
-            if self.eio is not eio:
-                break  # lost (or disconnected) from inside a handler
-        self.outbox.drain()
-        if self._connect_event is not None:
-            self._connect_event.set()
-
-    def _handle_connect_error(self, nsp: str, data: Any) -> None:
-        if (
-            nsp == "/"
-            and nsp not in self.connection_namespaces
-            and self.eio is not None
-            and self.eio.version == 3
-        ):
-            # A 2.x server refused its own connection of the default namespace: it then
-            # connects no other namespace of this client either.
-            for other in list(self.connection_namespaces):
-                self._handle_connect_error(other, data)
-            return
-        if (
-            nsp not in self.connection_namespaces
-            and self.eio is not None
-            and self.eio.version == 4
-            and self._established is not self.eio
-        ):
-            # A refusal of a namespace that was not asked for: a 2.x server refusing its own
-            # connection of "/" (Socket.IO >= 3 servers only answer what was asked).
-            self.logger.info("The server is a Socket.IO 2.x server (Engine.IO 3)")
-            self._v2_refused = True
-            self.failed_namespaces.append(nsp)
-            if self._connect_event is not None:
-                self._connect_event.set()
-            return
-        self.logger.info("Connection to namespace %s was rejected", nsp)
-        if data is None:
-            args: tuple[Any, ...] = ()
-        elif isinstance(data, (tuple, list)):
-            args = tuple(data)
-        else:
-            args = (data,)
-        self._trigger_event("connect_error", nsp, *args)
-        if nsp not in self.failed_namespaces:
-            self.failed_namespaces.append(nsp)
-        self._accepted.pop(nsp, None)
-        if self.eio is not None and self._established is self.eio:
-            # Refused on a kept session (connect(wait=False)): no attempt will retry it, so
-            # its buffered packets fail and later emits to it raise BadNamespaceError.
-            self._forget_namespace(nsp, "namespace refused")
-        if self._connect_event is not None:
-            self._connect_event.set()
-
-    def _forget_namespace(self, nsp: str, reason: str) -> None:
-        """``nsp`` is not (re)connected until the application connects it again."""
-        if nsp in self.connection_namespaces:
-            self.connection_namespaces.remove(nsp)
-        self._pids.pop(nsp, None)
-        self.outbox.drop(nsp, reason)
-
-    def _handle_server_disconnect(self, nsp: str) -> None:
-        if nsp in self._accepted:
-            # Closed by the server before the session was kept (so no `connect` fired for it):
-            # it is not reconnected, and the session is kept for the other namespaces.
-            del self._accepted[nsp]
-            self.logger.warning("Namespace %s was disconnected by the server", nsp)
-            self._forget_namespace(nsp, Reason.SERVER_DISCONNECT)
-            if not self.connection_namespaces:
-                self._stop_for_good(Reason.SERVER_DISCONNECT, [])
-                eio, self.eio = self.eio, None
-                if eio is not None:
-                    self._spawn(eio.close())
-            elif len(self._accepted) == len(self.connection_namespaces):
-                self._keep(list(self.connection_namespaces))
-            if self._connect_event is not None:
-                self._connect_event.set()
-            return
-        if nsp not in self.namespaces:
-            return
-        reason = Reason.SERVER_DISCONNECT
-        del self.namespaces[nsp]
-        # The server closed this namespace: it is not reconnected (not even after a later
-        # transport loss) until the application connects it again.
-        self.outbox.link_lost(reason, nsp)
-        self._forget_namespace(nsp, reason)
-        self._trigger_event("disconnect", nsp, reason)
-        self._trigger_event("__disconnect_final", nsp)
-        if not self.namespaces and not self._accepted:
-            # Every namespace was closed by the server: this is final, no reconnection.
-            eio = self.eio
-            self._end_session(reason)
-            self._stop_for_good(reason, [])
-            if eio is not None:
-                self._spawn(eio.close())
+        self.lifecycle.on_control_packet(pkt)
 
     def _on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
         self._handlers.server_event(nsp, ack_id, data)
 
     def _on_unknown_ack(self, nsp: str, ack_id: int) -> None:
-        self.logger.warning("Unknown ack id %s for namespace %s, ignored", ack_id, nsp)
+        self.outbox.unknown_ack(nsp, ack_id)
 
     def _on_handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
         self._handlers.handler_error(event, nsp, exc)
-
-    def _on_callback_error(self, entry: PendingAck, exc: BaseException) -> None:
-        self.logger.error("Ack callback for namespace %s raised", entry.nsp, exc_info=exc)
-
-    def _on_ack_lost(self, entry: PendingAck, exc: BaseException) -> None:
-        # Logged as an error: without a timeout the callback has no way to learn about it, and
-        # nothing may vanish silently. emit(..., timeout=...) gets the error instead.
-        self.logger.error(
-            "Ack callback %r in namespace %s will not be called: %s", entry.callback, entry.nsp, exc
-        )
-
-    # -- handler invocation ----------------------------------------------------------------
 
     def _trigger_event(self, event: str, nsp: str, *args: Any) -> None:
         self._handlers.trigger(event, nsp, *args)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         self._handlers.start(coro)
-
-    def _pause_reading(self) -> bool:
-        if self.eio is None:
-            return False
-        self.eio.pause_reading()
-        return True
-
-    def _resume_reading(self) -> None:
-        if self.eio is not None:
-            self.eio.resume_reading()
-
-    def _send_ack(self, nsp: str, ack_id: int, result: Any, session: Any = None) -> None:
-        # An ack answers the server on the session that asked (kept or not yet kept): ack
-        # ids are numbered per session, so an answer must never reach a later one.
-        if session is not None and session is not self.eio:
-            self.logger.info("Not sending ack %s: the session that asked is gone", ack_id)
-            return
-        if nsp not in self.namespaces and nsp not in self._accepted:
-            self.logger.info("Not sending ack %s: namespace %s is not connected", ack_id, nsp)
-            return
-        try:
-            self._conn.send_packet(ACK, nsp, _args_of(result), ack_id)
-        except exceptions.DisconnectedError:
-            self.logger.info("Not sending ack %s: disconnected", ack_id)
-        except Exception as exc:
-            self.logger.error("Could not send ack %s for namespace %s", ack_id, nsp, exc_info=exc)
 
     # -- emit ----------------------------------------------------------------------------
 
@@ -844,31 +596,19 @@ class AsyncClient:
         volatile: bool,
         future: asyncio.Future[Any] | None,
     ) -> int | None:
+        # The synchronous emit shared by emit(), the sync Client and contrib.locust.
         if not isinstance(event, str):
             raise TypeError("event name must be a str")
         nsp = namespace or "/"
         return self.outbox.emit(
             nsp,
-            [event, *_args_of(data)],
+            [event, *args_of(data)],
             callback,
             future,
             timeout,
             volatile,
-            self._can_buffer(nsp),
+            self.lifecycle.can_buffer(nsp),
         )
-
-    def _writable(self, nsp: str) -> bool:
-        """Packets of ``nsp`` may be written now: it is connected on a kept, live session."""
-        return nsp in self.namespaces and self.eio is not None
-
-    def _can_buffer(self, nsp: str) -> bool:
-        """Would a packet of ``nsp`` be sent later? (reconnecting, or the opt-in)."""
-        if self.buffer_when_disconnected:
-            return True
-        if self._final or nsp not in self.connection_namespaces:
-            return False
-        reconnecting = self._reconnect_task is not None and not self._reconnect_task.done()
-        return reconnecting or self.eio is not None
 
     async def send(
         self, data: Any, namespace: str | None = None, callback: Handler | None = None
@@ -887,39 +627,12 @@ class AsyncClient:
         through the namespace's at-least-once queue: each try waits ``ack_timeout`` (instead of
         ``timeout``) and the last error is raised once the tries are used up.
         """
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        if not isinstance(event, str):
+            raise TypeError("event name must be a str")
         nsp = namespace or "/"
-        ack_id = None
-        # The round-trip path (connected, a plain event name) goes straight to the core.
-        if (
-            type(event) is not str
-            or nsp not in self.namespaces
-            or self.eio is None
-            or nsp in self.outbox.buffered_per_nsp
-            or self.outbox.retries
-            or not self._conn.send_call(nsp, [event, *_args_of(data)], future, timeout, loop)
-        ):
-            ack_id = self._emit(event, data, namespace, None, timeout, False, future)
-        try:
-            args = await future
-        except asyncio.CancelledError:
-            # A call cancelled while its packet is still buffered is never sent.
-            if ack_id is not None:
-                entry = self._conn.acks.get(ack_id)
-                if entry is not None and entry.queued:
-                    self._conn.acks.fail(ack_id, exceptions.DisconnectedError("call cancelled"))
-            raise
-        return _ack_result(args)
-
-    @property
-    def max_pending_handlers(self) -> int:
-        """Async handlers running at once before the client stops reading the socket."""
-        return self._handlers.max_pending
-
-    @max_pending_handlers.setter
-    def max_pending_handlers(self, value: int) -> None:
-        self._handlers.max_pending = value
+        bufferable = self.lifecycle.can_buffer(nsp)
+        args = await self.outbox.call(nsp, [event, *args_of(data)], timeout, bufferable)
+        return ack_result(args)
 
     # -- python-socketio-compatible views of the outbox's settings -------------------------
 
@@ -941,141 +654,26 @@ class AsyncClient:
 
     # -- loss, reconnection, disconnect --------------------------------------------------
 
-    def _end_session(self, reason: str) -> list[str]:
-        """The Engine.IO session is over: every kept namespace gets its ``disconnect``.
-
-        Written once for every ending (loss, server kick, user disconnect). Acks of packets
-        that were written fail with ``DisconnectedError(reason)``; buffered packets stay for
-        the next session (or are dropped by _stop_for_good). Returns the namespaces that were
-        connected.
-        """
-        was = list(self.namespaces)
-        self.eio = None
-        self._conn.engine = None
-        self._handlers.paused = False
-        self.namespaces = {}
-        self._accepted = {}
-        self.connected = False
-        self.sid = None
-        self.outbox.link_lost(reason)
-        if self._connect_event is not None:
-            self._connect_event.set()
-        for nsp in was:
-            self._trigger_event("disconnect", nsp, reason)
-        return was
-
-    def _stop_for_good(self, reason: str, nsps: list[str]) -> None:
-        """No reconnection follows: the client is done until connect() is called again.
-
-        Buffered and queued packets fail (unless ``buffer_when_disconnected`` keeps them for
-        the next connect, as socket.io-client does), ``__disconnect_final`` fires for ``nsps``
-        and ``wait()`` returns. Runs once per connect().
-        """
-        if self._stopped is not None and self._stopped.is_set():
-            return
-        self._final = True
-        self.outbox.final = True
-        if not self.buffer_when_disconnected:
-            self.outbox.drop(None, reason)
-        for nsp in nsps:
-            self._trigger_event("__disconnect_final", nsp)
-        if self._stopped is not None:
-            self._stopped.set()
+    @property
+    def _reconnect_task(self) -> asyncio.Task[None] | None:
+        return self._reconnector.task
 
     def _on_engine_lost(self, reason: str) -> None:
         """Called by EngineIO when the session dies without us asking."""
-        lost_eio = self.eio
-        if self._established is not lost_eio:
-            # Lost while connecting: _connect_once reports the failure; nothing was kept.
-            self.eio = None
-            self._conn.engine = None
-            self._accepted = {}
-            self.outbox.link_lost(reason)
-            if self._connect_event is not None:
-                self._connect_event.set()
-            return
-        was = self._end_session(reason)
-        if self.reconnection and not self._final:
-            loop = self._loop or asyncio.get_running_loop()
-            self._reconnect_task = loop.create_task(self._handle_reconnect())
+        was = self.lifecycle.engine_lost(reason)
+        if was is None:
+            return  # lost while connecting: _connect_version reports the failure
+        if self.reconnection and not self.lifecycle.final:
+            self._reconnector.start(self._loop or asyncio.get_running_loop())
         else:
-            self._stop_for_good(reason, was)
-
-    async def _handle_reconnect(self) -> None:
-        if self._reconnect_abort is None:
-            self._reconnect_abort = asyncio.Event()
-        self._reconnect_abort.clear()
-        attempt = 0
-        reason = "reconnection ended"
-        while True:
-            delay = reconnect_delay(
-                attempt,
-                self.reconnection_delay,
-                self.reconnection_delay_max,
-                self.randomization_factor,
-            )
-            self.logger.info("Reconnecting in %.2f s", delay)
-            try:
-                await asyncio.wait_for(self._reconnect_abort.wait(), delay)
-                reason = Reason.CLIENT_DISCONNECT
-                break  # aborted
-            except asyncio.TimeoutError:
-                pass
-            if self._final:
-                reason = Reason.CLIENT_DISCONNECT
-                break
-            attempt += 1
-            self._trigger_event("reconnect_attempt", "/", attempt)
-            try:
-                await self._connect_once()
-            except exceptions.ConnectionError as exc:
-                self.logger.info("Reconnection attempt %d failed: %s", attempt, exc)
-            else:
-                if self._final:
-                    # disconnect() was called during the attempt: it ends like any session.
-                    await self._close_session(Reason.CLIENT_DISCONNECT)
-                    return
-                self.logger.info("Reconnected after %d attempt(s)", attempt)
-                self._trigger_event("reconnect", "/", attempt)
-                return
-            if self.reconnection_attempts and attempt >= self.reconnection_attempts:
-                self.logger.info("Giving up after %d reconnection attempts", attempt)
-                self._trigger_event("reconnect_failed", "/")
-                break
-        self._stop_for_good(reason, list(self.connection_namespaces))
-
-    async def _close_session(self, reason: str) -> None:
-        """Client-initiated end of the current session (DISCONNECT sent), then stop."""
-        eio = self.eio
-        try:
-            if eio is not None:
-                for nsp in [*self.namespaces, *self._accepted]:
-                    try:
-                        self._conn.send_packet(DISCONNECT, nsp)
-                    except exceptions.SocketIOError:
-                        pass
-                self.eio = None  # nothing more is written while it closes
-                await eio.close()
-        finally:
-            # Even if the close is cancelled: the session is over for the application.
-            was = self._end_session(reason)
-            self._stop_for_good(reason, was)
+            self.lifecycle.stop_for_good(reason, was)
 
     async def disconnect(self) -> None:
         """Disconnect from the server, or stop reconnecting. No reconnection follows."""
-        self._final = True
+        self.lifecycle.final = True
         self.outbox.final = True
-        if self._reconnect_abort is not None:
-            self._reconnect_abort.set()
-        task = self._reconnect_task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            try:
-                # Shielded: cancelling disconnect() must not cancel the loop mid-attempt
-                # (it ends on its own now that _final is set, closing what it opened).
-                await asyncio.shield(task)
-            except Exception:
-                pass
-        await self._close_session(Reason.CLIENT_DISCONNECT)
+        await self._reconnector.abort()
+        await self.lifecycle.close_session(Reason.CLIENT_DISCONNECT)
 
     async def shutdown(self) -> None:
         """Disconnect, or stop a reconnection loop (python-socketio's name)."""
@@ -1084,11 +682,11 @@ class AsyncClient:
     async def wait(self) -> None:
         """Wait until the client is disconnected for good (reconnection included)."""
         while True:
-            stopped = self._stopped
+            stopped = self.lifecycle.stopped
             if stopped is None:
                 return
             await stopped.wait()
-            if stopped is self._stopped:
+            if stopped is self.lifecycle.stopped:
                 return
 
     def start_background_task(

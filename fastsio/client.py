@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from . import _green
 from .async_client import AsyncClient, Handler
-from .handlers import event_decorator
+from .handlers import call_handler, event_decorator
 from .namespace import ClientNamespace
 
 T = TypeVar("T")
@@ -182,13 +182,7 @@ class _HandlerThread:
         self, handler: Callable[..., Any], args: tuple[Any, ...], event: str, nsp: str
     ) -> tuple[bool, Any]:
         try:
-            try:
-                return True, handler(*args)
-            except TypeError:
-                # Legacy disconnect handlers take no reason argument.
-                if event != "disconnect" or not args:
-                    raise
-                return True, handler(*args[:-1])
+            return True, call_handler(handler, args, event)
         except Exception as exc:
             self.client._on_handler_error(event, nsp, exc)
             return False, None

@@ -38,6 +38,25 @@ Handler = Callable[..., Any]
 BUFFER_POLICIES = ("error", "drop_oldest", "drop_newest")
 
 
+def args_of(data: Any) -> list[Any]:
+    """The arguments of an emit or an ack: python-socketio's rule is that a tuple is several
+    arguments, None is none, anything else is one."""
+    if isinstance(data, tuple):
+        return list(data)
+    if data is None:
+        return []
+    return [data]
+
+
+def ack_result(args: tuple[Any, ...]) -> Any:
+    """What ``call()`` returns for an ack's arguments: one value, a tuple of several, or None."""
+    if len(args) > 1:
+        return args
+    if len(args) == 1:
+        return args[0]
+    return None
+
+
 class _Buffered:
     # Encoded when buffered: what is sent is what the caller passed at emit time, even if
     # the caller mutates its objects afterwards, and an unencodable argument fails the emit.
@@ -122,6 +141,24 @@ class Outbox:
         # socket.io-client has one per socket.
         self._queues: dict[str, collections.deque[_Queued]] = {}
         self.acks.on_unsent_failed = self._on_unsent_failed
+        self.acks.on_callback_error = self._on_callback_error
+        self.acks.on_ack_lost = self._on_ack_lost
+
+    # -- reports from the ack table ------------------------------------------------------
+
+    def _on_callback_error(self, entry: PendingAck, exc: BaseException) -> None:
+        self.logger.error("Ack callback for namespace %s raised", entry.nsp, exc_info=exc)
+
+    def _on_ack_lost(self, entry: PendingAck, exc: BaseException) -> None:
+        # Logged as an error: without a timeout the callback has no way to learn about it, and
+        # nothing may vanish silently. emit(..., timeout=...) gets the error instead.
+        self.logger.error(
+            "Ack callback %r in namespace %s will not be called: %s", entry.callback, entry.nsp, exc
+        )
+
+    def unknown_ack(self, nsp: str, ack_id: int) -> None:
+        """An ACK for no packet waiting for one (late after a timeout, or a confused server)."""
+        self.logger.warning("Unknown ack id %s for namespace %s, ignored", ack_id, nsp)
 
     # -- counters ------------------------------------------------------------------------
 
@@ -194,6 +231,35 @@ class Outbox:
                 self.acks.pop(ack_id)
             raise
         return ack_id
+
+    async def call(
+        self, nsp: str, payload: list[Any], timeout: float | None, bufferable: bool
+    ) -> tuple[Any, ...]:
+        """Emit ``payload`` and wait for its ack; returns the ack's arguments.
+
+        On a connected namespace with nothing buffered before it (and no ``retries``) the
+        packet goes straight to the core's round-trip path; otherwise through ``emit``. A call
+        cancelled while its packet is still buffered is never sent.
+        """
+        loop = self._loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        ack_id = None
+        if (
+            type(payload[0]) is not str
+            or not self.writable(nsp)
+            or nsp in self.buffered_per_nsp
+            or self.retries
+            or not self.conn.send_call(nsp, payload, future, timeout, loop)
+        ):
+            ack_id = self.emit(nsp, payload, None, future, timeout, False, bufferable)
+        try:
+            return await future  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if ack_id is not None:
+                entry = self.acks.get(ack_id)
+                if entry is not None and entry.queued:
+                    self.acks.fail(ack_id, exceptions.DisconnectedError("call cancelled"))
+            raise
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         return self.loop or asyncio.get_running_loop()

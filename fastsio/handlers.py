@@ -48,6 +48,17 @@ def event_decorator(on: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
     return set_handler
 
 
+def call_handler(handler: Handler, args: tuple[Any, ...], event: str) -> Any:
+    """Call ``handler(*args)``; a ``disconnect`` handler written for python-socketio < 5.12
+    takes no reason argument, so it is called again without it."""
+    try:
+        return handler(*args)
+    except TypeError:
+        if event != "disconnect" or not args:
+            raise
+        return handler(*args[:-1])
+
+
 class HandlerTable:
     """The client's handlers and their invocation.
 
@@ -157,13 +168,7 @@ class HandlerTable:
 
     def trigger(self, event: str, nsp: str, *args: Any) -> None:
         """Fire a client life-cycle event (connect, disconnect, reconnect_attempt, ...)."""
-        handler, hargs = self.find(event, nsp, args)
-        if handler is not None:
-            self.invoke(handler, hargs, event, nsp, None)
-            return
-        ns_handler, hargs = self.find_namespace(nsp, args)
-        if ns_handler is not None:
-            self.invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, None)
+        self._dispatch(event, nsp, args, None, self.reserved)
 
     def server_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None:
         """An event from the server that the compiled core did not dispatch itself."""
@@ -179,17 +184,30 @@ class HandlerTable:
             item = args[0] if len(args) == 1 else (args or None)
             self.invoke(batch[event], ([item],), event, nsp, ack_id)
             return
-        handler, hargs = self.find(event, nsp, args, SERVER_RESERVED)
-        if handler is not None:
-            self.invoke(handler, hargs, event, nsp, ack_id)
-            return
-        ns_handler, hargs = self.find_namespace(nsp, args)
-        if ns_handler is not None:
-            self.invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, ack_id)
+        if self._dispatch(event, nsp, args, ack_id, SERVER_RESERVED):
             return
         self.logger.debug("No handler for event %r in namespace %s", event, nsp)
         if ack_id is not None:
             self.send_ack(nsp, ack_id, None, None)
+
+    def _dispatch(
+        self,
+        event: str,
+        nsp: str,
+        args: tuple[Any, ...],
+        ack_id: int | None,
+        reserved: Collection[str],
+    ) -> bool:
+        """The one lookup: a handler function first, then a namespace object; False if none."""
+        handler, hargs = self.find(event, nsp, args, reserved)
+        if handler is not None:
+            self.invoke(handler, hargs, event, nsp, ack_id)
+            return True
+        ns_handler, hargs = self.find_namespace(nsp, args)
+        if ns_handler is not None:
+            self.invoke(ns_handler.trigger_event, (event, *hargs), event, nsp, ack_id)
+            return True
+        return False
 
     def handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
         self.logger.error("Handler for event %r in namespace %s raised", event, nsp, exc_info=exc)
@@ -198,13 +216,7 @@ class HandlerTable:
         self, handler: Handler, args: tuple[Any, ...], event: str, nsp: str, ack_id: int | None
     ) -> None:
         try:
-            try:
-                result = handler(*args)
-            except TypeError:
-                # Legacy disconnect handlers take no reason argument.
-                if event != "disconnect" or not args:
-                    raise
-                result = handler(*args[:-1])
+            result = call_handler(handler, args, event)
         except Exception as exc:
             self.handler_error(event, nsp, exc)
             return
@@ -239,6 +251,10 @@ class HandlerTable:
         else:
             self._task_done(task, discard=False)
         return task
+
+    def session_ended(self) -> None:
+        """The session whose reading was paused is over: the next one starts unpaused."""
+        self.paused = False
 
     def _task_done(self, task: asyncio.Task[Any], discard: bool = True) -> None:
         if discard:

@@ -54,8 +54,9 @@ from locust import events as locust_events
 from locust.env import Environment
 
 from .. import _green, exceptions
-from ..async_client import AsyncClient, _ack_result
+from ..async_client import AsyncClient
 from ..client import new_event_loop
+from ..delivery import ack_result
 from ..handlers import event_decorator
 from ..reasons import Reason
 
@@ -470,7 +471,7 @@ class LocustClient:
 
         err, args, elapsed = self._wl.wait(start)
         self._fire("WSC", name or str(event), elapsed * self._scale, err)
-        return None if err is not None else _ack_result(args)
+        return None if err is not None else ack_result(args)
 
     def expect(
         self,

@@ -57,7 +57,7 @@ async def test_recovery_with_base_adapter_keeps_every_argument(
     got: list[tuple[Any, ...]] = []
     sio.on("echo", lambda *a: got.append(a))
     await sio.connect(server.url)
-    assert sio._pids.get("/")  # recovery was offered
+    assert sio.lifecycle.pids.get("/")  # recovery was offered
     await sio.emit("echo", ("price", "AAPL"))
     await sio.emit("echo", "only-a-string")
     await until(lambda: len(got) == 2)

@@ -212,7 +212,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         # A no-op unless the client stopped for good (after a kick): a precondition on that
         # timing-dependent state would make hypothesis's replays draw differently.
         async def go() -> None:
-            if self.sio._stopped is None or not self.sio._stopped.is_set():
+            if self.sio.lifecycle.stopped is None or not self.sio.lifecycle.stopped.is_set():
                 return
             try:
                 await self.sio.connect(self.server.url, transports=["websocket"])

@@ -218,11 +218,11 @@ def test_connect_to_a_2x_server_sends_no_payload_and_no_recovery_data() -> None:
     sio = fastsio.AsyncClient()
     sent: list[tuple[bytes, bool]] = []
     sio._conn.poll_sender = lambda data, binary: sent.append((data, binary))
-    sio.eio = _V2Engine()  # type: ignore[assignment]
+    sio.lifecycle.eio = _V2Engine()  # type: ignore[assignment]
     sio._conn.slots["/chat"] = _core.NamespaceSlot("/chat")
-    sio._pids["/chat"] = "a-pid"  # even if one were known, a v2 server never gets it
-    sio._send_connect("/", {"token": "x"})
-    sio._send_connect("/chat", {"token": "x"})
+    sio.lifecycle.pids["/chat"] = "a-pid"  # even if one were known, a v2 server never gets it
+    sio.lifecycle.send_connect("/", {"token": "x"})
+    sio.lifecycle.send_connect("/chat", {"token": "x"})
     assert sent == [(b"40/chat?token=x,", False)]
 
 
