@@ -17,14 +17,14 @@ import tempfile
 import time
 from typing import Any
 
-from .cli import (
+from .common import (
     EXIT_CONNECT,
     EXIT_OK,
-    _client_options,
-    _connect_failure,
-    _connect_options,
-    _one_line,
-    _status,
+    client_options,
+    connect_failure,
+    connect_options,
+    one_line,
+    status,
 )
 
 # Enough events to keep a fast client busy for the whole measurement.
@@ -103,7 +103,7 @@ async def _measure_fastsio(url: str, args: argparse.Namespace) -> dict[str, Any]
     clients: list[fastsio.AsyncClient] = []
     connect_times: list[float] = []
     for i in range(args.clients):
-        sio = fastsio.AsyncClient(reconnection=False, **_client_options(args))
+        sio = fastsio.AsyncClient(reconnection=False, **client_options(args))
 
         def make_handler(i: int) -> Any:
             if args.batch:
@@ -123,7 +123,7 @@ async def _measure_fastsio(url: str, args: argparse.Namespace) -> dict[str, Any]
     try:
         for sio in clients:
             t0 = time.perf_counter()
-            await sio.connect(url, namespaces=[args.namespace], **_connect_options(args))
+            await sio.connect(url, namespaces=[args.namespace], **connect_options(args))
             connect_times.append(time.perf_counter() - t0)
         firsts = list(counts)
         first = sum(firsts)
@@ -157,8 +157,8 @@ async def _measure_rtt(url: str, args: argparse.Namespace, rounds: int = 1000) -
     """Ack round trips on a connection of its own (not queued behind a stream)."""
     import fastsio
 
-    sio = fastsio.AsyncClient(reconnection=False, **_client_options(args))
-    await sio.connect(url, namespaces=[args.namespace], **_connect_options(args))
+    sio = fastsio.AsyncClient(reconnection=False, **client_options(args))
+    await sio.connect(url, namespaces=[args.namespace], **connect_options(args))
     rtts: list[float] = []
     try:
         for _ in range(rounds):
@@ -178,7 +178,7 @@ async def _measure_python_socketio(url: str, args: argparse.Namespace) -> dict[s
     try:
         import socketio  # python-socketio
     except ImportError:
-        _status("python-socketio is not installed: --compare skipped")
+        status("python-socketio is not installed: --compare skipped")
         return None
     count = 0
     sio = socketio.AsyncClient(
@@ -193,7 +193,7 @@ async def _measure_python_socketio(url: str, args: argparse.Namespace) -> dict[s
     try:
         await sio.connect(url, namespaces=[args.namespace], transports=["websocket"])
     except socketio.exceptions.ConnectionError as exc:
-        _status(_one_line(f"python-socketio could not connect to {url}: {exc}"))
+        status(one_line(f"python-socketio could not connect to {url}: {exc}"))
         return None
     try:
         first = count
@@ -254,7 +254,7 @@ async def run_bench(args: argparse.Namespace) -> int:
             count = args.count or int(_EVENTS_PER_SECOND_CEILING * (args.duration + 5))
             serializer = "msgpack" if args.msgpack else "json"
             async with _Firehose(count, serializer) as server:
-                _status(
+                status(
                     f"embedded firehose server on {server.url} ({serializer}, "
                     f"{args.clients} client(s), {args.duration:g} s)"
                 )
@@ -267,7 +267,7 @@ async def run_bench(args: argparse.Namespace) -> int:
                     if row:
                         rows.append(row)
     except fastsio.exceptions.ConnectionError as exc:
-        _status(_connect_failure(args.url or "the embedded server", exc, {}))
+        status(connect_failure(args.url or "the embedded server", exc, {}))
         return EXIT_CONNECT
     print(_table(rows))
     if len(rows) == 2 and rows[1]["events_per_s"]:
