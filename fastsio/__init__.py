@@ -1,6 +1,10 @@
 """fastsio: a fast, dependable Socket.IO client with python-socketio's API.
 
 ``import fastsio as socketio`` runs python-socketio client code unchanged.
+
+Owns the public names (re-exports, ``__all__``) and ``__version__``, and refuses to import
+without the compiled core. Nothing is defined here; the command line (``fastsio.cli``) and the
+test servers (``fastsio.testing``) are not imported.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m fastsio``: the ``fastsio`` command."""
+"""``python -m fastsio``: the ``fastsio`` command (``fastsio.cli``); nothing else lives here."""
 
 import sys
 

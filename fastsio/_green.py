@@ -12,6 +12,8 @@ result back through one ``async_`` watcher per hub (thread-safe ``send()``, coal
 drains every completion that arrived). The watcher holds a reference on the hub's loop only while
 some greenlet is waiting, so a lone greenlet waiting on the loop thread cannot end in gevent's
 ``LoopExit``, and an idle client never keeps the hub alive.
+
+It must not know any client: the sync clients and contrib.locust call it, never the reverse.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ delay_n = min(delay_max, delay * 2**n), scaled by a random factor drawn uniforml
 socket.io-client (which clamps after the jitter, so a fleet retries in lock-step at the
 maximum), the jitter is applied after the cap: retries at the cap stay spread out, and the
 delay is never negative.
+
+Owns that formula only; the loop that waits and retries is ``reconnection.py``. Pure: the
+randomness is injectable, no clock, no I/O.
 """
 
 from __future__ import annotations

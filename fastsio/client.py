@@ -9,6 +9,10 @@ thread keeps reading; a full queue pauses reading from the socket (backpressure)
 
 Works under gevent monkey-patching (see ``_green``): the loop thread is a real OS thread and a
 greenlet waiting on it lets the other greenlets run.
+
+Owns the loop thread, the hand-over of calls between threads, and the optional handler thread.
+It must not know packets, namespaces or delivery: every behaviour is AsyncClient's, reached
+through its public methods (and ``_emit``, the synchronous emit shared with contrib.locust).
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ A packet is in one of these states::
   in flight at a time, resent on ack timeout and after a reconnection until acked or out of
   tries.
 
+Also here: ``call`` (emit, then wait for the ack), what the ack table reports about callbacks
+(an ack callback that raised, an ack that will never come, an ack for no packet), and the
+argument conventions of python-socketio (``args_of``, ``ack_result``).
+
 This module knows the transport only through ``Connection.send_packet`` and the namespaces
 only through the ``writable`` predicate the client hands it; it never fires client events.
 """

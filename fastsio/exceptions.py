@@ -3,6 +3,9 @@
 Exceptions that resemble a builtin also derive from it (``TimeoutError`` is an
 ``asyncio.TimeoutError``/builtin ``TimeoutError``, ``ProtocolError`` a ``ValueError``), so code
 written against either catches them.
+
+Owns every exception fastsio raises, the compiled core's included (it imports them from here).
+It must not import anything of fastsio: every other module may import it.
 """
 
 from __future__ import annotations

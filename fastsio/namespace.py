@@ -1,4 +1,9 @@
-"""Class-based namespaces, as in python-socketio: methods named ``on_<event>``."""
+"""Class-based namespaces, as in python-socketio: methods named ``on_<event>``.
+
+Owns the mapping of an event to an ``on_<event>`` method and the namespace's shortcuts to its
+client (``emit``, ``call``, ``disconnect`` ...). It must not know how events reach it (the
+handler table calls ``trigger_event``); the namespace *life cycle* is ``lifecycle.py``.
+"""
 
 from __future__ import annotations
 

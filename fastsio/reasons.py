@@ -1,4 +1,7 @@
-"""Disconnect reasons, with socket.io-client's strings."""
+"""Disconnect reasons, with socket.io-client's strings.
+
+The one place those strings are written; it must not import anything of fastsio.
+"""
 
 from __future__ import annotations
 

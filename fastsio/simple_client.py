@@ -1,4 +1,9 @@
-"""AsyncSimpleClient and SimpleClient: python-socketio's request/response style API."""
+"""AsyncSimpleClient and SimpleClient: python-socketio's request/response style API.
+
+Owns the simple clients' state (one namespace, a queue of received events, the ``connect``
+wait) on top of a full AsyncClient (and, for SimpleClient, the sync Client's loop thread). It
+must not know anything below AsyncClient's public API.
+"""
 
 from __future__ import annotations
 

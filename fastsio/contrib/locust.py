@@ -36,6 +36,9 @@ What is reported (``request_type``, ``name``):
 Locust keeps response times in whole milliseconds for its percentiles (the average keeps the
 fraction). ``response_time_unit = "us"`` reports microseconds instead (the "ms" columns then
 read µs), for servers answering in well under a millisecond.
+
+Owns the Locust user, its greenlet-to-loop hand-over and what is reported to Locust. It must
+not know packets or the client's parts: AsyncClient's API (and its synchronous ``_emit``).
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ class _WorkerLoop:
         counts, self.received = self.received, {}
         sent, got = self.bytes_closed
         for c in self.clients:
-            s = c._conn.stats()
+            s = c.stats()
             sent += s["bytes_sent"]
             got += s["bytes_received"]
         return counts, sent, got
@@ -385,7 +388,7 @@ class LocustClient:
     def _forget(self) -> None:  # loop thread
         if self._client in self._wl.clients:
             self._wl.clients.discard(self._client)
-            s = self._client._conn.stats()
+            s = self._client.stats()
             self._wl.bytes_closed[0] += s["bytes_sent"]
             self._wl.bytes_closed[1] += s["bytes_received"]
 
