@@ -659,8 +659,10 @@ class _Call:
     ack, the ack's timeout, the disconnection that fails it, or the send failing.
     """
 
-    __slots__ = ("client", "event", "data", "namespace", "timeout")
-    __slots__ += ("post", "waiter", "outcome", "abandoned", "t0")
+    __slots__ = (
+        *("client", "event", "data", "namespace", "timeout"),
+        *("post", "waiter", "outcome", "abandoned", "t0"),
+    )
 
     def __init__(
         self,
