@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: venv install peers demo test lint typecheck bench asan dist-check docs clean
+.PHONY: venv install peers demo test lint typecheck bench bench-check bench-baseline asan dist-check docs clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,15 @@ docs: install
 bench: install peers
 	$(PIP) install -q ".[bench]"
 	$(PY) benchmarks/run.py
+
+# Noise-free regression guard: instructions per packet of the codec and dispatch hot paths
+# (valgrind's callgrind) against benchmarks/results/instructions.json; fails on > 5% growth.
+# bench-baseline rewrites that file: commit it with the change that deliberately moved it.
+bench-check: install
+	$(PY) benchmarks/instructions.py --check
+
+bench-baseline: install
+	$(PY) benchmarks/instructions.py --update
 
 # The codec and fuzz tests against an AddressSanitizer/UBSan build of the extension, in a venv
 # of its own (.venv-asan) so that the normal build is never replaced by the instrumented one.

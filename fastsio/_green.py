@@ -101,6 +101,32 @@ class _HubBridge:
             except Exception:  # one failing listener must not strand the rest
                 logging.getLogger("fastsio").exception("fastsio: a hub callback raised")
 
+    def park(self, submit: Callable[[Any], None], op: Any) -> Any:
+        """Hand ``op`` to the loop thread with ``submit(op)`` and park this greenlet until the
+        loop thread calls ``bridge.post(switch_op, op)`` with ``op.outcome`` set; return that.
+
+        The lean form of :meth:`wait` for hot paths: ``op`` is one preallocated object (slots
+        ``waiter``, ``outcome``, ``abandoned``), no closure or future per operation. If this
+        greenlet is killed or times out first, ``op.abandoned`` is set: the loop thread must not
+        start an op it finds abandoned (its late completion, if started, is dropped).
+        """
+        from gevent.hub import Waiter
+
+        op.waiter = Waiter()
+        self._waiting += 1
+        if self._waiting == 1:
+            self._watcher.ref = True
+        try:
+            submit(op)
+            return op.waiter.get()
+        except BaseException:
+            op.abandoned = True
+            raise
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._watcher.ref = False
+
     def wait(
         self,
         schedule: Callable[[Callable[[], None]], Any],
@@ -149,6 +175,11 @@ class _HubBridge:
             self._waiting -= 1
             if self._waiting == 0:
                 self._watcher.ref = False
+
+
+def switch_op(op: Any) -> None:
+    """On the hub: wake the greenlet parked on ``op`` (see :meth:`_HubBridge.park`)."""
+    op.waiter.switch(op.outcome)
 
 
 _bridges: weakref.WeakKeyDictionary[Any, _HubBridge] = weakref.WeakKeyDictionary()

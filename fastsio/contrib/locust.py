@@ -76,6 +76,7 @@ FLUSH_INTERVAL = 1.0
 MAX_QUEUED_OPS = 10_000
 
 _RESERVED = frozenset(AsyncClient.reserved_events)
+_perf_counter = time.perf_counter
 
 
 class _WorkerLoop:
@@ -458,21 +459,10 @@ class LocustClient:
         the ack on the loop thread. Returns the ack's argument (a tuple for several), or None
         after a failure (timeout, disconnection), which is reported, not raised.
         """
-        client = self._client
+        wl = self._wl
         limit = 3600.0 if timeout is None else timeout
-
-        def start(done: Callable[[Any], None]) -> None:
-            t0 = time.perf_counter()
-
-            def acked(err: BaseException | None, *args: Any) -> None:
-                done((err, args, time.perf_counter() - t0))
-
-            try:
-                client._emit(event, data, namespace, acked, limit, False, None)
-            except Exception as exc:
-                done((exc, (), time.perf_counter() - t0))
-
-        err, args, elapsed = self._wl.wait(start)
+        op = _Call(self._client, event, data, namespace, limit, wl.bridge.post)
+        err, args, elapsed = wl.bridge.park(wl.submit, op)
         self._fire("WSC", name or str(event), elapsed * self._scale, err)
         return None if err is not None else ack_result(args)
 
@@ -663,6 +653,56 @@ class LocustClient:
                     handler(*args)
                 except Exception:
                     logger.exception("fastsio: handler %r raised", handler)
+
+
+class _Call:
+    """One ``call()`` in flight: built on the user's greenlet, sent and timed on the loop thread,
+    handed back through the hub bridge. One object per call: no closure, task or future.
+
+    Its one outcome ``(error, ack args, seconds from send to ack)`` is set by the first of: the
+    ack, the ack's timeout, the disconnection that fails it, or the send failing.
+    """
+
+    __slots__ = (
+        *("client", "event", "data", "namespace", "timeout"),
+        *("post", "waiter", "outcome", "abandoned", "t0"),
+    )
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        event: str,
+        data: Any,
+        namespace: str | None,
+        timeout: float,
+        post: Callable[[Callable[[Any], Any], Any], None],
+    ) -> None:
+        self.client = client
+        self.event = event
+        self.data = data
+        self.namespace = namespace
+        self.timeout = timeout
+        self.post = post
+        self.waiter: Any = None  # the parked greenlet's gevent Waiter, set by park()
+        self.outcome: tuple[BaseException | None, tuple[Any, ...], float] | None = None
+        self.abandoned = False
+        self.t0 = 0.0
+
+    def __call__(self) -> None:  # loop thread
+        if self.abandoned:
+            return  # its greenlet is gone (killed, timed out): never sent, never reported
+        self.t0 = _perf_counter()
+        try:
+            self.client._emit(
+                self.event, self.data, self.namespace, self.acked, self.timeout, False, None
+            )
+        except Exception as exc:
+            self.acked(exc)
+
+    def acked(self, err: BaseException | None, *args: Any) -> None:  # loop thread
+        if self.outcome is None:
+            self.outcome = (err, args, _perf_counter() - self.t0)
+            self.post(_green.switch_op, self)
 
 
 class _Expectation:

@@ -77,10 +77,47 @@ def test_call_reported_once_per_call_as_wsc_and_returns_the_ack(scenario: dict[s
 
 
 def test_call_timeout_is_one_failure_and_returns_none(scenario: dict[str, Any]) -> None:
-    got = between(scenario["reports"], "call_timeout", "emits")
+    got = between(scenario["reports"], "call_timeout", "concurrent")
     assert len(got) == 1 and got[0][:2] == ["WSC", "slow"] and got[0][3] == "TimeoutError"
     assert got[0][2] >= 300 * 0.9  # the timeout, in ms: timed on the loop thread
     assert scenario["timeout_result"] is None
+
+
+def test_concurrent_calls_each_get_their_own_ack_reported_exactly_once(
+    scenario: dict[str, Any],
+) -> None:
+    # 8 greenlets x 25 calls through one batched hand-off queue and one coalesced hub watcher.
+    assert scenario["conc_results"] == {str(g): [[g, i] for i in range(25)] for g in range(8)}
+    got = between(scenario["reports"], "concurrent", "emits")
+    conc = [r for r in got if r[1] == "conc"]
+    assert len(conc) == 200 and all(r[0] == "WSC" and r[3] is None and r[2] > 0 for r in conc)
+
+
+def test_batched_emits_reach_the_server_in_order_from_each_greenlet(
+    scenario: dict[str, Any],
+) -> None:
+    assert scenario["conc_counted"] == {t: list(range(100)) for t in ("a", "b")}
+    got = between(scenario["reports"], "concurrent", "emits")
+    assert [r for r in got if r[1] == "count"] == [["WSE", "count", None, None]] * 200
+    assert [r[:2] + [r[3]] for r in got if r[1] == "counted"] == [["WSC", "counted", None]] * 2
+
+
+def test_concurrent_call_timeouts_are_one_failure_each(scenario: dict[str, Any]) -> None:
+    got = between(scenario["reports"], "concurrent", "emits")
+    timeouts = [r for r in got if r[1] == "conc_timeout"]
+    assert [r[0] + " " + r[3] for r in timeouts] == ["WSC TimeoutError"] * 2
+    assert all(r[2] >= 200 * 0.9 for r in timeouts)
+    assert scenario["conc_timeouts"] == [None, None]
+
+
+def test_call_of_a_killed_greenlet_is_never_reported_and_the_client_goes_on(
+    scenario: dict[str, Any],
+) -> None:
+    assert scenario["conc_killed"] == "timeout"
+    got = between(scenario["reports"], "concurrent", "emits")
+    assert not [r for r in got if r[1] == "killed"]
+    assert [r[:2] + [r[3]] for r in got if r[1] == "after_kill"] == [["WSC", "after_kill", None]]
+    assert scenario["conc_after_kill"] == "still"
 
 
 def test_emit_reported_as_wse_with_no_response_time(scenario: dict[str, Any]) -> None:

@@ -38,6 +38,46 @@ def mark(step: str) -> int:
     return len(reports)
 
 
+def concurrent_calls(u: U) -> dict:
+    """Many greenlets calling, emitting and timing out at once through one loop thread: the
+    hand-offs are batched, the acks must still reach the right caller, once each, in order."""
+    results: dict = {}
+
+    def caller(g: int) -> None:
+        results[g] = [u.sio.call("ack", [g, i], timeout=10, name="conc") for i in range(25)]
+
+    def emitter(tag: str) -> None:
+        for i in range(100):
+            u.sio.emit("count", (tag, i), name="count")  # a tuple: two arguments
+        results[tag] = u.sio.call("counted", tag, timeout=10, name="counted")
+
+    def timing_out() -> None:
+        results["timeouts"] = [
+            u.sio.call("never_acked", timeout=0.2, name="conc_timeout") for _ in range(2)
+        ]
+
+    def killed() -> None:
+        try:
+            with gevent.Timeout(0.05):
+                u.sio.call("never_acked", timeout=0.5, name="killed")
+            results["killed"] = "returned"
+        except gevent.Timeout:
+            results["killed"] = "timeout"
+
+    greenlets = [gevent.spawn(caller, g) for g in range(8)]
+    greenlets += [gevent.spawn(emitter, t) for t in ("a", "b")]
+    greenlets += [gevent.spawn(timing_out), gevent.spawn(killed)]
+    gevent.joinall(greenlets, raise_error=True)
+    gevent.sleep(0.7)  # past the killed call's ack timeout: it must stay unreported
+    return {
+        "conc_results": {str(g): results[g] for g in range(8)},
+        "conc_counted": {t: results[t] for t in ("a", "b")},
+        "conc_timeouts": results["timeouts"],
+        "conc_killed": results["killed"],
+        "conc_after_kill": u.sio.call("ack", "still", timeout=5, name="after_kill"),
+    }
+
+
 def main() -> dict:
     env = Environment(user_classes=[U])
     env.events.request.add_listener(record)
@@ -49,6 +89,8 @@ def main() -> dict:
     out["call_tuple"] = u.sio.call("ack", (1, "two"), timeout=5)
     mark("call_timeout")
     out["timeout_result"] = u.sio.call("never_acked", timeout=0.3, name="slow")
+    mark("concurrent")
+    out.update(concurrent_calls(u))
     mark("emits")
     for i in range(3):
         u.sio.emit("ack", i)
