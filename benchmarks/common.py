@@ -177,12 +177,9 @@ class ServerProcess:
 
 
 def firehose_argv() -> tuple[list[str], Path]:
-    """How to start fastsio's embedded servers without importing the client: the module file
-    run as a script from the checkout when there is one, else ``-m`` from a neutral directory
-    (where no source tree shadows the installed package)."""
-    script = ROOT / "fastsio" / "testing.py"
-    if script.exists():
-        return [sys.executable, str(script)], HERE
+    """How to start fastsio's embedded servers: ``python -m fastsio.testing`` from a neutral
+    directory (``-m`` puts the cwd first on sys.path; there no source tree or benchmark script
+    shadows an installed module)."""
     return [sys.executable, "-m", "fastsio.testing"], Path(tempfile.gettempdir())
 
 

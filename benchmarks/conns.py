@@ -1,7 +1,7 @@
 """Connections benchmark: many concurrent Socket.IO connections from one process.
 
 Each client library runs in its own subprocess and opens ``--conns`` connections (default
-5000) to local firehose servers (``fastsio/testing.py --count 0``: Engine.IO/Socket.IO
+5000) to local firehose servers (``python -m fastsio.testing --count 0``: Engine.IO/Socket.IO
 handshake and pings, no stream), ``--servers`` processes (default 1) assigned round-robin. Every
 connection is a separate ``AsyncClient`` with ``transports=['websocket']`` and
 ``reconnection=False``; at most ``--concurrency`` connects (default 50) are in flight at once.

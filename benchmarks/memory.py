@@ -1,7 +1,7 @@
 """Memory benchmark: client RSS while streaming, and with handlers slower than the feed.
 
 Two questions, each client in its own subprocess against the firehose server of
-``fastsio/testing.py`` (its own process, as in stream.py):
+``python -m fastsio.testing`` (its own process, as in stream.py):
 
 (a) ``stream``: peak RSS of a client receiving ``--count`` events (default 2,000,000) with one
     plain sync handler, fastsio ``AsyncClient`` vs python-socketio ``AsyncClient`` (websocket

@@ -1,6 +1,6 @@
 """Stream benchmark: events/s end to end from a local firehose server, per client.
 
-The firehose (fastsio/testing.py, run as a script so it does not import the client) runs in its
+The firehose (``python -m fastsio.testing``, the installed package) runs in its
 own process; each client runs in its own subprocess, one at a time, interleaved over the rounds.
 Every client does the Engine.IO/Socket.IO handshake against the same server, receives ``count``
 identical events and stops at the server's ``done`` event. Reported per client (median of the

@@ -356,13 +356,13 @@ class Session:
                         self._write_ws(list(self.outbox))
                         raw.write(WS_CLOSE_NORMAL)
                     raw.close()
-            server.forget_session(self)
+            server._forget_session(self)
             return
         # polling
         if mode == "abort":
             if self.poll_transport is not None:
                 self.poll_transport.abort()
-            server.forget_session(self)
+            server._forget_session(self)
             self.wake_poll(force=True)
             return
         if mode == "close":
@@ -370,11 +370,11 @@ class Session:
             self.outbox.append(EIO_CLOSE)
             self.wake_poll(force=True)
             # The next GET collects the CLOSE packet; forget the session soon after anyway.
-            server.call_later(
-                server.ping_interval + server.ping_timeout, server.forget_session, self
+            server._call_later(
+                server.ping_interval + server.ping_timeout, server._forget_session, self
             )
             return
-        server.forget_session(self)
+        server._forget_session(self)
         self.wake_poll(force=True)
 
 
@@ -498,43 +498,43 @@ class EngineServer:
     ) -> Session:
         raise NotImplementedError
 
-    def upgrades(self, session: Session) -> list[str]:
+    def _upgrades(self, session: Session) -> list[str]:
         """The ``upgrades`` offered in a session's open packet."""
         return []
 
-    def new_session(
+    def _new_session(
         self, transport: str, headers: dict[str, str], query: dict[str, str]
     ) -> Session:
         """Open a session: register it, start its ping loop. Send :meth:`open_packet` next."""
         session = self._make_session(transport, headers, query)
         self._sessions[session.sid] = session
-        session.ping_task = self.spawn(session.ping_loop())
+        session.ping_task = self._spawn(session.ping_loop())
         return session
 
-    def open_packet(self, session: Session) -> str:
+    def _open_packet(self, session: Session) -> str:
         """The Engine.IO open packet of ``session``."""
         handshake = {
             "sid": session.sid,
-            "upgrades": self.upgrades(session),
+            "upgrades": self._upgrades(session),
             "pingInterval": int(self.ping_interval * 1000),
             "pingTimeout": int(self.ping_timeout * 1000),
             "maxPayload": self.max_payload,
         }
         return EIO_OPEN + orjson.dumps(handshake).decode()
 
-    def forget_session(self, session: Session) -> None:
+    def _forget_session(self, session: Session) -> None:
         """Drop ``session`` from the registry (it is closed, or its last GET is answered)."""
         if self._sessions.get(session.sid) is session:
             del self._sessions[session.sid]
 
-    def spawn(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
+    def _spawn(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run ``awaitable`` in a task that :meth:`stop` cancels."""
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> None:
+    def _call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> None:
         """Call ``callback(*args)`` after ``delay`` seconds unless the server stops first."""
         timer = asyncio.get_running_loop().call_later(delay, callback, *args)
         self._timers.add(timer)

@@ -65,7 +65,7 @@ class FaultHooks(HttpServer):
                 continue
             session.frozen = frozen
             if not frozen:
-                self.spawn(session.process_held())
+                self._spawn(session.process_held())
                 session.flush()
 
     def _session(self, sid: str) -> Session:

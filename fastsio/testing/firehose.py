@@ -125,12 +125,12 @@ class FirehoseServer(WebSocketServer):
     ) -> Session:
         return _FirehoseSession(self, transport, headers, query)
 
-    def on_link_open(self, session: Session) -> None:
+    def _on_link_open(self, session: Session) -> None:
         """Count the connection."""
         self.stats.connections += 1
         self.stats.active += 1
 
-    def on_link_closed(self, session: Session) -> None:
+    def _on_link_closed(self, session: Session) -> None:
         """Count the connection as gone."""
         self.stats.active -= 1
 
@@ -176,7 +176,7 @@ class _FirehoseSession(Session):
         if server.count > 0 and not self.streaming and server.namespace in (None, nsp):
             self.streaming = True
             self.stream_nsp = nsp
-            server.spawn(self._stream(nsp))
+            server._spawn(self._stream(nsp))
 
     async def _stream(self, nsp: str) -> None:
         server = self.server

@@ -708,7 +708,7 @@ class TestServer(FaultHooks):
             self._handler_error(exc, what)
             return
         if inspect.isawaitable(result):
-            task = self.spawn(result)
+            task = self._spawn(result)
             if sock is not None and ack_id is not None:
 
                 def ack_when_done(t: asyncio.Task[Any], sock: _Socket = sock) -> None:

@@ -81,7 +81,7 @@ class HttpServer(EngineServer):
         self.post_delay = 0.0
         self._runner: Any = None
 
-    def upgrades(self, session: Session) -> list[str]:
+    def _upgrades(self, session: Session) -> list[str]:
         """``["websocket"]`` for a polling session when the upgrade is allowed."""
         if (
             session.transport == "polling"
@@ -126,7 +126,7 @@ class HttpServer(EngineServer):
         for key, value in request.headers.items():
             k = key.lower()
             headers[k] = f"{headers[k]}, {value}" if k in headers else value
-        return self.new_session(transport, headers, dict(request.query))
+        return self._new_session(transport, headers, dict(request.query))
 
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web
@@ -146,7 +146,7 @@ class HttpServer(EngineServer):
             if request.method != "GET":
                 return _json_error(2)
             new = self._new_http_session("polling", request)
-            return _poll_response(self.open_packet(new))
+            return _poll_response(self._open_packet(new))
         found = self._sessions.get(sid)
         if found is None or (found.closed and not found.outbox):
             return _json_error(1)
@@ -197,7 +197,7 @@ class HttpServer(EngineServer):
         if session.closed:
             if session.outbox and self._sessions.get(session.sid) is session:
                 # Closed by the server: this GET delivers the CLOSE packet.
-                self.forget_session(session)
+                self._forget_session(session)
                 return _poll_response(session.take_poll_payload())
             # Closed while this GET was pending (the client's CLOSE, a drop): release it.
             return _poll_response(EIO_NOOP) if waited else _json_error(1)
@@ -222,7 +222,7 @@ class HttpServer(EngineServer):
         if probing is None:
             session = self._new_http_session("websocket", request)
             session.ws, session.raw = ws, raw
-            session.send([self.open_packet(session)])
+            session.send([self._open_packet(session)])
         else:
             session = probing
             session.probe_raw = raw
@@ -315,10 +315,10 @@ class WebSocketServer(EngineServer):
                 link.transport.disconnect(graceful=False)
         await server.wait_closed()
 
-    def on_link_open(self, session: Session) -> None:
+    def _on_link_open(self, session: Session) -> None:
         """A WebSocket connection opened ``session`` (its open packet is sent next)."""
 
-    def on_link_closed(self, session: Session) -> None:
+    def _on_link_closed(self, session: Session) -> None:
         """The WebSocket connection of ``session`` is gone."""
 
     def _route(
@@ -362,10 +362,10 @@ class _Link(WSListener):
         raw.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         server = self.server
         server._links.add(self)
-        self.session = session = server.new_session("websocket", {}, self.query)
+        self.session = session = server._new_session("websocket", {}, self.query)
         session.raw = raw
-        server.on_link_open(session)
-        session.send([server.open_packet(session)])
+        server._on_link_open(session)
+        session.send([server._open_packet(session)])
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -390,7 +390,7 @@ class _Link(WSListener):
             return
         pending = session.receive(packet)
         if pending is not None:
-            self.server.spawn(pending)
+            self.server._spawn(pending)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         server = self.server
@@ -398,7 +398,7 @@ class _Link(WSListener):
             return
         server._links.discard(self)
         self.session.close("transport close", mode="quiet")
-        server.on_link_closed(self.session)
+        server._on_link_closed(self.session)
 
     def pause_writing(self) -> None:
         self.session.pause_writing()
