@@ -267,12 +267,12 @@ class Session:
             raise ValueError("empty Engine.IO packet")
         kind = data[0]
         if kind == EIO_MESSAGE:
-            if self.server.msgpack:
+            if self.server._msgpack:
                 raise ValueError("text Socket.IO packet on a msgpack server")
             return parse_json_packet(data[1:])
         if kind == EIO_PONG:
             self.server.stats.pongs_received += 1
-            if not self.ignore_pongs and not self.server.ignoring_pongs:
+            if not self.ignore_pongs and not self.server._ignoring_pongs:
                 self.pong.set()
         elif kind == EIO_CLOSE:
             self.close("transport close", mode="quiet")
@@ -283,7 +283,7 @@ class Session:
         return None
 
     def _on_binary(self, data: bytes) -> Packet | None:
-        if self.server.msgpack:
+        if self.server._msgpack:
             return parse_msgpack_packet(data)
         pending = self.pending
         if pending is None:
@@ -306,7 +306,7 @@ class Session:
     # -- heartbeat ---------------------------------------------------------------------------
 
     def _pings_off(self) -> bool:
-        return self.frozen or self.stop_pings or self.server.pings_stopped
+        return self.frozen or self.stop_pings or self.server._pings_stopped
 
     async def ping_loop(self) -> None:
         """Ping every ``ping_interval``; close the session when a pong is late, if enforced."""
@@ -320,7 +320,7 @@ class Session:
             self.pong.clear()
             self.send([EIO_PING])
             server.stats.pings_sent += 1
-            if not server.enforce_pongs:
+            if not server._enforce_pongs:
                 continue
             try:
                 await asyncio.wait_for(self.pong.wait(), server.ping_timeout)
@@ -386,7 +386,7 @@ class EngineServer:
     """
 
     #: Close a session whose pong is later than ``ping_timeout`` (a real server's behaviour).
-    enforce_pongs = True
+    _enforce_pongs = True
 
     def __init__(
         self,
@@ -397,7 +397,7 @@ class EngineServer:
         max_payload: int,
         path: str,
     ) -> None:
-        self.msgpack = check_serializer(serializer)
+        self._msgpack = check_serializer(serializer)
         if ping_interval <= 0 or ping_timeout <= 0:
             raise ValueError("ping_interval and ping_timeout must be > 0")
         self.ping_interval = ping_interval
@@ -406,8 +406,8 @@ class EngineServer:
         self.path = "/" + path.strip("/")
         self.stats: Any = None  # the subclass's counters, with pings_sent and pongs_received
         # Fault hooks (faults.py) that apply to every session, later ones included.
-        self.pings_stopped = False
-        self.ignoring_pongs = False
+        self._pings_stopped = False
+        self._ignoring_pongs = False
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()

@@ -34,7 +34,7 @@ class FaultHooks(HttpServer):
         including later ones. The link stays up otherwise, so a client detects a
         ``'ping timeout'`` after ``ping_interval + ping_timeout``."""
         if sid is None:
-            self.pings_stopped = stop
+            self._pings_stopped = stop
         else:
             self._session(sid).stop_pings = stop
 
@@ -43,7 +43,7 @@ class FaultHooks(HttpServer):
         server then closes the session ``ping_timeout`` after its next ping, as a real server
         does with an unresponsive client (the client sees ``'transport close'``)."""
         if sid is None:
-            self.ignoring_pongs = ignore
+            self._ignoring_pongs = ignore
         else:
             self._session(sid).ignore_pongs = ignore
 
@@ -53,7 +53,7 @@ class FaultHooks(HttpServer):
         packets, as with any server."""
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
-        self.post_delay = seconds
+        self._post_delay = seconds
 
     def freeze(self, sid: str | None = None, frozen: bool = True) -> None:
         """Freeze (or thaw) one session or every current session: the TCP link stays open but

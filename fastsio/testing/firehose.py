@@ -76,7 +76,7 @@ class FirehoseServer(WebSocketServer):
     :param path: Engine.IO path, ``"socket.io"`` by default.
     """
 
-    enforce_pongs = False
+    _enforce_pongs = False
 
     def __init__(
         self,
@@ -137,8 +137,8 @@ class FirehoseServer(WebSocketServer):
     def _stream_frames(self, nsp: str) -> list[Frame]:
         """The Engine.IO packets of one stream event on ``nsp``."""
         if self.packet is not None:
-            return [self.packet if self.msgpack else self.packet.decode()]
-        return encode_packet(self.msgpack, EVENT, nsp, [self.event, self.payload])
+            return [self.packet if self._msgpack else self.packet.decode()]
+        return encode_packet(self._msgpack, EVENT, nsp, [self.event, self.payload])
 
 
 class _FirehoseSession(Session):
@@ -162,7 +162,7 @@ class _FirehoseSession(Session):
             server.stats.events_received += 1
             if server.ack_echo and pkt.id is not None and pkt.nsp in self.namespaces:
                 args = pkt.data[1:] if isinstance(pkt.data, list) else []
-                self.send(encode_packet(server.msgpack, ACK, pkt.nsp, args, pkt.id))
+                self.send(encode_packet(server._msgpack, ACK, pkt.nsp, args, pkt.id))
                 server.stats.acks_sent += 1
         elif pkt.type not in (ACK, BINARY_ACK):
             raise ValueError(f"unexpected Socket.IO packet type {pkt.type} from a client")
@@ -171,7 +171,7 @@ class _FirehoseSession(Session):
         server = self.server
         sid = self.namespaces.get(nsp) or secrets.token_urlsafe(15)
         self.namespaces[nsp] = sid
-        self.send(encode_packet(server.msgpack, CONNECT, nsp, {"sid": sid}))
+        self.send(encode_packet(server._msgpack, CONNECT, nsp, {"sid": sid}))
         server.stats.namespaces_connected += 1
         if server.count > 0 and not self.streaming and server.namespace in (None, nsp):
             self.streaming = True
@@ -189,7 +189,7 @@ class _FirehoseSession(Session):
             server._stream_frames(nsp), server.count, lambda: nsp in self.namespaces, sent
         )
         if done == server.count and not self.closed and nsp in self.namespaces:
-            self.send(encode_packet(server.msgpack, EVENT, nsp, ["done", server.count]))
+            self.send(encode_packet(server._msgpack, EVENT, nsp, ["done", server.count]))
             stats.streams_completed += 1
 
     def on_close(self, reason: str) -> None:
@@ -197,4 +197,4 @@ class _FirehoseSession(Session):
 
     def send_disconnects(self) -> None:
         for nsp in list(self.namespaces):
-            self.send(encode_packet(self.server.msgpack, DISCONNECT, nsp))
+            self.send(encode_packet(self.server._msgpack, DISCONNECT, nsp))

@@ -170,7 +170,7 @@ class _ScriptedSession(Session):
     def send_packet(
         self, ptype: int, nsp: str, data: Any = None, ack_id: int | None = None
     ) -> None:
-        self.send(encode_packet(self.server.msgpack, ptype, nsp, data, ack_id))
+        self.send(encode_packet(self.server._msgpack, ptype, nsp, data, ack_id))
 
     def add_ack(self, nsp: str, waiter: asyncio.Future[list[Any]] | Handler) -> int:
         ack_id = self.ack_seq
@@ -417,13 +417,13 @@ class TestServer(FaultHooks):
                 raise ValueError("callback needs exactly one target sid")
             sock = targets[0]
             ack_id = sock.session.add_ack(sock.nsp, callback)
-            sock.send(encode_packet(self.msgpack, EVENT, sock.nsp, payload, ack_id))
+            sock.send(encode_packet(self._msgpack, EVENT, sock.nsp, payload, ack_id))
             self.stats.events_sent += 1
             return _DONE
         frames: list[Frame] | None = None
         for sock in targets:
             if frames is None:
-                frames = encode_packet(self.msgpack, EVENT, sock.nsp, payload)
+                frames = encode_packet(self._msgpack, EVENT, sock.nsp, payload)
             sock.send(frames)
             self.stats.events_sent += 1
         return _DONE
@@ -447,7 +447,7 @@ class TestServer(FaultHooks):
         waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         session = sock.session
         ack_id = session.add_ack(sock.nsp, waiter)
-        sock.send(encode_packet(self.msgpack, EVENT, sock.nsp, [event, *_args_of(data)], ack_id))
+        sock.send(encode_packet(self._msgpack, EVENT, sock.nsp, [event, *_args_of(data)], ack_id))
         self.stats.events_sent += 1
         try:
             args = await asyncio.wait_for(waiter, timeout)
@@ -489,7 +489,7 @@ class TestServer(FaultHooks):
         if packet is not None:
             frames: list[Frame] = [packet]
         else:
-            frames = encode_packet(self.msgpack, EVENT, sock.nsp, [event, data])
+            frames = encode_packet(self._msgpack, EVENT, sock.nsp, [event, data])
 
         def sent(n: int) -> None:
             self.stats.events_sent += n

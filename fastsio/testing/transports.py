@@ -78,7 +78,7 @@ class HttpServer(EngineServer):
         self.transports = tuple(transports)
         self.allow_upgrades = allow_upgrades
         #: Seconds to wait before reading each polling POST (a fault hook, ``delay_posts``).
-        self.post_delay = 0.0
+        self._post_delay = 0.0
         self._runner: Any = None
 
     def _upgrades(self, session: Session) -> list[str]:
@@ -160,8 +160,8 @@ class HttpServer(EngineServer):
                 session.close("transport error", mode="abort")
                 return web.Response(status=413, text="payload too large")
             try:
-                if self.post_delay:
-                    await asyncio.sleep(self.post_delay)
+                if self._post_delay:
+                    await asyncio.sleep(self._post_delay)
                 body = await request.text()
             except (OSError, asyncio.CancelledError) as exc:
                 # The client gave up on the request (or the link died) before sending all of
