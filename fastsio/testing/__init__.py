@@ -55,8 +55,9 @@ Each new connection gets its own stream.
 
 The package, one module a part: ``codec`` (Socket.IO packets, JSON and msgpack), ``engineio``
 (sessions and the server life cycle), ``transports`` (aiohttp polling + WebSocket, picows
-WebSocket), ``faults`` (the fault hooks), ``recovery`` (connection-state recovery),
-``testserver`` and ``firehose`` (the two servers), ``__main__`` (the command line).
+WebSocket), ``faults`` (the fault hooks), ``recovery`` (connection-state recovery), ``sockets`` (a
+session's namespaces for ``TestServer``), ``testserver`` and ``firehose`` (the two servers),
+``__main__`` (the command line).
 """
 
 from __future__ import annotations
@@ -65,14 +66,8 @@ from collections.abc import Sequence
 
 from .codec import Serializer, encode_ws_frame
 from .firehose import DEFAULT_EVENT, DEFAULT_PAYLOAD, FirehoseServer, ServerStats
-from .testserver import (
-    ClientGone,
-    ConnectionRefused,
-    Handler,
-    Handshake,
-    TestServer,
-    TestServerStats,
-)
+from .sockets import ClientGone, Handler
+from .testserver import ConnectionRefused, Handshake, TestServer, TestServerStats
 
 __all__ = [
     "DEFAULT_EVENT",

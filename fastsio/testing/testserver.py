@@ -12,31 +12,26 @@ import asyncio
 import inspect
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastsio._ext._core import (
     ACK,
-    BINARY_ACK,
-    BINARY_EVENT,
     CONNECT,
     CONNECT_ERROR,
     DISCONNECT,
     EVENT,
 )
 
-from .codec import Frame, Packet, Serializer, encode_packet
+from .codec import Frame, Serializer, encode_packet
 from .engineio import Session
 from .faults import FaultHooks
 from .firehose import DEFAULT_EVENT, DEFAULT_PAYLOAD
 from .recovery import RecoveryLog
+from .sockets import ClientGone, Handler, ScriptedSession, Socket, args_of
 
 logger = logging.getLogger("fastsio.testing")
-
-
-Handler = Callable[..., Any]
-"""A handler registered with :meth:`TestServer.on`: sync or async, see there for arguments."""
 
 
 class ConnectionRefused(Exception):
@@ -52,10 +47,6 @@ class ConnectionRefused(Exception):
         super().__init__(message)
         self.message = message
         self.data = data
-
-
-class ClientGone(ConnectionError):
-    """:meth:`TestServer.call` failed: the client's socket disconnected before it acked."""
 
 
 @dataclass(frozen=True)
@@ -117,118 +108,10 @@ class _Done:
 _DONE = _Done()
 
 
-def _args_of(data: Any) -> list[Any]:
-    """python-socketio's rule: a tuple is several arguments, None none, anything else one."""
-    if isinstance(data, tuple):
-        return list(data)
-    if data is None:
-        return []
-    return [data]
-
-
 def _ack_value(args: list[Any]) -> Any:
     if not args:
         return None
     return args[0] if len(args) == 1 else tuple(args)
-
-
-class _Socket:
-    """One namespace connection of a session."""
-
-    __slots__ = ("sid", "nsp", "session", "auth", "connected", "rooms", "held", "pid", "recovered")
-
-    def __init__(self, sid: str, nsp: str, session: _ScriptedSession, auth: Any) -> None:
-        self.sid = sid
-        self.nsp = nsp
-        self.session = session
-        self.auth = auth
-        self.connected = False
-        self.rooms: set[str] = set()
-        self.pid: str | None = None  # private session id (connection-state recovery)
-        self.recovered = False
-        # Packets emitted to the socket while its connect handler runs: sent after CONNECT.
-        self.held: list[Frame] = []
-
-    def send(self, frames: list[Frame]) -> None:
-        if self.connected:
-            self.session.send(frames)
-        else:
-            self.held.extend(frames)
-
-
-class _ScriptedSession(Session):
-    """One Engine.IO session of a :class:`TestServer`: its sockets and the acks it awaits."""
-
-    server: TestServer
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.sockets: dict[str, _Socket] = {}
-        self.acks: dict[int, tuple[str, asyncio.Future[list[Any]] | Handler]] = {}
-        self.ack_seq = 0
-
-    def send_packet(
-        self, ptype: int, nsp: str, data: Any = None, ack_id: int | None = None
-    ) -> None:
-        self.send(encode_packet(self.server._msgpack, ptype, nsp, data, ack_id))
-
-    def add_ack(self, nsp: str, waiter: asyncio.Future[list[Any]] | Handler) -> int:
-        ack_id = self.ack_seq
-        self.ack_seq += 1
-        self.acks[ack_id] = (nsp, waiter)
-        return ack_id
-
-    def on_packet(self, pkt: Packet) -> Awaitable[None] | None:
-        server = self.server
-        if pkt.type == CONNECT:
-            # Awaited before the session's next packet: a connect handler may await.
-            return server._connect_socket(self, pkt.nsp, pkt.data)
-        if pkt.type == DISCONNECT:
-            sock = self.sockets.get(pkt.nsp)
-            if sock is not None:
-                server._remove_socket(sock, "client namespace disconnect")
-        elif pkt.type in (EVENT, BINARY_EVENT):
-            server.stats.events_received += 1
-            sock = self.sockets.get(pkt.nsp)
-            if sock is None or not sock.connected:
-                logger.info("TestServer: event for unconnected namespace %s ignored", pkt.nsp)
-                return None
-            data = pkt.data
-            if not isinstance(data, list) or not data or not isinstance(data[0], str):
-                raise ValueError(f"event without a name: {data!r}")
-            server._dispatch(sock, data[0], data[1:], pkt.id)
-        elif pkt.type in (ACK, BINARY_ACK):
-            server.stats.acks_received += 1
-            self._on_ack(pkt)
-        else:
-            raise ValueError(f"unexpected Socket.IO packet type {pkt.type} from a client")
-        return None
-
-    def _on_ack(self, pkt: Packet) -> None:
-        entry = self.acks.pop(pkt.id, None) if pkt.id is not None else None
-        if entry is None or entry[0] != pkt.nsp:
-            logger.info("TestServer: unknown ack %s on %s ignored", pkt.id, pkt.nsp)
-            return
-        args = pkt.data if isinstance(pkt.data, list) else [] if pkt.data is None else [pkt.data]
-        waiter = entry[1]
-        if isinstance(waiter, asyncio.Future):
-            if not waiter.done():
-                waiter.set_result(args)
-        else:
-            self.server._run_handler(waiter, tuple(args), f"ack callback on {pkt.nsp}")
-
-    def on_close(self, reason: str) -> None:
-        for sock in list(self.sockets.values()):
-            self.server._remove_socket(sock, reason)
-        for _nsp, waiter in self.acks.values():
-            if isinstance(waiter, asyncio.Future) and not waiter.done():
-                waiter.set_exception(ClientGone("session closed"))
-        self.acks.clear()
-
-    def send_disconnects(self) -> None:
-        for sock in list(self.sockets.values()):
-            if sock.connected:
-                self.send_packet(DISCONNECT, sock.nsp)
 
 
 class TestServer(FaultHooks):
@@ -341,7 +224,7 @@ class TestServer(FaultHooks):
         #: Exceptions raised by handlers, in order (they are also logged).
         self.errors: list[BaseException] = []
         self._handlers: dict[str, dict[str, Handler]] = {}
-        self._sockets: dict[str, _Socket] = {}
+        self._sockets: dict[str, Socket] = {}
         self._rooms: dict[str, dict[str, set[str]]] = {}  # nsp -> room -> sids
 
     async def __aenter__(self) -> TestServer:
@@ -362,7 +245,7 @@ class TestServer(FaultHooks):
     def _make_session(
         self, transport: str, headers: dict[str, str], query: dict[str, str]
     ) -> Session:
-        return _ScriptedSession(self, transport, headers, query)
+        return ScriptedSession(self, transport, headers, query)
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -406,7 +289,7 @@ class TestServer(FaultHooks):
         """
         if not isinstance(event, str):
             raise TypeError("event name must be a str")
-        payload = [event, *_args_of(data)]
+        payload = [event, *args_of(data)]
         if self.recovery is not None and callback is None:
             payload = self._recovery.log_event(
                 payload, to if to is not None else room, namespace, skip_sid
@@ -447,7 +330,7 @@ class TestServer(FaultHooks):
         waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         session = sock.session
         ack_id = session.add_ack(sock.nsp, waiter)
-        sock.send(encode_packet(self._msgpack, EVENT, sock.nsp, [event, *_args_of(data)], ack_id))
+        sock.send(encode_packet(self._msgpack, EVENT, sock.nsp, [event, *args_of(data)], ack_id))
         self.stats.events_sent += 1
         try:
             args = await asyncio.wait_for(waiter, timeout)
@@ -549,7 +432,7 @@ class TestServer(FaultHooks):
 
     # -- internals: lookup -------------------------------------------------------------------
 
-    def _socket(self, sid: str, namespace: str | None = None) -> _Socket:
+    def _socket(self, sid: str, namespace: str | None = None) -> Socket:
         sock = self._sockets.get(sid)
         if sock is None:
             raise KeyError(f"no connected socket with sid {sid!r}")
@@ -568,7 +451,7 @@ class TestServer(FaultHooks):
         to: str | Iterable[str] | None,
         namespace: str | None,
         skip: str | Iterable[str] | None,
-    ) -> list[_Socket]:
+    ) -> list[Socket]:
         skipped = {skip} if isinstance(skip, str) else set(skip or ())
         nsp = namespace or "/"
         if to is None:
@@ -591,7 +474,7 @@ class TestServer(FaultHooks):
 
     # -- internals: Socket.IO ----------------------------------------------------------------
 
-    async def _connect_socket(self, session: _ScriptedSession, nsp: str, auth: Any) -> None:
+    async def _connect_socket(self, session: ScriptedSession, nsp: str, auth: Any) -> None:
         if nsp in session.sockets:
             logger.info("TestServer: second CONNECT for %s ignored", nsp)
             return
@@ -601,7 +484,7 @@ class TestServer(FaultHooks):
             return
         lost = self._recovery.take_lost(nsp, auth)
         sid = lost.sid if lost is not None else secrets.token_urlsafe(15)
-        sock = _Socket(sid, nsp, session, auth)
+        sock = Socket(sid, nsp, session, auth)
         session.sockets[nsp] = sock
         self._sockets[sid] = sock
         self.enter_room(sid, sid)
@@ -653,7 +536,7 @@ class TestServer(FaultHooks):
         sock = self._sockets.get(sid)
         return sock is not None and sock.recovered
 
-    def _forget_socket(self, sock: _Socket) -> None:
+    def _forget_socket(self, sock: Socket) -> None:
         for room in list(sock.rooms):
             self.leave_room(sock.sid, room)
         self._sockets.pop(sock.sid, None)
@@ -666,7 +549,7 @@ class TestServer(FaultHooks):
                 if isinstance(waiter, asyncio.Future) and not waiter.done():
                     waiter.set_exception(ClientGone(f"socket {sock.sid} disconnected"))
 
-    def _remove_socket(self, sock: _Socket, reason: str) -> None:
+    def _remove_socket(self, sock: Socket, reason: str) -> None:
         was_connected = sock.connected
         sock.connected = False
         if (
@@ -682,7 +565,7 @@ class TestServer(FaultHooks):
             if handler is not None:
                 self._run_handler(handler, (sock.sid, reason), f"disconnect handler of {sock.nsp}")
 
-    def _dispatch(self, sock: _Socket, event: str, args: list[Any], ack_id: int | None) -> None:
+    def _dispatch(self, sock: Socket, event: str, args: list[Any], ack_id: int | None) -> None:
         handlers = self._handlers.get(sock.nsp, {})
         handler = handlers.get(event) if event not in ("connect", "disconnect") else None
         if handler is not None:
@@ -699,7 +582,7 @@ class TestServer(FaultHooks):
         handler: Handler,
         args: tuple[Any, ...],
         what: str,
-        sock: _Socket | None = None,
+        sock: Socket | None = None,
         ack_id: int | None = None,
     ) -> None:
         try:
@@ -711,7 +594,7 @@ class TestServer(FaultHooks):
             task = self._spawn(result)
             if sock is not None and ack_id is not None:
 
-                def ack_when_done(t: asyncio.Task[Any], sock: _Socket = sock) -> None:
+                def ack_when_done(t: asyncio.Task[Any], sock: Socket = sock) -> None:
                     if not t.cancelled() and t.exception() is None:
                         self._send_ack(sock, ack_id, t.result())
 
@@ -721,10 +604,10 @@ class TestServer(FaultHooks):
         if sock is not None and ack_id is not None:
             self._send_ack(sock, ack_id, result)
 
-    def _send_ack(self, sock: _Socket, ack_id: int, result: Any) -> None:
+    def _send_ack(self, sock: Socket, ack_id: int, result: Any) -> None:
         if not sock.connected or sock.session.closed:
             return
-        sock.session.send_packet(ACK, sock.nsp, _args_of(result), ack_id)
+        sock.session.send_packet(ACK, sock.nsp, args_of(result), ack_id)
         self.stats.acks_sent += 1
 
     def _task_error(self, task: asyncio.Task[Any], what: str) -> None:
