@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.aio import until
 
 from fastsio.testing import ConnectionRefused, TestServer
 
@@ -403,7 +404,7 @@ async def test_emit_without_ack_delivers_and_exits_0(tmp_path: Path, server: Tes
     server.on("note", lambda sid, *args: got.append(args))
     result = await fastsio(tmp_path, "emit", server.url, "note", "hi", "1", "--namespace", "/")
     assert (result.rc, result.out) == (0, "")
-    await _until(lambda: got)
+    await until(lambda: got)
     assert got == [("hi", 1)]
 
 
@@ -413,7 +414,7 @@ async def test_emit_over_polling_delivers(tmp_path: Path, server: TestServer) ->
     server.on("note", lambda sid, *args: got.append(args))
     result = await fastsio(tmp_path, "emit", server.url, "note", "polled", "--transport", "polling")
     assert result.rc == 0
-    await _until(lambda: got, timeout=2.0)
+    await until(lambda: got, timeout=2.0)
     assert got == [("polled",)]
 
 
@@ -541,15 +542,6 @@ def test_firehose_module_serves_until_terminated(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @on_one_loop

@@ -8,19 +8,12 @@ import time
 from typing import Any
 
 import pytest
+from support.aio import until
 
 import fastsio
 from fastsio import exceptions
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 def serializer_of(parser: str) -> str:
@@ -50,13 +43,13 @@ async def test_emit_timeout_callback_gets_error_first(node_server: Any, fault_pr
     await sio.connect(proxy.url)
     await sio.emit("ack", 1, callback=lambda err, *a: results.append((err, a)), timeout=5)
     await sio.emit("never_acked", callback=lambda err, *a: results.append((err, a)), timeout=0.2)
-    await wait_for(lambda: len(results) == 2)
+    await until(lambda: len(results) == 2)
     assert results[0] == (None, (1,))
     assert isinstance(results[1][0], exceptions.TimeoutError)
     await sio.emit("never_acked", callback=lambda err, *a: results.append((err, a)), timeout=30)
     await asyncio.sleep(0.05)
     proxy.cut()
-    await wait_for(lambda: len(results) == 3, timeout=2)
+    await until(lambda: len(results) == 3, timeout=2)
     assert isinstance(results[2][0], exceptions.DisconnectedError)
     await sio.disconnect()
 
@@ -71,7 +64,7 @@ async def test_plain_callback_lost_on_disconnect_is_logged(
     await sio.emit("never_acked", callback=lambda *a: None)
     await asyncio.sleep(0.05)
     proxy.cut()
-    await wait_for(lambda: "will not be called" in caplog.text, timeout=3)
+    await until(lambda: "will not be called" in caplog.text, timeout=3)
     assert sio.stats()["pending_acks"] == 0
     await sio.disconnect()
 
@@ -97,7 +90,7 @@ async def test_emits_while_reconnecting_are_buffered_and_flushed_in_order(
     await sio.emit("echo", -1, volatile=True)  # volatile: dropped while disconnected
     assert sio.stats()["buffered"] == 100
     proxy.refuse(False)
-    await wait_for(lambda: len(echoed) >= 100, timeout=10)
+    await until(lambda: len(echoed) >= 100, timeout=10)
     await asyncio.sleep(0.2)
     assert echoed == list(range(100))  # once each, in order, no volatile
     await sio.disconnect()
@@ -126,7 +119,7 @@ async def test_buffer_full_policy_error_and_drop_oldest(node_server: Any, fault_
             await sio.emit("echo", 3)
             expected = [1, 2, 3]
         proxy.refuse(False)
-        await wait_for(lambda echoed=echoed: len(echoed) >= 3, timeout=10)
+        await until(lambda echoed=echoed: len(echoed) >= 3, timeout=10)
         await asyncio.sleep(0.1)
         assert echoed == expected
         await sio.disconnect()
@@ -151,10 +144,10 @@ async def test_at_least_once_retries_survive_a_cut(node_server: Any, fault_proxy
     for n in range(20):
         await sio.emit("ack", n, callback=lambda err, *a: acks.append((err, a)))
     proxy.cut()
-    await wait_for(lambda: len(acks) == 20, timeout=15)
+    await until(lambda: len(acks) == 20, timeout=15)
     assert acks == [(None, (n,)) for n in range(20)]  # every one acked, in order
     await sio.emit("never_acked", callback=lambda err, *a: acks.append((err, a)))
-    await wait_for(lambda: len(acks) == 21, timeout=10)  # 1 + 3 retries, 1 s each
+    await until(lambda: len(acks) == 21, timeout=10)  # 1 + 3 retries, 1 s each
     assert isinstance(acks[-1][0], exceptions.TimeoutError)
     await sio.disconnect()
 
@@ -181,12 +174,12 @@ async def test_connection_state_recovery_delivers_everything_exactly_once(
     await sio.connect(proxy.url, transports=["websocket"])
     assert sio.recovered is False
     await sio.emit("stream_start", 10)
-    await wait_for(lambda: len(seq) >= 20)
+    await until(lambda: len(seq) >= 20)
     proxy.refuse(True)
     proxy.cut()
     await asyncio.sleep(2.0)  # ~200 events emitted by the server while we are cut off
     proxy.refuse(False)
-    await wait_for(lambda: len(connects) == 2, timeout=10)
+    await until(lambda: len(connects) == 2, timeout=10)
     assert sio.recovered is True
     await asyncio.sleep(0.3)
     await sio.emit("stream_stop")
@@ -211,7 +204,7 @@ async def test_without_recovery_on_server_recovered_is_false(
     sio.on("reconnect", lambda n: reconnected.set())
     await sio.connect(proxy.url)
     await sio.emit("stream_start", 20)
-    await wait_for(lambda: got)
+    await until(lambda: got)
     proxy.cut()
     await asyncio.wait_for(reconnected.wait(), 5)
     assert sio.recovered is False
@@ -239,7 +232,7 @@ async def test_stream_intact_over_degraded_links(
     await sio.connect(proxy.url, transports=["websocket"])
     await sio.emit("burst", 300)
     await sio.emit("burst_binary", 50)
-    await wait_for(lambda: len(got) == 350, timeout=30)
+    await until(lambda: len(got) == 350, timeout=30)
     assert got[:300] == list(range(300))
     assert got[300:] == [(i, i.to_bytes(4, "big")) for i in range(50)]
     await sio.disconnect()

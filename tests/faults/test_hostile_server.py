@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-from support.hostile import HostileServer, wait_for
+from support.aio import until
+from support.hostile import HostileServer
 
 import fastsio
 from fastsio import exceptions
@@ -49,7 +50,7 @@ async def test_malformed_packet_is_parse_error_then_reconnect(case: str) -> None
         sio.on("ok", lambda *a: oks.append(a))
         sio.on("disconnect", lambda reason: reasons.append(reason))
         await sio.connect(server.url, transports=["websocket"])
-        await wait_for(lambda: oks, timeout=5)  # the second session's good event
+        await until(lambda: oks, timeout=5)  # the second session's good event
         assert reasons == ["parse error"]
         assert oks == [(1,)]  # no handler ever saw the corrupted packet
         assert sio.connected
@@ -84,7 +85,7 @@ async def test_bad_open_packet_then_good_server_with_retry() -> None:
         oks: list[Any] = []
         sio.on("ok", lambda *a: oks.append(a))
         await sio.connect(server.url, transports=["websocket"], retry=True)
-        await wait_for(lambda: oks)
+        await until(lambda: oks)
         await sio.disconnect()
 
 
@@ -97,7 +98,7 @@ async def test_message_over_max_message_size_is_a_parse_error() -> None:
         sio.on("ok", lambda *a: oks.append(a))
         sio.on("disconnect", lambda reason: reasons.append(reason))
         await sio.connect(server.url, transports=["websocket"])
-        await wait_for(lambda: oks)
+        await until(lambda: oks)
         assert reasons == ["parse error"] and oks == [(1,)]
         await sio.disconnect()
 
@@ -112,7 +113,7 @@ async def test_too_many_attachments_over_the_limit() -> None:
         oks: list[Any] = []
         sio.on("ok", lambda *a: oks.append(a))
         await sio.connect(server.url, transports=["websocket"])
-        await wait_for(lambda: oks)
+        await until(lambda: oks)
         assert reasons == ["parse error"]
         await sio.disconnect()
 
@@ -136,7 +137,7 @@ async def test_unknown_ack_and_unknown_namespace_are_ignored_not_fatal() -> None
         oks: list[Any] = []
         sio.on("ok", lambda *a: oks.append(a))
         await sio.connect(server.url, transports=["websocket"])
-        await wait_for(lambda: oks)
+        await until(lambda: oks)
         assert oks == [(1,)] and sio.connected
         await sio.disconnect()
 
@@ -156,7 +157,7 @@ async def test_msgpack_wrong_types_are_parse_errors() -> None:
             oks: list[Any] = []
             sio.on("ok", lambda *a, oks=oks: oks.append(a))
             await sio.connect(server.url, transports=["websocket"])
-            await wait_for(lambda oks=oks: oks, timeout=5)
+            await until(lambda oks=oks: oks, timeout=5)
             assert reasons == ["parse error"] and oks == [(1,)]
             await sio.disconnect()
 
@@ -178,7 +179,7 @@ async def test_client_survives_many_hostile_sessions_without_leaking_tasks() -> 
         reasons: list[str] = []
         sio.on("disconnect", lambda reason: reasons.append(reason))
         await sio.connect(server.url, transports=["websocket"])
-        await wait_for(lambda: len(reasons) >= 30, timeout=20)
+        await until(lambda: len(reasons) >= 30, timeout=20)
         await sio.disconnect()
         assert set(reasons) == {"parse error"}
         await asyncio.sleep(0.1)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.hostile import HostilePollingServer, HostileServer, wait_for, ws_header
+from support.aio import until
+from support.hostile import HostilePollingServer, HostileServer, ws_header
 
 import fastsio
 from fastsio._ext._core import DEFAULT_MAX_MESSAGE_SIZE
@@ -51,7 +52,7 @@ async def _refused_then_reconnects(
     with caplog.at_level(logging.INFO):
         await sio.connect(server.url, transports=[transport])
         try:
-            await wait_for(lambda: oks, timeout=20)
+            await until(lambda: oks, timeout=20)
             assert reasons == ["parse error"]
             assert oks == [(1,)]  # nothing of the refused message reached a handler
             assert sio.connected and server.connections == 2
@@ -98,7 +99,7 @@ async def test_message_of_exactly_the_limit_is_accepted() -> None:
         oks: list[Any] = []
         sio.on("ok", lambda *a: oks.append(a))
         await sio.connect(server.url, transports=["websocket"])
-        await wait_for(lambda: oks)
+        await until(lambda: oks)
         assert oks == [("x" * 1000,)] and sio.connected
         await sio.disconnect()
 
@@ -129,7 +130,7 @@ async def test_many_small_fragments_under_the_limit_make_one_message() -> None:
         oks: list[Any] = []
         sio.on("ok", lambda *a: oks.append(a))
         await sio.connect(server.url, transports=["websocket"])
-        await wait_for(lambda: oks)
+        await until(lambda: oks)
         assert oks == [("y" * 5000,)]
         await sio.disconnect()
 
@@ -199,7 +200,7 @@ async def test_many_tiny_polling_packets_are_taken_one_at_a_time() -> None:
         sio.on("disconnect", reasons.append)
         await sio.connect(server.url, transports=["polling"])
         try:
-            await wait_for(lambda: oks, timeout=20)
+            await until(lambda: oks, timeout=20)
             assert reasons == [] and oks == [(1,)]
         finally:
             await sio.disconnect()

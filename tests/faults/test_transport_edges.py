@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from support.aio import until
-from support.hostile import HostilePollingServer, HostileServer, wait_for, ws_header
+from support.hostile import HostilePollingServer, HostileServer, ws_header
 
 import fastsio
 from fastsio.testing import TestServer
@@ -77,7 +77,7 @@ async def test_packets_before_a_refused_one_are_dispatched(transport: str, bad: 
         sio.on("ok", lambda *a: oks.append(a[0]))
         sio.on("disconnect", lambda reason: reasons.append((reason, len(oks))))
         await sio.connect(server.url, transports=[transport])
-        await wait_for(lambda: reasons, timeout=10)
+        await until(lambda: reasons, timeout=10)
         await sio.disconnect()
         assert reasons == [("parse error", 2)], (reasons, oks)
         assert oks == [1, 2]
@@ -120,7 +120,7 @@ async def test_no_unretrieved_exception(raw: bytes, caplog: Any) -> None:
         sio.on("disconnect", lambda r: reasons.append(r))
         with caplog.at_level(logging.DEBUG):
             await sio.connect(server.url, transports=["websocket"])
-            await wait_for(lambda: reasons, timeout=10)
+            await until(lambda: reasons, timeout=10)
             await asyncio.sleep(0.2)
             await sio.disconnect()
             await asyncio.sleep(0.1)

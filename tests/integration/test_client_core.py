@@ -10,19 +10,12 @@ import datetime
 from typing import Any
 
 import pytest
+from support.aio import until
 
 import fastsio
 from fastsio import exceptions
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture(params=["node", "python"])
@@ -50,9 +43,9 @@ async def test_echo_and_ack_over_each_transport(
     try:
         await sio.emit("echo", ("text", 1, {"nested": [1.5, None, True]}))
         assert await sio.call("ack", ("x", 2), timeout=5) == ("x", 2)
-        await wait_for(lambda: got)
+        await until(lambda: got)
         assert got == [("text", 1, {"nested": [1.5, None, True]})]
-        await wait_for(lambda: sio.transport() == expected)
+        await until(lambda: sio.transport() == expected)
         # The upgrade must not lose or reorder anything sent around it.
         assert await sio.call("ack", "after", timeout=5) == "after"
     finally:
@@ -151,7 +144,7 @@ async def test_several_namespaces_over_one_connection_and_catch_alls(peer: Any) 
         await sio.emit("echo", 1)
         await sio.emit("echo", 2, namespace="/chat")
         await sio.emit("echo", 3, namespace="/private")
-        await wait_for(lambda: root and chat_any and everywhere)
+        await until(lambda: root and chat_any and everywhere)
         assert root == [(1,)]
         assert chat_any == [("echo", (2,))]
         assert everywhere == [("echo", "/private", (3,))]
@@ -220,7 +213,7 @@ async def test_handler_return_value_acks_server_emit_with_ack(
     await sio.connect(server.url)
     try:
         await sio.emit("ask", {"q": 1})
-        await wait_for(lambda: answers)
+        await until(lambda: answers)
         assert answers == [["re", {"q": 1}, b"\x01\x02"]]
     finally:
         await sio.disconnect()
@@ -238,7 +231,7 @@ async def test_binary_both_ways_nested_and_in_acks(peer: Any, parser: str) -> No
         payload = (b"\x00\xff", {"deep": [b"a", {"b": b"\x00" * 1000}]}, "text")
         await sio.emit("echo", payload)
         assert await sio.call("ack", payload, timeout=5) == payload
-        await wait_for(lambda: got)
+        await until(lambda: got)
         assert got == [payload]
     finally:
         await sio.disconnect()
@@ -252,7 +245,7 @@ async def test_binary_events_stream_in_order(node_server: Any) -> None:
     await sio.connect(server.url)
     try:
         await sio.emit("burst_binary", 200)
-        await wait_for(lambda: len(got) == 200)
+        await until(lambda: len(got) == 200)
         assert got == [(i, i.to_bytes(4, "big")) for i in range(200)]
     finally:
         await sio.disconnect()
@@ -268,7 +261,7 @@ async def test_msgpack_undefined_date_and_arraybuffer(node_server: Any) -> None:
     await sio.connect(server.url)
     try:
         await sio.emit("emit_undefined")
-        await wait_for(lambda: len(got) == 3)
+        await until(lambda: len(got) == 3)
         assert got["undef"] == (None, None, 1)
         assert got["date"] == datetime.datetime(
             2024, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
@@ -332,12 +325,12 @@ async def test_rooms_membership_controls_broadcasts(peer: Any) -> None:
     try:
         assert await a.call("join", "blue", timeout=5) is True
         await b.emit("to_room", ("blue", 1))
-        await wait_for(lambda: got_a)
+        await until(lambda: got_a)
         assert got_a == [("blue", (1,))]
         assert await a.call("leave", "blue", timeout=5) is True
         assert await b.call("join", "blue", timeout=5) is True
         await a.emit("to_room", ("blue", 2))
-        await wait_for(lambda: got_b)
+        await until(lambda: got_b)
         # b, now a member, got the second broadcast; a, no longer one, did not.
         await asyncio.sleep(0.2)
         assert got_b == [("blue", (2,))]
@@ -360,7 +353,7 @@ async def test_sync_and_async_handlers_start_in_arrival_order(node_server: Any) 
     await sio.connect(server.url)
     try:
         assert await sio.call("burst", 500, timeout=10) == 500
-        await wait_for(lambda: len(order) == 500)
+        await until(lambda: len(order) == 500)
         assert order == list(range(500))
     finally:
         await sio.disconnect()
@@ -382,7 +375,7 @@ async def test_handler_exception_is_logged_and_stream_continues(
     await sio.connect(server.url)
     try:
         await sio.call("burst", 10, timeout=5)
-        await wait_for(lambda: len(seen) == 10)
+        await until(lambda: len(seen) == 10)
         assert sio.connected
         assert "boom" in caplog.text or any("tick" in r.getMessage() for r in caplog.records)
     finally:
@@ -408,7 +401,7 @@ async def test_namespace_class_handlers(node_server: Any) -> None:
     await sio.connect(server.url)
     assert set(sio.namespaces) == {"/chat"}
     await sio.emit("echo", "hi", namespace="/chat")
-    await wait_for(lambda: len(got) == 2)
+    await until(lambda: len(got) == 2)
     await sio.disconnect()
     assert got == ["connect", ("hi",), "io client disconnect"]
 
@@ -421,7 +414,7 @@ async def test_large_message_roundtrip(node_server: Any) -> None:
     await sio.connect(server.url)
     try:
         await sio.emit("big", 5_000_000)  # beyond aiohttp's default 4 MB cap
-        await wait_for(lambda: got, timeout=10)
+        await until(lambda: got, timeout=10)
         assert len(got[0]) == 5_000_000
     finally:
         await sio.disconnect()
@@ -460,7 +453,7 @@ async def test_batch_handler_gets_events_in_order_interleaved_correctly(
         await sio.emit("burst", 2000)
         await sio.emit("burst_binary", 2)
         await sio.emit("burst", 3)
-        await wait_for(lambda: len(order) == 2005, timeout=10)
+        await until(lambda: len(order) == 2005, timeout=10)
         assert order == [*range(2000), ("bin", 0), ("bin", 1), 0, 1, 2]
         assert sum(batches) == 2003 and len(batches) < 2003  # really batched
     finally:
@@ -486,7 +479,7 @@ async def test_slow_async_handlers_pause_reading_instead_of_queueing(node_server
     await sio.connect(server.url, transports=["websocket"])
     try:
         await sio.emit("burst", 3000)
-        await wait_for(lambda: len(started) == 3000 and running == 0, timeout=30)
+        await until(lambda: len(started) == 3000 and running == 0, timeout=30)
         assert started == list(range(3000))
         # Frames already read when the limit is hit are kept, not dispatched: the limit holds.
         assert peak <= 50

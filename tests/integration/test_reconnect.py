@@ -7,18 +7,11 @@ import time
 from typing import Any
 
 import pytest
+from support.aio import until
 
 import fastsio
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 def recording_client(**kwargs: Any) -> tuple[fastsio.AsyncClient, dict[str, list[Any]]]:
@@ -62,13 +55,13 @@ async def test_frozen_link_detected_by_ping_timeout_then_reconnects(
     await sio.connect(proxy.url, transports=transports)
     proxy.freeze()
     frozen_at = time.monotonic()
-    await wait_for(lambda: log["disconnect"], timeout=5)
+    await until(lambda: log["disconnect"], timeout=5)
     detected = time.monotonic() - frozen_at
     assert log["disconnect"] == ["ping timeout"]
     # pingInterval + pingTimeout (0.4 s) plus the margin: well under two seconds.
     assert detected < 2.0
     proxy.heal()
-    await wait_for(lambda: sio.connected and log["reconnect"], timeout=10)
+    await until(lambda: sio.connected and log["reconnect"], timeout=10)
     assert await sio.call("ack", "back", timeout=5) == "back"
     await sio.disconnect()
 
@@ -80,7 +73,7 @@ async def test_cut_link_reconnects_with_transport_close(node_server: Any, fault_
     await sio.connect(proxy.url)
     old_sid = sio.get_sid()
     proxy.cut()
-    await wait_for(lambda: log["reconnect"], timeout=10)
+    await until(lambda: log["reconnect"], timeout=10)
     assert log["disconnect"] == ["transport close"]
     assert sio.connected and sio.get_sid() != old_sid
     assert await sio.call("ack", 1, timeout=5) == 1
@@ -92,9 +85,9 @@ async def test_server_restart_on_same_port_reconnects(node_server: Any) -> None:
     sio, log = recording_client(reconnection_delay=0.1, reconnection_delay_max=0.3)
     await sio.connect(server.url)
     await server.akill()
-    await wait_for(lambda: log["disconnect"], timeout=5)
+    await until(lambda: log["disconnect"], timeout=5)
     await server.arestart()
-    await wait_for(lambda: log["reconnect"], timeout=15)
+    await until(lambda: log["reconnect"], timeout=15)
     assert sio.connected
     assert await sio.call("ack", "again", timeout=5) == "again"
     await sio.disconnect()
@@ -105,7 +98,7 @@ async def test_server_closing_transport_triggers_reconnect(node_server: Any) -> 
     sio, log = recording_client(reconnection_delay=0.05, reconnection_delay_max=0.1)
     await sio.connect(server.url)
     await sio.emit("close_transport")
-    await wait_for(lambda: log["reconnect"], timeout=10)
+    await until(lambda: log["reconnect"], timeout=10)
     assert log["disconnect"] == ["transport close"]
     await sio.disconnect()
 
@@ -145,7 +138,7 @@ async def test_disconnect_cancels_reconnect_loop(node_server: Any, fault_proxy: 
                                 randomization_factor=0)
     await sio.connect(proxy.url)
     proxy.cut()
-    await wait_for(lambda: log["disconnect"])
+    await until(lambda: log["disconnect"])
     t0 = time.monotonic()
     await sio.disconnect()
     await asyncio.wait_for(sio.wait(), 2)
@@ -157,7 +150,7 @@ async def test_connect_retry_waits_for_server_and_can_be_cancelled(unused_tcp_po
     sio, log = recording_client(reconnection_delay=0.05, reconnection_delay_max=0.1)
     task = asyncio.ensure_future(
         sio.connect(f"http://127.0.0.1:{unused_tcp_port}", retry=True))
-    await wait_for(lambda: len(log["reconnect_attempt"]) >= 2, timeout=5)
+    await until(lambda: len(log["reconnect_attempt"]) >= 2, timeout=5)
     await sio.disconnect()
     with pytest.raises(fastsio.exceptions.ConnectionError):
         await asyncio.wait_for(task, 2)
