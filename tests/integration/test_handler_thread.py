@@ -7,19 +7,12 @@ import time
 from typing import Any
 
 import pytest
+from support.aio import wait_until
 
 import fastsio
 from fastsio import ClientNamespace
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def test_inline_handler_cannot_block_on_call(node_server: Any) -> None:

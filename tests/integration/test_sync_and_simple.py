@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
+from support.aio import wait_until
 
 import fastsio
 from fastsio import exceptions
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("use_uvloop", [True, False], ids=["uvloop", "asyncio"])

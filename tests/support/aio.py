@@ -1,4 +1,5 @@
-"""Small asyncio helpers for tests: which loop is running, waiting on conditions and events."""
+"""Small helpers for tests: which loop is running, waiting on conditions (from a coroutine or
+from a plain thread) and events."""
 
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ async def until(predicate: Callable[[], object], timeout: float = 5.0, what: str
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate!r}")
         await asyncio.sleep(0.005)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """:func:`until` for sync code (the sync clients' tests): block the calling thread."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate!r}")
+        time.sleep(0.005)
 
 
 class EventLog:
