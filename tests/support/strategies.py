@@ -1,6 +1,8 @@
-"""Hypothesis strategies shared by the codec tests."""
+"""Hypothesis strategies shared by the codec tests, and the comparisons they assert with."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -34,3 +36,25 @@ def mutated(draw, seeds: list[bytes]) -> bytes:
         else:
             del data[pos:]
     return bytes(data)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Structural equality that also tells bool from int from float and bytes from str."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def has_bytes(obj: Any) -> bool:
+    """Whether binary data (bytes, bytearray, memoryview) is anywhere in ``obj``."""
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return any(has_bytes(x) for x in obj)
+    if isinstance(obj, dict):
+        return any(has_bytes(x) for x in obj.values())
+    return False

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from socketio.msgpack_packet import MsgPackPacket
 from socketio.packet import Packet as PyPacket
-from support.strategies import KEYS, NSP, TEXT
+from support.strategies import KEYS, NSP, TEXT, has_bytes, same
 
 from fastsio._ext import _core
 from fastsio._ext._core import (
@@ -78,27 +78,6 @@ def packets(draw, binary: bool = True) -> tuple[int, str, Any, int | None]:
         data = draw(st.lists(values, max_size=4))
         ack_id = draw(ACK_ID)
     return t, nsp, data, ack_id
-
-
-def has_bytes(obj: Any) -> bool:
-    if isinstance(obj, bytes):
-        return True
-    if isinstance(obj, list):
-        return any(has_bytes(x) for x in obj)
-    if isinstance(obj, dict):
-        return any(has_bytes(x) for x in obj.values())
-    return False
-
-
-def same(a: Any, b: Any) -> bool:
-    """Structural equality that also tells bool from int from float and bytes from str."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return a == b
 
 
 def header(t: int, nsp: str, ack_id: int | None, attachments: int) -> str:

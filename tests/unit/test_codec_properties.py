@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.strategies import KEYS, NSP, TEXT
+from support.strategies import KEYS, NSP, TEXT, has_bytes, same
 
 from fastsio._ext import _core
 from fastsio._ext._core import (
@@ -60,26 +60,6 @@ def normalized(obj: Any) -> Any:
     if isinstance(obj, (bytearray, memoryview)):
         return bytes(obj)
     return obj
-
-
-def same(a: Any, b: Any) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return a == b
-
-
-def has_bytes(obj: Any) -> bool:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return True
-    if isinstance(obj, (list, tuple)):
-        return any(has_bytes(x) for x in obj)
-    if isinstance(obj, dict):
-        return any(has_bytes(x) for x in obj.values())
-    return False
 
 
 @st.composite
