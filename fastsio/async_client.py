@@ -502,6 +502,8 @@ class AsyncClient:
         url = await self._get_real_value(self.connection_url)
         headers = await self._get_real_value(self.connection_headers)
         assert self.connection_transports is not None
+        life = self.lifecycle
+        life.begin_attempt(wait)
         auth: Any = None
         query: list[tuple[str, str]] = []
         if version == 3:
@@ -525,8 +527,7 @@ class AsyncClient:
         )
         if isinstance(eio, EngineIO3):
             eio.extra_query = query
-        life = self.lifecycle
-        life.begin_attempt(eio, version, wait)
+        life.use(eio, version)
         for nsp in self.connection_namespaces:
             self._sync_slot(nsp)
         try:
