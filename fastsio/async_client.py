@@ -255,10 +255,12 @@ class AsyncClient:
 
     @property
     def connected(self) -> bool:
+        """True while a session is kept (python-socketio's attribute)."""
         return self.lifecycle.connected
 
     @property
     def sid(self) -> str | None:
+        """The Engine.IO session id (None when not connected)."""
         return self.lifecycle.sid
 
     @property
@@ -268,10 +270,12 @@ class AsyncClient:
 
     @property
     def connection_namespaces(self) -> list[str]:
+        """The namespaces to (re)connect; one the server closes or refuses leaves it."""
         return self.lifecycle.connection_namespaces
 
     @property
     def failed_namespaces(self) -> list[str]:
+        """The namespaces the server refused in the last attempt."""
         return self.lifecycle.failed_namespaces
 
     @property
@@ -281,6 +285,7 @@ class AsyncClient:
 
     @property
     def strip_offsets(self) -> bool:
+        """The ``strip_offsets`` option (see the class)."""
         return self.lifecycle.strip_offsets
 
     @strip_offsets.setter
@@ -289,6 +294,7 @@ class AsyncClient:
 
     @property
     def buffer_when_disconnected(self) -> bool:
+        """The ``buffer_when_disconnected`` option (see the class)."""
         return self.lifecycle.buffer_when_disconnected
 
     @buffer_when_disconnected.setter
@@ -496,6 +502,8 @@ class AsyncClient:
         url = await self._get_real_value(self.connection_url)
         headers = await self._get_real_value(self.connection_headers)
         assert self.connection_transports is not None
+        life = self.lifecycle
+        life.begin_attempt(wait)
         auth: Any = None
         query: list[tuple[str, str]] = []
         if version == 3:
@@ -519,8 +527,7 @@ class AsyncClient:
         )
         if isinstance(eio, EngineIO3):
             eio.extra_query = query
-        life = self.lifecycle
-        life.begin_attempt(eio, version, wait)
+        life.use(eio, version)
         for nsp in self.connection_namespaces:
             self._sync_slot(nsp)
         try:

@@ -165,14 +165,17 @@ class NamespaceLifecycle:
             slot.strip_offset = False
             slot.offset = None
 
-    def begin_attempt(self, eio: Session, version: int, wait: bool) -> None:
-        """A new Engine.IO session is about to connect: nothing accepted yet."""
+    def begin_attempt(self, wait: bool) -> None:
+        """A new connection attempt: nothing accepted yet."""
         self.namespaces = {}
         self.accepted = {}
         self.keep_each = not wait
         self.failed_namespaces = []
         self.connect_event = asyncio.Event()
         self.v2_refused = False
+
+    def use(self, eio: Session, version: int) -> None:
+        """The attempt's Engine.IO session, about to connect."""
         self.conn.engine = eio
         self.conn.eio3 = version == 3
         self.eio = eio

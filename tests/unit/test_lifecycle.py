@@ -89,7 +89,8 @@ class Rig:
 
     def attempt(self, wait: bool = True, auth: Any = None) -> FakeSession:
         eio = FakeSession()
-        self.life.begin_attempt(eio, 4, wait)  # type: ignore[arg-type]
+        self.life.begin_attempt(wait)
+        self.life.use(eio, 4)  # type: ignore[arg-type]
         self.life.opened(eio)  # type: ignore[arg-type]
         self.life.send_connects(auth)
         return eio
