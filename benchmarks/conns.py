@@ -579,31 +579,29 @@ def main(argv: list[str] | None = None) -> int:
     if capped:
         print(f"note: {capped}")
     streams = stream_part(args) if args.stream_conns > 0 else None
-    targets = []
+    targets: dict[str, dict[str, Any]] = {}
     fast = next((r for r in rows if r["client"] == "fastsio"), None)
     if fast is not None and fast["kb_per_conn"]:
         kb = fast["kb_per_conn"]
-        targets.append(
-            {
-                "what": f"fastsio memory per idle connection at {args.conns} connections",
-                "value": f"{kb:.1f} KB",
-                "target": "<= 20 KB",
-                "met": kb <= 20,
-            }
-        )
+        targets[f"memory per idle connection at {args.conns}"] = {
+            "value": kb,
+            "op": "<=",
+            "limit": 20,
+            "unit": "KB",
+            "met": kb <= 20,
+        }
     if streams is not None and streams["ratio_cpu_per_event_many_vs_one"] is not None:
-        ratio = streams["ratio_cpu_per_event_many_vs_one"]
-        targets.append(
-            {
-                "what": f"fastsio CPU per event, {args.stream_conns} paced streams vs one",
-                "value": f"{ratio:.2f}x",
-                "target": "<= 1.2x",
-                "met": streams["target_met"],
-            }
-        )
-    for t in targets:
+        targets[f"CPU per event, {args.stream_conns} paced streams / one"] = {
+            "value": streams["ratio_cpu_per_event_many_vs_one"],
+            "op": "<=",
+            "limit": 1.2,
+            "met": streams["target_met"],
+        }
+    for name, t in targets.items():
+        unit = t.get("unit", "x")
         print(
-            f"target: {t['what']}: {t['value']} ({t['target']}): {'met' if t['met'] else 'NOT met'}"
+            f"target: fastsio {name}: {t['value']:.2f} {unit} ({t['op']} {t['limit']} {unit}): "
+            f"{'met' if t['met'] else 'NOT met'}"
         )
     common.write_report(
         common.results_path(args.json_out, args.quick, "conns.json"),
