@@ -187,10 +187,18 @@ class FirehoseProcess(ServerProcess):
     """fastsio's firehose server: ``count`` pre-encoded ``tick`` events to every client that
     joins a namespace, then a ``done`` event (``count`` 0: handshake and pings only)."""
 
-    def __init__(self, count: int, serializer: str, ping_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        serializer: str,
+        ping_interval: float | None = None,
+        rate: float | None = None,
+    ) -> None:
         argv, cwd = firehose_argv()
         argv += ["--port", "0", "--count", str(count), "--serializer", serializer]
         argv += ["--loop", "uvloop"]
+        if rate is not None:
+            argv += ["--rate", str(rate)]
         if ping_interval is not None:
             argv += ["--ping-interval", str(ping_interval)]
         super().__init__(argv, "firehose server", cwd=cwd)

@@ -28,6 +28,13 @@ Reported per client library (median of the rounds):
 - server CPU %: the server processes' CPU during the connect phase / its wall time (near 100 %
   x servers would mean the server is the bottleneck of the connect rate).
 
+With ``--stream-conns K`` (``run.py`` uses 200) a second part measures the CPU cost of many
+streams: fastsio receives a paced stream (``--stream-rate`` events/s in total, default 200,000,
+split evenly; the firehose paces in 10 ms ticks) on K connections, then the same total rate on one
+connection; reported: client CPU microseconds per event (user+sys over a ``--stream-seconds``
+window once every stream runs, default 5 s) and the ratio K connections / one (target <= 1.2x),
+with the event rate actually received. ``--servers`` firehose processes share the connections.
+
 The file-descriptor limit (RLIMIT_NOFILE) is raised to the hard limit; when that cannot hold
 ``--conns`` connections plus a margin, the count is capped and the output says so.
 
@@ -38,6 +45,7 @@ Usage::
     python benchmarks/conns.py                      # 5000 connections, 3 rounds, 3 clients
     python benchmarks/conns.py --conns 10000 --servers 2
     python benchmarks/conns.py --quick              # smoke run, < 30 s
+    python benchmarks/conns.py --clients fastsio --conns 10000 --servers 2 --stream-conns 200
 """
 
 from __future__ import annotations
@@ -210,7 +218,123 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _stream_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """fastsio on ``--conns`` connections, each receiving a paced stream: CPU per event."""
+    import fastsio
+
+    urls = args.urls.split(",")
+    received = [0]
+
+    def tick(_data: Any) -> None:
+        received[0] += 1
+
+    clients = []
+    for _ in range(args.conns):
+        sio = fastsio.AsyncClient(reconnection=False)
+        sio.on("tick", tick)
+        clients.append(sio)
+    sem = asyncio.Semaphore(args.concurrency)
+
+    async def connect(i: int, sio: Any) -> None:
+        async with sem:
+            await sio.connect(urls[i % len(urls)], transports=["websocket"], wait_timeout=10)
+
+    await asyncio.gather(*(connect(i, sio) for i, sio in enumerate(clients)))
+    await asyncio.sleep(1.0)  # every stream up to its pace
+    gc.collect()
+    n0, cpu0, t0 = received[0], time.process_time(), time.perf_counter()
+    await asyncio.sleep(args.stream_seconds)
+    n1, cpu1, t1 = received[0], time.process_time(), time.perf_counter()
+    still = sum(1 for sio in clients if sio.connected)
+    await asyncio.gather(*(sio.disconnect() for sio in clients))
+    events = n1 - n0
+    return {
+        "conns": args.conns,
+        "still_connected": still,
+        "events": events,
+        "events_per_s": events / (t1 - t0),
+        "cpu_s": cpu1 - cpu0,
+        "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / events if events else None,
+        "cpu_percent": (cpu1 - cpu0) / (t1 - t0) * 100,
+    }
+
+
+def run_stream(conns: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One stream run: ``conns`` connections sharing ``--stream-rate`` events/s."""
+    per_conn = args.stream_rate / conns
+    count = int(per_conn * (args.stream_seconds + 30))  # outlasts connecting and the window
+    servers = [
+        FirehoseProcess(count, "json", rate=per_conn) for _ in range(min(args.servers, conns))
+    ]
+    try:
+        cmd = [
+            *(sys.executable, str(Path(__file__).resolve()), "--worker", "fastsio", "--stream"),
+            *("--urls", ",".join(s.url for s in servers), "--conns", str(conns)),
+            *("--concurrency", str(args.concurrency)),
+            *("--stream-seconds", str(args.stream_seconds)),
+        ]
+        result = common.run_json_worker(cmd, args.timeout)
+    finally:
+        for server in servers:
+            server.stop()
+    if "error" not in result and result["still_connected"] != conns:
+        result["error"] = f"{result['still_connected']}/{conns} still connected after the window"
+    return result
+
+
+def stream_part(args: argparse.Namespace) -> dict[str, Any]:
+    """K paced streams vs one at the same total rate: the median CPU per event of each."""
+    many: list[dict[str, Any]] = []
+    one: list[dict[str, Any]] = []
+    for rnd in range(1, args.rounds + 1):
+        for conns, runs in ((args.stream_conns, many), (1, one)):
+            r = run_stream(conns, args)
+            runs.append(r)
+            msg = r.get("error") or (
+                f"{r['events_per_s']:,.0f} events/s, {r['cpu_us_per_event']:.2f} us CPU/event, "
+                f"CPU {r['cpu_percent']:.0f}%"
+            )
+            print(f"round {rnd} stream x{conns:<5} {msg}", file=sys.stderr, flush=True)
+
+    def med(runs: list[dict[str, Any]], key: str) -> float | None:
+        vals = [r[key] for r in runs if "error" not in r and r.get(key) is not None]
+        return median(vals) if vals else None
+
+    us_many, us_one = med(many, "cpu_us_per_event"), med(one, "cpu_us_per_event")
+    ratio = us_many / us_one if us_many and us_one else None
+    out = {
+        "stream_conns": args.stream_conns,
+        "stream_rate": args.stream_rate,
+        "many": {
+            "events_per_s": med(many, "events_per_s"),
+            "cpu_us_per_event": us_many,
+            "runs": many,
+        },
+        "one": {"events_per_s": med(one, "events_per_s"), "cpu_us_per_event": us_one, "runs": one},
+        "ratio_cpu_per_event_many_vs_one": ratio,
+        "target_ratio": 1.2,
+        "target_met": ratio is not None and ratio <= 1.2,
+    }
+    print(
+        f"\nstreams: {args.stream_conns} connections x {args.stream_rate / args.stream_conns:,.0f}"
+        f" events/s vs 1 x {args.stream_rate:,.0f} (fastsio, median of {args.rounds}):"
+    )
+    print(
+        f"  {args.stream_conns} connections: {fmt(out['many']['events_per_s'], ',.0f')} events/s, "
+        f"{fmt(us_many, '.2f')} us CPU/event"
+    )
+    print(
+        f"  1 connection: {fmt(out['one']['events_per_s'], ',.0f')} events/s, "
+        f"{fmt(us_one, '.2f')} us CPU/event"
+    )
+    verdict = "met" if out["target_met"] else "NOT met"
+    print(f"  CPU per event, many / one: {fmt(ratio, '.2f')}x (target <= 1.2x: {verdict})")
+    return out
+
+
 def worker_main(args: argparse.Namespace) -> int:
+    if args.stream:
+        return common.run_worker(_stream_worker(args), "uvloop")
     return common.run_worker(_worker(args), "uvloop")
 
 
@@ -356,8 +480,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
     common.add_common_options(
-        parser, "conns.json", "smoke run (< 30 s): 500 connections, hold 0.5 s, 1 round, unless given"
+        parser,
+        "conns.json",
+        "smoke run (< 30 s): 500 connections, hold 0.5 s, 1 round, unless given",
     )
+    parser.add_argument(
+        "--stream-conns",
+        type=int,
+        default=0,
+        help="also measure CPU per event on this many paced streams vs one (0: skip)",
+    )
+    parser.add_argument(
+        "--stream-rate", type=float, default=200_000, help="events/s in total (default 200000)"
+    )
+    parser.add_argument("--stream-seconds", type=float, default=5.0, help="measured window")
+    parser.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
     parser.add_argument("--server-pids", default="", help=argparse.SUPPRESS)
@@ -441,6 +578,31 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, args.conns, args.rounds, args.servers)
     if capped:
         print(f"note: {capped}")
+    streams = stream_part(args) if args.stream_conns > 0 else None
+    targets: dict[str, dict[str, Any]] = {}
+    fast = next((r for r in rows if r["client"] == "fastsio"), None)
+    if fast is not None and fast["kb_per_conn"]:
+        kb = fast["kb_per_conn"]
+        targets[f"memory per idle connection at {args.conns}"] = {
+            "value": kb,
+            "op": "<=",
+            "limit": 20,
+            "unit": "KB",
+            "met": kb <= 20,
+        }
+    if streams is not None and streams["ratio_cpu_per_event_many_vs_one"] is not None:
+        targets[f"CPU per event, {args.stream_conns} paced streams / one"] = {
+            "value": streams["ratio_cpu_per_event_many_vs_one"],
+            "op": "<=",
+            "limit": 1.2,
+            "met": streams["target_met"],
+        }
+    for name, t in targets.items():
+        unit = t.get("unit", "x")
+        print(
+            f"target: fastsio {name}: {t['value']:.2f} {unit} ({t['op']} {t['limit']} {unit}): "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
     common.write_report(
         common.results_path(args.json_out, args.quick, "conns.json"),
         "conns",
@@ -457,9 +619,14 @@ def main(argv: list[str] | None = None) -> int:
             "rlimit_nofile": {"before": old_soft, "soft": soft, "hard": hard},
             "capped": capped,
             "fastsio_install_warning": stale,
+            "stream_conns": args.stream_conns,
+            "stream_rate": args.stream_rate,
+            "stream_seconds": args.stream_seconds,
         },
         results=rows,
         runs=runs,
+        streams=streams,
+        targets=targets,
     )
     return 1 if any(r["errors"] for r in rows) else 0
 

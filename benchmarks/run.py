@@ -104,7 +104,13 @@ def make_steps() -> list[Step]:
         Step("rtt", "rtt.py", [], "rtt.json", "rtt"),
         Step("codec", "codec.py", [], "codec.json", "codec"),
         Step("memory", "memory.py", [], "memory.json", "memory"),
-        Step("conns", "conns.py", [], "conns.json", "conns"),
+        Step(
+            "conns",
+            "conns.py",
+            ["--conns", "10000", "--servers", "2", "--stream-conns", "200"],
+            "conns.json",
+            "conns",
+        ),
     ]
 
 
@@ -656,8 +662,11 @@ def targets_summary(steps: list[Step]) -> list[str]:
                     f"(target <= {t['limit_vs_raw']}x): {'met' if t.get('met') else 'NOT met'}"
                 )
             elif "op" in t and t.get("value") is not None:
+                unit = t.get("unit", "x")
+                sep = " " if len(unit) > 1 else ""
                 lines.append(
-                    f"{step.name}: {name} {t['value']:.2f}x (target {t['op']} {t['limit']}x): "
+                    f"{step.name}: {name} {t['value']:.2f}{sep}{unit} "
+                    f"(target {t['op']} {t['limit']}{sep}{unit}): "
                     f"{'met' if t.get('met') else 'NOT met'}"
                 )
             elif "min_speedup" in t and t.get("speedup") is not None:

@@ -28,6 +28,7 @@ from ._ext._core import (
     looks_like_eio3_payload,
     poll_body_limit,
 )
+from ._flag import Flag
 from .exceptions import (
     ConnectionError,
     PayloadTooLargeError,
@@ -204,12 +205,12 @@ class EngineIO:
         self._post_task: asyncio.Task[None] | None = None
         # Polling records, encoded once: a text packet as is, a binary one as b"b" + base64.
         self._outbox: list[bytes] = []
-        self._outbox_ready = asyncio.Event()
+        self._outbox_ready = Flag()
         self._post_stopping = False
         self._poll_paused = False
         self._get_in_flight = False  # the poll loop is inside a GET (not parked on the gate)
         self._flush_lock = asyncio.Lock()  # one POST at a time (servers refuse overlaps)
-        self._read_gate = asyncio.Event()
+        self._read_gate = Flag()
         self._read_gate.set()
         self._yielding = False
         self._upgrade_task: asyncio.Task[None] | None = None

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from . import exceptions
 from ._ext._core import ACK, CONNECT, CONNECT_ERROR, DISCONNECT, Connection, NamespaceSlot, Packet
+from ._flag import Flag
 from .delivery import Outbox, args_of
 from .eio3 import auth_query, namespace_with_query
 from .reasons import Reason
@@ -107,8 +108,8 @@ class NamespaceLifecycle:
         self.keep_each = False
         # No reconnection follows (the user disconnected, or the server closed every namespace).
         self.final = False
-        self.connect_event: asyncio.Event | None = None
-        self.stopped: asyncio.Event | None = None
+        self.connect_event: Flag | None = None
+        self.stopped: Flag | None = None
 
     # -- the state other parts ask about ------------------------------------------------
 
@@ -157,7 +158,7 @@ class NamespaceLifecycle:
         self.connection_namespaces = list(namespaces)
         self.final = False
         self.outbox.final = False
-        self.stopped = asyncio.Event()
+        self.stopped = Flag()
         self.pids.clear()
         self.eio_in_use = None
         for slot in self.conn.slots.values():
@@ -171,7 +172,7 @@ class NamespaceLifecycle:
         self.accepted = {}
         self.keep_each = not wait
         self.failed_namespaces = []
-        self.connect_event = asyncio.Event()
+        self.connect_event = Flag()
         self.v2_refused = False
 
     def use(self, eio: Session, version: int) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from . import exceptions
+from ._flag import Flag
 from .backoff import reconnect_delay
 from .reasons import Reason
 
@@ -58,7 +59,7 @@ class Reconnector:
         self.stop_for_good = stop_for_good
         self.trigger = trigger
         self.task: asyncio.Task[None] | None = None
-        self._abort: asyncio.Event | None = None
+        self._abort: Flag | None = None
 
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
@@ -69,7 +70,7 @@ class Reconnector:
 
     def reset(self) -> None:
         """A new ``connect()``: a fresh abort signal."""
-        self._abort = asyncio.Event()
+        self._abort = Flag()
 
     async def abort(self) -> None:
         """Stop the loop and wait until it has ended (closing what an attempt opened)."""
@@ -86,7 +87,7 @@ class Reconnector:
 
     async def run(self) -> None:
         if self._abort is None:
-            self._abort = asyncio.Event()
+            self._abort = Flag()
         self._abort.clear()
         s = self.settings
         attempt = 0

@@ -39,6 +39,7 @@ async def _serve(args: argparse.Namespace) -> None:
         payload=payload,
         namespace=args.namespace,
         ack_echo=args.ack_echo,
+        rate=args.rate,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
     )
@@ -83,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ack-echo",
         action="store_true",
         help="answer client events that request an ack with their arguments",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events per second to each client, paced (default: as fast as possible)",
     )
     parser.add_argument("--ping-interval", type=float, default=25.0, help="seconds")
     parser.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")

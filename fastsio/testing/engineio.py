@@ -51,6 +51,8 @@ LOW_WATER = 1024 * 1024
 MAX_POLL_PACKETS = 1000
 #: A stream over polling: packets queued ahead of the client's GETs.
 POLL_STREAM_BACKLOG = 5000
+#: seconds between the writes of a paced stream (``rate``): 10 ms, as a market-data feed batches
+PACE_TICK = 0.01
 
 
 class Session:
@@ -179,8 +181,10 @@ class Session:
         count: int,
         active: Callable[[], bool],
         sent: Callable[[int], None],
+        rate: float | None = None,
     ) -> int:
-        """Send ``frames`` ``count`` times as fast as the link takes them; return how often.
+        """Send ``frames`` ``count`` times as fast as the link takes them (or ``rate`` times a
+        second, in ticks of ``PACE_TICK`` seconds on a fixed timeline); return how often.
 
         On WebSocket a blob of ready-made frames is written straight to the TCP transport,
         with write-buffer flow control; on polling the packets are queued a few thousand ahead
@@ -191,8 +195,16 @@ class Session:
         per_blob = max(1, BLOB_TARGET // len(wire))
         blob = wire * per_blob
         done = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         while done < count and not self.closed and active():
             n = min(per_blob, count - done)
+            if rate is not None:
+                due = int((loop.time() - start) * rate) - done
+                if due <= 0:
+                    await asyncio.sleep(PACE_TICK)
+                    continue
+                n = min(n, due)
             if self.transport == "websocket":
                 if self.frozen:
                     await asyncio.sleep(0.005)

@@ -68,6 +68,8 @@ class FirehoseServer(WebSocketServer):
     :param ack_echo: answer every client EVENT that carries an ack id with an ACK (BINARY_ACK
         for binary events, with the same attachments) whose arguments are the event's
         arguments after its name.
+    :param rate: events per second to each client (paced in ticks of 10 ms on a fixed timeline,
+        so a late tick catches up); ``None`` (default) streams as fast as the link takes them.
     :param ping_interval: seconds between Engine.IO pings (``pingInterval`` in the open packet).
     :param ping_timeout: advertised ``pingTimeout`` in seconds (not enforced: a client saturated
         by the stream may answer late, and that is not what a benchmark measures).
@@ -88,6 +90,7 @@ class FirehoseServer(WebSocketServer):
         packet: bytes | None = None,
         namespace: str | None = None,
         ack_echo: bool = False,
+        rate: float | None = None,
         ping_interval: float = 25,
         ping_timeout: float = 20,
         max_payload: int = 1_000_000,
@@ -95,6 +98,8 @@ class FirehoseServer(WebSocketServer):
     ) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
+        if rate is not None and rate <= 0:
+            raise ValueError("rate must be > 0 (or None: as fast as possible)")
         super().__init__(
             serializer=serializer,
             ping_interval=ping_interval,
@@ -109,6 +114,7 @@ class FirehoseServer(WebSocketServer):
         self.packet = packet
         self.namespace = namespace
         self.ack_echo = ack_echo
+        self.rate = rate
         self.stats = ServerStats()
 
     async def __aenter__(self) -> FirehoseServer:
@@ -186,7 +192,11 @@ class _FirehoseSession(Session):
             stats.events_sent += n
 
         done = await self.stream(
-            server._stream_frames(nsp), server.count, lambda: nsp in self.namespaces, sent
+            server._stream_frames(nsp),
+            server.count,
+            lambda: nsp in self.namespaces,
+            sent,
+            server.rate,
         )
         if done == server.count and not self.closed and nsp in self.namespaces:
             self.send(encode_packet(server._msgpack, EVENT, nsp, ["done", server.count]))

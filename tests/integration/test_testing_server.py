@@ -811,3 +811,29 @@ async def test_recovery_replays_missed_events_before_connect() -> None:
     finally:
         await sio.disconnect()
         await server.stop()
+
+
+async def test_firehose_paced_stream_delivers_every_event_in_order_then_done() -> None:
+    from fastsio.testing import FirehoseServer
+
+    got: list[Any] = []
+    done: list[Any] = []
+    async with FirehoseServer(count=120, payload=None, rate=2000) as server:
+        sio = client()
+        sio.on("tick", lambda *args: got.append(args))
+        sio.on("done", done.append)
+        await sio.connect(server.url, transports=["websocket"])
+        try:
+            await until(lambda: done, what="the done event")
+        finally:
+            await sio.disconnect()
+    assert done == [120] and len(got) == 120
+    assert server.stats.events_sent == 120
+
+
+def test_firehose_refuses_a_rate_that_is_not_positive() -> None:
+    from fastsio.testing import FirehoseServer
+
+    for bad in (0, -5.0):
+        with pytest.raises(ValueError, match="rate must be > 0"):
+            FirehoseServer(count=10, rate=bad)
