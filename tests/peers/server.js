@@ -375,8 +375,9 @@ function firehose(socket, count) {
   const conn = socket.conn;
   const done = `2["done",${count}]`;
   // Start once socket.io's own packets (the CONNECT) have left: raw frames must come after them.
+  // (Looked at again shortly: the connection's "drain" only fires after a flush with data.)
   if (conn.writeBuffer.length || !conn.transport.writable) {
-    conn.once("drain", () => setImmediate(() => firehose(socket, count)));
+    setTimeout(() => firehose(socket, count), 1);
     return;
   }
   const tcp = conn.transport.name === "websocket" && conn.transport.socket
