@@ -275,6 +275,11 @@ class NamespaceLifecycle:
 
     def _v2_detected(self, nsp: str) -> None:
         self.logger.info("The server is a Socket.IO 2.x server (Engine.IO 3)")
+        # What the server sends behind that CONNECT (events on connection) belongs to the
+        # attempt being abandoned: nothing more of it is dispatched (the frames held from here
+        # on are dropped with the session); the Engine.IO 3 session gets its own.
+        if self.eio is not None:
+            self.eio.pause_reading()
         self.v2_refused = True
         self.failed_namespaces.append(nsp)
         if self.connect_event is not None:

@@ -111,3 +111,27 @@ async def test_forcing_engineio_4_on_a_server_refusing_it_says_it_is_refused(
 )
 def test_version_refusals_are_told_from_other_http_errors(body: bytes, message: str | None) -> None:
     assert version_refusal(body) == message
+
+
+async def test_nothing_from_the_abandoned_engineio_4_attempt_reaches_the_handlers(
+    node_server: Any,
+) -> None:
+    # A 2.x server accepts the Engine.IO 4 attempt as its own and starts talking at once (here
+    # 20000 ticks to every client of "/"): what follows its unasked CONNECT on that attempt
+    # belongs to a session the client abandons, and must not be dispatched.
+    server = node_server(server_version=2, firehose=20000)
+    sio = fastsio.AsyncClient(reconnection=False)
+    ticks = 0
+    log = EventLog()
+
+    def tick(seq: Any) -> None:
+        nonlocal ticks
+        ticks += 1
+
+    sio.on("tick", tick)
+    sio.on("done", log.handler("done"))
+    await sio.connect(server.url, transports=["websocket"])
+    assert sio.protocol == Protocol(3, 4)
+    assert await log.wait("done", timeout=20) == [(20000,)]
+    assert ticks == 20000
+    await sio.disconnect()
