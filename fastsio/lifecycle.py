@@ -288,6 +288,10 @@ class NamespaceLifecycle:
     def handle_connect(self, nsp: str, data: Any) -> None:
         if self.early_connects is not None:
             self.early_connects.append((nsp, data))
+            if data is None and self.eio is not None and self.eio.version != 3:
+                # A 2.x server's own CONNECT on the Engine.IO 4 attempt (told once the session
+                # is set up, below): what follows it is not dispatched meanwhile either.
+                self.eio.pause_reading()
             return
         if self.eio is None or self.final:
             # A reply on a session being abandoned or closed: never kept, nothing flushed.
