@@ -543,16 +543,8 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown client(s) {unknown}; known: {', '.join(known)} "
             "(fastsio, raw and python-socketio optionally suffixed with -asyncio)"
         )
-    pythons = dict.fromkeys(clients, sys.executable)
-    legacy: dict[str, str | None] = {}
-    if LEGACY_PSIO in clients:
-        python, legacy["version_or_error"] = common.legacy_psio_python()
-        legacy["python"] = python
-        if python is None:
-            print(f"warning: {LEGACY_PSIO} skipped: {legacy['version_or_error']}", file=sys.stderr)
-            clients.remove(LEGACY_PSIO)
-        else:
-            pythons[LEGACY_PSIO] = python
+    pythons, legacy = common.worker_pythons(clients)
+    clients = [c for c in clients if pythons[c] is not None]
 
     stale = common.warn_if_stale(any(split_client(c)[0] == "fastsio" for c in clients))
 
@@ -584,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.timeout,
                     server,
                     client_cpus,
-                    pythons[client],
+                    pythons[client] or sys.executable,
                 )
                 result["round"] = rnd
                 result["disturbed"] = bool(

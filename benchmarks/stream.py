@@ -733,14 +733,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stale = common.warn_if_stale(any(split_client(c)[0].startswith("fastsio") for c in clients))
 
-    pythons = dict.fromkeys(clients, sys.executable)
-    legacy: dict[str, str | None] = {}
-    if LEGACY_PSIO in clients:
-        python, legacy["version_or_error"] = common.legacy_psio_python()
-        legacy["python"] = python
-        if python is None:
-            print(f"warning: {LEGACY_PSIO} skipped: {legacy['version_or_error']}", file=sys.stderr)
-        pythons[LEGACY_PSIO] = python or ""
+    pythons, legacy = common.worker_pythons(clients)
 
     servers: dict[int, ServerProcess] = {}
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
@@ -757,7 +750,8 @@ def main(argv: list[str] | None = None) -> int:
                 if runs[client] and "skipped" in runs[client][0]:
                     continue
                 count = count_of(client)
-                if not pythons[client]:
+                python = pythons[client]
+                if python is None:
                     result = {"skipped": f"no python-socketio 4.x: {legacy['version_or_error']}"}
                 else:
                     result = run_client(
@@ -766,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.serializer,
                         count,
                         args.timeout,
-                        pythons[client],
+                        python,
                     )
                 result["count"] = count
                 result["round"] = rnd
