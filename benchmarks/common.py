@@ -13,7 +13,8 @@ It owns:
   (``rss_kb``, ``peak_rss_kb``), CPU pinning (``pinner``);
 - workers: client names (``split_client``), running one client on a fresh loop and printing its
   result as one JSON line (``run_worker``), and the parent's side of it (``run_json_worker``,
-  ``parse_worker_output``);
+  ``parse_worker_output``); the venv of python-socketio 4.x, the line that talks to Socket.IO
+  2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its client name);
 - reports: ``machine_info``, ``installed_fastsio_is_stale``, ``results_path``,
   ``command_line``, ``write_report`` (the JSON layout ``run.py`` reads: ``benchmark``,
   ``started``, ``duration_s``, ``command``, ``config``, ``machine``, then the parts);
@@ -236,6 +237,58 @@ def split_client(name: str) -> tuple[str, str]:
     if name == "python-socketio-sync":
         return name, "threads"
     return name, "uvloop"
+
+
+#: python-socketio 4.x (Engine.IO 3), the client name under which the benchmarks run it against
+#: a Socket.IO 2.x server, its venv (made on first use, outside the test venv: it pins
+#: python-engineio 3.x) and what goes in it.
+LEGACY_PSIO = "python-socketio-4"
+LEGACY_PSIO_VENV = ROOT / ".venv-psio4"
+LEGACY_PSIO_REQUIREMENTS = (
+    "python-socketio[asyncio_client]>=4.6,<5",
+    "python-engineio<4",
+    "uvloop",
+)
+
+
+def legacy_psio_python() -> tuple[str | None, str]:
+    """The interpreter of the python-socketio 4.x venv, creating it if needed; or None and why
+    it cannot be had (no network, no wheel for this Python, ...)."""
+    python = LEGACY_PSIO_VENV / "bin" / "python"
+    check = [str(python), "-c", "import socketio, engineio, uvloop; print(socketio.__version__)"]
+    if python.exists():
+        ok = subprocess.run(check, capture_output=True, text=True)
+        if ok.returncode == 0:
+            return str(python), ok.stdout.strip()
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(LEGACY_PSIO_VENV)],
+        [str(python), "-m", "pip", "install", "-q", *LEGACY_PSIO_REQUIREMENTS],
+        check,
+    ]
+    print(f"creating {LEGACY_PSIO_VENV.name} (python-socketio 4.x)...", file=sys.stderr)
+    for cmd in steps:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"{shlex.join(cmd[:4])}: {exc}"
+        if proc.returncode != 0:
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            return None, f"{shlex.join(cmd[:4])} failed: {tail}"
+    return str(python), proc.stdout.strip()
+
+
+def worker_pythons(clients: Sequence[str]) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """The interpreter of each Python client's worker (None: not available, warned about), and
+    what to report of the python-socketio 4.x venv when ``LEGACY_PSIO`` is among them."""
+    pythons: dict[str, str | None] = dict.fromkeys(clients, sys.executable)
+    legacy: dict[str, Any] = {}
+    if LEGACY_PSIO in clients:
+        python, legacy["version_or_error"] = legacy_psio_python()
+        legacy["python"] = python
+        if python is None:
+            print(f"warning: {LEGACY_PSIO} skipped: {legacy['version_or_error']}", file=sys.stderr)
+        pythons[LEGACY_PSIO] = python
+    return pythons, legacy
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:

@@ -29,8 +29,10 @@ of uvloop):
   socket.io-client 4.8, resolved from ``tests/peers/node_modules`` (``npm ci --prefix tests/peers``).
 
 ``--server-version 2`` runs the same against socket.io 2.5 (Engine.IO 3) with the clients that
-can talk to it: ``fastsio`` (negotiating, as by default) and ``node`` as socket.io-client 2.x
-(``tests/peers/node_modules/socket.io-v2``); results go to ``results/rtt-v2.json``.
+can talk to it: ``fastsio`` (negotiating, as by default), ``python-socketio-4`` (python-socketio
+4.x, from a venv of its own, ``.venv-psio4``, made on first use) and ``node-v2``
+(socket.io-client 2.x, the npm alias ``socket.io-client-v2`` in tests/peers); results go to
+``results/rtt-v2.json``.
 
 On a virtual machine the round trip depends on where the two processes run: when the client
 and the server are on different CPUs that are otherwise idle, every message wakes a halted
@@ -68,6 +70,7 @@ from typing import Any
 
 import common
 from common import (
+    LEGACY_PSIO,
     NODE_DIR,
     NodeServer,
     children_cpu_s,
@@ -87,7 +90,8 @@ NODE_CLIENT_V2 = "socket.io-client-v2"  # the npm alias of socket.io-client 2.x 
 DEFAULT_CLIENTS = "raw,raw-await,fastsio,fastsio-asyncio,python-socketio,node"
 # Against socket.io 2.5 (--server-version 2): the raw clients speak Engine.IO 4 and
 # python-socketio 5 cannot talk to 2.x servers; `node` is then socket.io-client 2.x.
-V2_CLIENTS = ("fastsio", "node")
+V2_CLIENTS = ("fastsio", LEGACY_PSIO, "node-v2")
+V2_DEFAULT_CLIENTS = f"fastsio,fastsio-asyncio,{LEGACY_PSIO},node-v2"
 BASE_CLIENTS = ("raw", "raw-await", "fastsio", "python-socketio", "node")
 TARGETS = {"p50_us": 1.3, "p99_us": 1.5}  # fastsio / raw must not exceed these
 
@@ -271,13 +275,13 @@ def pin_plan(mode: str) -> tuple[set[int] | None, set[int] | None]:
 
 
 def _client_cmd(
-    name: str, url: str, warmup: int, count: int, timeout: float, server_version: int
+    name: str, url: str, warmup: int, count: int, timeout: float, python: str
 ) -> list[str]:
-    if name == "node":
+    if name in ("node", "node-v2"):
         cmd = ["node", str(NODE_CLIENT), url, str(warmup), str(count), str(timeout)]
-        return cmd + ([NODE_CLIENT_V2] if server_version == 2 else [])
+        return cmd + ([NODE_CLIENT_V2] if name == "node-v2" else [])
     return [
-        sys.executable,
+        python,
         str(Path(__file__).resolve()),
         "--worker",
         name,
@@ -300,15 +304,16 @@ def run_client(
     timeout: float,
     server: NodeServer | None = None,
     cpus: set[int] | None = None,
-    server_version: int = 4,
+    python: str = sys.executable,
 ) -> dict[str, Any]:
     """One client run; ``other_cpu_percent``: CPU other processes used meanwhile (on the CPUs
-    of the client and the server when they are pinned)."""
+    of the client and the server when they are pinned); ``python``: the interpreter of a Python
+    client's worker."""
     watched = (cpus | server.cpus) if cpus and server and server.cpus else None
     t0, busy0, kids0 = time.perf_counter(), system_busy_s(watched), children_cpu_s()
     server0 = server.cpu_seconds() if server else 0.0
     result = common.run_json_worker(
-        _client_cmd(name, url, warmup, count, timeout, server_version),
+        _client_cmd(name, url, warmup, count, timeout, python),
         timeout + 30,
         preexec_fn=pinner(cpus),
     )
@@ -385,6 +390,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         "raw_await": "raw-await",
         "python_socketio": "python-socketio",
         "node": "node",
+        "python_socketio_4": LEGACY_PSIO,
+        "node_v2": "node-v2",
     }
     by_name = {r["client"]: r for r in rows}
     for row in rows:
@@ -522,16 +529,22 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args)
 
     if args.server_version == 2 and args.clients == DEFAULT_CLIENTS:
-        args.clients = "fastsio,fastsio-asyncio,node"
+        args.clients = V2_DEFAULT_CLIENTS
+    known = V2_CLIENTS if args.server_version == 2 else BASE_CLIENTS
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = [c for c in clients if split_client(c)[0] not in BASE_CLIENTS or c == "node-asyncio"]
-    if args.server_version == 2:
-        unknown += [c for c in clients if split_client(c)[0] not in V2_CLIENTS]
+    unknown = [
+        c
+        for c in clients
+        if split_client(c)[0] not in known
+        or (c.endswith("-asyncio") and split_client(c)[0] in ("node", "node-v2", LEGACY_PSIO))
+    ]
     if unknown:
         parser.error(
-            f"unknown client(s) {unknown}; known: {', '.join(BASE_CLIENTS)} "
-            "(the Python ones optionally suffixed with -asyncio)"
+            f"unknown client(s) {unknown}; known: {', '.join(known)} "
+            "(fastsio, raw and python-socketio optionally suffixed with -asyncio)"
         )
+    pythons, legacy = common.worker_pythons(clients)
+    clients = [c for c in clients if pythons[c] is not None]
 
     stale = common.warn_if_stale(any(split_client(c)[0] == "fastsio" for c in clients))
 
@@ -544,9 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         # One unmeasured pass so that V8 has optimized the server's ack path before round 1
         # (a few hundred calls are not enough: the first client measured would pay for it).
         warmer = "fastsio" if args.server_version == 2 else "raw"
-        warm = run_client(
-            warmer, server.url, 0, 5000, args.timeout, server, client_cpus, args.server_version
-        )
+        warm = run_client(warmer, server.url, 0, 5000, args.timeout, server, client_cpus)
         if "error" in warm:
             print(f"server warm-up FAILED: {warm['error']}", file=sys.stderr)
         calm = dict.fromkeys(clients, 0)
@@ -565,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.timeout,
                     server,
                     client_cpus,
-                    args.server_version,
+                    pythons[client] or sys.executable,
                 )
                 result["round"] = rnd
                 result["disturbed"] = bool(
@@ -617,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "clients": clients,
             "server_version": args.server_version,
+            "legacy_python_socketio": legacy or None,
             "server": "tests/peers/server.js (socket.io "
             + ("2.5, Engine.IO 3" if args.server_version == 2 else "4.8")
             + ", JSON parser), loopback",

@@ -9,6 +9,8 @@ step            command                                           results
 stream-json     ``stream.py --serializer json``                   ``stream-json.json``
 stream-msgpack  ``stream.py --serializer msgpack``                ``stream-msgpack.json``
 rtt             ``rtt.py``                                        ``rtt.json``
+stream-v2       ``stream.py --server-version 2``                  ``stream-json-v2.json``
+rtt-v2          ``rtt.py --server-version 2``                     ``rtt-v2.json``
 codec           ``codec.py``                                      ``codec.json``
 memory          ``memory.py``                                     ``memory.json``
 conns           ``conns.py``                                      ``conns.json``
@@ -102,6 +104,24 @@ def make_steps() -> list[Step]:
             {"serializer": "msgpack"},
         ),
         Step("rtt", "rtt.py", [], "rtt.json", "rtt"),
+        # Against a Socket.IO 2.x server (Engine.IO 3): fastsio, python-socketio 4.x, Node
+        # socket.io-client 2.x.
+        Step(
+            "stream-v2",
+            "stream.py",
+            ["--server-version", "2"],
+            "stream-json-v2.json",
+            "stream",
+            {"server_version": 2},
+        ),
+        Step(
+            "rtt-v2",
+            "rtt.py",
+            ["--server-version", "2"],
+            "rtt-v2.json",
+            "rtt",
+            {"server_version": 2},
+        ),
         Step("codec", "codec.py", [], "codec.json", "codec"),
         Step("memory", "memory.py", [], "memory.json", "memory"),
         Step(
@@ -266,6 +286,8 @@ CLIENT_ORDER = (
     "python-socketio",
     "python-socketio-sync",
     "node",
+    "python-socketio-4",
+    "node-v2",
 )
 SUBJECT = "fastsio"
 #: (client, column header, JSON key) of the ratio columns
@@ -273,6 +295,8 @@ REFERENCES = (
     ("raw", f"{SUBJECT} vs raw", "vs_raw"),
     ("python-socketio", f"{SUBJECT} vs python-socketio", "vs_python_socketio"),
     ("node", f"{SUBJECT} vs node", "vs_node"),
+    ("python-socketio-4", f"{SUBJECT} vs python-socketio 4", "vs_python_socketio_4"),
+    ("node-v2", f"{SUBJECT} vs node 2.x", "vs_node_v2"),
 )
 
 
@@ -412,10 +436,14 @@ def rows_from_report(step: Step) -> list[Row]:
     if bench == "stream":
         serializer = report.get("config", {}).get("serializer", "")
         prefix = f"stream {'JSON' if serializer == 'json' else serializer}".strip()
+        if report.get("config", {}).get("server_version") == 2:
+            prefix += " (socket.io 2.5 server)"
         return _keyed_rows(step, report.get("results", []), prefix, STREAM_METRICS)
     if bench == "rtt":
         pin = report.get("config", {}).get("pin")
         where = {"same": " (client+server on 1 CPU)", "split": " (1 CPU each)"}.get(pin, "")
+        if report.get("config", {}).get("server_version") == 2:
+            where = where.replace("(", "(socket.io 2.5 server, ") if where else " (socket.io 2.5)"
         return _keyed_rows(step, report.get("results", []), f"rtt{where}", RTT_METRICS)
     return _generic_rows(step, report, bench)
 
@@ -703,6 +731,8 @@ def write_markdown(
         "reference, above 1 meaning better: for rates fastsio / other, for times, CPU and "
         "memory other / fastsio. `raw` is a bare picows WebSocket client doing only the "
         "protocol's minimum in Python (the practical limit); `node` is socket.io-client 4.8. "
+        "The rows marked socket.io 2.5 run against a Socket.IO 2.x server (Engine.IO 3), where "
+        "`node-v2` is socket.io-client 2.x and `python-socketio-4` python-socketio 4.x. "
         "Per-benchmark details: `benchmarks/results/*.json`, and the docstring of each script "
         "in `benchmarks/`.",
     ]

@@ -72,9 +72,12 @@ from typing import Any
 import common
 from common import (
     HERE,
+    LEGACY_PSIO,
     NODE_DIR,
     NODE_PEERS,
     FirehoseProcess,
+    NodeServer,
+    ServerProcess,
     cpu_s,
     fmt,
     median,
@@ -101,9 +104,14 @@ BASE_CLIENTS = (
     "fastsio-sync",
     "node",
 )
+#: Against a Socket.IO 2.x server (--server-version 2): the raw clients speak Engine.IO 4 and
+#: python-socketio 5 cannot talk to 2.x servers; python-socketio 4.x runs from its own venv and
+#: ``node-v2`` is socket.io-client 2.x.
+V2_DEFAULT_CLIENTS = f"fastsio,fastsio-batch,fastsio-sync,fastsio-asyncio,{LEGACY_PSIO},node-v2"
+V2_CLIENTS = ("fastsio", "fastsio-batch", "fastsio-sync", LEGACY_PSIO, "node-v2")
 RAW_CLIENTS = ("raw", "raw-noafn", "raw_orjson")
-NO_ASYNCIO_VARIANT = ("python-socketio-sync", "node")  # no event loop of ours to swap
-SLOW_CLIENTS = ("python-socketio",)  # get --slow-count events (events/s is what is compared)
+NO_ASYNCIO_VARIANT = ("python-socketio-sync", "node", "node-v2", LEGACY_PSIO)  # no event loop of ours to swap
+SLOW_CLIENTS = ("python-socketio", LEGACY_PSIO)  # get --slow-count events (events/s is what is compared)
 SLOWEST_CLIENTS = ("python-socketio-sync",)  # get --sync-slow-count events
 #: (client, column header, JSON key) of the ratio columns, in table order.
 REFERENCES = (
@@ -111,6 +119,8 @@ REFERENCES = (
     ("raw-noafn", "vs noafn", "ratio_vs_raw_noafn"),
     ("python-socketio", "vs psio", "ratio_vs_python_socketio"),
     ("node", "vs node", "ratio_vs_node"),
+    (LEGACY_PSIO, "vs psio4", "ratio_vs_python_socketio_4"),
+    ("node-v2", "vs node2", "ratio_vs_node_v2"),
 )
 
 
@@ -322,8 +332,9 @@ async def _run_socketio(
     else:
         import socketio  # type: ignore[no-redef]
 
+    options = {"serializer": "msgpack"} if serializer == "msgpack" else {}  # none in psio 4.x
     # --- the benchmarked client code: identical for python-socketio and fastsio ---
-    sio = socketio.AsyncClient(serializer="msgpack" if serializer == "msgpack" else "default")
+    sio = socketio.AsyncClient(**options)
     counter = 0
 
     def tick(data: Any) -> None:
@@ -489,14 +500,21 @@ def worker_main(args: argparse.Namespace) -> int:
 
 
 def run_client(
-    name: str, server: FirehoseProcess, serializer: str, count: int, timeout: float
+    name: str,
+    server: ServerProcess,
+    serializer: str,
+    count: int,
+    timeout: float,
+    python: str = sys.executable,
 ) -> dict[str, Any]:
-    if name == "node":
+    """One run of one client; ``python``: the interpreter of a Python client's worker."""
+    if name in ("node", "node-v2"):
+        module = "socket.io-client-v2" if name == "node-v2" else "socket.io-client"
         node = shutil.which("node")
         if node is None:
             return {"skipped": "node is not on PATH"}
-        if not (NODE_PEERS / "node_modules" / "socket.io-client").is_dir():
-            return {"skipped": "socket.io-client is not installed (npm ci --prefix tests/peers)"}
+        if not (NODE_PEERS / "node_modules" / module).is_dir():
+            return {"skipped": f"{module} is not installed (npm ci --prefix tests/peers)"}
         cmd = [
             node,
             str(NODE_CLIENT),
@@ -505,10 +523,12 @@ def run_client(
             serializer,
             "--timeout",
             str(timeout),
+            "--client",
+            module,
         ]
     else:
         cmd = [
-            sys.executable,
+            python,
             str(Path(__file__).resolve()),
             "--worker",
             name,
@@ -653,6 +673,16 @@ def main(argv: list[str] | None = None) -> int:
         "stream-<serializer>.json",
         "smoke run (< 30 s): fewer events and 1 round unless given explicitly",
     )
+    parser.add_argument(
+        "--server-version",
+        type=int,
+        choices=(2, 4),
+        default=4,
+        help="4 (default): fastsio's embedded firehose; 2: the Node socket.io 2.5 peer "
+        "(Engine.IO 3) with --firehose, JSON only, clients "
+        f"{', '.join(V2_CLIENTS)} (default {V2_DEFAULT_CLIENTS}); results in "
+        "stream-json-v2.json",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -666,16 +696,22 @@ def main(argv: list[str] | None = None) -> int:
         args.sync_slow_count = 2_000 if args.sync_slow_count is None else args.sync_slow_count
     if args.rounds is None:
         args.rounds = 1 if args.quick else 5
+    v2 = args.server_version == 2
+    if v2 and args.serializer != "json":
+        parser.error("--server-version 2 streams JSON only")
+    if v2 and args.clients == DEFAULT_CLIENTS:
+        args.clients = V2_DEFAULT_CLIENTS
+    known = V2_CLIENTS if v2 else BASE_CLIENTS
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [
         c
         for c in clients
-        if split_client(c)[0] not in BASE_CLIENTS
+        if split_client(c)[0] not in known
         or (c.endswith("-asyncio") and split_client(c)[0] in NO_ASYNCIO_VARIANT)
     ]
     if unknown:
         parser.error(
-            f"unknown client(s) {unknown}; known: {', '.join(BASE_CLIENTS)} "
+            f"unknown client(s) {unknown}; known: {', '.join(known)} "
             f"(each except {', '.join(NO_ASYNCIO_VARIANT)} optionally suffixed with -asyncio)"
         )
     slow_count = args.slow_count if args.slow_count is not None else min(args.count, 100_000)
@@ -697,18 +733,35 @@ def main(argv: list[str] | None = None) -> int:
 
     stale = common.warn_if_stale(any(split_client(c)[0].startswith("fastsio") for c in clients))
 
-    servers: dict[int, FirehoseProcess] = {}
+    pythons, legacy = common.worker_pythons(clients)
+
+    servers: dict[int, ServerProcess] = {}
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     started = time.time()
     try:
         for count in sorted({count_of(c) for c in clients}):
-            servers[count] = FirehoseProcess(count, args.serializer)
+            servers[count] = (
+                NodeServer(server_version=2, extra=["--firehose", str(count)])
+                if v2
+                else FirehoseProcess(count, args.serializer)
+            )
         for rnd in range(1, args.rounds + 1):
             for client in clients:
                 if runs[client] and "skipped" in runs[client][0]:
                     continue
                 count = count_of(client)
-                result = run_client(client, servers[count], args.serializer, count, args.timeout)
+                python = pythons[client]
+                if python is None:
+                    result = {"skipped": f"no python-socketio 4.x: {legacy['version_or_error']}"}
+                else:
+                    result = run_client(
+                        client,
+                        servers[count],
+                        args.serializer,
+                        count,
+                        args.timeout,
+                        python,
+                    )
                 result["count"] = count
                 result["round"] = rnd
                 runs[client].append(result)
@@ -728,7 +781,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     common.write_report(
-        common.results_path(args.json_out, args.quick, f"stream-{args.serializer}.json"),
+        common.results_path(
+            args.json_out, args.quick, f"stream-{args.serializer}{'-v2' if v2 else ''}.json"
+        ),
         "stream",
         started,
         {
@@ -740,6 +795,12 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "clients": clients,
             "fastsio_install_warning": stale,
+            "server_version": args.server_version,
+            "server": "tests/peers/server.js --server-version 2 --firehose (socket.io 2.5, "
+            "Engine.IO 3; pre-built frames)"
+            if v2
+            else "fastsio/testing.py firehose (pre-encoded frames)",
+            "legacy_python_socketio": legacy or None,
             "event": '42["tick",{"s":"AAPL","p":123.45,"q":100,"t":1700000000123}]'
             if args.serializer == "json"
             else "msgpack {type:2,nsp:'/',data:['tick',{...}]}",

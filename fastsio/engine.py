@@ -51,6 +51,28 @@ MAX_PACKETS_PER_POST = 16
 #: Slack added to pingInterval + pingTimeout before a silent link is declared dead.
 HEARTBEAT_MARGIN = 0.5
 
+#: How servers word their HTTP 400 for an Engine.IO version they do not speak: engine.io >= 4
+#: (Socket.IO 3/4 without allowEIO3: ``{"code":5,"message":"Unsupported protocol version"}``)
+#: and python-engineio (3.x refuses EIO=4, 4.x refuses EIO=3: "The client is using an
+#: unsupported version of the Socket.IO or Engine.IO protocols"). Lower case.
+_VERSION_REFUSALS = (b"unsupported protocol version", b"unsupported version of the socket.io")
+
+
+def version_refusal(body: bytes) -> str | None:
+    """The server's message when an HTTP error ``body`` refuses the Engine.IO version."""
+    head = body[:512]
+    if not any(marker in head.lower() for marker in _VERSION_REFUSALS):
+        return None
+    try:
+        parsed = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        return str(parsed["message"])
+    if isinstance(parsed, str):
+        return parsed
+    return head.decode("utf-8", "replace").strip()
+
 
 class _PicowsLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """picows's logger for fastsio's connections, less its line about a frame refused for its
@@ -245,6 +267,10 @@ class EngineIO:
                 asyncio.TimeoutError,
                 picows.WSError,
             ) as exc:
+                refused = await self._websocket_refusal(exc, transports)
+                if refused is not None:
+                    await self._teardown()
+                    raise refused from exc
                 errors.append(f"websocket: {exc!r}")
                 self.logger.info(
                     "WebSocket connection failed (%r)%s",
@@ -423,6 +449,49 @@ class EngineIO:
         self.conn.attach_websocket(transport)
         self._became_open(opened, "websocket")
 
+    def _version_refused(self, status: int, body: bytes) -> ProtocolVersionError | None:
+        message = version_refusal(body)
+        if message is None:
+            return None
+        return ProtocolVersionError(
+            f"the server refuses Engine.IO {self.version}: {message} (HTTP {status})",
+            4 if self.version == 3 else 3,
+        )
+
+    async def _websocket_refusal(
+        self, exc: BaseException, transports: list[str]
+    ) -> ProtocolVersionError | None:
+        """Whether a failed WebSocket handshake was the server refusing our Engine.IO version.
+
+        python-engineio answers the upgrade request with its HTTP 400. engine.io >= 4 accepts
+        the upgrade, then writes its HTTP 400 into the WebSocket, which reads as a broken frame:
+        with no polling to fall back to (where the refusal shows), one handshake GET over
+        polling asks the server why.
+        """
+        if isinstance(exc, picows.WSHandshakeError) and exc.response is not None:
+            return self._version_refused(exc.response.status, exc.raw_body or b"")
+        if not isinstance(exc, ProtocolError) or "polling" in transports:
+            return None
+        import aiohttp
+
+        # A session of its own: the failed link's teardown closes the engine's, maybe meanwhile.
+        session = self.http_session or aiohttp.ClientSession()
+        try:
+            async with session.get(
+                self._poll_url(),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                ssl=self._ssl_context(self._http_url) or True,
+            ) as resp:
+                if resp.status == 200:
+                    return None
+                return self._version_refused(resp.status, await resp.content.read(512))
+        except Exception:  # the probe only adds a reason; the WebSocket error stands
+            return None
+        finally:
+            if session is not self.http_session:
+                await session.close()
+
     # -- polling -------------------------------------------------------------------------
 
     async def _ensure_session(self) -> aiohttp.ClientSession:
@@ -459,6 +528,10 @@ class EngineIO:
         limit = poll_body_limit(self.max_message_size)
         async with await self._poll_request(timeout) as resp:
             if resp.status != 200:
+                if self.open is None:  # the handshake: a refusal of our version says so
+                    refused = self._version_refused(resp.status, await resp.content.read(512))
+                    if refused is not None:
+                        raise refused
                 raise ConnectionError(f"polling GET returned HTTP {resp.status}")
             if not limit:
                 return await resp.read()

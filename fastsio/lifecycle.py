@@ -279,6 +279,11 @@ class NamespaceLifecycle:
 
     def _v2_detected(self, nsp: str) -> None:
         self.logger.info("The server is a Socket.IO 2.x server (Engine.IO 3)")
+        # What the server sends behind that CONNECT (events on connection) belongs to the
+        # attempt being abandoned: nothing more of it is dispatched (the frames held from here
+        # on are dropped with the session); the Engine.IO 3 session gets its own.
+        if self.eio is not None:
+            self.eio.pause_reading()
         self.v2_refused = True
         self.failed_namespaces.append(nsp)
         if self.connect_event is not None:
@@ -287,6 +292,10 @@ class NamespaceLifecycle:
     def handle_connect(self, nsp: str, data: Any) -> None:
         if self.early_connects is not None:
             self.early_connects.append((nsp, data))
+            if data is None and self.eio is not None and self.eio.version != 3:
+                # A 2.x server's own CONNECT on the Engine.IO 4 attempt (told once the session
+                # is set up, below): what follows it is not dispatched meanwhile either.
+                self.eio.pause_reading()
             return
         if self.eio is None or self.final:
             # A reply on a session being abandoned or closed: never kept, nothing flushed.

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Node socket.io-client 4.8 leg of benchmarks/stream.py.
 //
-//   node benchmarks/node/stream_client.js URL [--parser json|msgpack] [--timeout S]
+//   node benchmarks/node/stream_client.js URL [--parser json|msgpack] [--timeout S] [--client M]
 //
+// --client: the client package, resolved from the peers directory (default socket.io-client;
+// socket.io-client-v2 is the 2.x client, for a Socket.IO 2.x server).
 // Connects with transports: ['websocket'], counts `tick` events until the server's `done`
 // event, and prints ONE JSON line on stdout with the same keys as the Python workers of
 // stream.py: received, done_count, elapsed_s, events_per_s (first tick -> done), cpu_s,
@@ -27,13 +29,15 @@ function fail(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { url: null, parser: "json", timeout: 300 };
+  const opts = { url: null, parser: "json", timeout: 300, client: "socket.io-client" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--parser") opts.parser = argv[++i];
     else if (a === "--timeout") opts.timeout = Number(argv[++i]);
+    else if (a === "--client") opts.client = argv[++i];
     else if (a === "--help" || a === "-h") {
-      process.stderr.write("usage: stream_client.js URL [--parser json|msgpack] [--timeout S]\n");
+      process.stderr.write(
+        "usage: stream_client.js URL [--parser json|msgpack] [--timeout S] [--client M]\n");
       process.exit(0);
     } else if (!opts.url && !a.startsWith("--")) opts.url = a;
     else fail(`unknown argument ${a}`);
@@ -60,9 +64,10 @@ function pkgVersion(name) {
 const opts = parseArgs(process.argv.slice(2));
 let io;
 try {
-  io = peerRequire("socket.io-client").io;
+  const loaded = peerRequire(opts.client);
+  io = loaded.io || loaded; // 2.x exports the function itself
 } catch (e) {
-  fail(`socket.io-client not found under ${peers} (run npm ci --prefix tests/peers): ${e.message}`);
+  fail(`${opts.client} not found under ${peers} (run npm ci --prefix tests/peers): ${e.message}`);
 }
 const clientOptions = { transports: ["websocket"], reconnection: false, forceNew: true };
 if (opts.parser === "msgpack") clientOptions.parser = peerRequire("socket.io-msgpack-parser");
@@ -111,7 +116,7 @@ socket.on("done", (count) => {
     maxrss_kb: process.resourceUsage().maxRSS,
     versions: {
       node: process.versions.node,
-      "socket.io-client": pkgVersion("socket.io-client"),
+      [opts.client]: pkgVersion(opts.client),
       "socket.io-msgpack-parser": opts.parser === "msgpack" ? pkgVersion("socket.io-msgpack-parser") : null,
     },
   };

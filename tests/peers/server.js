@@ -5,7 +5,7 @@
 //   node server.js [--port N] [--host H] [--parser json|msgpack] [--recovery]
 //                  [--ping-interval MS] [--ping-timeout MS] [--transports websocket,polling]
 //                  [--max-payload BYTES] [--adapter memory|base|cluster] [--stdin-watch]
-//                  [--server-version 2|3|4] [--allow-eio3] [--root-auth]
+//                  [--server-version 2|3|4] [--allow-eio3] [--root-auth] [--firehose N]
 //
 // Prints exactly one line, "LISTENING <port>", on stdout once it accepts connections; everything
 // else goes to stderr.
@@ -33,6 +33,7 @@ function parseArgs(argv) {
     serverVersion: 4,
     allowEIO3: false,
     rootAuth: false,
+    firehose: null,
   };
   const int = (name, v) => {
     if (v === undefined || !/^\d+$/.test(v)) usage(`${name} needs a non-negative integer`);
@@ -53,6 +54,7 @@ function parseArgs(argv) {
       case "--server-version": opts.serverVersion = int(a, argv[++i]); break;
       case "--allow-eio3": opts.allowEIO3 = true; break;
       case "--root-auth": opts.rootAuth = true; break;
+      case "--firehose": opts.firehose = int(a, argv[++i]); break;
       case "--transports":
         opts.transports = (argv[++i] || "").split(",").map((s) => s.trim()).filter(Boolean);
         for (const t of opts.transports) {
@@ -71,6 +73,7 @@ function parseArgs(argv) {
     usage("--recovery and --adapter need --server-version 4");
   }
   if (opts.serverVersion === 2 && opts.allowEIO3) usage("--allow-eio3 needs --server-version 3 or 4");
+  if (opts.firehose !== null && opts.parser !== "json") usage("--firehose needs --parser json");
   return opts;
 }
 
@@ -352,6 +355,60 @@ function requireToken(socket, next) {
   next(err);
 }
 
+// --firehose N (benchmarks/stream.py, not part of the test contract): every WebSocket client of
+// "/" receives N `tick` events, then `done` with N, as fastsio's embedded firehose sends them:
+// pre-built text frames written to the TCP socket under the WebSocket library, in batches, so
+// that the server is not what the benchmark measures. They are the frames the server's own
+// encoder would send (`42["tick",...]`); the Engine.IO/Socket.IO handshake, the heartbeat and
+// everything else still go through socket.io. A polling client gets the events through
+// Engine.IO, one packet at a time.
+const FIREHOSE_TICK = '2["tick",{"s":"AAPL","p":123.45,"q":100,"t":1700000000123}]';
+const FIREHOSE_BATCH = 1024;
+
+function wsTextFrame(text) {
+  const payload = Buffer.from(text);
+  if (payload.length >= 126) throw new Error("firehose frames are short");
+  return Buffer.concat([Buffer.from([0x81, payload.length]), payload]);
+}
+
+function firehose(socket, count) {
+  const conn = socket.conn;
+  const done = `2["done",${count}]`;
+  // Start once socket.io's own packets (the CONNECT) have left: raw frames must come after them.
+  // (Looked at again shortly: the connection's "drain" only fires after a flush with data.)
+  if (conn.writeBuffer.length || !conn.transport.writable) {
+    setTimeout(() => firehose(socket, count), 1);
+    return;
+  }
+  const tcp = conn.transport.name === "websocket" && conn.transport.socket
+    && conn.transport.socket._socket;
+  if (!tcp) {
+    for (let i = 0; i < count; i++) conn.write(FIREHOSE_TICK);
+    conn.write(done);
+    return;
+  }
+  const batch = Buffer.concat(new Array(FIREHOSE_BATCH).fill(wsTextFrame("4" + FIREHOSE_TICK)));
+  let sent = 0;
+  const pump = () => {
+    while (sent < count && !tcp.destroyed) {
+      const n = Math.min(FIREHOSE_BATCH, count - sent);
+      sent += n;
+      const chunk = n === FIREHOSE_BATCH ? batch : batch.subarray(0, (batch.length / FIREHOSE_BATCH) * n);
+      if (sent === count) {
+        tcp.write(Buffer.concat([chunk, wsTextFrame("4" + done)]));
+        return;
+      }
+      if (!tcp.write(chunk)) {
+        tcp.once("drain", pump);
+        return;
+      }
+    }
+  };
+  if (count === 0) tcp.write(wsTextFrame("4" + done));
+  else pump();
+}
+
+if (opts.firehose !== null) io.of("/").on("connection", (socket) => firehose(socket, opts.firehose));
 if (opts.rootAuth) io.of("/").use(requireToken);
 installHandlers(io.of("/"));
 installHandlers(io.of("/chat"));

@@ -56,6 +56,7 @@ class ServerOptions:
     server_version: Literal[2, 3, 4] = 4  # Node only: socket.io 2.5, 3.1 or 4.8
     allow_eio3: bool = False  # Node only: allowEIO3 (3.1 and 4.8)
     root_auth: bool = False  # Node only: "/" requires the token as /private does
+    firehose: int | None = None  # Node only: N `tick`s, then `done`, to every client of "/"
 
     def argv(self) -> list[str]:
         args = ["--parser", self.parser]
@@ -77,6 +78,8 @@ class ServerOptions:
             args.append("--allow-eio3")
         if self.root_auth:
             args.append("--root-auth")
+        if self.firehose is not None:
+            args += ["--firehose", str(self.firehose)]
         return args
 
 
@@ -92,6 +95,7 @@ def make_options(
     server_version: Literal[2, 3, 4] = 4,
     allow_eio3: bool = False,
     root_auth: bool = False,
+    firehose: int | None = None,
 ) -> ServerOptions:
     if isinstance(transports, str):
         transports = [t.strip() for t in transports.split(",") if t.strip()]
@@ -106,6 +110,7 @@ def make_options(
         server_version=server_version,
         allow_eio3=allow_eio3,
         root_auth=root_auth,
+        firehose=firehose,
     )
 
 
@@ -317,15 +322,22 @@ class ServerFactory:
         server_version: Literal[2, 3, 4] = 4,
         allow_eio3: bool = False,
         root_auth: bool = False,
+        firehose: int | None = None,
         port: int = 0,
         timeout: float = START_TIMEOUT,
     ) -> ServerHandle:
         if self.kind == "python" and recovery:
             raise ValueError("python-socketio has no connection state recovery (recovery=True)")
         if self.kind == "python" and (
-            adapter != "memory" or server_version != 4 or allow_eio3 or root_auth
+            adapter != "memory"
+            or server_version != 4
+            or allow_eio3
+            or root_auth
+            or firehose is not None
         ):
-            raise ValueError("adapter=, server_version=, allow_eio3=, root_auth= are Node options")
+            raise ValueError(
+                "adapter=, server_version=, allow_eio3=, root_auth=, firehose= are Node options"
+            )
         options = make_options(
             parser=parser,
             recovery=recovery,
@@ -337,6 +349,7 @@ class ServerFactory:
             server_version=server_version,
             allow_eio3=allow_eio3,
             root_auth=root_auth,
+            firehose=firehose,
         )
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"fastsio-{self.kind}-peer-"))
