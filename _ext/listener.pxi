@@ -7,7 +7,7 @@ cdef class NamespaceSlot:
 
     ``fast`` maps event names to plain sync handlers called inline; everything else (async
     handlers, catch-alls, namespace classes, events with an ack id) goes to the client's
-    ``_on_event``. ``record_offset`` is set when the server offered connection-state recovery:
+    ``on_event`` hook. ``record_offset`` is set when the server offered connection-state recovery:
     the last string argument of each ack-less event is then remembered in ``offset`` (as
     socket.io-client does; a client cannot tell an offset from a string argument, so the
     arguments are passed on untouched). ``strip_offset`` (an opt-in) also removes it.
@@ -32,8 +32,11 @@ cdef class NamespaceSlot:
 cdef class Connection:
     """The compiled half of one client: codec, dispatch, acks; it outlives reconnects."""
 
-    cdef public object client
-    cdef public object engine
+    # The hooks into the layers above (hooks.pxi), bound once: the client's at construction,
+    # the Engine.IO session's by set_engine(). Nothing else of a Python object is called.
+    cdef object _on_event, _on_control_packet, _on_unknown_ack, _on_handler_error
+    cdef readonly object engine
+    cdef object _on_eio_open, _on_eio_close, _on_eio_noop, _on_dispatch_yield
     cdef public AckTable acks
     cdef public AckDeadlines deadlines
     cdef public dict slots
@@ -80,11 +83,19 @@ cdef class Connection:
     cdef public uint64_t packets_sent
     cdef public uint64_t bytes_sent
 
-    def __init__(self, client, engine=None, bint msgpack_mode=False, json=None,
+    def __init__(self, client=None, engine=None, bint msgpack_mode=False, json=None,
                  Py_ssize_t max_attachments=DEFAULT_MAX_ATTACHMENTS,
                  Py_ssize_t max_message_size=0):
-        self.client = client
-        self.engine = engine
+        if client is None:  # a sender only (tests, benchmarks): nothing may be dispatched
+            self._on_event = self._on_control_packet = _no_client_hooks
+            self._on_unknown_ack = _no_client_hooks
+            self._on_handler_error = _raise_handler_error
+        else:
+            self._on_event = _hook(client, "on_event", "ClientHooks")
+            self._on_control_packet = _hook(client, "on_control_packet", "ClientHooks")
+            self._on_unknown_ack = _hook(client, "on_unknown_ack", "ClientHooks")
+            self._on_handler_error = _hook(client, "on_handler_error", "ClientHooks")
+        self.set_engine(engine)
         self.acks = AckTable()
         self.deadlines = AckDeadlines(self.acks)
         self.slots = {}
@@ -106,6 +117,18 @@ cdef class Connection:
         self.dispatch_budget = 0.02
         self._slice_start = 0
         self._slice_count = 0
+
+    def set_engine(self, engine):
+        """Bind the EngineHooks of the session whose frames are dispatched (None: no session)."""
+        if engine is None:
+            self._on_eio_open = self._on_eio_close = self._on_eio_noop = None
+            self._on_dispatch_yield = None
+        else:
+            self._on_eio_open = _hook(engine, "on_eio_open", "EngineHooks")
+            self._on_eio_close = _hook(engine, "on_eio_close", "EngineHooks")
+            self._on_eio_noop = _hook(engine, "on_eio_noop", "EngineHooks")
+            self._on_dispatch_yield = _hook(engine, "on_dispatch_yield", "EngineHooks")
+        self.engine = engine
 
     # -- transport plumbing (Python layer) --
 
@@ -220,8 +243,8 @@ cdef class Connection:
             if _monotonic() - self._slice_start > self.dispatch_budget:
                 self._slice_count = 0
                 self.holding = True
-                if self.engine is not None:
-                    self.engine._yield_dispatch()
+                if self._on_dispatch_yield is not None:
+                    self._on_dispatch_yield()
         return 0
 
     def new_slice(self):
@@ -266,7 +289,7 @@ cdef class Connection:
         try:
             handler(items)
         except Exception as exc:
-            self.client._on_handler_error(self._batch_event, self._batch_nsp, exc)
+            self._on_handler_error(self._batch_event, self._batch_nsp, exc)
         return 0
 
     def feed_text(self, data):
@@ -321,14 +344,14 @@ cdef class Connection:
             else:
                 self._send(b"3" + PyBytes_FromStringAndSize(buf + 1, size - 1), False)
         elif c == 54:  # '6' noop
-            if self.engine is not None:
-                self.engine._on_eio_noop()
+            if self._on_eio_noop is not None:
+                self._on_eio_noop()
         elif c == 49:  # '1' close
-            if self.engine is not None:
-                self.engine._on_eio_close()
+            if self._on_eio_close is not None:
+                self._on_eio_close()
         elif c == 48:  # '0' open
-            if self.engine is not None:
-                self.engine._on_eio_open(PyBytes_FromStringAndSize(buf + 1, size - 1))
+            if self._on_eio_open is not None:
+                self._on_eio_open(PyBytes_FromStringAndSize(buf + 1, size - 1))
         elif c == 51:  # '3' pong: the answer to our ping on Engine.IO v3 (never sent on v4)
             self._last_ping = _monotonic()
         elif c == 53:  # '5' upgrade: nothing to do on the client side
@@ -500,7 +523,7 @@ cdef class Connection:
             else:
                 handler(*rest)
         except Exception as exc:
-            self.client._on_handler_error(name, nsp, exc)
+            self._on_handler_error(name, nsp, exc)
         return True
 
     cdef bint _fast_mp_event(self, str nsp, const char* cbuf, Py_ssize_t start,
@@ -573,7 +596,7 @@ cdef class Connection:
             self._flush_batch()
         if t == SIO_ACK or t == SIO_BINARY_ACK:
             if not self.acks.resolve(nsp, ack_id, data):
-                self.client._on_unknown_ack(nsp, ack_id)
+                self._on_unknown_ack(nsp, ack_id)
         else:
             p = Packet.__new__(Packet)
             p.type = t
@@ -581,7 +604,7 @@ cdef class Connection:
             p.id = ack_id
             p.data = data
             p.attachments = 0
-            self.client._on_control_packet(p)
+            self._on_control_packet(p)
         return 0
 
     cdef int _dispatch_event(self, str nsp, object ack_id, list data) except -1:
@@ -605,7 +628,7 @@ cdef class Connection:
         self.events_received += 1
         if self._batch_handler is not None:
             self._flush_batch()
-        self.client._on_event(nsp, ack_id, data)
+        self._on_event(nsp, ack_id, data)
         return 0
 
     # -- send --
@@ -749,21 +772,23 @@ cdef str _event_name(object name):
 cdef class EngineListener(WSListener):
     """picows listener for one WebSocket. Frames go straight to the Connection.
 
-    While ``probing`` (the polling → websocket upgrade), frames are handed to the engine's
-    ``_on_probe_frame`` instead.
+    It reports to its owner through ListenerHooks (hooks.pxi), bound once. While ``probing``
+    (the polling → websocket upgrade), frames go to the owner's ``on_probe_frame`` instead.
     """
 
     cdef public Connection conn
-    cdef public object engine
+    cdef object _on_probe_frame, _on_listener_error, _on_ws_disconnected
     cdef public bint probing
     cdef public object transport
     cdef public bint failed
     cdef bytearray _frag
     cdef int _frag_type
 
-    def __init__(self, Connection conn, engine, bint probing=False):
+    def __init__(self, Connection conn, owner, bint probing=False):
         self.conn = conn
-        self.engine = engine
+        self._on_probe_frame = _hook(owner, "on_probe_frame", "ListenerHooks")
+        self._on_listener_error = _hook(owner, "on_listener_error", "ListenerHooks")
+        self._on_ws_disconnected = _hook(owner, "on_ws_disconnected", "ListenerHooks")
         self.probing = probing
         self.transport = None
         self.failed = False
@@ -784,8 +809,8 @@ cdef class EngineListener(WSListener):
         try:
             if self.probing:
                 if msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY:
-                    self.engine._on_probe_frame(self, frame.get_payload_as_bytes(),
-                                                msg_type == WSMsgType.BINARY)
+                    self._on_probe_frame(self, frame.get_payload_as_bytes(),
+                                         msg_type == WSMsgType.BINARY)
                 return
             if msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY:
                 if self._frag is not None:
@@ -838,7 +863,7 @@ cdef class EngineListener(WSListener):
         except Exception as exc:
             # Never let an exception escape into picows: report it and stop reading this link.
             self.failed = True
-            self.engine._on_listener_error(self, exc)
+            self._on_listener_error(self, exc)
 
     cdef int _check_size(self, Py_ssize_t size) except -1:
         if self.conn.max_message_size > 0 and size > self.conn.max_message_size:
@@ -873,11 +898,11 @@ cdef class EngineListener(WSListener):
         else:
             # picows found a framing error (reserved opcode, oversized control frame, ...).
             exc = ProtocolError(f"WebSocket protocol error ({int(sent.code)}): {sent.reason}")
-        self.engine._on_listener_error(self, exc)
+        self._on_listener_error(self, exc)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.close_sent()
-        self.engine._on_ws_disconnected(self)
+        self._on_ws_disconnected(self)
 
 
 def _retrieve_exception(future):

@@ -48,6 +48,19 @@ def _resolve_logger(logger: bool | logging.Logger, default: logging.Logger) -> l
     return default
 
 
+class _ClientHooks:
+    """The client as the compiled core calls it (``ClientHooks`` in ``_ext/_core.pyi``): the
+    one place where the client's packet handlers are handed to the core."""
+
+    __slots__ = ("on_control_packet", "on_event", "on_handler_error", "on_unknown_ack")
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.on_event = client._on_event
+        self.on_control_packet = client._on_control_packet
+        self.on_unknown_ack = client._on_unknown_ack
+        self.on_handler_error = client._on_handler_error
+
+
 class AsyncClient:
     """A Socket.IO client for asyncio, with python-socketio's ``AsyncClient`` API.
 
@@ -198,7 +211,12 @@ class AsyncClient:
         self.namespace_handlers = self._handlers.namespace_handlers
         self.batch_handlers = self._handlers.batch_handlers
         self._conn = Connection(
-            self, None, self.serializer == "msgpack", json, max_attachments, self.max_message_size
+            _ClientHooks(self),
+            None,
+            self.serializer == "msgpack",
+            json,
+            max_attachments,
+            self.max_message_size,
         )
         self._conn.dispatch_budget = dispatch_budget
         acks: AckTable = self._conn.acks

@@ -127,8 +127,8 @@ class EngineIO3(EngineIO):
         # would get binary messages as base64 text frames.
         return http + "&b64=1", ws
 
-    def _on_eio_open(self, raw: bytes) -> None:
-        super()._on_eio_open(raw)
+    def on_eio_open(self, raw: bytes) -> None:
+        super().on_eio_open(raw)
         # A 2.x server's own CONNECT of "/" can come in the same read as the open packet,
         # before connect() resumes: its socket id is the Engine.IO sid, known from here on.
         if self._open_waiter is not None and self._open_waiter.done():

@@ -342,7 +342,7 @@ class EngineIO:
         if self._ws is not None and not self._ws.is_disconnected:
             self._ws.underlying_transport.resume_reading()
 
-    def _yield_dispatch(self) -> None:
+    def on_dispatch_yield(self) -> None:  # EngineHooks
         """The core used up its time slice: stop reading, finish the read in a later turn."""
         if self._yielding:
             return
@@ -728,26 +728,26 @@ class EngineIO:
             self._post_task = self.loop.create_task(self._post_loop())
         self._outbox_ready.set()
 
-    def _on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None:
+    def on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None:
         if data == b"3probe" and self._probe_waiter is not None and not self._probe_waiter.done():
             self._probe_waiter.set_result(True)
 
-    # -- callbacks from the compiled core ------------------------------------------------
+    # -- hooks the compiled core calls (EngineHooks, ListenerHooks in _ext/_core.pyi) -----
 
-    def _on_eio_open(self, raw: bytes) -> None:
+    def on_eio_open(self, raw: bytes) -> None:
         opened = OpenPacket(raw)
         if self._open_waiter is not None and not self._open_waiter.done():
             self._open_waiter.set_result(opened)
         else:
             raise ProtocolError("unexpected open packet", raw)
 
-    def _on_eio_close(self) -> None:
+    def on_eio_close(self) -> None:
         self._fail(Reason.TRANSPORT_CLOSE, None)
 
-    def _on_eio_noop(self) -> None:
+    def on_eio_noop(self) -> None:
         pass
 
-    def _on_listener_error(self, listener: EngineListener, exc: BaseException) -> None:
+    def on_listener_error(self, listener: EngineListener, exc: BaseException) -> None:
         if listener is not self._listener:
             listener.transport and listener.transport.disconnect(False)
             return
@@ -763,7 +763,7 @@ class EngineIO:
             self.logger.error("Unexpected error while reading from the server", exc_info=exc)
             self._fail(Reason.TRANSPORT_ERROR, exc)
 
-    def _on_ws_disconnected(self, listener: EngineListener) -> None:
+    def on_ws_disconnected(self, listener: EngineListener) -> None:
         if not listener.probing and self._open_waiter is not None and not self._open_waiter.done():
             self._open_waiter.set_exception(
                 ConnectionError("connection closed before the open packet")
@@ -856,7 +856,7 @@ class EngineIO:
             # One more turn: a close() started by the last frames (the server's DISCONNECT
             # packet) runs first, so a kick is not also reported as a lost link.
             self.loop.call_soon(self._finish_drain)
-        # else: the slice ran out and _yield_dispatch scheduled the next one
+        # else: the slice ran out and on_dispatch_yield scheduled the next one
 
     def _finish_drain(self) -> None:
         if self.state == "draining" and self._lost is not None:

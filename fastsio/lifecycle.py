@@ -173,7 +173,7 @@ class NamespaceLifecycle:
         self.failed_namespaces = []
         self.connect_event = asyncio.Event()
         self.v2_refused = False
-        self.conn.engine = eio
+        self.conn.set_engine(eio)
         self.conn.eio3 = version == 3
         self.eio = eio
         # A 2.x server sends its CONNECT of "/" unasked, possibly in the same read as the open
@@ -445,7 +445,7 @@ class NamespaceLifecycle:
 
     def _drop_session(self, reason: str) -> None:
         self.eio = None
-        self.conn.engine = None
+        self.conn.set_engine(None)
         self.accepted = {}
         self.outbox.link_lost(reason)
         if self.connect_event is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.core_fakes import CoreRecorder
 from support.strategies import KEYS, NSP, TEXT
 
 from fastsio._ext import _core
@@ -234,23 +235,6 @@ def test_eio_payload_accepts_bytes_likes(packets_in):
 
 # --- the Connection: encode on one side, feed on the other ------------------------------------
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def _on_event(self, nsp, ack_id, data):
-        self.calls.append(("event", nsp, ack_id, data))
-
-    def _on_control_packet(self, pkt):
-        self.calls.append(("control", pkt.type, pkt.nsp, pkt.id, pkt.data))
-
-    def _on_unknown_ack(self, nsp, ack_id):
-        self.calls.append(("unknown_ack", nsp, ack_id))
-
-    def _on_handler_error(self, event, nsp, exc):  # pragma: no cover - no handlers here
-        raise AssertionError(exc)
-
-
 def _feed(conn: _core.Connection, frames: list[tuple[bytes, bool]]) -> None:
     for frame, binary in frames:
         if binary:
@@ -262,19 +246,21 @@ def _feed(conn: _core.Connection, frames: list[tuple[bytes, bool]]) -> None:
 @SETTINGS
 @given(st.lists(packets(), min_size=1, max_size=6), st.booleans())
 def test_connection_encode_then_feed(pkts, msgpack_mode):
-    sender = _core.Connection(object(), msgpack_mode=msgpack_mode)
-    client = Recorder()
+    sender = _core.Connection(msgpack_mode=msgpack_mode)
+    client = CoreRecorder(fail_on=("on_handler_error",))  # no handlers here
     receiver = _core.Connection(client, msgpack_mode=msgpack_mode)
     expected = []
     for t, nsp, data, ack_id in pkts:
         _feed(receiver, sender.encode(t, nsp, data, ack_id))
         plain = {BINARY_EVENT: EVENT, BINARY_ACK: ACK}.get(t, t)
         if plain == EVENT:
-            expected.append(("event", nsp, ack_id, normalized(data)))
+            expected.append(("on_event", nsp, ack_id, normalized(data)))
         elif plain == ACK:
-            expected.append(("unknown_ack", nsp, ack_id))  # nothing pending in receiver.acks
+            expected.append(("on_unknown_ack", nsp, ack_id))  # nothing pending in receiver.acks
         else:
-            expected.append(("control", plain, nsp, None, normalized(data)))
-    assert len(client.calls) == len(expected)
-    for got, want in zip(client.calls, expected, strict=True):
+            expected.append(("on_control_packet", plain, nsp, None, normalized(data)))
+    calls = [("on_control_packet", c[1].type, c[1].nsp, c[1].id, c[1].data)
+             if c[0] == "on_control_packet" else c for c in client.calls]
+    assert len(calls) == len(expected)
+    for got, want in zip(calls, expected, strict=True):
         assert same(list(got), list(want))

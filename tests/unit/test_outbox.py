@@ -20,7 +20,7 @@ class Link:
     """A Connection whose transport is a list (or nothing, while 'down')."""
 
     def __init__(self, **outbox: Any) -> None:
-        self.conn = _core.Connection(None)
+        self.conn = _core.Connection()
         self.sent: list[bytes] = []
         self.up = False
         self.writable_nsps: set[str] = set()
