@@ -54,7 +54,7 @@ def looks_like_eio3_payload(data: str | bytes) -> bool: ...
 
 @runtime_checkable
 class ClientHooks(Protocol):
-    """The client layer, as the Connection calls it (bound once, at construction)."""
+    """The client layer, as the Dispatcher calls it (bound once, at construction)."""
 
     def on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None: ...
     def on_control_packet(self, packet: Packet) -> None: ...
@@ -63,7 +63,7 @@ class ClientHooks(Protocol):
 
 @runtime_checkable
 class EngineHooks(Protocol):
-    """The Engine.IO session, as the Connection calls it (bound by set_engine, per session)."""
+    """The Engine.IO session, as the Dispatcher calls it (bound by set_engine, per session)."""
 
     def on_eio_open(self, raw: bytes) -> None: ...
     def on_eio_close(self) -> None: ...
@@ -133,7 +133,7 @@ class NamespaceSlot:
     offset: Any
     def __init__(self, name: str) -> None: ...
 
-class Connection:
+class Dispatcher:
     @property
     def engine(self) -> EngineHooks | None: ...
     acks: AckTable
@@ -194,11 +194,11 @@ class Connection:
     def stats(self) -> dict[str, int]: ...
 
 class EngineListener(WSListener):
-    conn: Connection
+    dispatcher: Dispatcher
     probing: bool
     transport: Any
     failed: bool
-    def __init__(self, conn: Connection, owner: ListenerHooks, probing: bool = False) -> None: ...
+    def __init__(self, dispatcher: Dispatcher, owner: ListenerHooks, probing: bool = False) -> None: ...
     def close_sent(self) -> None: ...
 
 class ReadCap(asyncio.BufferedProtocol):

@@ -1,5 +1,6 @@
 # Engine.IO / Socket.IO codecs. Header parsing runs on char* (often a pointer into picows's
 # read buffer); only the JSON body becomes a Python object, through one orjson.loads call.
+# Pure functions of bytes and objects: nothing of sessions, handlers, hooks or sockets.
 
 cdef object _orjson_loads = orjson.loads
 cdef object _orjson_dumps = orjson.dumps

@@ -1,4 +1,6 @@
 # Packet type numbers and limits: the one place they are written down.
+# Only constants: every other piece (and the Python layer, through the exported copies below)
+# names them from here instead of spelling a number or a character code.
 
 cdef enum:
     # Engine.IO v4 packet types (the first character of a text frame).

@@ -2,7 +2,8 @@
 # counted in UTF-16 code units as JavaScript's String.length counts them; a binary packet is the
 # record `b<type><base64>` (the client asks for text payloads with `b64=1`, so XHR2 binary
 # payloads never arrive). Polling runs once per HTTP response, not per frame; the WebSocket path
-# differs from v4 only by the 0x04 type byte of binary frames (Connection.eio3).
+# differs from v4 only by the 0x04 type byte of binary frames (Dispatcher.eio3).
+# A codec only: nothing of sessions, heartbeats or sockets.
 
 cdef extern from "Python.h":
     Py_UCS4 PyUnicode_MAX_CHAR_VALUE(object o)

@@ -20,7 +20,7 @@ Cases (the event is the stream benchmark's tick: ``["tick",{"s":"AAPL","p":123.4
   gives fastsio bytes instead (what a WebSocket frame is; the real receive path does not go
   through ``decode_packet`` but reads picows's buffer, see ``dispatch json``);
 - ``dispatch json``: the whole receive path of one Engine.IO message up to a no-op sync handler:
-  ``Connection.feed_text(b'42["tick",...]')`` vs ``engineio.packet.Packet(encoded_packet=...)``
+  ``Dispatcher.feed_text(b'42["tick",...]')`` vs ``engineio.packet.Packet(encoded_packet=...)``
   + ``socketio.Client._handle_eio_message`` (python-socketio's ``AsyncClient`` also creates an
   asyncio Task per message on top of this, not counted: its figure is a lower bound);
 - ``encode json``: ``_core.encode_packet(EVENT, '/', data)`` vs
@@ -86,7 +86,7 @@ def build_namespace() -> dict[str, Any]:
 
     # No ClientHooks: only the core's own inline dispatch is timed, and a packet that would
     # reach the client (the slow path) raises, as a handler's error does.
-    conn = _core.Connection()
+    conn = _core.Dispatcher()
     slot = _core.NamespaceSlot("/")
     slot.fast["tick"] = fast_handler
     slot.fast["bin"] = fast_handler

@@ -8,7 +8,7 @@ reconnection loop. The work is done by the parts, each of which knows nothing of
 - ``lifecycle.NamespaceLifecycle``: namespaces connected, accepted, refused and closed, the kept
   session, connection-state recovery per namespace, the end of a session;
 - ``delivery.Outbox``: every outgoing event from ``emit``/``call`` to its one outcome;
-- ``_ext._core.Connection``: the compiled core (codec, dispatch, acks).
+- ``_ext._core.Dispatcher``: the compiled core (codec, dispatch, acks).
 
 What must not be here: packet handling beyond delegation, buffering, handler lookup.
 """
@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from . import exceptions
-from ._ext._core import AckTable, Connection, NamespaceSlot, Packet
+from ._ext._core import AckTable, Dispatcher, NamespaceSlot, Packet
 from .delivery import Outbox, ack_result, args_of
 from .eio3 import EngineIO3, Protocol, auth_query, protocol_for
 from .engine import EngineIO
@@ -210,7 +210,7 @@ class AsyncClient:
         self.handlers = self._handlers.handlers
         self.namespace_handlers = self._handlers.namespace_handlers
         self.batch_handlers = self._handlers.batch_handlers
-        self._conn = Connection(
+        self._conn = Dispatcher(
             _ClientHooks(self),
             None,
             self.serializer == "msgpack",

@@ -6,7 +6,7 @@ The differences from v4/v5 that live outside the compiled core:
   and the link is dead when no pong came within ``pingTimeout``; polling payloads are
   ``<length>:<packet>`` records (``decode_eio3_payload`` in the core), requested as text with
   ``b64=1`` so binary packets arrive as ``b4<base64>`` records. Binary WebSocket frames carry a
-  leading 0x04 both ways: a flag in the core (``Connection.eio3``), not a Python branch per frame.
+  leading 0x04 both ways: a flag in the core (``Dispatcher.eio3``), not a Python branch per frame.
 - Socket.IO v4: the server connects the default namespace by itself; other namespaces are joined
   with ``40/nsp?query,`` (there is no CONNECT payload, so ``auth`` travels as query parameters,
   ``auth_query``); refusals are ERROR packets (a string or an object).
@@ -99,7 +99,7 @@ class EngineIO3(EngineIO):
         try:
             self._feed_payload(self._decode_poll(body), flush=False)
         finally:
-            self.conn.flush_batch()
+            self.dispatcher.flush_batch()
 
     def _post_body(self, records: list[bytes]) -> bytes:
         # The outbox holds v4 records (a text packet as is, a binary one as b"b" + base64):
@@ -150,7 +150,7 @@ class EngineIO3(EngineIO):
             return
         sent = time.monotonic()
         try:
-            self.conn.send_eio(_PING)
+            self.dispatcher.send_eio(_PING)
         except Exception as exc:  # the link went away under us: its loss is reported anyway
             self.logger.info("Could not send a ping: %r", exc)
             return
@@ -164,9 +164,9 @@ class EngineIO3(EngineIO):
             return
         if not self._read_gate.is_set():
             # We are not reading (backpressure): the pong may be waiting behind what we hold.
-            self.conn.touch_ping()
+            self.dispatcher.touch_ping()
             return
         since_ping = time.monotonic() - sent
-        if self.conn.ping_age() >= since_ping:  # no pong (nor resume) since that ping
+        if self.dispatcher.ping_age() >= since_ping:  # no pong (nor resume) since that ping
             self.logger.info("No pong from the server within %.1f s: the link is dead", since_ping)
             self._fail(Reason.PING_TIMEOUT, None)

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from . import exceptions
-from ._ext._core import ACK, CONNECT, CONNECT_ERROR, DISCONNECT, Connection, NamespaceSlot, Packet
+from ._ext._core import ACK, CONNECT, CONNECT_ERROR, DISCONNECT, Dispatcher, NamespaceSlot, Packet
 from .delivery import Outbox, args_of
 from .eio3 import auth_query, namespace_with_query
 from .reasons import Reason
@@ -57,7 +57,7 @@ class NamespaceLifecycle:
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Dispatcher,
         outbox: Outbox,
         logger: logging.Logger,
         trigger: Callable[..., None],

@@ -2,7 +2,7 @@
 (``ClientHooks``, ``EngineHooks``, ``ListenerHooks``, declared in ``_ext/_core.pyi``) and records
 every call, in order, with the argument shapes the stubs promise checked as they arrive.
 
-Pass one instance as both client and engine (``Connection(fake, fake)``), or only as the client.
+Pass one instance as both client and engine (``Dispatcher(fake, fake)``), or only as the client.
 Renaming a hook in the core breaks the wiring check in tests/unit/test_core_boundary.py, not
 silently every test that drives the core.
 """

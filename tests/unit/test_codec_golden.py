@@ -120,7 +120,7 @@ def test_decode_matches_the_document(name, t, nsp, data, ack_id, encoded, atts):
 
 def test_event_is_sent_with_the_engineio_message_prefix():
     # [SIO5] "Example: { type: EVENT, namespace: "/", data: ["foo"] } will be sent as 42["foo"]"
-    conn = _core.Connection()
+    conn = _core.Dispatcher()
     assert conn.encode(EVENT, "/", ["foo"]) == [(b'42["foo"]', False)]
     # [SIO5] Sample session: "> 40/admin," and "> 42/admin,1["tellme"]"
     assert conn.encode(CONNECT, "/admin") == [(b"40/admin,", False)]
@@ -184,7 +184,7 @@ def test_sio_type_numbers_match_the_document():
 def test_sample_session_websocket_frames():
     """[SIO5] Sample session, request n°6: the WebSocket frames the server sends."""
     client, engine, sent = CoreRecorder(), CoreRecorder(), []
-    conn = _core.Connection(client, engine)
+    conn = _core.Dispatcher(client, engine)
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
 
     conn.feed_text("0" + OPEN_PAYLOAD)  # request n°1

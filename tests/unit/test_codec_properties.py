@@ -2,7 +2,7 @@
 
 encode → decode → reconstruct gives back the packet, for the JSON text codec (orjson and a
 user-supplied ``json`` module), the msgpack codec, the binary (de)construction, the Engine.IO
-polling payloads and the Connection's encode → feed path.
+polling payloads and the Dispatcher's encode → feed path.
 """
 
 from __future__ import annotations
@@ -233,9 +233,9 @@ def test_eio_payload_accepts_bytes_likes(packets_in):
     assert _core.encode_eio_payload(as_bytes) == _core.encode_eio_payload(packets_in)
 
 
-# --- the Connection: encode on one side, feed on the other ------------------------------------
+# --- the Dispatcher: encode on one side, feed on the other ------------------------------------
 
-def _feed(conn: _core.Connection, frames: list[tuple[bytes, bool]]) -> None:
+def _feed(conn: _core.Dispatcher, frames: list[tuple[bytes, bool]]) -> None:
     for frame, binary in frames:
         if binary:
             conn.feed_binary(frame)
@@ -246,9 +246,9 @@ def _feed(conn: _core.Connection, frames: list[tuple[bytes, bool]]) -> None:
 @SETTINGS
 @given(st.lists(packets(), min_size=1, max_size=6), st.booleans())
 def test_connection_encode_then_feed(pkts, msgpack_mode):
-    sender = _core.Connection(msgpack_mode=msgpack_mode)
+    sender = _core.Dispatcher(msgpack_mode=msgpack_mode)
     client = CoreRecorder(fail_on=("on_handler_error",))  # no handlers here
-    receiver = _core.Connection(client, msgpack_mode=msgpack_mode)
+    receiver = _core.Dispatcher(client, msgpack_mode=msgpack_mode)
     expected = []
     for t, nsp, data, ack_id in pkts:
         _feed(receiver, sender.encode(t, nsp, data, ack_id))

@@ -100,10 +100,10 @@ def test_the_shared_fake_implements_every_hook(protocol: type) -> None:
 
 @pytest.mark.parametrize("engine_class", [EngineIO, EngineIO3])
 async def test_the_engine_implements_its_hooks(engine_class: type[EngineIO]) -> None:
-    eio = engine_class(_core.Connection(), lambda reason: None, logger=logging.getLogger("t"))
+    eio = engine_class(_core.Dispatcher(), lambda reason: None, logger=logging.getLogger("t"))
     assert isinstance(eio, _core.EngineHooks)
     assert isinstance(eio, _core.ListenerHooks)
-    _core.Connection(None, eio)  # binds every EngineHooks hook
+    _core.Dispatcher(None, eio)  # binds every EngineHooks hook
 
 
 def test_the_client_hands_its_hooks_to_the_core(caplog: pytest.LogCaptureFixture) -> None:
@@ -117,15 +117,15 @@ def test_a_missing_hook_is_a_type_error_naming_it() -> None:
         def on_event(self, nsp: str, ack_id: int | None, data: list[object]) -> None: ...
 
     with pytest.raises(TypeError, match=r"Partial does not implement ClientHooks: no on_"):
-        _core.Connection(Partial())
+        _core.Dispatcher(Partial())
     with pytest.raises(TypeError, match=r"does not implement EngineHooks: no on_eio_open"):
-        _core.Connection().set_engine(object())
+        _core.Dispatcher().set_engine(object())
     with pytest.raises(TypeError, match=r"does not implement ListenerHooks"):
-        _core.EngineListener(_core.Connection(), object())
+        _core.EngineListener(_core.Dispatcher(), object())
 
 
 def test_without_client_hooks_a_packet_for_the_client_is_an_error() -> None:
-    conn = _core.Connection()
+    conn = _core.Dispatcher()
     with pytest.raises(RuntimeError, match="no ClientHooks"):
         conn.feed_text('42["ev"]')
     conn.slots["/"] = slot = _core.NamespaceSlot("/")

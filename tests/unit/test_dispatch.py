@@ -1,4 +1,4 @@
-"""The compiled Connection's receive and send paths, driven with a recording fake client.
+"""The compiled Dispatcher's receive and send paths, driven with a recording fake client.
 
 Nothing here touches a socket: frames go in through feed_text/feed_binary (what the polling
 transport and the picows listener call) and out through ``poll_sender``.
@@ -30,13 +30,13 @@ from fastsio.exceptions import (
 
 
 class Wire:
-    """A Connection with a fake client, a fake engine and a recording poll_sender."""
+    """A Dispatcher with a fake client, a fake engine and a recording poll_sender."""
 
     def __init__(self, **kwargs) -> None:
         self.client = CoreRecorder()
         self.engine = CoreRecorder()
         self.sent: list[tuple[bytes, bool]] = []
-        self.conn = _core.Connection(self.client, self.engine, **kwargs)
+        self.conn = _core.Dispatcher(self.client, self.engine, **kwargs)
         self.conn.poll_sender = lambda data, binary: self.sent.append((data, binary))
 
     def slot(self, nsp: str = "/", **fast) -> _core.NamespaceSlot:
@@ -83,7 +83,7 @@ def test_ping_refreshes_the_heartbeat_clock(wire):
 
 def test_ping_without_a_transport_is_not_answered_and_breaks_nothing():
     # A ping held back and dispatched after its link died (the drain before the close).
-    conn = _core.Connection(CoreRecorder())
+    conn = _core.Dispatcher(CoreRecorder())
     assert not conn.has_transport
     conn.feed_text("2")
     conn.feed_text("2probe")
@@ -107,7 +107,7 @@ def test_pong_and_upgrade_are_ignored(wire):
 
 
 def test_engine_packets_without_an_engine_are_harmless():
-    conn = _core.Connection(CoreRecorder())
+    conn = _core.Dispatcher(CoreRecorder())
     for frame in ("0{}", "1", "6", "3", "5"):
         conn.feed_text(frame)
 
@@ -712,7 +712,7 @@ def test_binary_on_polling_is_checked_as_its_base64_record():
 
 
 def test_send_without_a_transport():
-    conn = _core.Connection(CoreRecorder())
+    conn = _core.Dispatcher(CoreRecorder())
     with pytest.raises(DisconnectedError):
         conn.send_packet(EVENT, "/", ["ev"])
     with pytest.raises(DisconnectedError):

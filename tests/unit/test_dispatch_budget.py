@@ -17,7 +17,7 @@ from fastsio._ext import _core
 def setup(handler: Any, budget: float) -> tuple[Any, Any, CoreRecorder]:
     # Only the core's own inline dispatch is under test: nothing may reach the client.
     rec = CoreRecorder(fail_on=("on_event", "on_control_packet", "on_unknown_ack"))
-    conn = _core.Connection(rec, rec)
+    conn = _core.Dispatcher(rec, rec)
     conn.dispatch_budget = budget
     slot = _core.NamespaceSlot("/")
     slot.fast["tick"] = handler

@@ -149,9 +149,9 @@ def test_v3_payload_decoder_on_near_valid_input(data: str) -> None:
 # -- the core's v3 binary framing ---------------------------------------------------------------
 
 
-def _v3_conn() -> tuple[_core.Connection, CoreRecorder, list[tuple[bytes, bool]]]:
+def _v3_conn() -> tuple[_core.Dispatcher, CoreRecorder, list[tuple[bytes, bool]]]:
     client = CoreRecorder()
-    conn = _core.Connection(client, None)
+    conn = _core.Dispatcher(client, None)
     conn.eio3 = True
     sent: list[tuple[bytes, bool]] = []
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
@@ -252,9 +252,9 @@ def test_connect_with_a_query_encodes_as_socketio_v4() -> None:
     assert _core.encode_packet(0, "/admin?token=x") == [b"0/admin?token=x,"]
 
 
-def _mp_v3_conn() -> tuple[_core.Connection, CoreRecorder, list[tuple[bytes, bool]]]:
+def _mp_v3_conn() -> tuple[_core.Dispatcher, CoreRecorder, list[tuple[bytes, bool]]]:
     client = CoreRecorder()
-    conn = _core.Connection(client, None, True)
+    conn = _core.Dispatcher(client, None, True)
     conn.eio3 = True
     sent: list[tuple[bytes, bool]] = []
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
@@ -304,7 +304,7 @@ def test_msgpack_parser_2_binary_types_are_events_and_acks() -> None:
     frame = msgpack.packb({"type": 5, "nsp": "/", "data": ["ev", b"\x01"]})
     conn.feed_binary(frame)
     assert client.events == [("/", None, ["ev", b"\x01"])]
-    v4_conn = _core.Connection(CoreRecorder(), None, True)  # Socket.IO >= 3: parser 3.x, types 0-4
+    v4_conn = _core.Dispatcher(CoreRecorder(), None, True)  # Socket.IO >= 3: parser 3.x, types 0-4
     with pytest.raises(ProtocolError, match="invalid type"):
         v4_conn.feed_binary(frame)
 

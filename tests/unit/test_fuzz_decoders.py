@@ -289,12 +289,12 @@ def test_decode_eio_payload_fuzz(data):
         assert "\x1e" not in (d if type(d) is str else "")
 
 
-# --- the Connection ---------------------------------------------------------------------------
+# --- the Dispatcher ---------------------------------------------------------------------------
 
-def make_connection(msgpack_mode: bool) -> tuple[_core.Connection, CoreRecorder, list]:
+def make_connection(msgpack_mode: bool) -> tuple[_core.Dispatcher, CoreRecorder, list]:
     # The recorder checks every hook's arguments against the documented shapes as they arrive.
     client, sent = CoreRecorder(), []
-    conn = _core.Connection(client, CoreRecorder(), msgpack_mode=msgpack_mode,
+    conn = _core.Dispatcher(client, CoreRecorder(), msgpack_mode=msgpack_mode,
                             max_attachments=3)
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
     for nsp in ("/", "/admin"):
