@@ -15,6 +15,14 @@ BINARY_EVENT: int
 BINARY_ACK: int
 PACKET_TYPES: dict[str, int]
 EIO_TYPES: dict[str, int]
+EIO_CLOSE_PACKET: bytes
+EIO_PING_PACKET: bytes
+EIO_PONG_PACKET: bytes
+EIO_UPGRADE_PACKET: bytes
+EIO_PROBE: bytes
+EIO_PROBE_ANSWER: bytes
+
+def eio_text(t: int, data: bytes = b"") -> bytes: ...
 DEFAULT_MAX_ATTACHMENTS: int
 DEFAULT_MAX_PENDING_ACKS: int
 DEFAULT_MAX_MESSAGE_SIZE: int
@@ -177,6 +185,7 @@ class Dispatcher:
     def flush_batch(self) -> None: ...
     def feed_text(self, data: str | bytes) -> None: ...
     def feed_binary(self, data: bytes) -> None: ...
+    def feed_eio(self, t: int, data: str | bytes) -> None: ...
     def send_eio(self, data: bytes, binary: bool = False) -> None: ...
     def encode(
         self, t: int, nsp: str, data: Any = None, ack_id: int | None = None

@@ -319,16 +319,36 @@ cdef class Dispatcher:
             return
         self._feed_binary(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
+    def feed_eio(self, int t, data):
+        """Feed one Engine.IO packet as the polling decoders give it: ``(type, str)``, or
+        ``(EIO_MESSAGE, bytes)`` for a binary message."""
+        cdef bytes body, b
+        if type(data) is not str:
+            if t != EIO_MESSAGE:
+                raise ValueError("only message packets may carry binary data")
+            self.feed_binary(data)
+            return
+        if t < EIO_OPEN or t > EIO_MAX_TYPE:
+            raise ValueError(f"unknown Engine.IO packet type {t}")
+        body = (<str>data).encode("utf-8", "surrogatepass")
+        b = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(body) + 1)
+        PyBytes_AS_STRING(b)[0] = <char>(CHAR_0 + t)
+        memcpy(PyBytes_AS_STRING(b) + 1, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+        if self._must_hold():
+            self._hold(False, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+            return
+        self._feed_text(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
     # -- receive --
 
     cdef int _feed_text(self, const char* buf, Py_ssize_t size) except -1:
-        cdef char c
+        cdef int t
         cdef Packet p
         self.bytes_received += size
         if size < 1:
             raise ProtocolError("empty Engine.IO packet", b"")
-        c = buf[0]
-        if c == 52:  # '4' message
+        t = buf[0] - CHAR_0
+        if t == EIO_MESSAGE:
             self.packets_received += 1
             if self.msgpack_mode:
                 # socket.io-msgpack-parser 2.x (Socket.IO 2.x servers) sends CONNECT,
@@ -338,26 +358,26 @@ cdef class Dispatcher:
                 self._route(p.type, p.nsp, None, p.data)
                 return 0
             self._on_sio_text(buf + 1, size - 1)
-        elif c == 50:  # '2' ping: answer right here, refresh the heartbeat deadline
+        elif t == EIO_PING:  # answered right here, and the heartbeat deadline refreshed
             self._last_ping = _monotonic()
             if self._ws is None and self.poll_sender is None:
                 pass  # a held ping dispatched after the link died: nobody to answer
             elif size == 1:
                 self._send(_PONG, False)
             else:
-                self._send(b"3" + PyBytes_FromStringAndSize(buf + 1, size - 1), False)
-        elif c == 54:  # '6' noop
+                self._send(_PONG + PyBytes_FromStringAndSize(buf + 1, size - 1), False)
+        elif t == EIO_NOOP:
             if self._on_eio_noop is not None:
                 self._on_eio_noop()
-        elif c == 49:  # '1' close
+        elif t == EIO_CLOSE:
             if self._on_eio_close is not None:
                 self._on_eio_close()
-        elif c == 48:  # '0' open
+        elif t == EIO_OPEN:
             if self._on_eio_open is not None:
                 self._on_eio_open(PyBytes_FromStringAndSize(buf + 1, size - 1))
-        elif c == 51:  # '3' pong: the answer to our ping on Engine.IO v3 (never sent on v4)
+        elif t == EIO_PONG:  # the answer to our ping on Engine.IO v3 (never sent on v4)
             self._last_ping = _monotonic()
-        elif c == 53:  # '5' upgrade: nothing to do on the client side
+        elif t == EIO_UPGRADE:  # nothing to do on the client side
             pass
         else:
             raise ProtocolError("unknown Engine.IO packet type", _truncated(buf, size))
@@ -739,8 +759,8 @@ cdef class Dispatcher:
         }
 
 
-cdef bytes _PONG = b"3"
-cdef bytes _EIO3_BINARY_TYPE = b"\x04"
+cdef bytes _PONG = eio_text(EIO_PONG)
+cdef bytes _EIO3_BINARY_TYPE = bytes((EIO_MESSAGE,))  # the type as a byte, not a digit
 cdef double _INF = float("inf")
 from decimal import Decimal as _Decimal
 

@@ -21,13 +21,14 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ._ext._core import decode_eio3_payload
+from ._ext._core import EIO_PING_PACKET, EIO_TYPES, decode_eio3_payload, eio_text
 from .engine import HEARTBEAT_MARGIN, EngineIO, build_urls
 from .reasons import Reason
 
 __all__ = ["EngineIO3", "Protocol", "auth_query", "namespace_with_query"]
 
-_PING = b"2"
+# A binary polling record of Engine.IO v3: `b`, the message type, then base64.
+_V3_BINARY_RECORD = b"b" + eio_text(EIO_TYPES["message"])
 
 
 class Protocol(NamedTuple):
@@ -107,7 +108,7 @@ class EngineIO3(EngineIO):
         parts: list[bytes] = []
         for rec in records:
             if rec[:1] == b"b":
-                rec = b"b4" + rec[1:]
+                rec = _V3_BINARY_RECORD + rec[1:]
                 units = len(rec)
             else:
                 units = (
@@ -150,7 +151,7 @@ class EngineIO3(EngineIO):
             return
         sent = time.monotonic()
         try:
-            self.dispatcher.send_eio(_PING)
+            self.dispatcher.send_eio(EIO_PING_PACKET)
         except Exception as exc:  # the link went away under us: its loss is reported anyway
             self.logger.info("Could not send a ping: %r", exc)
             return

@@ -21,6 +21,11 @@ import picows
 
 from ._ext._core import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    EIO_CLOSE_PACKET,
+    EIO_PROBE,
+    EIO_PROBE_ANSWER,
+    EIO_TYPES,
+    EIO_UPGRADE_PACKET,
     Dispatcher,
     EngineListener,
     ReadCap,
@@ -288,7 +293,7 @@ class EngineIO:
             # What is queued (the namespaces' DISCONNECT packets, last emits) goes out first.
             try:
                 await self._stop_post_loop()
-                self._outbox.append(b"1")
+                self._outbox.append(EIO_CLOSE_PACKET)
                 await self._flush_outbox()
             except Exception:  # best effort: the server times the session out anyway
                 pass
@@ -559,7 +564,7 @@ class EngineIO:
             raise ProtocolVersionError("the server speaks Engine.IO 3 (Socket.IO 2.x)", 3)
         payload = self._decode_poll(body)
         first_type, first = payload[0]
-        if first_type != 0 or not isinstance(first, str):
+        if first_type != EIO_TYPES["open"] or not isinstance(first, str):
             raise ProtocolError("first polling packet is not an open packet", str(first))
         opened = OpenPacket(first.encode("utf-8"))
         self.dispatcher.poll_sender = self._enqueue
@@ -575,10 +580,7 @@ class EngineIO:
         for t, data in packets:
             if self.state != "connected":
                 return
-            if isinstance(data, bytes):
-                dispatcher.feed_binary(data)
-            else:
-                dispatcher.feed_text(chr(48 + t) + data)
+            dispatcher.feed_eio(t, data)
         if flush:
             dispatcher.flush_batch()
 
@@ -670,7 +672,7 @@ class EngineIO:
             self._probe_waiter = self.loop.create_future()
             self._probe_waiter.add_done_callback(_retrieve)
             transport, listener = await self._ws_open(url, probing=True)
-            transport.send(picows.WSMsgType.TEXT, b"2probe")
+            transport.send(picows.WSMsgType.TEXT, EIO_PROBE)
             await asyncio.wait_for(self._probe_waiter, self.request_timeout)
             # Stop polling; the server answers the in-flight GET with a noop once probed.
             self._poll_paused = True
@@ -694,7 +696,7 @@ class EngineIO:
             if transport.is_disconnected:
                 # The probe died after 3probe (a server's upgrade timeout): stay on polling.
                 raise ConnectionError("the probe WebSocket closed before the upgrade")
-            transport.send(picows.WSMsgType.TEXT, b"5")
+            transport.send(picows.WSMsgType.TEXT, EIO_UPGRADE_PACKET)
             listener.probing = False
             self._ws, self._listener = transport, listener
             if not self._read_gate.is_set() or self._yielding:
@@ -731,7 +733,11 @@ class EngineIO:
         self._outbox_ready.set()
 
     def on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None:
-        if data == b"3probe" and self._probe_waiter is not None and not self._probe_waiter.done():
+        if (
+            data == EIO_PROBE_ANSWER
+            and self._probe_waiter is not None
+            and not self._probe_waiter.done()
+        ):
             self._probe_waiter.set_result(True)
 
     # -- hooks the compiled core calls (EngineHooks, ListenerHooks in _ext/_core.pyi) -----

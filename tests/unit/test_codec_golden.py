@@ -316,3 +316,14 @@ def test_decode_rejects_what_the_document_forbids():
     for bad in ("312", '312{"a":1}', "3/admin,13"):
         with pytest.raises(ProtocolError):
             _core.decode_packet(bad)
+
+
+def test_engineio_packets_the_python_layer_sends_match_the_document():
+    # [EIO4] Protocol > Upgrade: "2probe", "3probe", "5"; Heartbeat: "2", "3"; close: "1"
+    assert (_core.EIO_PROBE, _core.EIO_PROBE_ANSWER, _core.EIO_UPGRADE_PACKET) == (
+        b"2probe", b"3probe", b"5")
+    assert (_core.EIO_PING_PACKET, _core.EIO_PONG_PACKET, _core.EIO_CLOSE_PACKET) == (
+        b"2", b"3", b"1")
+    assert _core.eio_text(4, b"hello") == b"4hello"
+    with pytest.raises(ValueError, match="unknown Engine.IO packet type 7"):
+        _core.eio_text(7)

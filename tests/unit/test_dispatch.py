@@ -738,3 +738,23 @@ def test_numeric_event_name_is_delivered_by_its_string(wire, frame, name):
     wire.slot(**{name: lambda *a: got.append(a)})
     wire.conn.feed_text(frame)
     assert len(got) == 1 and wire.client.events == []
+
+
+def test_feed_eio_takes_packets_as_the_polling_decoders_give_them(wire):
+    wire.slot(ev=lambda *a: wire.client.calls.append(("ev", a)))
+    for t, data in _core.decode_eio_payload('42["ev",1]\x1e2\x1e42["ev","é"]\x1e6'):
+        wire.conn.feed_eio(t, data)
+    assert wire.client.calls == [("ev", (1,)), ("ev", ("é",))]
+    assert wire.sent == [(b"3", False)]
+    assert wire.engine.calls == [("on_eio_noop",)]
+    wire.conn.feed_eio(4, '51-["bin",{"_placeholder":true,"num":0}]')
+    wire.conn.feed_eio(4, b"\x01\x02")
+    assert wire.client.events == [("/", None, ["bin", b"\x01\x02"])]
+
+
+def test_feed_eio_refuses_what_no_decoder_gives():
+    conn = _core.Dispatcher(CoreRecorder())
+    with pytest.raises(ValueError, match="unknown Engine.IO packet type"):
+        conn.feed_eio(7, "x")
+    with pytest.raises(ValueError, match="only message packets"):
+        conn.feed_eio(2, b"x")
