@@ -21,14 +21,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from . import exceptions
-from ._ext._core import ACK, CONNECT, CONNECT_ERROR, DISCONNECT, Dispatcher, NamespaceSlot, Packet
+from ._ext._core import (
+    ACK,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    Dispatcher,
+    EngineHooks,
+    NamespaceSlot,
+    Packet,
+)
 from .delivery import Outbox, args_of
 from .eio3 import auth_query, namespace_with_query
 from .reasons import Reason
 
 
-class Session(Protocol):
-    """What the life cycle needs of an Engine.IO session (``EngineIO`` or ``EngineIO3``)."""
+class Session(EngineHooks, Protocol):
+    """What the life cycle needs of an Engine.IO session (``EngineIO`` or ``EngineIO3``); it is
+    also what the core calls (``EngineHooks``), bound by ``set_engine`` for the attempt."""
 
     version: int
 
