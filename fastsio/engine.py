@@ -1,7 +1,10 @@
 """One Engine.IO v4 session: handshake, transport choice, polling, upgrade, heartbeat watchdog.
 
 The per-frame work (pings, Socket.IO decoding, dispatch) happens in the compiled
-``Dispatcher``; this module only sets up and tears down the links it reads from.
+``Dispatcher``; this module only sets up and tears down the links it reads from. The core
+calls it through ``EngineHooks`` and ``ListenerHooks`` (``_ext/_core.pyi``), the ``on_*``
+methods below, and the client through ``on_lost``. It knows nothing of namespaces, handlers
+or reconnection.
 """
 
 from __future__ import annotations
