@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from picows import WSListener
 
@@ -15,6 +15,14 @@ BINARY_EVENT: int
 BINARY_ACK: int
 PACKET_TYPES: dict[str, int]
 EIO_TYPES: dict[str, int]
+EIO_CLOSE_PACKET: bytes
+EIO_PING_PACKET: bytes
+EIO_PONG_PACKET: bytes
+EIO_UPGRADE_PACKET: bytes
+EIO_PROBE: bytes
+EIO_PROBE_ANSWER: bytes
+
+def eio_text(t: int, data: bytes = b"") -> bytes: ...
 DEFAULT_MAX_ATTACHMENTS: int
 DEFAULT_MAX_PENDING_ACKS: int
 DEFAULT_MAX_MESSAGE_SIZE: int
@@ -49,6 +57,34 @@ def decode_eio3_payload(
 ) -> list[tuple[int, str | bytes]]: ...
 def encode_eio3_payload(packets: list[tuple[int, str | bytes]]) -> str: ...
 def looks_like_eio3_payload(data: str | bytes) -> bool: ...
+
+# -- the hooks the core calls in the layers above (hooks.pxi); nothing else is called --------
+
+@runtime_checkable
+class ClientHooks(Protocol):
+    """The client layer, as the Dispatcher calls it (bound once, at construction)."""
+
+    def on_event(self, nsp: str, ack_id: int | None, data: list[Any]) -> None: ...
+    def on_control_packet(self, packet: Packet) -> None: ...
+    def on_unknown_ack(self, nsp: str, ack_id: int) -> None: ...
+    def on_handler_error(self, event: str, nsp: str, exc: BaseException) -> None: ...
+
+@runtime_checkable
+class EngineHooks(Protocol):
+    """The Engine.IO session, as the Dispatcher calls it (bound by set_engine, per session)."""
+
+    def on_eio_open(self, raw: bytes) -> None: ...
+    def on_eio_close(self) -> None: ...
+    def on_eio_noop(self) -> None: ...
+    def on_dispatch_yield(self) -> None: ...
+
+@runtime_checkable
+class ListenerHooks(Protocol):
+    """The owner of a WebSocket link, as its EngineListener calls it (bound once)."""
+
+    def on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None: ...
+    def on_listener_error(self, listener: EngineListener, exc: BaseException) -> None: ...
+    def on_ws_disconnected(self, listener: EngineListener) -> None: ...
 
 class PendingAck:
     nsp: str
@@ -105,9 +141,9 @@ class NamespaceSlot:
     offset: Any
     def __init__(self, name: str) -> None: ...
 
-class Connection:
-    client: Any
-    engine: Any
+class Dispatcher:
+    @property
+    def engine(self) -> EngineHooks | None: ...
     acks: AckTable
     deadlines: AckDeadlines
     slots: dict[str, NamespaceSlot]
@@ -125,9 +161,11 @@ class Connection:
     packets_sent: int
     bytes_sent: int
     def __init__(
-        self, client: Any, engine: Any = None, msgpack_mode: bool = False, json: Any = None,
-        max_attachments: int = ..., max_message_size: int = 0,
+        self, client: ClientHooks | None = None, engine: EngineHooks | None = None,
+        msgpack_mode: bool = False, json: Any = None, max_attachments: int = ...,
+        max_message_size: int = 0,
     ) -> None: ...
+    def set_engine(self, engine: EngineHooks | None) -> None: ...
     def attach_websocket(self, transport: Any) -> None: ...
     def detach_transport(self) -> None: ...
     def detach_sender(self) -> None: ...
@@ -147,6 +185,7 @@ class Connection:
     def flush_batch(self) -> None: ...
     def feed_text(self, data: str | bytes) -> None: ...
     def feed_binary(self, data: bytes) -> None: ...
+    def feed_eio(self, t: int, data: str | bytes) -> None: ...
     def send_eio(self, data: bytes, binary: bool = False) -> None: ...
     def encode(
         self, t: int, nsp: str, data: Any = None, ack_id: int | None = None
@@ -164,12 +203,11 @@ class Connection:
     def stats(self) -> dict[str, int]: ...
 
 class EngineListener(WSListener):
-    conn: Connection
-    engine: Any
+    dispatcher: Dispatcher
     probing: bool
     transport: Any
     failed: bool
-    def __init__(self, conn: Connection, engine: Any, probing: bool = False) -> None: ...
+    def __init__(self, dispatcher: Dispatcher, owner: ListenerHooks, probing: bool = False) -> None: ...
     def close_sent(self) -> None: ...
 
 class ReadCap(asyncio.BufferedProtocol):

@@ -1,5 +1,7 @@
 # The ack table: ids we issued for emits that carry a callback, and what to resolve when the
 # server's ACK comes back (or the connection is lost, or a timeout fires).
+# It reaches the client only through the hooks set on it once (on_async_callback, ...); it knows
+# nothing of sockets, codecs or namespaces' life cycles.
 
 @cython.freelist(64)
 cdef class PendingAck:

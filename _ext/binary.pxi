@@ -1,5 +1,6 @@
 # Binary attachments: bytes anywhere in the arguments travel as separate frames, referenced by
 # {"_placeholder": true, "num": N} in the JSON.
+# A pure transformation of Python objects: nothing of frames, transports or dispatch.
 
 cdef enum:
     MAX_NESTING = 512

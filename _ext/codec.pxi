@@ -1,5 +1,6 @@
 # Engine.IO / Socket.IO codecs. Header parsing runs on char* (often a pointer into picows's
 # read buffer); only the JSON body becomes a Python object, through one orjson.loads call.
+# Pure functions of bytes and objects: nothing of sessions, handlers, hooks or sockets.
 
 cdef object _orjson_loads = orjson.loads
 cdef object _orjson_dumps = orjson.dumps
@@ -52,7 +53,7 @@ cdef inline bytes _truncated(const char* buf, Py_ssize_t size):
 
 
 cdef inline bint _is_digit(char c) noexcept:
-    return c >= 48 and c <= 57
+    return c >= CHAR_0 and c <= CHAR_9
 
 
 cdef int _parse_header(const char* buf, Py_ssize_t size, Header* h,
@@ -63,8 +64,8 @@ cdef int _parse_header(const char* buf, Py_ssize_t size, Header* h,
     cdef int t
     if size < 1:
         raise ProtocolError("empty Socket.IO packet", b"")
-    t = buf[0] - 48
-    if t < 0 or t > 6:
+    t = buf[0] - CHAR_0
+    if t < SIO_CONNECT or t > SIO_MAX_TYPE:
         raise ProtocolError("unknown Socket.IO packet type", _truncated(buf, size))
     h.type = t
     h.nsp_start = -1
@@ -78,7 +79,7 @@ cdef int _parse_header(const char* buf, Py_ssize_t size, Header* h,
         while pos < size and _is_digit(buf[pos]):
             if pos - start >= MAX_ATTACHMENT_DIGITS:
                 raise ProtocolError("attachment count too long", _truncated(buf, size))
-            n = n * 10 + <uint64_t>(buf[pos] - 48)
+            n = n * 10 + <uint64_t>(buf[pos] - CHAR_0)
             pos += 1
         if pos == start or pos >= size or buf[pos] != 45 or n == 0:  # '-'
             raise ProtocolError("binary packet without a valid attachment count",
@@ -102,7 +103,7 @@ cdef int _parse_header(const char* buf, Py_ssize_t size, Header* h,
         while pos < size and _is_digit(buf[pos]):
             if pos - start >= MAX_ACK_ID_DIGITS:
                 raise ProtocolError("ack id too long", _truncated(buf, size))
-            n = n * 10 + <uint64_t>(buf[pos] - 48)
+            n = n * 10 + <uint64_t>(buf[pos] - CHAR_0)
             pos += 1
         h.has_id = True
         h.id = n
@@ -234,7 +235,7 @@ cdef inline Py_ssize_t _udigits(uint64_t v) noexcept:
 cdef inline char* _write_uint(char* p, uint64_t v, Py_ssize_t ndigits) noexcept:
     cdef Py_ssize_t i
     for i in range(ndigits - 1, -1, -1):
-        p[i] = <char>(48 + v % 10)
+        p[i] = <char>(CHAR_0 + v % 10)
         v //= 10
     return p + ndigits
 
@@ -281,9 +282,9 @@ cdef bytes _encode_text(int t, str nsp, object data, object ack_id, object json,
     out = PyBytes_FromStringAndSize(NULL, size)
     p = PyBytes_AS_STRING(out)
     if eio_prefix:
-        p[0] = 52  # '4'
+        p[0] = <char>(CHAR_0 + EIO_MESSAGE)
         p += 1
-    p[0] = <char>(48 + t)
+    p[0] = <char>(CHAR_0 + t)
     p += 1
     if att_digits:
         p = _write_uint(p, <uint64_t>nattachments, att_digits)
@@ -328,7 +329,7 @@ def encode_packet(int type, str nsp="/", data=None, id=None, json=None):
     EVENT and ACK packets whose data contains bytes are sent as BINARY_EVENT/BINARY_ACK with
     placeholders, as python-socketio and socket.io-parser do.
     """
-    if type < 0 or type > 6:
+    if type < SIO_CONNECT or type > SIO_MAX_TYPE:
         raise ValueError(f"unknown Socket.IO packet type {type}")
     _check_ack_id(id)
     return _encode_json_packet(type, nsp, data, id, json, False)
@@ -371,7 +372,7 @@ cdef bytes _encode_msgpack(int t, str nsp, object data, object ack_id):
 
 def encode_msgpack(int type, str nsp="/", data=None, id=None):
     """Encode a Socket.IO packet in socket.io-msgpack-parser's format (one binary frame)."""
-    if type < 0 or type > 6:
+    if type < SIO_CONNECT or type > SIO_MAX_TYPE:
         raise ValueError(f"unknown Socket.IO packet type {type}")
     _check_ack_id(id)
     return _encode_msgpack(type, nsp, data, id)
@@ -546,10 +547,16 @@ cdef object _mp_envelope(const char* cbuf, Py_ssize_t size, int* t, bint* has_id
         if vend < 0:
             raise ProtocolError("truncated or invalid msgpack packet", _truncated(cbuf, size))
         if klen == 4 and memcmp(buf + kpos, b"type", 4) == 0:
-            if not _mp_uint(buf, pos, vend, &v) or v > (6 if binary_types else 4):
+            if not _mp_uint(buf, pos, vend, &v) \
+                    or v > (SIO_MAX_TYPE if binary_types else SIO_CONNECT_ERROR):
                 raise ProtocolError("msgpack packet with an invalid type", _truncated(cbuf, size))
             # socket.io-msgpack-parser 2.x keeps Socket.IO 2.x's BINARY_EVENT/BINARY_ACK types.
-            t[0] = <int>v - 3 if v >= 5 else <int>v
+            if v == SIO_BINARY_EVENT:
+                t[0] = SIO_EVENT
+            elif v == SIO_BINARY_ACK:
+                t[0] = SIO_ACK
+            else:
+                t[0] = <int>v
         elif klen == 4 and memcmp(buf + kpos, b"data", 4) == 0:
             data_start[0] = pos
             data_end[0] = vend
@@ -720,8 +727,8 @@ def decode_eio_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_messa
                 raise _too_large(len(raw), max_message_size, "incoming binary message")
             out.append((EIO_MESSAGE, raw))
             continue
-        t = ord(part[0]) - 48
-        if t < 0 or t > 6:
+        t = ord(part[0]) - CHAR_0
+        if t < EIO_OPEN or t > EIO_MAX_TYPE:
             raise ProtocolError("unknown Engine.IO packet type", part[:200])
         if max_message_size > 0:
             size = _utf8_len(part, max_message_size)
@@ -740,5 +747,5 @@ def encode_eio_payload(packets):
                 raise ValueError("only message packets may carry binary data")
             parts.append("b" + base64.b64encode(bytes(d)).decode("ascii"))
         else:
-            parts.append(chr(48 + t) + (d or ""))
+            parts.append(eio_type_char(t) + (d or ""))
     return "\x1e".join(parts)

@@ -1,4 +1,6 @@
 # Packet type numbers and limits: the one place they are written down.
+# Only constants: every other piece (and the Python layer, through the exported copies below)
+# names them from here instead of spelling a number or a character code.
 
 cdef enum:
     # Engine.IO v4 packet types (the first character of a text frame).
@@ -18,6 +20,15 @@ cdef enum:
     SIO_CONNECT_ERROR = 4
     SIO_BINARY_EVENT = 5
     SIO_BINARY_ACK = 6
+
+    # The highest type number of each protocol (anything above is unknown).
+    EIO_MAX_TYPE = EIO_NOOP
+    SIO_MAX_TYPE = SIO_BINARY_ACK
+
+    # Both protocols write a packet type (and every number) as decimal digits: type t is the
+    # character CHAR_0 + t ('0' is ASCII 48).
+    CHAR_0 = 48
+    CHAR_9 = 57
 
     # An ack id longer than this many digits cannot be an id we issued (nor fit in 63 bits).
     MAX_ACK_ID_DIGITS = 18
@@ -58,6 +69,26 @@ EIO_TYPES = {
     "open": EIO_OPEN, "close": EIO_CLOSE, "ping": EIO_PING, "pong": EIO_PONG,
     "message": EIO_MESSAGE, "upgrade": EIO_UPGRADE, "noop": EIO_NOOP,
 }
+
+
+cpdef bytes eio_text(int t, bytes data=b""):
+    """An Engine.IO text packet: the type's digit, then ``data``."""
+    if t < EIO_OPEN or t > EIO_MAX_TYPE:
+        raise ValueError(f"unknown Engine.IO packet type {t}")
+    return bytes((CHAR_0 + t,)) + data
+
+
+cdef inline str eio_type_char(int t):
+    return chr(CHAR_0 + t)
+
+
+# The Engine.IO packets the Python layer sends whole.
+EIO_CLOSE_PACKET = eio_text(EIO_CLOSE)
+EIO_PING_PACKET = eio_text(EIO_PING)
+EIO_PONG_PACKET = eio_text(EIO_PONG)
+EIO_UPGRADE_PACKET = eio_text(EIO_UPGRADE)
+EIO_PROBE = eio_text(EIO_PING, b"probe")           # the upgrade's probe ...
+EIO_PROBE_ANSWER = eio_text(EIO_PONG, b"probe")    # ... and the server's answer to it
 
 
 cdef inline double _monotonic() noexcept nogil:

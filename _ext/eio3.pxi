@@ -2,7 +2,8 @@
 # counted in UTF-16 code units as JavaScript's String.length counts them; a binary packet is the
 # record `b<type><base64>` (the client asks for text payloads with `b64=1`, so XHR2 binary
 # payloads never arrive). Polling runs once per HTTP response, not per frame; the WebSocket path
-# differs from v4 only by the 0x04 type byte of binary frames (Connection.eio3).
+# differs from v4 only by the 0x04 type byte of binary frames (Dispatcher.eio3).
+# A codec only: nothing of sessions, heartbeats or sockets.
 
 cdef extern from "Python.h":
     Py_UCS4 PyUnicode_MAX_CHAR_VALUE(object o)
@@ -59,7 +60,7 @@ def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_mess
                 break
             if c < u"0" or c > u"9" or digits >= 10:
                 raise ProtocolError("invalid record length in polling payload", s[:200])
-            n = n * 10 + (<Py_ssize_t>c - 48)
+            n = n * 10 + (<Py_ssize_t>c - CHAR_0)
             digits += 1
             pos += 1
         if pos >= end or digits == 0:
@@ -79,7 +80,7 @@ def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_mess
             raise ProtocolError("polling record length splits a character", s[:200])
         rec = s[start:pos]
         if rec[0] == u"b":
-            if len(rec) < 2 or rec[1] != u"4":
+            if len(rec) < 2 or rec[1] != eio_type_char(EIO_MESSAGE):
                 raise ProtocolError("binary polling record is not a message", rec[:200])
             try:
                 raw = base64.b64decode(rec[2:], validate=True)
@@ -93,8 +94,8 @@ def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_mess
             size = len(rec.encode("utf-8", "surrogatepass"))
             if size > max_message_size:
                 _eio3_too_large(size, max_message_size)
-        t = ord(rec[0]) - 48
-        if t < 0 or t > 6:
+        t = ord(rec[0]) - CHAR_0
+        if t < EIO_OPEN or t > EIO_MAX_TYPE:
             raise ProtocolError("unknown Engine.IO packet type", rec[:200])
         out.append((t, rec[1:]))
     return out
@@ -113,9 +114,9 @@ def encode_eio3_payload(packets):
         if isinstance(d, (bytes, bytearray, memoryview)):
             if t != EIO_MESSAGE:
                 raise ValueError("only message packets may carry binary data")
-            rec = "b4" + base64.b64encode(bytes(d)).decode("ascii")
+            rec = "b" + eio_type_char(EIO_MESSAGE) + base64.b64encode(bytes(d)).decode("ascii")
         else:
-            rec = chr(48 + t) + (d or "")
+            rec = eio_type_char(t) + (d or "")
         parts.append(str(_utf16_units(rec)))
         parts.append(":")
         parts.append(rec)
@@ -168,4 +169,4 @@ cdef Packet _mp2_control(const char* buf, Py_ssize_t size):
 
 
 cdef bytes _mp2_control_text(int t, str nsp):
-    return b"4" + _orjson_dumps({"type": t, "nsp": nsp or "/"})
+    return eio_text(EIO_MESSAGE, _orjson_dumps({"type": t, "nsp": nsp or "/"}))

@@ -8,6 +8,7 @@
 # error -- makes the fast decoder give up (it returns _JSON_BAIL), and the caller decodes the
 # payload with orjson, so results and error messages stay orjson's. One deliberate difference:
 # integers beyond 64 bits are decoded exactly (as python-socketio does), not rounded to floats.
+# A decoder only: nothing of packets' meaning, namespaces or sockets.
 
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)

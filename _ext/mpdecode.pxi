@@ -4,6 +4,7 @@
 # types retagged for it: the same objects for every input, an exception wherever that raised
 # (tests/unit/test_msgpack_native.py keeps the old path as its oracle). Going through unpackb
 # cost a bytes copy, a retagging walk, keyword parsing and an Unpacker set-up per packet.
+# A decoder only: the envelope (type, nsp, id) is codec.pxi's; nothing of sockets or dispatch.
 
 cdef extern from "Python.h":
     # PyObject* forms, for the containers the decoder's stack holds by borrowed pointers.

@@ -1,6 +1,7 @@
 # Short strings shared by both decoders (jsondecode.pxi, mpdecode.pxi): a stream repeats the
 # same few keys ("s", "p", "q", "t"), event names and symbols in every event, so strings up to
 # STR_CACHE_MAX_LEN bytes of ASCII are looked up in _str_cache before a str is built.
+# Nothing of packets or frames: it only turns bytes into (cached) str.
 
 cdef extern from "Python.h":
     Py_ssize_t _str_len "PyUnicode_GET_LENGTH"(PyObject* s)

@@ -8,7 +8,7 @@ reconnection loop. The work is done by the parts, each of which knows nothing of
 - ``lifecycle.NamespaceLifecycle``: namespaces connected, accepted, refused and closed, the kept
   session, connection-state recovery per namespace, the end of a session;
 - ``delivery.Outbox``: every outgoing event from ``emit``/``call`` to its one outcome;
-- ``_ext._core.Connection``: the compiled core (codec, dispatch, acks).
+- ``_ext._core.Dispatcher``: the compiled core (codec, dispatch, acks).
 
 What must not be here: packet handling beyond delegation, buffering, handler lookup.
 """
@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from . import exceptions
-from ._ext._core import AckTable, Connection, NamespaceSlot, Packet
+from ._ext._core import AckTable, Dispatcher, NamespaceSlot, Packet
 from .delivery import Outbox, ack_result, args_of
 from .eio3 import EngineIO3, Protocol, auth_query, protocol_for
 from .engine import EngineIO
@@ -46,6 +46,19 @@ def _resolve_logger(logger: bool | logging.Logger, default: logging.Logger) -> l
         if not default.handlers and not logging.getLogger().handlers:
             default.addHandler(logging.StreamHandler())
     return default
+
+
+class _ClientHooks:
+    """The client as the compiled core calls it (``ClientHooks`` in ``_ext/_core.pyi``): the
+    one place where the client's packet handlers are handed to the core."""
+
+    __slots__ = ("on_control_packet", "on_event", "on_handler_error", "on_unknown_ack")
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.on_event = client._on_event
+        self.on_control_packet = client._on_control_packet
+        self.on_unknown_ack = client._on_unknown_ack
+        self.on_handler_error = client._on_handler_error
 
 
 class AsyncClient:
@@ -197,8 +210,13 @@ class AsyncClient:
         self.handlers = self._handlers.handlers
         self.namespace_handlers = self._handlers.namespace_handlers
         self.batch_handlers = self._handlers.batch_handlers
-        self._conn = Connection(
-            self, None, self.serializer == "msgpack", json, max_attachments, self.max_message_size
+        self._conn = Dispatcher(
+            _ClientHooks(self),
+            None,
+            self.serializer == "msgpack",
+            json,
+            max_attachments,
+            self.max_message_size,
         )
         self._conn.dispatch_budget = dispatch_budget
         acks: AckTable = self._conn.acks

@@ -20,7 +20,7 @@ Also here: ``call`` (emit, then wait for the ack), what the ack table reports ab
 (an ack callback that raised, an ack that will never come, an ack for no packet), and the
 argument conventions of python-socketio (``args_of``, ``ack_result``).
 
-This module knows the transport only through ``Connection.send_packet`` and the namespaces
+This module knows the transport only through ``Dispatcher.send_packet`` and the namespaces
 only through the ``writable`` predicate the client hands it; it never fires client events.
 """
 
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import exceptions
-from ._ext._core import EVENT, AckTable, Connection, PendingAck
+from ._ext._core import EVENT, AckTable, Dispatcher, PendingAck
 
 Handler = Callable[..., Any]
 
@@ -105,7 +105,7 @@ class Outbox:
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Dispatcher,
         logger: logging.Logger,
         writable: Callable[[str], bool],
         invoke: Callable[[Handler, tuple[Any, ...], str, str], None],

@@ -6,7 +6,7 @@ The differences from v4/v5 that live outside the compiled core:
   and the link is dead when no pong came within ``pingTimeout``; polling payloads are
   ``<length>:<packet>`` records (``decode_eio3_payload`` in the core), requested as text with
   ``b64=1`` so binary packets arrive as ``b4<base64>`` records. Binary WebSocket frames carry a
-  leading 0x04 both ways: a flag in the core (``Connection.eio3``), not a Python branch per frame.
+  leading 0x04 both ways: a flag in the core (``Dispatcher.eio3``), not a Python branch per frame.
 - Socket.IO v4: the server connects the default namespace by itself; other namespaces are joined
   with ``40/nsp?query,`` (there is no CONNECT payload, so ``auth`` travels as query parameters,
   ``auth_query``); refusals are ERROR packets (a string or an object).
@@ -21,13 +21,14 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ._ext._core import decode_eio3_payload
+from ._ext._core import EIO_PING_PACKET, EIO_TYPES, decode_eio3_payload, eio_text
 from .engine import HEARTBEAT_MARGIN, EngineIO, build_urls
 from .reasons import Reason
 
 __all__ = ["EngineIO3", "Protocol", "auth_query", "namespace_with_query"]
 
-_PING = b"2"
+# A binary polling record of Engine.IO v3: `b`, the message type, then base64.
+_V3_BINARY_RECORD = b"b" + eio_text(EIO_TYPES["message"])
 
 
 class Protocol(NamedTuple):
@@ -99,7 +100,7 @@ class EngineIO3(EngineIO):
         try:
             self._feed_payload(self._decode_poll(body), flush=False)
         finally:
-            self.conn.flush_batch()
+            self.dispatcher.flush_batch()
 
     def _post_body(self, records: list[bytes]) -> bytes:
         # The outbox holds v4 records (a text packet as is, a binary one as b"b" + base64):
@@ -107,7 +108,7 @@ class EngineIO3(EngineIO):
         parts: list[bytes] = []
         for rec in records:
             if rec[:1] == b"b":
-                rec = b"b4" + rec[1:]
+                rec = _V3_BINARY_RECORD + rec[1:]
                 units = len(rec)
             else:
                 units = (
@@ -127,8 +128,8 @@ class EngineIO3(EngineIO):
         # would get binary messages as base64 text frames.
         return http + "&b64=1", ws
 
-    def _on_eio_open(self, raw: bytes) -> None:
-        super()._on_eio_open(raw)
+    def on_eio_open(self, raw: bytes) -> None:
+        super().on_eio_open(raw)
         # A 2.x server's own CONNECT of "/" can come in the same read as the open packet,
         # before connect() resumes: its socket id is the Engine.IO sid, known from here on.
         if self._open_waiter is not None and self._open_waiter.done():
@@ -150,7 +151,7 @@ class EngineIO3(EngineIO):
             return
         sent = time.monotonic()
         try:
-            self.conn.send_eio(_PING)
+            self.dispatcher.send_eio(EIO_PING_PACKET)
         except Exception as exc:  # the link went away under us: its loss is reported anyway
             self.logger.info("Could not send a ping: %r", exc)
             return
@@ -164,9 +165,9 @@ class EngineIO3(EngineIO):
             return
         if not self._read_gate.is_set():
             # We are not reading (backpressure): the pong may be waiting behind what we hold.
-            self.conn.touch_ping()
+            self.dispatcher.touch_ping()
             return
         since_ping = time.monotonic() - sent
-        if self.conn.ping_age() >= since_ping:  # no pong (nor resume) since that ping
+        if self.dispatcher.ping_age() >= since_ping:  # no pong (nor resume) since that ping
             self.logger.info("No pong from the server within %.1f s: the link is dead", since_ping)
             self._fail(Reason.PING_TIMEOUT, None)

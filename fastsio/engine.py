@@ -1,7 +1,10 @@
 """One Engine.IO v4 session: handshake, transport choice, polling, upgrade, heartbeat watchdog.
 
 The per-frame work (pings, Socket.IO decoding, dispatch) happens in the compiled
-``Connection``; this module only sets up and tears down the links it reads from.
+``Dispatcher``; this module only sets up and tears down the links it reads from. The core
+calls it through ``EngineHooks`` and ``ListenerHooks`` (``_ext/_core.pyi``), the ``on_*``
+methods below, and the client through ``on_lost``. It knows nothing of namespaces, handlers
+or reconnection.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import picows
 
 from ._ext._core import (
     DEFAULT_MAX_MESSAGE_SIZE,
-    Connection,
+    EIO_CLOSE_PACKET,
+    EIO_PROBE,
+    EIO_PROBE_ANSWER,
+    EIO_TYPES,
+    EIO_UPGRADE_PACKET,
+    Dispatcher,
     EngineListener,
     ReadCap,
     decode_eio_payload,
@@ -181,7 +189,7 @@ class EngineIO:
 
     def __init__(
         self,
-        conn: Connection,
+        dispatcher: Dispatcher,
         on_lost: Callable[[str], None],
         *,
         logger: logging.Logger,
@@ -193,7 +201,7 @@ class EngineIO:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_read_size: int = 256 * 1024,
     ) -> None:
-        self.conn = conn
+        self.dispatcher = dispatcher
         self.on_lost = on_lost
         self.logger = logger
         self.request_timeout = request_timeout
@@ -315,7 +323,7 @@ class EngineIO:
             # What is queued (the namespaces' DISCONNECT packets, last emits) goes out first.
             try:
                 await self._stop_post_loop()
-                self._outbox.append(b"1")
+                self._outbox.append(EIO_CLOSE_PACKET)
                 await self._flush_outbox()
             except Exception:  # best effort: the server times the session out anyway
                 pass
@@ -341,17 +349,17 @@ class EngineIO:
         """
         if self.state == "draining":
             return
-        self.conn.hold()
+        self.dispatcher.hold()
         self._read_gate.clear()
         if self._ws is not None:
             self._ws.underlying_transport.pause_reading()
 
     def _release(self) -> bool:
         """Dispatch the frames the core held; a protocol error in them ends the session."""
-        self.conn.new_slice()
+        self.dispatcher.new_slice()
         self._in_release = True
         try:
-            return bool(self.conn.release())
+            return bool(self.dispatcher.release())
         except Exception as exc:
             self._on_stream_error(exc)
             return False
@@ -365,11 +373,11 @@ class EngineIO:
         if not self._release():
             return  # handlers filled up again (paused anew), or the time slice ran out
         # Pings queued behind the pause were not the server's fault: restart the clock.
-        self.conn.touch_ping()
+        self.dispatcher.touch_ping()
         if self._ws is not None and not self._ws.is_disconnected:
             self._ws.underlying_transport.resume_reading()
 
-    def _yield_dispatch(self) -> None:
+    def on_dispatch_yield(self) -> None:  # EngineHooks
         """The core used up its time slice: stop reading, finish the read in a later turn."""
         if self._yielding:
             return
@@ -421,7 +429,9 @@ class EngineIO:
         }
         options.update(self.websocket_extra_options)
         transport, listener = await asyncio.wait_for(
-            picows.ws_connect(lambda: EngineListener(self.conn, self, probing), url, **options),
+            picows.ws_connect(
+                lambda: EngineListener(self.dispatcher, self, probing), url, **options
+            ),
             self.request_timeout,
         )
         if transport.is_disconnected or not isinstance(listener, EngineListener):
@@ -446,7 +456,7 @@ class EngineIO:
             opened = await asyncio.wait_for(asyncio.shield(self._open_waiter), self.request_timeout)
         except asyncio.TimeoutError:
             raise ConnectionError("no Engine.IO open packet received") from None
-        self.conn.attach_websocket(transport)
+        self.dispatcher.attach_websocket(transport)
         self._became_open(opened, "websocket")
 
     def _version_refused(self, status: int, body: bytes) -> ProtocolVersionError | None:
@@ -598,7 +608,7 @@ class EngineIO:
                     raise ProtocolError("empty polling payload", b"")
         finally:
             self._get_in_flight = False
-            self.conn.flush_batch()
+            self.dispatcher.flush_batch()
 
     async def _post(self, records: list[bytes]) -> None:
         import aiohttp
@@ -631,10 +641,10 @@ class EngineIO:
             raise ProtocolVersionError("the server speaks Engine.IO 3 (Socket.IO 2.x)", 3)
         payload = self._decode_poll(body)
         first_type, first = payload[0]
-        if first_type != 0 or not isinstance(first, str):
+        if first_type != EIO_TYPES["open"] or not isinstance(first, str):
             raise ProtocolError("first polling packet is not an open packet", str(first))
         opened = OpenPacket(first.encode("utf-8"))
-        self.conn.poll_sender = self._enqueue
+        self.dispatcher.poll_sender = self._enqueue
         self._became_open(opened, "polling")
         self._feed_payload(payload[1:])
         self._poll_task = self.loop.create_task(self._poll_loop())
@@ -643,16 +653,13 @@ class EngineIO:
             self._upgrade_task = self.loop.create_task(self._upgrade())
 
     def _feed_payload(self, packets: list[tuple[int, str | bytes]], flush: bool = True) -> None:
-        conn = self.conn
+        dispatcher = self.dispatcher
         for t, data in packets:
             if self.state != "connected":
                 return
-            if isinstance(data, bytes):
-                conn.feed_binary(data)
-            else:
-                conn.feed_text(chr(48 + t) + data)
+            dispatcher.feed_eio(t, data)
         if flush:
-            conn.flush_batch()
+            dispatcher.flush_batch()
 
     def _enqueue(self, data: bytes, binary: bool) -> None:
         # The core checked the record's size (base64 included) against maxPayload already.
@@ -742,7 +749,7 @@ class EngineIO:
             self._probe_waiter = self.loop.create_future()
             self._probe_waiter.add_done_callback(_retrieve)
             transport, listener = await self._ws_open(url, probing=True)
-            transport.send(picows.WSMsgType.TEXT, b"2probe")
+            transport.send(picows.WSMsgType.TEXT, EIO_PROBE)
             await asyncio.wait_for(self._probe_waiter, self.request_timeout)
             # Stop polling; the server answers the in-flight GET with a noop once probed.
             self._poll_paused = True
@@ -766,13 +773,13 @@ class EngineIO:
             if transport.is_disconnected:
                 # The probe died after 3probe (a server's upgrade timeout): stay on polling.
                 raise ConnectionError("the probe WebSocket closed before the upgrade")
-            transport.send(picows.WSMsgType.TEXT, b"5")
+            transport.send(picows.WSMsgType.TEXT, EIO_UPGRADE_PACKET)
             listener.probing = False
             self._ws, self._listener = transport, listener
             if not self._read_gate.is_set() or self._yielding:
                 # Reading was paused on polling (backpressure, fairness): so is the websocket.
                 transport.underlying_transport.pause_reading()
-            self.conn.attach_websocket(transport)
+            self.dispatcher.attach_websocket(transport)
             self.transport_name = "websocket"
             self.logger.info("Upgraded to websocket")
         except asyncio.CancelledError:
@@ -802,26 +809,30 @@ class EngineIO:
             self._post_task = self.loop.create_task(self._post_loop())
         self._outbox_ready.set()
 
-    def _on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None:
-        if data == b"3probe" and self._probe_waiter is not None and not self._probe_waiter.done():
+    def on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None:
+        if (
+            data == EIO_PROBE_ANSWER
+            and self._probe_waiter is not None
+            and not self._probe_waiter.done()
+        ):
             self._probe_waiter.set_result(True)
 
-    # -- callbacks from the compiled core ------------------------------------------------
+    # -- hooks the compiled core calls (EngineHooks, ListenerHooks in _ext/_core.pyi) -----
 
-    def _on_eio_open(self, raw: bytes) -> None:
+    def on_eio_open(self, raw: bytes) -> None:
         opened = OpenPacket(raw)
         if self._open_waiter is not None and not self._open_waiter.done():
             self._open_waiter.set_result(opened)
         else:
             raise ProtocolError("unexpected open packet", raw)
 
-    def _on_eio_close(self) -> None:
+    def on_eio_close(self) -> None:
         self._fail(Reason.TRANSPORT_CLOSE, None)
 
-    def _on_eio_noop(self) -> None:
+    def on_eio_noop(self) -> None:
         pass
 
-    def _on_listener_error(self, listener: EngineListener, exc: BaseException) -> None:
+    def on_listener_error(self, listener: EngineListener, exc: BaseException) -> None:
         if listener is not self._listener:
             listener.transport and listener.transport.disconnect(False)
             return
@@ -837,7 +848,7 @@ class EngineIO:
             self.logger.error("Unexpected error while reading from the server", exc_info=exc)
             self._fail(Reason.TRANSPORT_ERROR, exc)
 
-    def _on_ws_disconnected(self, listener: EngineListener) -> None:
+    def on_ws_disconnected(self, listener: EngineListener) -> None:
         if not listener.probing and self._open_waiter is not None and not self._open_waiter.done():
             self._open_waiter.set_exception(
                 ConnectionError("connection closed before the open packet")
@@ -854,8 +865,8 @@ class EngineIO:
         self.open = opened
         self.state = "connected"
         self.transport_name = transport_name
-        self.conn.max_send_size = opened.max_payload
-        self.conn.touch_ping()
+        self.dispatcher.max_send_size = opened.max_payload
+        self.dispatcher.touch_ping()
         self._arm_watchdog(self._heartbeat_limit())
 
     def _heartbeat_limit(self) -> float:
@@ -872,10 +883,10 @@ class EngineIO:
         if self.state != "connected":
             return
         limit = self._heartbeat_limit()
-        age = self.conn.ping_age()
+        age = self.dispatcher.ping_age()
         if not self._read_gate.is_set():
             age = 0.0  # we are not reading: the missing pings are ours, not the server's
-            self.conn.touch_ping()
+            self.dispatcher.touch_ping()
         if age >= limit:
             self.logger.info("No ping from the server for %.1f s: the link is dead", age)
             self._fail(Reason.PING_TIMEOUT, None)
@@ -893,13 +904,13 @@ class EngineIO:
         if self.state == "closed" or self._closing:
             return
         if self._in_release:
-            self.conn.discard_held()
+            self.dispatcher.discard_held()
             if self.state == "draining":
                 self._lost = (reason, exc)  # the drain reports it once it unwinds
                 return
         elif self.state == "draining":
             return  # the first loss is the one reported
-        elif self.conn.held:
+        elif self.dispatcher.held:
             self._start_drain(reason, exc)
             return
         self._lose(reason, exc)
@@ -908,12 +919,12 @@ class EngineIO:
         self.logger.debug(
             "Link lost (%s) with %d frames read but not dispatched: dispatching them first",
             reason,
-            self.conn.held,
+            self.dispatcher.held,
         )
         self.state = "draining"
         self._lost = (reason, exc)
         # Emits from handlers during the drain go to the offline buffer, not to a dead link.
-        self.conn.detach_sender()
+        self.dispatcher.detach_sender()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -926,11 +937,11 @@ class EngineIO:
         done = self._release()
         if self.state != "draining":
             return  # closed meanwhile: disconnect(), or a DISCONNECT packet among the frames
-        if done or not self.conn.held:
+        if done or not self.dispatcher.held:
             # One more turn: a close() started by the last frames (the server's DISCONNECT
             # packet) runs first, so a kick is not also reported as a lost link.
             self.loop.call_soon(self._finish_drain)
-        # else: the slice ran out and _yield_dispatch scheduled the next one
+        # else: the slice ran out and on_dispatch_yield scheduled the next one
 
     def _finish_drain(self) -> None:
         if self.state == "draining" and self._lost is not None:
@@ -944,13 +955,13 @@ class EngineIO:
                 self.logger.info("Transport failed: %r", exc)
         self.state = "closed"
         # Events already read for a batch handler reach it before the disconnect event.
-        self.conn.flush_batch()
+        self.dispatcher.flush_batch()
         self.loop.create_task(self._teardown())
         self.on_lost(reason)
 
     async def _teardown(self) -> None:
         self.state = "closed"
-        self.conn.detach_transport()
+        self.dispatcher.detach_transport()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

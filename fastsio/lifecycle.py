@@ -21,15 +21,25 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from . import exceptions
-from ._ext._core import ACK, CONNECT, CONNECT_ERROR, DISCONNECT, Connection, NamespaceSlot, Packet
+from ._ext._core import (
+    ACK,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    Dispatcher,
+    EngineHooks,
+    NamespaceSlot,
+    Packet,
+)
 from ._flag import Flag
 from .delivery import Outbox, args_of
 from .eio3 import auth_query, namespace_with_query
 from .reasons import Reason
 
 
-class Session(Protocol):
-    """What the life cycle needs of an Engine.IO session (``EngineIO`` or ``EngineIO3``)."""
+class Session(EngineHooks, Protocol):
+    """What the life cycle needs of an Engine.IO session (``EngineIO`` or ``EngineIO3``); it is
+    also what the core calls (``EngineHooks``), bound by ``set_engine`` for the attempt."""
 
     version: int
 
@@ -58,7 +68,7 @@ class NamespaceLifecycle:
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Dispatcher,
         outbox: Outbox,
         logger: logging.Logger,
         trigger: Callable[..., None],
@@ -177,7 +187,7 @@ class NamespaceLifecycle:
 
     def use(self, eio: Session, version: int) -> None:
         """The attempt's Engine.IO session, about to connect."""
-        self.conn.engine = eio
+        self.conn.set_engine(eio)
         self.conn.eio3 = version == 3
         self.eio = eio
         # A 2.x server sends its CONNECT of "/" unasked, possibly in the same read as the open
@@ -458,7 +468,7 @@ class NamespaceLifecycle:
 
     def _drop_session(self, reason: str) -> None:
         self.eio = None
-        self.conn.engine = None
+        self.conn.set_engine(None)
         self.accepted = {}
         self.outbox.link_lost(reason)
         if self.connect_event is not None:

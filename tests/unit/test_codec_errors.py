@@ -12,6 +12,7 @@ import tracemalloc
 
 import msgpack
 import pytest
+from support.core_fakes import CoreRecorder
 
 from fastsio._ext import _core
 from fastsio.exceptions import ProtocolError
@@ -148,7 +149,7 @@ def test_huge_attachment_count_fails_fast_without_allocating(text):
         tracemalloc.start()
         try:
             start = time.perf_counter()
-            conn = _core.Connection(object(), max_attachments=max_attachments)
+            conn = _core.Dispatcher(max_attachments=max_attachments)
             try:
                 _core.decode_packet(text, max_attachments=max_attachments)
                 conn.feed_text("4" + text)
@@ -160,8 +161,8 @@ def test_huge_attachment_count_fails_fast_without_allocating(text):
             tracemalloc.stop()
         assert elapsed < 0.5
         assert peak < 256 * 1024
-    # With the default limit the Connection refuses it at the header, before waiting for frames.
-    conn = _core.Connection(object())
+    # With the default limit the Dispatcher refuses it at the header, before waiting for frames.
+    conn = _core.Dispatcher()
     rejects(conn.feed_text, "4" + text)
 
 
@@ -184,7 +185,7 @@ INVALID_UTF8 = {
 def test_invalid_utf8(raw):
     rejects(_core.decode_packet, raw)
     rejects(_core.decode_packet, raw, json=stdlib_json)
-    conn = _core.Connection(object())
+    conn = _core.Dispatcher()
     rejects(conn.feed_text, b"4" + raw)
 
 
@@ -192,7 +193,7 @@ def test_invalid_utf8(raw):
 def test_str_with_lone_surrogates(text):
     # A str that cannot be UTF-8: its surrogates become invalid UTF-8 bytes, refused as such.
     rejects(_core.decode_packet, text)
-    conn = _core.Connection(object())
+    conn = _core.Dispatcher()
     rejects(conn.feed_text, "4" + text)
 
 
@@ -214,7 +215,7 @@ def test_json_nested_very_deep(depth, opener):
     rejects(_core.decode_packet, text)
     rejects(_core.decode_packet, text, json=stdlib_json)
     rejects(_core.decode_packet, "0" + '{"a":' * depth + "1" + "}" * depth, json=stdlib_json)
-    conn = _core.Connection(object())
+    conn = _core.Dispatcher()
     rejects(conn.feed_text, "4" + text)
     assert time.perf_counter() - start < 2
 
@@ -224,7 +225,7 @@ def test_nesting_that_json_accepts_but_reconstruct_refuses():
     deep = "[" * 600 + '{"_placeholder":true,"num":0}' + "]" * 600
     p = _core.decode_packet('51-["a",' + deep + "]")
     rejects(_core.reconstruct, p.data, [b"x"])
-    conn = _core.Connection(object())
+    conn = _core.Dispatcher()
     conn.feed_text('451-["a",' + deep + "]")
     rejects(conn.feed_binary, b"x")
 
@@ -260,13 +261,9 @@ def test_bad_placeholders(data, atts):
 @pytest.mark.parametrize(("data", "atts"), list(BAD_PLACEHOLDERS.values()),
                          ids=list(BAD_PLACEHOLDERS))
 def test_bad_placeholders_through_the_connection(data, atts):
-    class Client:
-        def _on_event(self, *args):  # pragma: no cover - must not be reached
-            raise AssertionError(args)
-
     if not atts:
         return  # a binary packet announces at least one attachment (the count is checked)
-    conn = _core.Connection(Client())
+    conn = _core.Dispatcher(CoreRecorder(fail_on=("on_event",)))
     body = stdlib_json.dumps(data if isinstance(data, list) else ["ev", data])
     conn.feed_text(f"45{len(atts)}-{body}")
     for att in atts[:-1]:
@@ -385,7 +382,7 @@ MALFORMED_MSGPACK = {
 def test_malformed_msgpack(raw):
     start = time.perf_counter()
     rejects(_core.decode_msgpack, raw)
-    conn = _core.Connection(object(), msgpack_mode=True)
+    conn = _core.Dispatcher(msgpack_mode=True)
     rejects(conn.feed_binary, raw)
     assert time.perf_counter() - start < 1
 
@@ -459,35 +456,25 @@ def test_empty_binary_polling_packet_is_accepted():
     assert _core.decode_eio_payload("b") == [(4, b"")]
 
 
-# --- the Connection's framing errors ----------------------------------------------------------
-
-class Sink:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def __getattr__(self, name: str):
-        if name.startswith("_on_"):
-            return lambda *args: self.calls.append((name, *args))
-        raise AttributeError(name)
-
+# --- the Dispatcher's framing errors ----------------------------------------------------------
 
 @pytest.mark.parametrize("frame", ["", b"", "7", "9abc", "x", "\u0664", "4", "4x", '42/a["x"]',
                                    "4" + "2" + "1" * 19 + '["a"]'])
 def test_connection_malformed_text_frames(frame):
-    conn = _core.Connection(Sink(), Sink())
+    conn = _core.Dispatcher(CoreRecorder(), CoreRecorder())
     conn.poll_sender = lambda data, binary: None
     rejects(conn.feed_text, frame)
 
 
 def test_connection_binary_frame_without_a_pending_packet():
-    conn = _core.Connection(Sink())
+    conn = _core.Dispatcher(CoreRecorder())
     rejects(conn.feed_binary, b"\x01\x02")
     rejects(conn.feed_binary, b"")
 
 
 def test_connection_text_while_attachments_are_expected():
-    client = Sink()
-    conn = _core.Connection(client)
+    client = CoreRecorder()
+    conn = _core.Dispatcher(client)
     conn.feed_text('452-["ev",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
     conn.feed_binary(b"a")
     rejects(conn.feed_text, '42["other"]')
@@ -495,7 +482,7 @@ def test_connection_text_while_attachments_are_expected():
 
 
 def test_connection_text_message_on_a_msgpack_connection():
-    conn = _core.Connection(Sink(), msgpack_mode=True)
+    conn = _core.Dispatcher(CoreRecorder(), msgpack_mode=True)
     rejects(conn.feed_text, '42["ev"]')
 
 

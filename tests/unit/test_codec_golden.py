@@ -24,6 +24,7 @@ import datetime
 
 import msgpack
 import pytest
+from support.core_fakes import CoreRecorder
 
 from fastsio._ext import _core
 from fastsio._ext._core import (
@@ -119,7 +120,7 @@ def test_decode_matches_the_document(name, t, nsp, data, ack_id, encoded, atts):
 
 def test_event_is_sent_with_the_engineio_message_prefix():
     # [SIO5] "Example: { type: EVENT, namespace: "/", data: ["foo"] } will be sent as 42["foo"]"
-    conn = _core.Connection(object())
+    conn = _core.Dispatcher()
     assert conn.encode(EVENT, "/", ["foo"]) == [(b'42["foo"]', False)]
     # [SIO5] Sample session: "> 40/admin," and "> 42/admin,1["tellme"]"
     assert conn.encode(CONNECT, "/admin") == [(b"40/admin,", False)]
@@ -180,28 +181,18 @@ def test_sio_type_numbers_match_the_document():
 
 # --- the sample session, replayed through the compiled dispatch ------------------------------
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def __getattr__(self, name: str):
-        if name.startswith("_on_"):
-            return lambda *args: self.calls.append((name, *args))
-        raise AttributeError(name)
-
-
 def test_sample_session_websocket_frames():
     """[SIO5] Sample session, request n°6: the WebSocket frames the server sends."""
-    client, engine, sent = Recorder(), Recorder(), []
-    conn = _core.Connection(client, engine)
+    client, engine, sent = CoreRecorder(), CoreRecorder(), []
+    conn = _core.Dispatcher(client, engine)
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
 
     conn.feed_text("0" + OPEN_PAYLOAD)  # request n°1
-    assert engine.calls == [("_on_eio_open", OPEN_PAYLOAD.encode())]
+    assert engine.calls == [("on_eio_open", OPEN_PAYLOAD.encode())]
 
     conn.feed_text("40/admin,{\"sid\":\"-G5j-67EZFp-q59rADQM\"}")
     (name, pkt), = client.calls
-    assert name == "_on_control_packet"
+    assert name == "on_control_packet"
     assert (pkt.type, pkt.nsp, pkt.data) == (CONNECT, "/admin", {"sid": "-G5j-67EZFp-q59rADQM"})
 
     # > 42/admin,1["tellme"]  (what the client sends: the id comes from the ack table)
@@ -229,7 +220,7 @@ def test_sample_session_websocket_frames():
     assert sent[-1] == (b"3probe", False)
 
     conn.feed_text("1")
-    assert engine.calls[-1] == ("_on_eio_close",)
+    assert engine.calls[-1] == ("on_eio_close",)
 
 
 # --- msgpack (socket.io-msgpack-parser / notepack.io) -----------------------------------------
@@ -325,3 +316,14 @@ def test_decode_rejects_what_the_document_forbids():
     for bad in ("312", '312{"a":1}', "3/admin,13"):
         with pytest.raises(ProtocolError):
             _core.decode_packet(bad)
+
+
+def test_engineio_packets_the_python_layer_sends_match_the_document():
+    # [EIO4] Protocol > Upgrade: "2probe", "3probe", "5"; Heartbeat: "2", "3"; close: "1"
+    assert (_core.EIO_PROBE, _core.EIO_PROBE_ANSWER, _core.EIO_UPGRADE_PACKET) == (
+        b"2probe", b"3probe", b"5")
+    assert (_core.EIO_PING_PACKET, _core.EIO_PONG_PACKET, _core.EIO_CLOSE_PACKET) == (
+        b"2", b"3", b"1")
+    assert _core.eio_text(4, b"hello") == b"4hello"
+    with pytest.raises(ValueError, match="unknown Engine.IO packet type 7"):
+        _core.eio_text(7)

@@ -2,7 +2,7 @@
 
 encode → decode → reconstruct gives back the packet, for the JSON text codec (orjson and a
 user-supplied ``json`` module), the msgpack codec, the binary (de)construction, the Engine.IO
-polling payloads and the Connection's encode → feed path.
+polling payloads and the Dispatcher's encode → feed path.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.core_fakes import CoreRecorder
 from support.strategies import KEYS, NSP, TEXT, has_bytes, same
 
 from fastsio._ext import _core
@@ -212,26 +213,9 @@ def test_eio_payload_accepts_bytes_likes(packets_in):
     assert _core.encode_eio_payload(as_bytes) == _core.encode_eio_payload(packets_in)
 
 
-# --- the Connection: encode on one side, feed on the other ------------------------------------
+# --- the Dispatcher: encode on one side, feed on the other ------------------------------------
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def _on_event(self, nsp, ack_id, data):
-        self.calls.append(("event", nsp, ack_id, data))
-
-    def _on_control_packet(self, pkt):
-        self.calls.append(("control", pkt.type, pkt.nsp, pkt.id, pkt.data))
-
-    def _on_unknown_ack(self, nsp, ack_id):
-        self.calls.append(("unknown_ack", nsp, ack_id))
-
-    def _on_handler_error(self, event, nsp, exc):  # pragma: no cover - no handlers here
-        raise AssertionError(exc)
-
-
-def _feed(conn: _core.Connection, frames: list[tuple[bytes, bool]]) -> None:
+def _feed(conn: _core.Dispatcher, frames: list[tuple[bytes, bool]]) -> None:
     for frame, binary in frames:
         if binary:
             conn.feed_binary(frame)
@@ -242,19 +226,21 @@ def _feed(conn: _core.Connection, frames: list[tuple[bytes, bool]]) -> None:
 @SETTINGS
 @given(st.lists(packets(), min_size=1, max_size=6), st.booleans())
 def test_connection_encode_then_feed(pkts, msgpack_mode):
-    sender = _core.Connection(object(), msgpack_mode=msgpack_mode)
-    client = Recorder()
-    receiver = _core.Connection(client, msgpack_mode=msgpack_mode)
+    sender = _core.Dispatcher(msgpack_mode=msgpack_mode)
+    client = CoreRecorder(fail_on=("on_handler_error",))  # no handlers here
+    receiver = _core.Dispatcher(client, msgpack_mode=msgpack_mode)
     expected = []
     for t, nsp, data, ack_id in pkts:
         _feed(receiver, sender.encode(t, nsp, data, ack_id))
         plain = {BINARY_EVENT: EVENT, BINARY_ACK: ACK}.get(t, t)
         if plain == EVENT:
-            expected.append(("event", nsp, ack_id, normalized(data)))
+            expected.append(("on_event", nsp, ack_id, normalized(data)))
         elif plain == ACK:
-            expected.append(("unknown_ack", nsp, ack_id))  # nothing pending in receiver.acks
+            expected.append(("on_unknown_ack", nsp, ack_id))  # nothing pending in receiver.acks
         else:
-            expected.append(("control", plain, nsp, None, normalized(data)))
-    assert len(client.calls) == len(expected)
-    for got, want in zip(client.calls, expected, strict=True):
+            expected.append(("on_control_packet", plain, nsp, None, normalized(data)))
+    calls = [("on_control_packet", c[1].type, c[1].nsp, c[1].id, c[1].data)
+             if c[0] == "on_control_packet" else c for c in client.calls]
+    assert len(calls) == len(expected)
+    for got, want in zip(calls, expected, strict=True):
         assert same(list(got), list(want))

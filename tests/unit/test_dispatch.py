@@ -1,4 +1,4 @@
-"""The compiled Connection's receive and send paths, driven with a recording fake client.
+"""The compiled Dispatcher's receive and send paths, driven with a recording fake client.
 
 Nothing here touches a socket: frames go in through feed_text/feed_binary (what the polling
 transport and the picows listener call) and out through ``poll_sender``.
@@ -11,6 +11,7 @@ import time
 
 import msgpack
 import pytest
+from support.core_fakes import CoreRecorder
 
 from fastsio._ext import _core
 from fastsio._ext._core import (
@@ -28,48 +29,14 @@ from fastsio.exceptions import (
 )
 
 
-class FakeClient:
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-        self.controls: list[_core.Packet] = []
-        self.unknown_acks: list[tuple] = []
-        self.handler_errors: list[tuple] = []
-
-    def _on_event(self, nsp, ack_id, data):
-        self.events.append((nsp, ack_id, data))
-
-    def _on_control_packet(self, pkt):
-        self.controls.append(pkt)
-
-    def _on_unknown_ack(self, nsp, ack_id):
-        self.unknown_acks.append((nsp, ack_id))
-
-    def _on_handler_error(self, event, nsp, exc):
-        self.handler_errors.append((event, nsp, exc))
-
-
-class FakeEngine:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def _on_eio_open(self, payload):
-        self.calls.append(("open", payload))
-
-    def _on_eio_close(self):
-        self.calls.append(("close",))
-
-    def _on_eio_noop(self):
-        self.calls.append(("noop",))
-
-
 class Wire:
-    """A Connection with a fake client, a fake engine and a recording poll_sender."""
+    """A Dispatcher with a fake client, a fake engine and a recording poll_sender."""
 
     def __init__(self, **kwargs) -> None:
-        self.client = FakeClient()
-        self.engine = FakeEngine()
+        self.client = CoreRecorder()
+        self.engine = CoreRecorder()
         self.sent: list[tuple[bytes, bool]] = []
-        self.conn = _core.Connection(self.client, self.engine, **kwargs)
+        self.conn = _core.Dispatcher(self.client, self.engine, **kwargs)
         self.conn.poll_sender = lambda data, binary: self.sent.append((data, binary))
 
     def slot(self, nsp: str = "/", **fast) -> _core.NamespaceSlot:
@@ -116,7 +83,7 @@ def test_ping_refreshes_the_heartbeat_clock(wire):
 
 def test_ping_without_a_transport_is_not_answered_and_breaks_nothing():
     # A ping held back and dispatched after its link died (the drain before the close).
-    conn = _core.Connection(FakeClient())
+    conn = _core.Dispatcher(CoreRecorder())
     assert not conn.has_transport
     conn.feed_text("2")
     conn.feed_text("2probe")
@@ -127,8 +94,8 @@ def test_open_close_noop_reach_the_engine(wire):
     wire.conn.feed_text('0{"sid":"abc","pingInterval":25000}')
     wire.conn.feed_text("6")
     wire.conn.feed_text("1")
-    assert wire.engine.calls == [("open", b'{"sid":"abc","pingInterval":25000}'), ("noop",),
-                                 ("close",)]
+    assert wire.engine.calls == [("on_eio_open", b'{"sid":"abc","pingInterval":25000}'),
+                                 ("on_eio_noop",), ("on_eio_close",)]
     assert wire.client.events == wire.client.controls == []
 
 
@@ -140,7 +107,7 @@ def test_pong_and_upgrade_are_ignored(wire):
 
 
 def test_engine_packets_without_an_engine_are_harmless():
-    conn = _core.Connection(FakeClient())
+    conn = _core.Dispatcher(CoreRecorder())
     for frame in ("0{}", "1", "6", "3", "5"):
         conn.feed_text(frame)
 
@@ -245,12 +212,11 @@ def test_fast_handler_exception_is_reported_and_dispatch_goes_on(wire):
 
 
 def test_events_are_delivered_in_order_across_paths(wire):
-    order = []
-    wire.slot(fast=lambda *a: order.append(("fast", a)))
-    wire.client._on_event = lambda nsp, ack_id, data: order.append(("slow", tuple(data)))
+    wire.slot(fast=lambda *a: wire.client.calls.append(("fast", a)))
     for frame in ('42["fast",1]', '42["slow",2]', '42["fast",3]', '421["fast",4]'):
         wire.conn.feed_text(frame)
-    assert order == [("fast", (1,)), ("slow", ("slow", 2)), ("fast", (3,)), ("slow", ("fast", 4))]
+    assert wire.client.calls == [("fast", (1,)), ("on_event", "/", None, ["slow", 2]),
+                                 ("fast", (3,)), ("on_event", "/", 1, ["fast", 4])]
 
 
 def test_counters(wire):
@@ -746,7 +712,7 @@ def test_binary_on_polling_is_checked_as_its_base64_record():
 
 
 def test_send_without_a_transport():
-    conn = _core.Connection(FakeClient())
+    conn = _core.Dispatcher(CoreRecorder())
     with pytest.raises(DisconnectedError):
         conn.send_packet(EVENT, "/", ["ev"])
     with pytest.raises(DisconnectedError):
@@ -772,3 +738,23 @@ def test_numeric_event_name_is_delivered_by_its_string(wire, frame, name):
     wire.slot(**{name: lambda *a: got.append(a)})
     wire.conn.feed_text(frame)
     assert len(got) == 1 and wire.client.events == []
+
+
+def test_feed_eio_takes_packets_as_the_polling_decoders_give_them(wire):
+    wire.slot(ev=lambda *a: wire.client.calls.append(("ev", a)))
+    for t, data in _core.decode_eio_payload('42["ev",1]\x1e2\x1e42["ev","é"]\x1e6'):
+        wire.conn.feed_eio(t, data)
+    assert wire.client.calls == [("ev", (1,)), ("ev", ("é",))]
+    assert wire.sent == [(b"3", False)]
+    assert wire.engine.calls == [("on_eio_noop",)]
+    wire.conn.feed_eio(4, '51-["bin",{"_placeholder":true,"num":0}]')
+    wire.conn.feed_eio(4, b"\x01\x02")
+    assert wire.client.events == [("/", None, ["bin", b"\x01\x02"])]
+
+
+def test_feed_eio_refuses_what_no_decoder_gives():
+    conn = _core.Dispatcher(CoreRecorder())
+    with pytest.raises(ValueError, match="unknown Engine.IO packet type"):
+        conn.feed_eio(7, "x")
+    with pytest.raises(ValueError, match="only message packets"):
+        conn.feed_eio(2, b"x")

@@ -9,39 +9,15 @@ from typing import Any
 
 from picows import WSMsgType
 from picows.picows import _make_test_ws_frame
+from support.core_fakes import CoreRecorder
 
 from fastsio._ext import _core
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.yields = 0
-        self.errors: list[BaseException] = []
-
-    # engine side
-    def _yield_dispatch(self) -> None:
-        self.yields += 1
-
-    def _on_listener_error(self, listener: Any, exc: BaseException) -> None:
-        self.errors.append(exc)
-
-    # client side
-    def _on_event(self, *a: Any) -> None:
-        raise AssertionError(a)
-
-    def _on_control_packet(self, *a: Any) -> None:
-        raise AssertionError(a)
-
-    def _on_unknown_ack(self, *a: Any) -> None:
-        raise AssertionError(a)
-
-    def _on_handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
-        self.errors.append(exc)
-
-
-def setup(handler: Any, budget: float) -> tuple[Any, Any, Recorder]:
-    rec = Recorder()
-    conn = _core.Connection(rec, rec)
+def setup(handler: Any, budget: float) -> tuple[Any, Any, CoreRecorder]:
+    # Only the core's own inline dispatch is under test: nothing may reach the client.
+    rec = CoreRecorder(fail_on=("on_event", "on_control_packet", "on_unknown_ack"))
+    conn = _core.Dispatcher(rec, rec)
     conn.dispatch_budget = budget
     slot = _core.NamespaceSlot("/")
     slot.fast["tick"] = handler
@@ -70,7 +46,7 @@ def test_slow_handler_yields_and_the_rest_is_held_then_released_in_order() -> No
         listener.on_ws_frame(None, f)
     assert conn.held == 300 and seen == []
     assert conn.release() is False  # the slice ran out: the loop gets a turn
-    assert rec.yields == 1 and not rec.errors
+    assert rec.yields == 1 and not rec.handler_errors and not rec.listener_errors
     assert 0 < len(seen) < 300 and conn.held == 300 - len(seen)
     while not conn.release():
         conn.new_slice()

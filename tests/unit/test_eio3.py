@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.core_fakes import CoreRecorder
 
 import fastsio
 from fastsio._ext import _core
@@ -148,20 +149,9 @@ def test_v3_payload_decoder_on_near_valid_input(data: str) -> None:
 # -- the core's v3 binary framing ---------------------------------------------------------------
 
 
-class _Client:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def _on_event(self, nsp: str, ack_id: Any, data: Any) -> None:
-        self.events.append((nsp, ack_id, data))
-
-    def _on_control_packet(self, pkt: Any) -> None:
-        self.events.append(("control", pkt.type, pkt.data))
-
-
-def _v3_conn() -> tuple[_core.Connection, _Client, list[tuple[bytes, bool]]]:
-    client = _Client()
-    conn = _core.Connection(client, None)
+def _v3_conn() -> tuple[_core.Dispatcher, CoreRecorder, list[tuple[bytes, bool]]]:
+    client = CoreRecorder()
+    conn = _core.Dispatcher(client, None)
     conn.eio3 = True
     sent: list[tuple[bytes, bool]] = []
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
@@ -262,9 +252,9 @@ def test_connect_with_a_query_encodes_as_socketio_v4() -> None:
     assert _core.encode_packet(0, "/admin?token=x") == [b"0/admin?token=x,"]
 
 
-def _mp_v3_conn() -> tuple[_core.Connection, _Client, list[tuple[bytes, bool]]]:
-    client = _Client()
-    conn = _core.Connection(client, None, True)
+def _mp_v3_conn() -> tuple[_core.Dispatcher, CoreRecorder, list[tuple[bytes, bool]]]:
+    client = CoreRecorder()
+    conn = _core.Dispatcher(client, None, True)
     conn.eio3 = True
     sent: list[tuple[bytes, bool]] = []
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
@@ -276,10 +266,10 @@ def test_msgpack_parser_2_control_packets_are_json_text() -> None:
     conn.feed_text('4{"type":0,"nsp":"/"}')
     conn.feed_text('4{"type":4,"nsp":"/x","data":"Invalid namespace"}')
     conn.feed_text('4{"type":1,"nsp":"/chat"}')
-    assert client.events == [
-        ("control", 0, None),
-        ("control", 4, "Invalid namespace"),
-        ("control", 1, None),
+    assert [(p.type, p.nsp, p.data) for p in client.controls] == [
+        (0, "/", None),
+        (4, "/x", "Invalid namespace"),
+        (1, "/chat", None),
     ]
     conn.send_packet(0, "/chat?token=x")
     conn.send_packet(1, "/chat")
@@ -314,7 +304,7 @@ def test_msgpack_parser_2_binary_types_are_events_and_acks() -> None:
     frame = msgpack.packb({"type": 5, "nsp": "/", "data": ["ev", b"\x01"]})
     conn.feed_binary(frame)
     assert client.events == [("/", None, ["ev", b"\x01"])]
-    v4_conn = _core.Connection(_Client(), None, True)  # Socket.IO >= 3: parser 3.x, types 0-4
+    v4_conn = _core.Dispatcher(CoreRecorder(), None, True)  # Socket.IO >= 3: parser 3.x, types 0-4
     with pytest.raises(ProtocolError, match="invalid type"):
         v4_conn.feed_binary(frame)
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.core_fakes import CoreRecorder
 from support.strategies import mutated
 
 from fastsio._ext import _core
@@ -288,53 +289,12 @@ def test_decode_eio_payload_fuzz(data):
         assert "\x1e" not in (d if type(d) is str else "")
 
 
-# --- the Connection ---------------------------------------------------------------------------
+# --- the Dispatcher ---------------------------------------------------------------------------
 
-class RecordingClient:
-    """Checks every callback's arguments against the documented shapes as they arrive."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def _on_event(self, nsp, ack_id, data):
-        assert type(nsp) is str
-        assert ack_id is None or (type(ack_id) is int and ack_id >= 0)
-        assert type(data) is list and data and type(data[0]) is str
-        self.calls.append(("event", nsp, ack_id, data))
-
-    def _on_control_packet(self, pkt):
-        assert pkt.type in (CONNECT, DISCONNECT, CONNECT_ERROR)
-        assert pkt.attachments == 0
-        check_payload(pkt.type, pkt.data, pkt.id)
-        self.calls.append(("control", pkt))
-
-    def _on_unknown_ack(self, nsp, ack_id):
-        assert type(nsp) is str and type(ack_id) is int
-        self.calls.append(("unknown_ack", nsp, ack_id))
-
-    def _on_handler_error(self, event, nsp, exc):
-        assert isinstance(exc, ZeroDivisionError)
-        self.calls.append(("handler_error", event, nsp))
-
-
-class RecordingEngine:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def _on_eio_open(self, payload):
-        assert type(payload) is bytes
-        self.calls.append(("open", payload))
-
-    def _on_eio_close(self):
-        self.calls.append(("close",))
-
-    def _on_eio_noop(self):
-        self.calls.append(("noop",))
-
-
-def make_connection(msgpack_mode: bool) -> tuple[_core.Connection, RecordingClient, list]:
-    client, sent = RecordingClient(), []
-    conn = _core.Connection(client, RecordingEngine(), msgpack_mode=msgpack_mode,
+def make_connection(msgpack_mode: bool) -> tuple[_core.Dispatcher, CoreRecorder, list]:
+    # The recorder checks every hook's arguments against the documented shapes as they arrive.
+    client, sent = CoreRecorder(), []
+    conn = _core.Dispatcher(client, CoreRecorder(), msgpack_mode=msgpack_mode,
                             max_attachments=3)
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
     for nsp in ("/", "/admin"):
@@ -388,6 +348,10 @@ def test_connection_feed_fuzz(frames, msgpack_mode):
     conn.flush_batch()
     for call in client.calls:
         event(f"client got {call[0]}")
+    for pkt in client.controls:
+        check_payload(pkt.type, pkt.data, pkt.id)
+    for _, _, exc in client.handler_errors:
+        assert isinstance(exc, ZeroDivisionError)
     for data, binary in sent:  # only pongs are ever sent from the receive path
         assert binary is False and data.startswith(b"3")
     # The counters never go backwards and agree with what was fed.

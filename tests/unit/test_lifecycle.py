@@ -25,6 +25,9 @@ class FakeCore:
     def send_packet(self, ptype: int, nsp: str, data: Any = None, ack_id: Any = None) -> None:
         self.sent.append((ptype, nsp, data))
 
+    def set_engine(self, engine: Any) -> None:
+        self.engine = engine
+
 
 class FakeOutbox:
     def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""The outgoing packet life cycle (fastsio.delivery.Outbox) on a real core Connection.
+"""The outgoing packet life cycle (fastsio.delivery.Outbox) on a real core Dispatcher.
 
 States: buffered -> sent -> acked/failed, one outcome each, nothing written after a failure.
 """
@@ -17,10 +17,10 @@ from fastsio.delivery import Outbox
 
 
 class Link:
-    """A Connection whose transport is a list (or nothing, while 'down')."""
+    """A Dispatcher whose transport is a list (or nothing, while 'down')."""
 
     def __init__(self, **outbox: Any) -> None:
-        self.conn = _core.Connection(None)
+        self.conn = _core.Dispatcher()
         self.sent: list[bytes] = []
         self.up = False
         self.writable_nsps: set[str] = set()

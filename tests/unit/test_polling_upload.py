@@ -12,7 +12,7 @@ from fastsio.engine import MAX_PACKETS_PER_POST, EngineIO, OpenPacket
 
 
 def engine(max_payload: int) -> EngineIO:
-    eio = EngineIO(_core.Connection(None), lambda reason: None, logger=logging.getLogger("t"))
+    eio = EngineIO(_core.Dispatcher(), lambda reason: None, logger=logging.getLogger("t"))
     eio.open = OpenPacket(
         b'{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":%d}'
         % max_payload
