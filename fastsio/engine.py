@@ -480,7 +480,9 @@ class EngineIO:
         """
         if isinstance(exc, picows.WSHandshakeError) and exc.response is not None:
             return self._version_refused(exc.response.status, exc.raw_body or b"")
-        if not isinstance(exc, ProtocolError) or "polling" in transports:
+        # engine.io's 400 reads as a broken frame, or as the link closing during the handshake
+        # when it arrives in the same read as the upgrade's answer.
+        if not isinstance(exc, (ProtocolError, ConnectionError)) or "polling" in transports:
             return None
         import aiohttp
 
