@@ -7,6 +7,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_New
 from cpython.list cimport PyList_New
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DATA, PyUnicode_DecodeUTF8, PyUnicode_New
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint32_t, uint64_t
@@ -21,6 +22,7 @@ from json import dumps as _stdlib_json_dumps
 from json import loads as _stdlib_json_loads
 import binascii
 import datetime
+import os
 import reprlib
 import struct
 
@@ -45,4 +47,5 @@ include "mpdecode.pxi"
 include "codec.pxi"
 include "eio3.pxi"
 include "acks.pxi"
+include "wswriter.pxi"
 include "listener.pxi"

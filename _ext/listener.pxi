@@ -47,6 +47,7 @@ cdef class Connection:
     # message type) both ways, and the server's pong refreshes the heartbeat clock.
     cdef public bint eio3
     cdef WSTransport _ws
+    cdef FrameWriter _writer  # the coalescing send path of _ws (wswriter.pxi)
     cdef double _last_ping
     cdef Packet _pending_bin
     cdef list _pending_atts
@@ -96,6 +97,7 @@ cdef class Connection:
         self.poll_sender = None
         self.eio3 = False
         self._ws = None
+        self._writer = None
         self._last_ping = _monotonic()
         self._pending_bin = None
         self._pending_atts = None
@@ -110,10 +112,49 @@ cdef class Connection:
     # -- transport plumbing (Python layer) --
 
     def attach_websocket(self, WSTransport transport):
+        self._drop_writer()
         self._ws = transport
+        self._writer = FrameWriter(transport)
         self.poll_sender = None
 
+    cdef int _drop_writer(self) except -1:
+        # The link is gone: what it did not write is dropped, emitters waiting are released.
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+        return 0
+
+    def flush_writes(self):
+        """Write the frames queued for the WebSocket now (before a CLOSE frame goes out)."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    @property
+    def writing_paused(self):
+        """The WebSocket's write buffer is over its high-water mark (emitters should wait)."""
+        return self._writer is not None and self._writer.paused
+
+    def wait_writable(self):
+        """A future done once the WebSocket takes writes again (None when it does now)."""
+        if self._writer is None:
+            return None
+        return self._writer.wait_writable()
+
+    @property
+    def writer(self):
+        """The WebSocket's FrameWriter (None on polling or when not connected)."""
+        return self._writer
+
+    cdef int _on_writing(self, WSTransport transport, bint paused) except -1:
+        if self._writer is not None and self._ws is transport:
+            if paused:
+                self._writer.pause()
+            else:
+                self._writer.resume()
+        return 0
+
     def detach_transport(self):
+        self._drop_writer()
         self._ws = None
         self.poll_sender = None
         self.reset_stream()
@@ -127,6 +168,7 @@ cdef class Connection:
         """The link is dead but its held frames are still to be dispatched (the drain before
         the close): sends fail with DisconnectedError from now on, so emits of handlers that
         run during the drain go to the offline buffer, and held pings are not answered."""
+        self._drop_writer()
         self._ws = None
         self.poll_sender = None
 
@@ -632,9 +674,13 @@ cdef class Connection:
         if self.max_send_size > 0 and (n > self.max_send_size or (binary and self._ws is None)):
             self._check_send_size(n, binary)
         if self._ws is not None:
+            if PyThread_get_thread_ident() != self._ws._thread_id:
+                raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
             if binary and self.eio3:
-                data = _EIO3_BINARY_TYPE + data
-            self._ws.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, data)
+                self._writer.frame(WSMsgType.BINARY, b"\x04", 1, PyBytes_AS_STRING(data), n)
+            else:
+                self._writer.frame(WSMsgType.BINARY if binary else WSMsgType.TEXT, NULL, 0,
+                                   PyBytes_AS_STRING(data), n)
         elif self.poll_sender is not None:
             self.poll_sender(data, binary)
         else:
@@ -833,6 +879,8 @@ cdef class EngineListener(WSListener):
                     else:
                         self.conn._feed_binary(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             elif msg_type == WSMsgType.CLOSE:
+                if self.conn._ws is transport:
+                    self.conn.flush_writes()  # what was sent before goes out before the CLOSE
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
         except Exception as exc:
@@ -874,6 +922,15 @@ cdef class EngineListener(WSListener):
             # picows found a framing error (reserved opcode, oversized control frame, ...).
             exc = ProtocolError(f"WebSocket protocol error ({int(sent.code)}): {sent.reason}")
         self.engine._on_listener_error(self, exc)
+
+    cpdef pause_writing(self):
+        # The transport's write buffer crossed its high-water mark (picows passes it on).
+        if self.transport is not None:
+            self.conn._on_writing(<WSTransport>self.transport, True)
+
+    cpdef resume_writing(self):
+        if self.transport is not None:
+            self.conn._on_writing(<WSTransport>self.transport, False)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.close_sent()

@@ -583,8 +583,13 @@ class AsyncClient:
         namespace is connected again; a ``volatile`` emit is dropped instead. A buffered
         packet whose timeout expires leaves the buffer: it is never sent after the callback
         was told ``TimeoutError``.
+        When the WebSocket's write buffer is over its high-water mark, the emit waits until
+        it drains (backpressure), so that a publisher faster than the link stays bounded.
         """
         self._emit(event, data, namespace, callback, timeout, volatile, None)
+        if self._conn.writing_paused:
+            # Backpressure: the link takes less than we emit; wait for its buffer to drain.
+            await self._conn.wait_writable()
 
     def _emit(
         self,
