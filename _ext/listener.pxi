@@ -728,6 +728,70 @@ cdef class Connection:
         else:
             self.send_frames([(parts[0], False)] + [(a, True) for a in parts[1:]])
 
+    cpdef int send_event(self, str nsp, str event, object data) except -1:
+        """emit()'s hot path: an ack-less EVENT ``[event, *args]`` (a tuple ``data`` is several
+        arguments, None none) on the wire.
+
+        Returns 0, having sent nothing, if the link just went down (the caller then buffers
+        the packet); 1 when sent; 2 when sent and the WebSocket is over its high-water mark
+        (the caller should wait for wait_writable()).
+        """
+        cdef list payload
+        if type(data) is tuple:
+            payload = [event]
+            payload.extend(<tuple>data)
+        elif data is None:
+            payload = [event]
+        else:
+            payload = [event, data]
+        try:
+            if self._ws is None or self.msgpack_mode or self.json is not None \
+                    or not self._send_json_event(nsp, payload):
+                self.send_packet(SIO_EVENT, nsp, payload, None)
+        except DisconnectedError:
+            return 0
+        if self._writer is not None and self._writer.paused:
+            return 2
+        return 1
+
+    cdef bint _send_json_event(self, str nsp, list payload) except -1:
+        """``42[<nsp>,]<json>`` framed straight from the header and orjson's bytes (no copy
+        into a packet first), on the WebSocket.
+
+        Returns False, having sent nothing, when orjson declines the payload: binary data
+        (bytes become attachments), non-str keys, big integers; send_packet() decides then.
+        """
+        cdef char head[2]
+        cdef Py_ssize_t n
+        cdef bytes body
+        cdef bytes header
+        try:
+            body = _orjson_dumps(payload)
+        except orjson.JSONEncodeError:
+            return False
+        head[0] = 52  # '4' message
+        head[1] = 50  # '2' EVENT
+        if nsp != _ROOT_NSP and nsp != "/":
+            header = b"42" + nsp.encode("utf-8") + b","
+            n = PyBytes_GET_SIZE(header) + PyBytes_GET_SIZE(body)
+        else:
+            header = None
+            n = 2 + PyBytes_GET_SIZE(body)
+        if self.max_send_size > 0 and n > self.max_send_size:
+            self._check_send_size(n, False)
+        if PyThread_get_thread_ident() != self._ws._thread_id:
+            raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
+        if header is None:
+            self._writer.frame(WSMsgType.TEXT, head, 2, PyBytes_AS_STRING(body),
+                               PyBytes_GET_SIZE(body))
+        else:
+            self._writer.frame(WSMsgType.TEXT, PyBytes_AS_STRING(header),
+                               PyBytes_GET_SIZE(header), PyBytes_AS_STRING(body),
+                               PyBytes_GET_SIZE(body))
+        self.packets_sent += 1
+        self.bytes_sent += n
+        return True
+
     cpdef bint send_call(self, str nsp, list payload, object future, object timeout,
                          object loop) except -1:
         """call()'s hot path: an ack id for ``future``, the EVENT on the wire, its deadline.

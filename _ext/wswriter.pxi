@@ -35,6 +35,18 @@ cdef inline void _mask_copy(char* dst, const char* src, Py_ssize_t n, uint32_t m
         i += 1
 
 
+cdef inline uint32_t _rotated_key(uint32_t mask, Py_ssize_t offset) noexcept:
+    """The key that masks the bytes from ``offset`` on: its bytes rotated by offset % 4."""
+    cdef unsigned char k[4]
+    cdef unsigned char r[4]
+    cdef int i
+    memcpy(k, &mask, 4)
+    for i in range(4):
+        r[i] = k[(i + offset) & 3]
+    memcpy(&mask, r, 4)
+    return mask
+
+
 cdef class FrameWriter:
     """Frames, masks and coalesces the client's frames for one picows WebSocket.
 
@@ -88,7 +100,7 @@ cdef class FrameWriter:
 
     cdef int frame(self, int opcode, const char* prefix, Py_ssize_t plen,
                    const char* data, Py_ssize_t size) except -1:
-        """Queue one final frame whose payload is prefix + data (prefix: Engine.IO v3's type)."""
+        """Queue one final frame whose payload is prefix + data (a packet header and its body)."""
         cdef Py_ssize_t n = plen + size
         cdef char* p
         cdef uint32_t mask
@@ -113,12 +125,9 @@ cdef class FrameWriter:
         memcpy(p, &mask, 4)
         p += 4
         if plen:
-            # Rare (Engine.IO v3 binary): copied as is, then masked in place.
-            memcpy(p, prefix, plen)
-            memcpy(p + plen, data, size)
-            _mask_copy(p, p, n, mask)
-        else:
-            _mask_copy(p, data, size, mask)
+            _mask_copy(p, prefix, plen, mask)
+            mask = _rotated_key(mask, plen)
+        _mask_copy(p + plen, data, size, mask)
         self._len = (p + n) - self._buf
         if self._len >= self.flush_size:
             self.flush()

@@ -586,10 +586,26 @@ class AsyncClient:
         When the WebSocket's write buffer is over its high-water mark, the emit waits until
         it drains (backpressure), so that a publisher faster than the link stays bounded.
         """
-        self._emit(event, data, namespace, callback, timeout, volatile, None)
-        if self._conn.writing_paused:
+        nsp = namespace or "/"
+        # The publishing path (connected, nothing buffered, no ack) goes straight to the core.
+        sent = (
+            callback is None
+            and timeout is None
+            and type(event) is str
+            and nsp in self.namespaces
+            and self.eio is not None
+            and nsp not in self.outbox.buffered_per_nsp
+            and not self.outbox.retries
+            and self._conn.send_event(nsp, event, data)
+        )
+        if not sent:
+            self._emit(event, data, namespace, callback, timeout, volatile, None)
+            sent = 2 if self._conn.writing_paused else 1
+        if sent == 2:
             # Backpressure: the link takes less than we emit; wait for its buffer to drain.
-            await self._conn.wait_writable()
+            waiter = self._conn.wait_writable()
+            if waiter is not None:
+                await waiter
 
     def _emit(
         self,
