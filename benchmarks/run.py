@@ -12,6 +12,7 @@ rtt             ``rtt.py``                                        ``rtt.json``
 codec           ``codec.py``                                      ``codec.json``
 memory          ``memory.py``                                     ``memory.json``
 conns           ``conns.py``                                      ``conns.json``
+publish         ``publish.py``                                    ``publish.json``
 ==============  ================================================  ===========================
 
 The scripts share ``common.py`` (server processes, workers, report JSON, columns; see its
@@ -105,6 +106,7 @@ def make_steps() -> list[Step]:
         Step("codec", "codec.py", [], "codec.json", "codec"),
         Step("memory", "memory.py", [], "memory.json", "memory"),
         Step("conns", "conns.py", [], "conns.json", "conns"),
+        Step("publish", "publish.py", [], "publish.json", "publish"),
     ]
 
 
