@@ -68,8 +68,13 @@ NODE_CLIENT = HERE / "node" / "publish_client.js"
 NODE_PEERS = ROOT / "tests" / "peers"
 _LISTENING = re.compile(r"^LISTENING (\d+)$")
 
-SCENARIOS = ("emit-json-dict", "emit-json-args", "emit-msgpack-dict", "emit-msgpack-args",
-             "call-json")
+SCENARIOS = (
+    "emit-json-dict",
+    "emit-json-args",
+    "emit-msgpack-dict",
+    "emit-msgpack-args",
+    "call-json",
+)
 CLIENTS = ("raw", "fastsio", "python-socketio", "node")
 SLOW_CLIENTS = ("python-socketio",)
 DICT_ARG = {"sym": "AAPL", "price": 101.25, "qty": 300, "seq": 123456}
@@ -95,8 +100,9 @@ def build_count_server() -> str | None:
         f" script_args=['build_ext', '--build-lib', {str(REF_BUILD)!r},"
         f" '--build-temp', {str(REF_BUILD / 'tmp')!r}])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tempfile.gettempdir())
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
     if proc.returncode != 0:
         return f"cannot build the counting server: {proc.stderr.strip()[-600:]}"
     return None
@@ -117,7 +123,9 @@ class ServerProcess:
     def __init__(self, delay: float = 0.0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--server", "--delay", str(delay)],
-            stdout=subprocess.PIPE, text=True, cwd=HERE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=HERE,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
@@ -286,26 +294,52 @@ def worker_main(a: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-def run_client(client: str, server: ServerProcess, scenario: str, count: int,
-               a: argparse.Namespace) -> dict[str, Any]:
+def run_client(
+    client: str, server: ServerProcess, scenario: str, count: int, a: argparse.Namespace
+) -> dict[str, Any]:
     if client == "node":
         node = shutil.which("node")
         if node is None:
             return {"skipped": "node is not on PATH"}
         if not (NODE_PEERS / "node_modules" / "socket.io-client").is_dir():
             return {"skipped": "socket.io-client is not installed (npm ci --prefix tests/peers)"}
-        cmd = [node, str(NODE_CLIENT), server.url, "--scenario", scenario, "--count", str(count),
-               "--window", str(a.window), "--chunk", str(a.chunk)]
+        cmd = [
+            node,
+            str(NODE_CLIENT),
+            server.url,
+            "--scenario",
+            scenario,
+            "--count",
+            str(count),
+            "--window",
+            str(a.window),
+            "--chunk",
+            str(a.chunk),
+        ]
     else:
         if client == "raw" and scenario.startswith("call"):
             return {"skipped": "the picows sender is a reference for emits only"}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", client, "--url",
-               server.url, "--scenario", scenario, "--count", str(count), "--window",
-               str(a.window), "--chunk", str(a.chunk), "--timeout", str(a.timeout)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            client,
+            "--url",
+            server.url,
+            "--scenario",
+            scenario,
+            "--count",
+            str(count),
+            "--window",
+            str(a.window),
+            "--chunk",
+            str(a.chunk),
+            "--timeout",
+            str(a.timeout),
+        ]
     cpu_before = server.cpu_seconds()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout + 60,
-                              cwd=HERE)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout + 60, cwd=HERE)
     except subprocess.TimeoutExpired:
         return {"error": f"worker timed out after {a.timeout + 60:.0f} s"}
     server_cpu = server.cpu_seconds() - cpu_before
@@ -331,8 +365,13 @@ def _median(values: list[Any]) -> float | None:
 def summarize(client: str, scenario: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in runs if "error" not in r and "skipped" not in r]
     row: dict[str, Any] = {"client": client, "scenario": scenario, "runs_ok": len(ok)}
-    for key in ("events_per_s", "cpu_us_per_event", "cpu_percent", "peak_rss_mb",
-                "server_cpu_percent"):
+    for key in (
+        "events_per_s",
+        "cpu_us_per_event",
+        "cpu_percent",
+        "peak_rss_mb",
+        "server_cpu_percent",
+    ):
         row[key] = _median([r.get(key) for r in ok])
     rates = [r["events_per_s"] for r in ok if r.get("events_per_s")]
     row["events_per_s_min"] = min(rates) if rates else None
@@ -371,8 +410,11 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     for r in rows:
-        for ref, key in (("raw", "ratio_vs_raw"), ("python-socketio", "ratio_vs_python_socketio"),
-                         ("node", "ratio_vs_node")):
+        for ref, key in (
+            ("raw", "ratio_vs_raw"),
+            ("python-socketio", "ratio_vs_python_socketio"),
+            ("node", "ratio_vs_node"),
+        ):
             mine, other = r.get("events_per_s"), _rate(rows, ref, r["scenario"])
             r[key] = mine / other if mine and other else None
 
@@ -404,24 +446,46 @@ def run_backpressure(a: argparse.Namespace, clients: list[str]) -> list[dict[str
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = ("scenario", "client", "events/s", "CPU us/ev", "CPU %", "RSS MB", "srv CPU %",
-            "vs raw", "vs psio", "vs node")
+    head = (
+        "scenario",
+        "client",
+        "events/s",
+        "CPU us/ev",
+        "CPU %",
+        "RSS MB",
+        "srv CPU %",
+        "vs raw",
+        "vs psio",
+        "vs node",
+    )
     table = [head]
     for r in rows:
+
         def f(v: Any, spec: str) -> str:
             return "-" if v is None else format(v, spec)
 
-        table.append((
-            r["scenario"], r["client"], f(r["events_per_s"], ",.0f"),
-            f(r["cpu_us_per_event"], ".2f"), f(r["cpu_percent"], ".0f"),
-            f(r["peak_rss_mb"], ".1f"), f(r["server_cpu_percent"], ".0f"),
-            f(r.get("ratio_vs_raw"), ".2f"), f(r.get("ratio_vs_python_socketio"), ".1f"),
-            f(r.get("ratio_vs_node"), ".2f"),
-        ))
+        table.append(
+            (
+                r["scenario"],
+                r["client"],
+                f(r["events_per_s"], ",.0f"),
+                f(r["cpu_us_per_event"], ".2f"),
+                f(r["cpu_percent"], ".0f"),
+                f(r["peak_rss_mb"], ".1f"),
+                f(r["server_cpu_percent"], ".0f"),
+                f(r.get("ratio_vs_raw"), ".2f"),
+                f(r.get("ratio_vs_python_socketio"), ".1f"),
+                f(r.get("ratio_vs_node"), ".2f"),
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     for r in rows:
         for e in r["errors"]:
             print(f"  {r['scenario']} {r['client']}: {e}")
@@ -431,14 +495,27 @@ def machine_info() -> dict[str, Any]:
     from importlib import metadata
 
     packages = {}
-    for name in ("picows", "aiofastnet", "orjson", "msgpack", "uvloop", "python-socketio",
-                 "python-engineio", "aiohttp", "fastsio"):
+    for name in (
+        "picows",
+        "aiofastnet",
+        "orjson",
+        "msgpack",
+        "uvloop",
+        "python-socketio",
+        "python-engineio",
+        "aiohttp",
+        "fastsio",
+    ):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    return {"nproc": os.cpu_count(), "python": platform.python_version(),
-            "loadavg_at_start": list(os.getloadavg()), "packages": packages}
+    return {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_at_start": list(os.getloadavg()),
+        "packages": packages,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,18 +523,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--clients", default=",".join(CLIENTS))
     p.add_argument("--count", type=int, default=500_000, help="events per run")
-    p.add_argument("--slow-count", type=int, default=100_000,
-                   help="events per run for python-socketio (rates are compared)")
+    p.add_argument(
+        "--slow-count",
+        type=int,
+        default=100_000,
+        help="events per run for python-socketio (rates are compared)",
+    )
     p.add_argument("--window", type=int, default=100, help="calls outstanding (call-json)")
     p.add_argument("--chunk", type=int, default=1000, help="emits between two loop yields")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--backpressure", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--bp-count", type=int, default=2_000_000)
-    p.add_argument("--bp-slow-count", type=int, default=500_000,
-                   help="events of the backpressure run for python-socketio")
-    p.add_argument("--bp-delay", type=float, default=0.002,
-                   help="the slow server's pause after each read, seconds")
+    p.add_argument(
+        "--bp-slow-count",
+        type=int,
+        default=500_000,
+        help="events of the backpressure run for python-socketio",
+    )
+    p.add_argument(
+        "--bp-delay",
+        type=float,
+        default=0.002,
+        help="the slow server's pause after each read, seconds",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: small counts, 1 round")
     p.add_argument("--out", type=Path, default=None, help="results JSON path")
     # internal
@@ -498,10 +587,15 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_client(client, server, scenario, count, a)
                     runs.setdefault((scenario, client), []).append(r)
                     rate = r.get("events_per_s")
-                    print(f"round {rnd + 1}/{a.rounds} {scenario:18} {client:16} "
-                          + (f"{rate:12,.0f} ev/s" if rate else str(r.get("error")
-                                                                   or r.get("skipped"))),
-                          flush=True)
+                    print(
+                        f"round {rnd + 1}/{a.rounds} {scenario:18} {client:16} "
+                        + (
+                            f"{rate:12,.0f} ev/s"
+                            if rate
+                            else str(r.get("error") or r.get("skipped"))
+                        ),
+                        flush=True,
+                    )
     finally:
         server.stop()
     rows = [summarize(c, s, runs[(s, c)]) for s in scenarios for c in clients]
@@ -512,27 +606,52 @@ def main(argv: list[str] | None = None) -> int:
     goals = targets(rows)
     print("\nTargets:")
     for name, t in goals.items():
-        print(f"  {name}: {t['value']:.2f}x (target >= {t['limit']}x): "
-              f"{'met' if t['met'] else 'NOT met'}")
+        print(
+            f"  {name}: {t['value']:.2f}x (target >= {t['limit']}x): "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
     report = {
         "benchmark": "publish",
         "started": started,
         "duration_s": round(time.perf_counter() - t_start, 1),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "config": {k: v for k, v in vars(a).items()
-                   if k not in ("server", "delay", "worker", "url", "scenario", "out")},
+        "config": {
+            k: v
+            for k, v in vars(a).items()
+            if k not in ("server", "delay", "worker", "url", "scenario", "out")
+        },
         "machine": machine_info(),
         "results": rows,
         "backpressure": bp,
         "metrics": [
-            {"key": "events_per_s", "label": "events/s", "better": "higher", "kind": "rate",
-             "part": "results"},
-            {"key": "cpu_us_per_event", "label": "CPU us/event", "better": "lower",
-             "kind": "us", "part": "results"},
-            {"key": "peak_rss_mb", "label": "peak RSS MB", "better": "lower", "kind": "MB",
-             "part": "backpressure"},
-            {"key": "rss_growth_bytes_per_event", "label": "RSS growth bytes/event",
-             "better": "lower", "kind": "B", "part": "backpressure"},
+            {
+                "key": "events_per_s",
+                "label": "events/s",
+                "better": "higher",
+                "kind": "rate",
+                "part": "results",
+            },
+            {
+                "key": "cpu_us_per_event",
+                "label": "CPU us/event",
+                "better": "lower",
+                "kind": "us",
+                "part": "results",
+            },
+            {
+                "key": "peak_rss_mb",
+                "label": "peak RSS MB",
+                "better": "lower",
+                "kind": "MB",
+                "part": "backpressure",
+            },
+            {
+                "key": "rss_growth_bytes_per_event",
+                "label": "RSS growth bytes/event",
+                "better": "lower",
+                "kind": "B",
+                "part": "backpressure",
+            },
         ],
         "targets": goals,
         "runs": {f"{s} {c}": v for (s, c), v in runs.items()},

@@ -154,9 +154,7 @@ async def test_a_burst_past_the_flush_size_is_written_without_waiting_for_the_tu
 
 
 @pytest.mark.parametrize("size", [0, 1, 3, 7, 8, 9, 125, 126, 127, 65535, 65536, 70001])
-async def test_payloads_of_every_length_class_are_masked_and_framed(
-    link: Any, size: int
-) -> None:
+async def test_payloads_of_every_length_class_are_masked_and_framed(link: Any, size: int) -> None:
     conn, _, server = link
     payload = bytes(range(256)) * (size // 256 + 1)
     conn.send_eio(payload[:size], True)

@@ -31,8 +31,29 @@ def reference_packet(t: int, nsp: str, data: Any, ack_id: int | None) -> bytes:
 
 
 INT_EDGES = [
-    0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1,
-    -1, -32, -33, -128, -129, -(2**15), -(2**15) - 1, -(2**31), -(2**31) - 1, -(2**63),
+    0,
+    1,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    2**32 - 1,
+    2**32,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    -1,
+    -32,
+    -33,
+    -128,
+    -129,
+    -(2**15),
+    -(2**15) - 1,
+    -(2**31),
+    -(2**31) - 1,
+    -(2**63),
 ]
 
 
@@ -54,10 +75,22 @@ def test_str_bin_array_and_map_headers_at_each_size_boundary(n: int) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        None, True, False, 1.5, -0.0, float("inf"), "", "é☃🎉", b"", bytearray(b"ab"),
-        memoryview(b"cd"), datetime.datetime(2020, 1, 2, 3, 4, 5, 678000),
-        datetime.datetime(1969, 12, 31, tzinfo=datetime.timezone.utc), {1: "int key"},
-        {"nested": [{"a": (1, 2)}, [[[]]]]}, 2**64 - 1,
+        None,
+        True,
+        False,
+        1.5,
+        -0.0,
+        float("inf"),
+        "",
+        "é☃🎉",
+        b"",
+        bytearray(b"ab"),
+        memoryview(b"cd"),
+        datetime.datetime(2020, 1, 2, 3, 4, 5, 678000),
+        datetime.datetime(1969, 12, 31, tzinfo=datetime.timezone.utc),
+        {1: "int key"},
+        {"nested": [{"a": (1, 2)}, [[[]]]]},
+        2**64 - 1,
     ],
 )
 def test_other_values_match_msgpack(value: Any) -> None:
@@ -155,12 +188,14 @@ leaves = (
 )
 values = st.recursive(
     leaves,
-    lambda children: st.lists(children, max_size=20)
-    | st.tuples(children, children)
-    | st.dictionaries(
-        st.text(max_size=10) | st.integers(min_value=-(2**63), max_value=2**64 - 1),
-        children,
-        max_size=20,
+    lambda children: (
+        st.lists(children, max_size=20)
+        | st.tuples(children, children)
+        | st.dictionaries(
+            st.text(max_size=10) | st.integers(min_value=-(2**63), max_value=2**64 - 1),
+            children,
+            max_size=20,
+        )
     ),
     max_leaves=60,
 )
