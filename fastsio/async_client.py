@@ -587,15 +587,17 @@ class AsyncClient:
         it drains (backpressure), so that a publisher faster than the link stays bounded.
         """
         nsp = namespace or "/"
-        # The publishing path (connected, nothing buffered, no ack) goes straight to the core.
+        lifecycle, outbox = self.lifecycle, self.outbox
+        # The publishing path (connected, nothing buffered, no ack) goes straight to the core;
+        # the conditions are Outbox.emit's for a packet written at once (lifecycle.writable).
         sent = (
             callback is None
             and timeout is None
             and type(event) is str
-            and nsp in self.namespaces
-            and self.eio is not None
-            and nsp not in self.outbox.buffered_per_nsp
-            and not self.outbox.retries
+            and nsp in lifecycle.namespaces
+            and lifecycle.eio is not None
+            and nsp not in outbox.buffered_per_nsp
+            and not outbox.retries
             and self._conn.send_event(nsp, event, data)
         )
         if not sent:
@@ -606,6 +608,12 @@ class AsyncClient:
             waiter = self._conn.wait_writable()
             if waiter is not None:
                 await waiter
+
+    async def _wait_writable(self) -> None:
+        """Until the WebSocket's write buffer is back under its low-water mark (or gone)."""
+        waiter = self._conn.wait_writable()
+        if waiter is not None:
+            await waiter
 
     def _emit(
         self,
