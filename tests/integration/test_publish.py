@@ -114,3 +114,43 @@ async def test_a_publisher_faster_than_a_frozen_link_waits_and_then_delivers_eve
             break
         await asyncio.sleep(0.1)
     assert counts["events"].get("flood") == total
+
+
+def test_the_sync_clients_emit_blocks_while_the_link_is_frozen(
+    node_server: Any, fault_proxy_sync: Any
+) -> None:
+    import threading
+
+    server = node_server(ping_interval=60000, ping_timeout=60000)
+    proxy = fault_proxy_sync(server)
+    sio = fastsio.Client(reconnection=False)
+    sio.connect(proxy.url, transports=["websocket"])
+    total = 40_000
+    done = 0
+    finished = threading.Event()
+
+    def publish() -> None:
+        nonlocal done
+        for _ in range(total):
+            sio.emit("sync_flood", {"pad": "s" * 1000})
+            done += 1
+        finished.set()
+
+    try:
+        proxy.freeze()
+        worker = threading.Thread(target=publish, daemon=True)
+        worker.start()
+        # Frozen: the publisher blocks in emit() once the transport is over its high water.
+        stuck = -1
+        for _ in range(200):
+            if sio._client._conn.writing_paused and done == stuck:
+                break
+            stuck = done
+            finished.wait(0.05)
+        assert not finished.is_set()
+        assert done < total
+        proxy.unfreeze()
+        assert finished.wait(60)
+        assert done == total
+    finally:
+        sio.disconnect()
