@@ -26,10 +26,10 @@ Clients: ``fastsio`` (``AsyncClient`` on uvloop), ``raw`` (a Python-level picows
 ``python-socketio`` (``AsyncClient``), ``node`` (socket.io-client 4.8,
 ``benchmarks/node/publish_client.js``).
 
-Backpressure (``--backpressure``): the same emit loop (JSON, one dict) of ``--bp-count`` events
-to a slow server (reading pauses ``--bp-delay`` s after every read), with the client's peak RSS
-and its growth per event over an idle client. A client that honours backpressure stays flat;
-one that queues everything grows with the count.
+Backpressure (``--backpressure``): a publisher faster than its link. The emit loop (JSON, one
+dict) without any yield to the event loop, ``--bp-count`` events, to a slow server (reading
+``--bp-rate`` bytes/s), with the client's peak RSS and its growth per event. A client whose
+emit waits for the link stays flat; one that queues everything grows with the count.
 
 Targets (issue 14): fire-and-forget JSON >= 0.8x the picows sender and >= 20x python-socketio;
 msgpack emits >= 3x python-socketio; pipelined calls >= 10x python-socketio.
@@ -108,21 +108,21 @@ def build_count_server() -> str | None:
     return None
 
 
-async def _serve(delay: float) -> None:
+async def _serve(rate: float) -> None:
     sys.path.insert(0, str(REF_BUILD))
     from count_server import CountListener  # type: ignore[import-not-found]
     from picows import ws_create_server
 
     loop = asyncio.get_running_loop()
-    server = await ws_create_server(lambda _req: CountListener(loop, delay), "127.0.0.1", 0)
+    server = await ws_create_server(lambda _req: CountListener(loop, rate), "127.0.0.1", 0)
     print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
     await asyncio.Event().wait()
 
 
 class ServerProcess:
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, rate: float = 0.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--server", "--delay", str(delay)],
+            [sys.executable, str(Path(__file__).resolve()), "--server", "--rate", str(rate)],
             stdout=subprocess.PIPE,
             text=True,
             cwd=HERE,
@@ -192,7 +192,7 @@ async def _run_socketio(module: str, a: argparse.Namespace) -> dict[str, Any]:
         chunk = a.chunk
         for i in range(a.count):
             await emit("tick", data)
-            if i % chunk == chunk - 1:
+            if chunk and i % chunk == chunk - 1:
                 await asyncio.sleep(0)
         sent = a.count
     counted = await sio.call("count", timeout=a.timeout)
@@ -243,14 +243,14 @@ async def _run_raw(a: argparse.Namespace) -> dict[str, Any]:
         packb = msgpack.packb
         for i in range(a.count):
             send(WSMsgType.BINARY, packb({"type": 2, "nsp": "/", "data": ["tick", *args]}))
-            if i % chunk == chunk - 1:
+            if chunk and i % chunk == chunk - 1:
                 await asyncio.sleep(0)
         send(WSMsgType.BINARY, packb({"type": 2, "nsp": "/", "data": ["count"], "id": 1}))
     else:
         dumps = orjson.dumps
         for i in range(a.count):
             send(WSMsgType.TEXT, b"42" + dumps(["tick", *args]))
-            if i % chunk == chunk - 1:
+            if chunk and i % chunk == chunk - 1:
                 await asyncio.sleep(0)
         send(WSMsgType.TEXT, b'421["count"]')
     counted = await asyncio.wait_for(acked, a.timeout)
@@ -421,7 +421,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def run_backpressure(a: argparse.Namespace, clients: list[str]) -> list[dict[str, Any]]:
     out = []
-    server = ServerProcess(delay=a.bp_delay)
+    server = ServerProcess(rate=a.bp_rate)
+    a = argparse.Namespace(**{**vars(a), "chunk": 0})  # no yield: faster than any link
     try:
         for client in clients:
             if client not in ("fastsio", "python-socketio"):
@@ -542,16 +543,13 @@ def main(argv: list[str] | None = None) -> int:
         help="events of the backpressure run for python-socketio",
     )
     p.add_argument(
-        "--bp-delay",
-        type=float,
-        default=0.002,
-        help="the slow server's pause after each read, seconds",
+        "--bp-rate", type=float, default=8e6, help="the slow server's reading rate, bytes/s"
     )
     p.add_argument("--quick", action="store_true", help="smoke run: small counts, 1 round")
     p.add_argument("--out", type=Path, default=None, help="results JSON path")
     # internal
     p.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--scenario", help=argparse.SUPPRESS)
@@ -560,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.server:
         import uvloop
 
-        uvloop.run(_serve(a.delay))
+        uvloop.run(_serve(a.rate))
         return 0
     if a.worker:
         return worker_main(a)
@@ -618,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             k: v
             for k, v in vars(a).items()
-            if k not in ("server", "delay", "worker", "url", "scenario", "out")
+            if k not in ("server", "rate", "worker", "url", "scenario", "out")
         },
         "machine": machine_info(),
         "results": rows,

@@ -10,7 +10,8 @@ bottleneck. Built on demand by benchmarks/publish.py; not part of fastsio.
   benchmark's payloads hold no such string; socket.io-client also sends an ``options`` key);
   one with an id is decoded in Python and acked ``{type: 3, nsp, id, data: [count]}``.
 - Acks of one socket read are written at its end, in one write.
-- ``delay`` > 0 makes it a slow server: reading pauses for that long after every read.
+- ``rate`` > 0 (bytes/s) makes it a slow server: after every read, reading pauses for as long
+  as the payloads of that read take at that rate.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -28,14 +29,16 @@ cdef bytes _OPEN = (b'0{"sid":"bench","upgrades":[],"pingInterval":3600000,'
 
 cdef class CountListener(WSListener):
     cdef public Py_ssize_t events
-    cdef public double delay
+    cdef public double rate
+    cdef Py_ssize_t read_bytes
     cdef object loop
     cdef bytearray out
     cdef WSTransport transport
 
-    def __init__(self, loop, double delay=0):
+    def __init__(self, loop, double rate=0):
         self.loop = loop
-        self.delay = delay
+        self.rate = rate
+        self.read_bytes = 0
         self.events = 0
         self.out = bytearray()
 
@@ -61,6 +64,7 @@ cdef class CountListener(WSListener):
         cdef Py_ssize_t size = frame.payload_size, i
         cdef unsigned long long ack_id
         cdef const unsigned char* t
+        self.read_bytes += size + 6
         if frame.msg_type == WSMsgType.TEXT:
             if size >= 3 and p[0] == 52 and p[1] == 50:  # '42'
                 self.events += 1
@@ -88,9 +92,10 @@ cdef class CountListener(WSListener):
             if self.out:
                 transport.underlying_transport.write(bytes(self.out))
                 self.out.clear()
-            if self.delay > 0:
+            if self.rate > 0:
                 transport.underlying_transport.pause_reading()
-                self.loop.call_later(self.delay, self._resume)
+                self.loop.call_later(self.read_bytes / self.rate, self._resume)
+            self.read_bytes = 0
 
     def _resume(self):
         if not self.transport.is_disconnected:
