@@ -27,7 +27,12 @@ cdef str _describe(object value):
 
 
 cdef bint _has_binary(object obj, int depth) except -1:
+    # No generator expression in here: one would make every call allocate a closure scope,
+    # and this runs on every argument of every emit.
     cdef object t = type(obj)
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* v
     if t is str or t is int or t is float or obj is None or t is bool:
         return False
     if depth > MAX_NESTING:
@@ -45,16 +50,25 @@ cdef bint _has_binary(object obj, int depth) except -1:
                 return True
         return False
     if t is dict:
-        for item in (<dict>obj).values():
-            if _has_binary(item, depth + 1):
+        while PyDict_Next(obj, &pos, &k, &v):
+            t = type(<object>v)
+            if t is str or t is int or t is float or t is bool or <object>v is None:
+                continue  # the common leaves, without a call
+            if _has_binary(<object>v, depth + 1):
                 return True
         return False
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return True
     if isinstance(obj, (list, tuple)):
-        return any(_has_binary(item, depth + 1) for item in obj)
+        for item in obj:
+            if _has_binary(item, depth + 1):
+                return True
+        return False
     if isinstance(obj, dict):
-        return any(_has_binary(item, depth + 1) for item in obj.values())
+        for item in obj.values():
+            if _has_binary(item, depth + 1):
+                return True
+        return False
     return False
 
 

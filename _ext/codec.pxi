@@ -244,6 +244,12 @@ cdef bytes _dumps(object data, object json):
     cdef object out
     if json is None:
         try:
+            # Without OPT_NON_STR_KEYS first: orjson takes a slower path for every dict with
+            # it. A dict with a non-str key fails here and is encoded again with the option.
+            return _orjson_dumps(data)
+        except orjson.JSONEncodeError:
+            pass
+        try:
             return _orjson_dumps(data, None, _ORJSON_OPTS)
         except orjson.JSONEncodeError as exc:
             # orjson stops at 64-bit integers; the standard library (python-socketio's
@@ -356,18 +362,12 @@ def _msgpack_default(obj):
 
 
 cdef bytes _encode_msgpack(int t, str nsp, object data, object ack_id):
-    cdef dict d
     if t == SIO_BINARY_EVENT:
         t = SIO_EVENT
     elif t == SIO_BINARY_ACK:
         t = SIO_ACK
-    d = {"type": t, "nsp": nsp or "/"}
     # The JS decoder rejects `data: nil` on DISCONNECT; absent data is left out altogether.
-    if data is not None:
-        d["data"] = data
-    if ack_id is not None:
-        d["id"] = ack_id
-    return PyObject_Call(_msgpack_packb, (d,), _PACK_KW)
+    return _mp_encode_packet(t, nsp, data, ack_id)
 
 
 def encode_msgpack(int type, str nsp="/", data=None, id=None):

@@ -53,6 +53,7 @@ cdef class Dispatcher:
     # message type) both ways, and the server's pong refreshes the heartbeat clock.
     cdef public bint eio3
     cdef WSTransport _ws
+    cdef FrameWriter _writer  # the coalescing send path of _ws (wswriter.pxi)
     cdef double _last_ping
     cdef Packet _pending_bin
     cdef list _pending_atts
@@ -110,6 +111,7 @@ cdef class Dispatcher:
         self.poll_sender = None
         self.eio3 = False
         self._ws = None
+        self._writer = None
         self._last_ping = _monotonic()
         self._pending_bin = None
         self._pending_atts = None
@@ -136,10 +138,49 @@ cdef class Dispatcher:
     # -- transport plumbing (Python layer) --
 
     def attach_websocket(self, WSTransport transport):
+        self._drop_writer()
         self._ws = transport
+        self._writer = FrameWriter(transport)
         self.poll_sender = None
 
+    cdef int _drop_writer(self) except -1:
+        # The link is gone: what it did not write is dropped, emitters waiting are released.
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+        return 0
+
+    def flush_writes(self):
+        """Write the frames queued for the WebSocket now (before a CLOSE frame goes out)."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    @property
+    def writing_paused(self):
+        """The WebSocket's write buffer is over its high-water mark (emitters should wait)."""
+        return self._writer is not None and self._writer.paused
+
+    def wait_writable(self):
+        """A future done once the WebSocket takes writes again (None when it does now)."""
+        if self._writer is None:
+            return None
+        return self._writer.wait_writable()
+
+    @property
+    def writer(self):
+        """The WebSocket's FrameWriter (None on polling or when not connected)."""
+        return self._writer
+
+    cdef int _on_writing(self, WSTransport transport, bint paused) except -1:
+        if self._writer is not None and self._ws is transport:
+            if paused:
+                self._writer.pause()
+            else:
+                self._writer.resume()
+        return 0
+
     def detach_transport(self):
+        self._drop_writer()
         self._ws = None
         self.poll_sender = None
         self.reset_stream()
@@ -153,6 +194,7 @@ cdef class Dispatcher:
         """The link is dead but its held frames are still to be dispatched (the drain before
         the close): sends fail with DisconnectedError from now on, so emits of handlers that
         run during the drain go to the offline buffer, and held pings are not answered."""
+        self._drop_writer()
         self._ws = None
         self.poll_sender = None
 
@@ -678,9 +720,14 @@ cdef class Dispatcher:
         if self.max_send_size > 0 and (n > self.max_send_size or (binary and self._ws is None)):
             self._check_send_size(n, binary)
         if self._ws is not None:
+            if PyThread_get_thread_ident() != self._ws._thread_id:
+                raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
             if binary and self.eio3:
-                data = _EIO3_BINARY_TYPE + data
-            self._ws.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, data)
+                self._writer.frame(WSMsgType.BINARY, PyBytes_AS_STRING(_EIO3_BINARY_TYPE),
+                                   PyBytes_GET_SIZE(_EIO3_BINARY_TYPE), PyBytes_AS_STRING(data), n)
+            else:
+                self._writer.frame(WSMsgType.BINARY if binary else WSMsgType.TEXT, NULL, 0,
+                                   PyBytes_AS_STRING(data), n)
         elif self.poll_sender is not None:
             self.poll_sender(data, binary)
         else:
@@ -727,6 +774,70 @@ cdef class Dispatcher:
             self._send(<bytes>parts[0], False)
         else:
             self.send_frames([(parts[0], False)] + [(a, True) for a in parts[1:]])
+
+    cpdef int send_event(self, str nsp, str event, object data) except -1:
+        """emit()'s hot path: an ack-less EVENT ``[event, *args]`` (a tuple ``data`` is several
+        arguments, None none) on the wire.
+
+        Returns 0, having sent nothing, if the link just went down (the caller then buffers
+        the packet); 1 when sent; 2 when sent and the WebSocket is over its high-water mark
+        (the caller should wait for wait_writable()).
+        """
+        cdef list payload
+        if type(data) is tuple:
+            payload = [event]
+            payload.extend(<tuple>data)
+        elif data is None:
+            payload = [event]
+        else:
+            payload = [event, data]
+        try:
+            if self._ws is None or self.msgpack_mode or self.json is not None \
+                    or not self._send_json_event(nsp, payload):
+                self.send_packet(SIO_EVENT, nsp, payload, None)
+        except DisconnectedError:
+            return 0
+        if self._writer is not None and self._writer.paused:
+            return 2
+        return 1
+
+    cdef bint _send_json_event(self, str nsp, list payload) except -1:
+        """``42[<nsp>,]<json>`` framed straight from the header and orjson's bytes (no copy
+        into a packet first), on the WebSocket.
+
+        Returns False, having sent nothing, when orjson declines the payload: binary data
+        (bytes become attachments), non-str keys, big integers; send_packet() decides then.
+        """
+        cdef char head[2]
+        cdef Py_ssize_t n
+        cdef bytes body
+        cdef bytes header
+        try:
+            body = _orjson_dumps(payload)
+        except orjson.JSONEncodeError:
+            return False
+        head[0] = CHAR_0 + EIO_MESSAGE
+        head[1] = CHAR_0 + SIO_EVENT
+        if nsp != _ROOT_NSP and nsp != "/":
+            header = PyBytes_FromStringAndSize(head, 2) + nsp.encode("utf-8") + b","
+            n = PyBytes_GET_SIZE(header) + PyBytes_GET_SIZE(body)
+        else:
+            header = None
+            n = 2 + PyBytes_GET_SIZE(body)
+        if self.max_send_size > 0 and n > self.max_send_size:
+            self._check_send_size(n, False)
+        if PyThread_get_thread_ident() != self._ws._thread_id:
+            raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
+        if header is None:
+            self._writer.frame(WSMsgType.TEXT, head, 2, PyBytes_AS_STRING(body),
+                               PyBytes_GET_SIZE(body))
+        else:
+            self._writer.frame(WSMsgType.TEXT, PyBytes_AS_STRING(header),
+                               PyBytes_GET_SIZE(header), PyBytes_AS_STRING(body),
+                               PyBytes_GET_SIZE(body))
+        self.packets_sent += 1
+        self.bytes_sent += n
+        return True
 
     cpdef bint send_call(self, str nsp, list payload, object future, object timeout,
                          object loop) except -1:

@@ -91,6 +91,8 @@ cdef class EngineListener(WSListener):
                     else:
                         self.dispatcher._feed_binary(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             elif msg_type == WSMsgType.CLOSE:
+                if self.dispatcher._ws is transport:
+                    self.dispatcher.flush_writes()  # what was sent before goes out before the CLOSE
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
         except Exception as exc:
@@ -132,6 +134,15 @@ cdef class EngineListener(WSListener):
             # picows found a framing error (reserved opcode, oversized control frame, ...).
             exc = ProtocolError(f"WebSocket protocol error ({int(sent.code)}): {sent.reason}")
         self._on_listener_error(self, exc)
+
+    cpdef pause_writing(self):
+        # The transport's write buffer crossed its high-water mark (picows passes it on).
+        if self.transport is not None:
+            self.dispatcher._on_writing(<WSTransport>self.transport, True)
+
+    cpdef resume_writing(self):
+        if self.transport is not None:
+            self.dispatcher._on_writing(<WSTransport>self.transport, False)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.close_sent()

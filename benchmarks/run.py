@@ -14,6 +14,7 @@ rtt-v2          ``rtt.py --server-version 2``                     ``rtt-v2.json`
 codec           ``codec.py``                                      ``codec.json``
 memory          ``memory.py``                                     ``memory.json``
 conns           ``conns.py``                                      ``conns.json``
+publish         ``publish.py``                                    ``publish.json``
 ==============  ================================================  ===========================
 
 The scripts share ``common.py`` (server processes, workers, report JSON, columns; see its
@@ -131,6 +132,7 @@ def make_steps() -> list[Step]:
             "conns.json",
             "conns",
         ),
+        Step("publish", "publish.py", [], "publish.json", "publish"),
     ]
 
 

@@ -608,8 +608,37 @@ class AsyncClient:
         namespace is connected again; a ``volatile`` emit is dropped instead. A buffered
         packet whose timeout expires leaves the buffer: it is never sent after the callback
         was told ``TimeoutError``.
+        When the WebSocket's write buffer is over its high-water mark, the emit waits until
+        it drains (backpressure), so that a publisher faster than the link stays bounded.
         """
-        self._emit(event, data, namespace, callback, timeout, volatile, None)
+        nsp = namespace or "/"
+        lifecycle, outbox = self.lifecycle, self.outbox
+        # The publishing path (connected, nothing buffered, no ack) goes straight to the core;
+        # the conditions are Outbox.emit's for a packet written at once (lifecycle.writable).
+        sent = (
+            callback is None
+            and timeout is None
+            and type(event) is str
+            and nsp in lifecycle.namespaces
+            and lifecycle.eio is not None
+            and nsp not in outbox.buffered_per_nsp
+            and not outbox.retries
+            and self._conn.send_event(nsp, event, data)
+        )
+        if not sent:
+            self._emit(event, data, namespace, callback, timeout, volatile, None)
+            sent = 2 if self._conn.writing_paused else 1
+        if sent == 2:
+            # Backpressure: the link takes less than we emit; wait for its buffer to drain.
+            waiter = self._conn.wait_writable()
+            if waiter is not None:
+                await waiter
+
+    async def _wait_writable(self) -> None:
+        """Until the WebSocket's write buffer is back under its low-water mark (or gone)."""
+        waiter = self._conn.wait_writable()
+        if waiter is not None:
+            await waiter
 
     def _emit(
         self,

@@ -375,10 +375,15 @@ class Client:
         timeout: float | None = None,
         volatile: bool = False,
     ) -> None:
-        """Emit an event without waiting; see :meth:`AsyncClient.emit` (callbacks run on the client's thread)."""
-        self._run_or_direct(
-            self._client._emit, event, data, namespace, callback, timeout, volatile, None
-        )
+        """Emit an event without waiting; see :meth:`AsyncClient.emit` (callbacks run on the client's thread).
+
+        Outside the client's thread, blocks while the WebSocket's write buffer is over its
+        high-water mark (backpressure), as ``await AsyncClient.emit`` waits.
+        """
+        thread = self._loop_thread()
+        thread.call(self._client._emit, event, data, namespace, callback, timeout, volatile, None)
+        if self._client._conn.writing_paused and not thread.in_loop():
+            thread.run(self._client._wait_writable(), "emit")
 
     def send(
         self, data: Any, namespace: str | None = None, callback: Handler | None = None

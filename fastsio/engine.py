@@ -331,6 +331,7 @@ class EngineIO:
             # A graceful close flushes what picows still buffers; an abort would drop it.
             ws, self._ws = self._ws, None
             try:
+                self.dispatcher.flush_writes()  # the frames sent so far go out before the CLOSE
                 ws.send_close(picows.WSCloseCode.OK)
                 ws.disconnect(True)
             except Exception:

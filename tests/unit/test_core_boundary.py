@@ -34,10 +34,23 @@ def _code(text: str) -> str:
     return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
 
 
+def _cimported_cdef_names() -> set[str]:
+    """C-level methods of the extension types the core cimports (picows's WSTransport): a
+    call through a typed reference is a C call, not a call into a Python object."""
+    import picows
+
+    return {
+        m
+        for pxd in Path(picows.__file__).parent.glob("*.pxd")
+        for m in _CDEF_NAME.findall(pxd.read_text())
+    }
+
+
 def private_calls(sources: dict[str, str]) -> list[str]:
     """Every call of an underscore name on something other than self that is not a cdef
-    method or function of the core, as ``file: receiver._name(``."""
+    method or function of the core or of what it cimports, as ``file: receiver._name(``."""
     cdef_names = {m for text in sources.values() for m in _CDEF_NAME.findall(text)}
+    cdef_names |= _cimported_cdef_names()
     found = []
     for name, text in sources.items():
         code = _code(text)

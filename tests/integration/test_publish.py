@@ -1,0 +1,156 @@
+"""Publishing against the real Node peer: coalesced emits all arrive, in order, before a close,
+and a publisher faster than the link waits instead of queueing without bound."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import fastsio
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def server_counts(url: str, serializer: str = "default") -> dict[str, Any]:
+    probe = fastsio.AsyncClient(reconnection=False, serializer=serializer)
+    await probe.connect(url, transports=["websocket"])
+    try:
+        counts: dict[str, Any] = await probe.call("server_counts", timeout=10)
+    finally:
+        await probe.disconnect()
+    return counts
+
+
+@pytest.mark.parametrize("parser", ["json", "msgpack"])
+async def test_a_burst_then_disconnect_delivers_every_event_before_the_close(
+    node_server: Any, parser: str
+) -> None:
+    server = node_server(parser=parser)
+    serializer = "msgpack" if parser == "msgpack" else "default"
+    sio = fastsio.AsyncClient(reconnection=False, serializer=serializer)
+    await sio.connect(server.url, transports=["websocket"])
+    # No loop turn between the emits and the close: everything sits in the coalescing buffer.
+    for i in range(3000):
+        await sio.emit("burst_one", {"i": i, "pad": "x" * (i % 50)})
+    for i in range(1000):
+        await sio.emit("burst_many", ("a", i, 1.5, None, [i]))
+    await sio.disconnect()
+    counts = await server_counts(server.url, serializer)
+    assert counts["events"].get("burst_one") == 3000
+    assert counts["events"].get("burst_many") == 1000
+
+
+async def test_emits_and_acks_interleaved_keep_their_order(node_server: Any) -> None:
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False)
+    got: list[Any] = []
+    sio.on("echo", lambda *args: got.append(args[0]))
+    await sio.connect(server.url, transports=["websocket"])
+    try:
+        calls = []
+        for i in range(200):
+            await sio.emit("echo", i)
+            if i % 20 == 0:
+                calls.append(asyncio.ensure_future(sio.call("ack", i, timeout=10)))
+        assert await asyncio.gather(*calls) == list(range(0, 200, 20))
+        for _ in range(200):
+            if len(got) == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert got == list(range(200))
+    finally:
+        await sio.disconnect()
+
+
+async def test_a_publisher_faster_than_a_frozen_link_waits_and_then_delivers_everything(
+    node_server: Any, fault_proxy: Any
+) -> None:
+    server = node_server(ping_interval=60000, ping_timeout=60000)
+    proxy = await fault_proxy(server)
+    sio = fastsio.AsyncClient(reconnection=False)
+    await sio.connect(proxy.url, transports=["websocket"])
+    conn = sio._conn
+    total = 40_000
+    payload = {"pad": "p" * 1000}
+    done = 0
+
+    async def publish() -> None:
+        nonlocal done
+        for _ in range(total):
+            await sio.emit("flood", payload)
+            done += 1
+
+    try:
+        proxy.freeze()
+        task = asyncio.ensure_future(publish())
+        for _ in range(2000):
+            if conn.writing_paused:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.writing_paused, "the transport never went over its high-water mark"
+        raw = sio.eio._ws.underlying_transport
+        high = raw.get_write_buffer_limits()[1]
+        stuck_at = done
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # The publisher is parked: it emits nothing more, and what the client holds stays
+        # under the high-water mark plus one coalescing buffer and one frame.
+        assert not task.done()
+        assert done == stuck_at < total
+        assert raw.get_write_buffer_size() + conn.writer.pending <= (
+            high + conn.writer.flush_size + 2048
+        )
+        proxy.unfreeze()
+        await asyncio.wait_for(task, 60)
+        assert done == total
+    finally:
+        await sio.disconnect()
+    # The last megabytes may still be on their way through the proxy: wait for the count.
+    for _ in range(100):
+        counts = await server_counts(server.url)
+        if counts["events"].get("flood", 0) >= total:
+            break
+        await asyncio.sleep(0.1)
+    assert counts["events"].get("flood") == total
+
+
+def test_the_sync_clients_emit_blocks_while_the_link_is_frozen(
+    node_server: Any, fault_proxy_sync: Any
+) -> None:
+    import threading
+
+    server = node_server(ping_interval=60000, ping_timeout=60000)
+    proxy = fault_proxy_sync(server)
+    sio = fastsio.Client(reconnection=False)
+    sio.connect(proxy.url, transports=["websocket"])
+    total = 40_000
+    done = 0
+    finished = threading.Event()
+
+    def publish() -> None:
+        nonlocal done
+        for _ in range(total):
+            sio.emit("sync_flood", {"pad": "s" * 1000})
+            done += 1
+        finished.set()
+
+    try:
+        proxy.freeze()
+        worker = threading.Thread(target=publish, daemon=True)
+        worker.start()
+        # Frozen: the publisher blocks in emit() once the transport is over its high water.
+        stuck = -1
+        for _ in range(200):
+            if sio._client._conn.writing_paused and done == stuck:
+                break
+            stuck = done
+            finished.wait(0.05)
+        assert not finished.is_set()
+        assert done < total
+        proxy.unfreeze()
+        assert finished.wait(60)
+        assert done == total
+    finally:
+        sio.disconnect()
