@@ -1,0 +1,351 @@
+"""Long-polling throughput: events/s received and sent over HTTP long-polling only.
+
+The server is a minimal aiohttp Engine.IO v4 polling endpoint in its own process, built not to
+be the bottleneck:
+
+- receive: after the client's CONNECT, every GET is answered at once with ``--batch``
+  pre-encoded events joined by ``\\x1e`` (one string built once), until ``count`` events went
+  out, then ``42["done",count]``;
+- send: every POST body is split on ``\\x1e`` and its records counted; an ack-requesting
+  ``done`` event (the client's final ``call``) is answered with an ACK on the pending GET.
+
+Clients (``transports=['polling']``, one at a time, interleaved over the rounds): ``fastsio``
+and ``python-socketio`` ``AsyncClient`` (uvloop). Receive: events/s from the first event to
+``done``, as seen by the handler. Send: ``count`` fire-and-forget ``emit``s then one ``call``
+whose ack ends the window (the server acks it after counting every earlier record).
+Reported: events/s (median of the rounds), client CPU us/event. Target: fastsio >= 5x
+python-socketio in both directions.
+
+Usage::
+
+    python benchmarks/polling.py                 # 3 rounds, 200k events (python-socketio 20k)
+    python benchmarks/polling.py --quick         # 1 round, 20k events (python-socketio 5k)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
+DEFAULT_CLIENTS = ("fastsio", "python-socketio")
+SLOW_CLIENTS = ("python-socketio",)
+#: packets per GET response of the ``fastsio-big`` receive run (python-engineio's client refuses
+#: a payload of more than 16 packets, its ``max_decode_packets``, so the comparison uses 16)
+BIG_BATCH = 1000
+PAYLOAD = {"s": "AAPL", "p": 123.45, "q": 100, "t": 1700000000123}
+_LISTENING = re.compile(r"^LISTENING (\d+)$")
+
+# ==============================================================================================
+# Server
+# ==============================================================================================
+
+
+def server_main(batch: int) -> int:
+    import orjson
+    import uvloop
+    from aiohttp import web
+
+    event = b"4" + b"2" + orjson.dumps(["tick", PAYLOAD])
+    chunks: dict[int, bytes] = {}
+
+    class Session:
+        def __init__(self, count: int) -> None:
+            self.remaining = count  # events still to stream (receive mode)
+            self.count = count
+            self.streaming = False
+            self.out: list[bytes] = []
+            self.wake = asyncio.Event()
+            self.received = 0
+            self.closed = False
+            self.batch = batch
+
+    sessions: dict[str, Session] = {}
+    next_sid = iter(range(1, 1 << 62))
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        q = request.query
+        sid = q.get("sid")
+        if sid is None:
+            sid = f"s{next(next_sid)}"
+            sessions[sid] = Session(int(q.get("count", "0")))
+            sessions[sid].batch = int(q.get("batch", batch))
+            body = b"0" + orjson.dumps({"sid": sid, "upgrades": [], "pingInterval": 60000,
+                                        "pingTimeout": 60000, "maxPayload": 1_000_000})
+            return web.Response(body=body, content_type="text/plain")
+        s = sessions.get(sid)
+        if s is None:
+            return web.Response(status=400, text='{"code":1,"message":"Session ID unknown"}')
+        if request.method == "POST":
+            data = await request.read()
+            records = data.split(b"\x1e")
+            for rec in records:
+                if rec[:2] == b"42":
+                    s.received += 1
+                    if b'"done"' in rec[:40]:
+                        i = 2
+                        while rec[i : i + 1].isdigit():
+                            i += 1
+                        s.out.append(b"43" + rec[2:i] + b"[%d]" % s.received)
+                elif rec[:2] == b"40":
+                    s.out.append(b'40{"sid":"x"}')
+                    s.streaming = s.count > 0
+                elif rec[:1] == b"1":
+                    s.closed = True
+            s.wake.set()
+            return web.Response(text="ok", content_type="text/plain")
+        # GET: queued control packets first, then a chunk of the stream
+        while not s.out and not (s.streaming and s.remaining > 0) and not s.closed:
+            s.wake.clear()
+            try:
+                await asyncio.wait_for(s.wake.wait(), 20)
+            except asyncio.TimeoutError:
+                return web.Response(body=b"6", content_type="text/plain")
+        if s.closed:
+            sessions.pop(sid, None)
+            return web.Response(body=b"1", content_type="text/plain")
+        if s.out:
+            body = b"\x1e".join(s.out)
+            s.out.clear()
+        else:
+            n = s.batch
+            if s.remaining >= n:
+                body = chunks.get(n) or chunks.setdefault(n, b"\x1e".join([event] * n))
+                s.remaining -= n
+            else:
+                body = b"\x1e".join([event] * s.remaining)
+                s.remaining = 0
+            if s.remaining == 0:
+                body += b'\x1e42["done",%d]' % s.count
+                s.streaming = False
+        return web.Response(body=body, content_type="text/plain")
+
+    async def serve() -> None:
+        app = web.Application(client_max_size=16 << 20)
+        app.router.add_route("*", "/socket.io/", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"LISTENING {port}", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+    try:
+        uvloop.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# ==============================================================================================
+# Workers
+# ==============================================================================================
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def sio_run(module: str, url: str, direction: str, count: int, batch: int,
+                  timeout: float) -> dict[str, Any]:
+    if module == "fastsio":
+        import fastsio as socketio
+    else:
+        import socketio  # type: ignore[no-redef]
+
+    state = {"events": 0, "t0": 0.0, "t1": 0.0, "cpu0": 0.0, "cpu1": 0.0}
+    finished = asyncio.Event()
+    sio = socketio.AsyncClient()
+
+    @sio.on("tick")
+    def tick(data: Any) -> None:
+        if not state["events"]:
+            state["t0"], state["cpu0"] = time.perf_counter(), _cpu()
+        state["events"] += 1
+
+    @sio.on("done")
+    def done(n: int) -> None:
+        state["t1"], state["cpu1"] = time.perf_counter(), _cpu()
+        finished.set()
+
+    query = f"?count={count}&batch={batch}" if direction == "recv" else ""
+    await sio.connect(url + query, transports=["polling"])
+    try:
+        if direction == "recv":
+            await asyncio.wait_for(finished.wait(), timeout)
+            events = state["events"]
+        else:
+            state["t0"], state["cpu0"] = time.perf_counter(), _cpu()
+            for _ in range(count):
+                await sio.emit("tick", PAYLOAD)
+            got = await sio.call("done", timeout=timeout)
+            state["t1"], state["cpu1"] = time.perf_counter(), _cpu()
+            events = count
+            if got != count + 1:
+                return {"error": f"server counted {got} events, expected {count + 1}"}
+    finally:
+        await sio.disconnect()
+    elapsed = state["t1"] - state["t0"]
+    return {"events": events, "elapsed_s": elapsed,
+            "events_per_s": events / elapsed if elapsed > 0 else None,
+            "cpu_us_per_event": (state["cpu1"] - state["cpu0"]) / events * 1e6}
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    import uvloop
+
+    mod = "fastsio" if args.worker.startswith("fastsio") else "socketio"
+    batch = BIG_BATCH if args.worker == "fastsio-big" else args.batch
+    try:
+        result = uvloop.run(
+            sio_run(mod, args.url, args.direction, args.count, batch, args.timeout)
+        )
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# ==============================================================================================
+# Parent
+# ==============================================================================================
+
+
+def run_worker(extra: list[str], timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, *extra, "--timeout", str(timeout)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+    except subprocess.TimeoutExpired:
+        return {"error": "worker timed out"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        return {"error": f"no result (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
+    return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
+    parser.add_argument("--directions", default="recv,send")
+    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--slow-count", type=int, default=20_000, help="python-socketio's count")
+    parser.add_argument("--batch", type=int, default=16, help="events per GET response")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 round, 20k events (5k slow)")
+    parser.add_argument("--json-out", default=str(RESULTS_DIR / "polling.json"))
+    parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--direction", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.server:
+        return server_main(args.batch)
+    if args.worker:
+        return worker_main(args)
+    if args.quick:
+        args.rounds, args.count, args.slow_count = 1, 20_000, 5_000
+    clients = [c for c in args.clients.split(",") if c]
+    sys.path.insert(0, str(HERE))
+    from stream import machine_info
+
+    command = " ".join([Path(sys.executable).name, "benchmarks/polling.py", *(argv or sys.argv[1:])])
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    server = subprocess.Popen([sys.executable, __file__, "--server", "--batch", str(args.batch)],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    m = _LISTENING.match(server.stdout.readline().strip())
+    if not m:
+        server.kill()
+        raise SystemExit("polling server did not start")
+    url = f"http://127.0.0.1:{m.group(1)}"
+    results: list[dict[str, Any]] = []
+    all_runs: list[dict[str, Any]] = []
+    try:
+        for direction in args.directions.split(","):
+            dclients = clients + ["fastsio-big"] if (
+                direction == "recv" and "fastsio" in clients) else clients
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in dclients}
+            for rnd in range(args.rounds):
+                for client in dclients:
+                    count = args.slow_count if client in SLOW_CLIENTS else args.count
+                    r = run_worker(["--worker", client, "--direction", direction,
+                                    "--count", str(count), "--batch", str(args.batch),
+                                    "--url", url], args.timeout)
+                    runs[client].append(r)
+                    all_runs.append({"client": client, "direction": direction, "round": rnd,
+                                     "count": count, **r})
+                    if "error" in r:
+                        print(f"{direction} {client:<16} ERROR {r['error']}", flush=True)
+                    else:
+                        print(f"{direction} {client:<16} {r['events_per_s']:10.0f} events/s "
+                              f"{r['cpu_us_per_event']:7.2f} CPU us/event", flush=True)
+            for client in dclients:
+                ok = [r for r in runs[client] if "error" not in r and r.get("events_per_s")]
+                row: dict[str, Any] = {"client": client, "direction": direction,
+                                       "runs_ok": len(ok)}
+                if ok:
+                    row["events_per_s"] = statistics.median(r["events_per_s"] for r in ok)
+                    row["cpu_us_per_event"] = statistics.median(r["cpu_us_per_event"] for r in ok)
+                else:
+                    row["error"] = runs[client][-1].get("error")
+                results.append(row)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    targets: dict[str, Any] = {}
+    for direction in args.directions.split(","):
+        fs = next((r for r in results if r["client"] == "fastsio"
+                   and r["direction"] == direction and "events_per_s" in r), None)
+        ps = next((r for r in results if r["client"] == "python-socketio"
+                   and r["direction"] == direction and "events_per_s" in r), None)
+        if fs and ps:
+            ratio = fs["events_per_s"] / ps["events_per_s"]
+            fs["ratio_vs_python_socketio"] = ratio
+            targets[f"polling_{direction}_vs_python_socketio"] = {
+                "value": ratio, "op": ">=", "limit": 5, "met": ratio >= 5}
+    print()
+    for r in results:
+        if "events_per_s" in r:
+            print(f"{r['direction']:<5} {r['client']:<16} {r['events_per_s']:10.0f} events/s "
+                  f"{r['cpu_us_per_event']:7.2f} CPU us/event")
+        else:
+            print(f"{r['direction']:<5} {r['client']:<16} {r.get('error')}")
+    for name, t in targets.items():
+        print(f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
+              f"{'met' if t['met'] else 'NOT met'}")
+    report = {
+        "benchmark": "polling",
+        "started": started,
+        "command": command,
+        "config": {"count": args.count, "slow_count": args.slow_count, "batch": args.batch,
+                   "rounds": args.rounds, "quick": args.quick},
+        "machine": machine_info(),
+        "loadavg": os.getloadavg(),
+        "results": results,
+        "targets": targets,
+        "runs": all_runs,
+    }
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
