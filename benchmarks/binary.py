@@ -38,23 +38,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS_DIR = HERE / "results"
+import common
+
 DEFAULT_SIZES = (1024, 65536, 1 << 20)
 DEFAULT_CLIENTS = ("raw", "fastsio", "python-socketio")
 MAX_EVENTS = 100_000
-_LISTENING = re.compile(r"^LISTENING (\d+)$")
 
 # What each path copies, from reading the code (kept here so the report carries it).
 COPIES = {
@@ -139,8 +133,13 @@ def send_server_main(serializer: str) -> int:
     class Counter(WSListener):  # type: ignore[misc]
         def on_ws_connected(self, transport: Any) -> None:
             self.frames = 0
-            open_packet = {"sid": "s", "upgrades": [], "pingInterval": 60000,
-                           "pingTimeout": 60000, "maxPayload": 4 << 20}
+            open_packet = {
+                "sid": "s",
+                "upgrades": [],
+                "pingInterval": 60000,
+                "pingTimeout": 60000,
+                "maxPayload": 4 << 20,
+            }
             transport.send(WSMsgType.TEXT, b"0" + orjson.dumps(open_packet))
 
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
@@ -252,8 +251,11 @@ async def raw_recv(url: str, serializer: str, timeout: float) -> dict[str, Any]:
         await asyncio.wait_for(done, timeout)
     finally:
         transport.disconnect()
-    return {"events": state["events"], "bytes": state["bytes"],
-            "elapsed_s": state["t1"] - state["t0"]}
+    return {
+        "events": state["events"],
+        "bytes": state["bytes"],
+        "elapsed_s": state["t1"] - state["t0"],
+    }
 
 
 async def sio_recv(module: str, url: str, serializer: str, timeout: float) -> dict[str, Any]:
@@ -283,12 +285,16 @@ async def sio_recv(module: str, url: str, serializer: str, timeout: float) -> di
         await asyncio.wait_for(finished.wait(), timeout)
     finally:
         await sio.disconnect()
-    return {"events": state["events"], "bytes": state["bytes"],
-            "elapsed_s": state["t1"] - state["t0"]}
+    return {
+        "events": state["events"],
+        "bytes": state["bytes"],
+        "elapsed_s": state["t1"] - state["t0"],
+    }
 
 
-async def raw_send(url: str, serializer: str, size: int, count: int,
-                   timeout: float) -> dict[str, Any]:
+async def raw_send(
+    url: str, serializer: str, size: int, count: int, timeout: float
+) -> dict[str, Any]:
     import msgpack
     import orjson
     from picows import WSListener, WSMsgType, ws_connect
@@ -341,8 +347,9 @@ async def raw_send(url: str, serializer: str, size: int, count: int,
     return {"events": count, "bytes": count * size, "elapsed_s": elapsed}
 
 
-async def sio_send(module: str, url: str, serializer: str, size: int, count: int,
-                   timeout: float) -> dict[str, Any]:
+async def sio_send(
+    module: str, url: str, serializer: str, size: int, count: int, timeout: float
+) -> dict[str, Any]:
     if module == "fastsio":
         import fastsio as socketio
     else:
@@ -362,26 +369,19 @@ async def sio_send(module: str, url: str, serializer: str, size: int, count: int
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    import uvloop
-
     name = args.worker
-    try:
-        if args.direction == "recv":
-            if name == "raw":
-                coro = raw_recv(args.url, args.serializer, args.timeout)
-            else:
-                mod = "fastsio" if name == "fastsio" else "socketio"
-                coro = sio_recv(mod, args.url, args.serializer, args.timeout)
-        elif name == "raw":
-            coro = raw_send(args.url, args.serializer, args.size, args.count, args.timeout)
-        else:
-            mod = "fastsio" if name == "fastsio" else "socketio"
-            coro = sio_send(mod, args.url, args.serializer, args.size, args.count, args.timeout)
-        result = uvloop.run(coro)
-    except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result), flush=True)
-    return 0
+    mod = "fastsio" if name == "fastsio" else "socketio"
+    if args.direction == "recv":
+        if name == "raw":
+            return common.run_worker(raw_recv(args.url, args.serializer, args.timeout))
+        return common.run_worker(sio_recv(mod, args.url, args.serializer, args.timeout))
+    if name == "raw":
+        return common.run_worker(
+            raw_send(args.url, args.serializer, args.size, args.count, args.timeout)
+        )
+    return common.run_worker(
+        sio_send(mod, args.url, args.serializer, args.size, args.count, args.timeout)
+    )
 
 
 # ==============================================================================================
@@ -389,38 +389,9 @@ def worker_main(args: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-class ServerProcess:
-    def __init__(self, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, *extra], stdout=subprocess.PIPE, text=True, cwd=str(HERE)
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        m = _LISTENING.match(line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{m.group(1)}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def run_worker(extra: list[str], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, __file__, *extra, "--timeout", str(timeout)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
-    except subprocess.TimeoutExpired:
-        return {"error": "worker timed out"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        return {"error": f"no result (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
-    r: dict[str, Any] = json.loads(lines[-1])
+    r = common.run_json_worker(cmd, timeout + 30)
     if "error" not in r:
         if r["elapsed_s"] <= 0:
             return {"error": f"empty window: {r}"}
@@ -437,8 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mib", type=float, default=64.0, help="MiB of payload per run")
-    parser.add_argument("--quick", action="store_true", help="1 round, 8 MiB per run")
-    parser.add_argument("--json-out", default=str(RESULTS_DIR / "binary.json"))
+    common.add_common_options(parser, "binary.json", "1 round, 8 MiB per run")
     parser.add_argument("--recv-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--send-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -459,24 +429,39 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.mib = 1, 8.0
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = [c for c in args.clients.split(",") if c]
-    sys.path.insert(0, str(HERE))
-    from stream import machine_info
-
-    command = " ".join([Path(sys.executable).name, "benchmarks/binary.py", *(argv or sys.argv[1:])])
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    started = time.time()
     results: list[dict[str, Any]] = []
     all_runs: list[dict[str, Any]] = []
     for direction in args.directions.split(","):
         for serializer in args.serializers.split(","):
-            send_server = ServerProcess("--send-server", "--serializer", serializer) \
-                if direction == "send" else None
+            send_server = (
+                common.ServerProcess(
+                    [sys.executable, __file__, "--send-server", "--serializer", serializer],
+                    "counting server",
+                )
+                if direction == "send"
+                else None
+            )
             try:
                 for size in sizes:
                     count = max(20, min(MAX_EVENTS, int(args.mib * (1 << 20) / size)))
                     recv_server = (
-                        ServerProcess("--recv-server", "--serializer", serializer,
-                                      "--size", str(size), "--count", str(count))
-                        if direction == "recv" else None
+                        common.ServerProcess(
+                            [
+                                sys.executable,
+                                __file__,
+                                "--recv-server",
+                                "--serializer",
+                                serializer,
+                                "--size",
+                                str(size),
+                                "--count",
+                                str(count),
+                            ],
+                            "binary firehose",
+                        )
+                        if direction == "recv"
+                        else None
                     )
                     url = (send_server or recv_server).url  # type: ignore[union-attr]
                     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
@@ -484,29 +469,54 @@ def main(argv: list[str] | None = None) -> int:
                         for rnd in range(args.rounds):
                             for client in clients:
                                 r = run_worker(
-                                    ["--worker", client, "--direction", direction, "--serializer",
-                                     serializer, "--size", str(size), "--count", str(count),
-                                     "--url", url],
+                                    [
+                                        "--worker",
+                                        client,
+                                        "--direction",
+                                        direction,
+                                        "--serializer",
+                                        serializer,
+                                        "--size",
+                                        str(size),
+                                        "--count",
+                                        str(count),
+                                        "--url",
+                                        url,
+                                    ],
                                     args.timeout,
                                 )
                                 runs[client].append(r)
-                                all_runs.append({"client": client, "direction": direction,
-                                                 "serializer": serializer, "size": size,
-                                                 "round": rnd, **r})
+                                all_runs.append(
+                                    {
+                                        "client": client,
+                                        "direction": direction,
+                                        "serializer": serializer,
+                                        "size": size,
+                                        "round": rnd,
+                                        **r,
+                                    }
+                                )
                                 what = f"{direction} {serializer:<7} {size:>8} B {client:<16}"
                                 if "error" in r:
                                     print(f"{what} ERROR {r['error']}", flush=True)
                                 else:
-                                    print(f"{what} {r['mb_per_s']:9.1f} MB/s "
-                                          f"{r['events_per_s']:10.0f} events/s", flush=True)
+                                    print(
+                                        f"{what} {r['mb_per_s']:9.1f} MB/s "
+                                        f"{r['events_per_s']:10.0f} events/s",
+                                        flush=True,
+                                    )
                     finally:
                         if recv_server is not None:
                             recv_server.stop()
                     for client in clients:
                         ok = [r for r in runs[client] if "error" not in r]
                         row: dict[str, Any] = {
-                            "client": client, "direction": direction, "serializer": serializer,
-                            "size": size, "runs_ok": len(ok), "count": count,
+                            "client": client,
+                            "direction": direction,
+                            "serializer": serializer,
+                            "size": size,
+                            "runs_ok": len(ok),
+                            "count": count,
                         }
                         if ok:
                             row["mb_per_s"] = statistics.median(r["mb_per_s"] for r in ok)
@@ -522,8 +532,16 @@ def main(argv: list[str] | None = None) -> int:
     for row in results:
         if row["client"] != "fastsio" or "mb_per_s" not in row:
             continue
-        ref = next((r for r in results if r["client"] == "raw" and "mb_per_s" in r
-                    and all(r[k] == row[k] for k in ("direction", "serializer", "size"))), None)
+        ref = next(
+            (
+                r
+                for r in results
+                if r["client"] == "raw"
+                and "mb_per_s" in r
+                and all(r[k] == row[k] for k in ("direction", "serializer", "size"))
+            ),
+            None,
+        )
         if ref is None:
             continue
         ratio = row["mb_per_s"] / ref["mb_per_s"]
@@ -533,44 +551,59 @@ def main(argv: list[str] | None = None) -> int:
     for row in results:
         if row["client"] != "fastsio" or "mb_per_s" not in row:
             continue
-        ref = next((r for r in results if r["client"] == "python-socketio" and "mb_per_s" in r
-                    and all(r[k] == row[k] for k in ("direction", "serializer", "size"))), None)
+        ref = next(
+            (
+                r
+                for r in results
+                if r["client"] == "python-socketio"
+                and "mb_per_s" in r
+                and all(r[k] == row[k] for k in ("direction", "serializer", "size"))
+            ),
+            None,
+        )
         if ref is not None:
             row["ratio_vs_python_socketio"] = row["mb_per_s"] / ref["mb_per_s"]
 
     print()
-    print(f"{'dir':<5} {'ser':<8} {'size':>8} {'client':<16} {'MB/s':>9} {'events/s':>10}"
-          f" {'vs raw':>7}")
+    print(
+        f"{'dir':<5} {'ser':<8} {'size':>8} {'client':<16} {'MB/s':>9} {'events/s':>10}"
+        f" {'vs raw':>7}"
+    )
     for r in results:
         if "mb_per_s" in r:
-            print(f"{r['direction']:<5} {r['serializer']:<8} {r['size']:>8} {r['client']:<16} "
-                  f"{r['mb_per_s']:9.1f} {r['events_per_s']:10.0f} "
-                  f"{r.get('ratio_vs_raw', float('nan')):7.2f}")
+            print(
+                f"{r['direction']:<5} {r['serializer']:<8} {r['size']:>8} {r['client']:<16} "
+                f"{r['mb_per_s']:9.1f} {r['events_per_s']:10.0f} "
+                f"{r.get('ratio_vs_raw', float('nan')):7.2f}"
+            )
         else:
-            print(f"{r['direction']:<5} {r['serializer']:<8} {r['size']:>8} {r['client']:<16} "
-                  f"{r.get('error')}")
+            print(
+                f"{r['direction']:<5} {r['serializer']:<8} {r['size']:>8} {r['client']:<16} "
+                f"{r.get('error')}"
+            )
     for name, t in targets.items():
-        print(f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
-              f"{'met' if t['met'] else 'NOT met'}")
+        print(
+            f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
     for path, c in COPIES.items():
         print(f"copies {path}: {c['copies']} ({c['forced']} forced by the protocol)")
-    report = {
-        "benchmark": "binary",
-        "started": started,
-        "command": command,
-        "config": {"sizes": sizes, "rounds": args.rounds, "mib_per_run": args.mib,
-                   "quick": args.quick},
-        "machine": machine_info(),
-        "loadavg": os.getloadavg(),
-        "results": results,
-        "targets": targets,
-        "copies": COPIES,
-        "runs": all_runs,
-    }
-    out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+    common.write_report(
+        common.results_path(args.json_out, args.quick, "binary.json"),
+        "binary",
+        started,
+        {
+            "sizes": sizes,
+            "rounds": args.rounds,
+            "mib_per_run": args.mib,
+            "quick": args.quick,
+            "loadavg": os.getloadavg(),
+        },
+        results=results,
+        targets=targets,
+        copies=COPIES,
+        runs=all_runs,
+    )
     return 0
 
 

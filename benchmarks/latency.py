@@ -35,21 +35,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from array import array
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS_DIR = HERE / "results"
-NODE_CLIENT = HERE / "node" / "latency_client.js"
+import common
+
+NODE_CLIENT = common.NODE_DIR / "latency_client.js"
 DEFAULT_RATES = (10_000, 100_000, 400_000)
 DEFAULT_CLIENTS = ("null", "raw_orjson", "fastsio", "python-socketio", "node")
 WARMUP = 0.2
@@ -59,7 +54,6 @@ CDF_QUANTILES = sorted(
     | {round(0.99 + i / 1000, 4) for i in range(10)}
     | {round(0.999 + i / 10000, 5) for i in range(10)}
 )
-_LISTENING = re.compile(r"^LISTENING (\d+)$")
 
 # ==============================================================================================
 # Server (``latency.py --server --rate R --duration S``)
@@ -219,18 +213,11 @@ async def run_socketio(module: str, url: str, timeout: float) -> dict[str, Any]:
 
 
 def worker_main(name: str, url: str, timeout: float) -> int:
-    import uvloop
-
-    try:
-        if name in ("null", "raw_orjson"):
-            coro = run_picows(name, url, timeout)
-        else:
-            coro = run_socketio("fastsio" if name == "fastsio" else "socketio", url, timeout)
-        result = uvloop.run(coro)
-    except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result), flush=True)
-    return 0
+    if name in ("null", "raw_orjson"):
+        return common.run_worker(run_picows(name, url, timeout))
+    return common.run_worker(
+        run_socketio("fastsio" if name == "fastsio" else "socketio", url, timeout)
+    )
 
 
 # ==============================================================================================
@@ -238,46 +225,12 @@ def worker_main(name: str, url: str, timeout: float) -> int:
 # ==============================================================================================
 
 
-class ServerProcess:
-    def __init__(self, rate: int, duration: float) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--server", "--rate", str(rate), "--duration", str(duration)],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=str(HERE),
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        m = _LISTENING.match(line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{m.group(1)}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def run_client(name: str, url: str, timeout: float) -> dict[str, Any]:
     if name == "node":
         cmd = ["node", str(NODE_CLIENT), url, "--timeout", str(timeout)]
     else:
         cmd = [sys.executable, __file__, "--worker", name, "--url", url, "--timeout", str(timeout)]
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=str(HERE)
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": "worker timed out"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        return {"error": f"no result (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    return common.run_json_worker(cmd, timeout + 30)
 
 
 def median_row(client: str, rate: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -303,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of stream per run")
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 s")
-    parser.add_argument("--json-out", default=str(RESULTS_DIR / "latency.json"))
+    common.add_common_options(parser, "latency.json", "1 round of 1 s")
     parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -319,15 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.duration = 1, 1.0
     rates = [int(r) for r in args.rates.split(",")]
     clients = [c for c in args.clients.split(",") if c]
-    sys.path.insert(0, str(HERE))
-    from stream import machine_info
-
-    command = " ".join([Path(sys.executable).name, "benchmarks/latency.py", *(argv or sys.argv[1:])])
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    started = time.time()
     results: list[dict[str, Any]] = []
     all_runs: list[dict[str, Any]] = []
     for rate in rates:
-        server = ServerProcess(rate, args.duration)
+        server = common.ServerProcess(
+            [
+                sys.executable,
+                __file__,
+                "--server",
+                "--rate",
+                str(rate),
+                "--duration",
+                str(args.duration),
+            ],
+            "paced server",
+        )
         try:
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
             for rnd in range(args.rounds):
@@ -380,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                 "unit": " ms",
                 "null_p99_us": floor["p99_us"] if floor else None,
                 "note": f"fastsio p99; null floor p99 {floor['p99_us'] / 1000:.2f} ms"
-                if floor else "fastsio p99; no null floor measured",
+                if floor
+                else "fastsio p99; no null floor measured",
             }
     print()
     print(f"{'rate/s':>8} {'client':<16} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'recv':>6}")
@@ -394,24 +354,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['rate']:>8} {r['client']:<16} {r.get('error')}")
     for name, t in targets.items():
         unit = t.get("unit", "x")
-        print(f"target {name}: {t['value']:.2f}{unit} ({t['op']} {t['limit']}{unit}): "
-              f"{'met' if t['met'] else 'NOT met'} ({t['note']})")
-    report = {
-        "benchmark": "latency",
-        "started": started,
-        "command": command,
-        "config": {"rates": rates, "rounds": args.rounds, "duration_s": args.duration,
-                   "warmup_fraction": WARMUP, "quick": args.quick},
-        "machine": machine_info(),
-        "loadavg": os.getloadavg(),
-        "results": results,
-        "targets": targets,
-        "runs": all_runs,
-    }
-    out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+        print(
+            f"target {name}: {t['value']:.2f}{unit} ({t['op']} {t['limit']}{unit}): "
+            f"{'met' if t['met'] else 'NOT met'} ({t['note']})"
+        )
+    common.write_report(
+        common.results_path(args.json_out, args.quick, "latency.json"),
+        "latency",
+        started,
+        {
+            "rates": rates,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "warmup_fraction": WARMUP,
+            "quick": args.quick,
+            "loadavg": os.getloadavg(),
+        },
+        results=results,
+        targets=targets,
+        runs=all_runs,
+    )
     return 0
 
 

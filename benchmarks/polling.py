@@ -26,26 +26,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
-import resource
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-RESULTS_DIR = HERE / "results"
+import common
+
 DEFAULT_CLIENTS = ("fastsio", "python-socketio")
 SLOW_CLIENTS = ("python-socketio",)
 #: packets per GET response of the ``fastsio-big`` receive run (python-engineio's client refuses
 #: a payload of more than 16 packets, its ``max_decode_packets``, so the comparison uses 16)
 BIG_BATCH = 1000
 PAYLOAD = {"s": "AAPL", "p": 123.45, "q": 100, "t": 1700000000123}
-_LISTENING = re.compile(r"^LISTENING (\d+)$")
 
 # ==============================================================================================
 # Server
@@ -81,8 +75,15 @@ def server_main(batch: int) -> int:
             sid = f"s{next(next_sid)}"
             sessions[sid] = Session(int(q.get("count", "0")))
             sessions[sid].batch = int(q.get("batch", batch))
-            body = b"0" + orjson.dumps({"sid": sid, "upgrades": [], "pingInterval": 60000,
-                                        "pingTimeout": 60000, "maxPayload": 1_000_000})
+            body = b"0" + orjson.dumps(
+                {
+                    "sid": sid,
+                    "upgrades": [],
+                    "pingInterval": 60000,
+                    "pingTimeout": 60000,
+                    "maxPayload": 1_000_000,
+                }
+            )
             return web.Response(body=body, content_type="text/plain")
         s = sessions.get(sid)
         if s is None:
@@ -154,13 +155,12 @@ def server_main(batch: int) -> int:
 # ==============================================================================================
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+_cpu = common.cpu_s
 
 
-async def sio_run(module: str, url: str, direction: str, count: int, batch: int,
-                  timeout: float) -> dict[str, Any]:
+async def sio_run(
+    module: str, url: str, direction: str, count: int, batch: int, timeout: float
+) -> dict[str, Any]:
     if module == "fastsio":
         import fastsio as socketio
     else:
@@ -199,24 +199,20 @@ async def sio_run(module: str, url: str, direction: str, count: int, batch: int,
     finally:
         await sio.disconnect()
     elapsed = state["t1"] - state["t0"]
-    return {"events": events, "elapsed_s": elapsed,
-            "events_per_s": events / elapsed if elapsed > 0 else None,
-            "cpu_us_per_event": (state["cpu1"] - state["cpu0"]) / events * 1e6}
+    return {
+        "events": events,
+        "elapsed_s": elapsed,
+        "events_per_s": events / elapsed if elapsed > 0 else None,
+        "cpu_us_per_event": (state["cpu1"] - state["cpu0"]) / events * 1e6,
+    }
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    import uvloop
-
     mod = "fastsio" if args.worker.startswith("fastsio") else "socketio"
     batch = BIG_BATCH if args.worker == "fastsio-big" else args.batch
-    try:
-        result = uvloop.run(
-            sio_run(mod, args.url, args.direction, args.count, batch, args.timeout)
-        )
-    except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result), flush=True)
-    return 0
+    return common.run_worker(
+        sio_run(mod, args.url, args.direction, args.count, batch, args.timeout)
+    )
 
 
 # ==============================================================================================
@@ -226,14 +222,7 @@ def worker_main(args: argparse.Namespace) -> int:
 
 def run_worker(extra: list[str], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, __file__, *extra, "--timeout", str(timeout)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
-    except subprocess.TimeoutExpired:
-        return {"error": "worker timed out"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        return {"error": f"no result (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    return common.run_json_worker(cmd, timeout + 30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-count", type=int, default=20_000, help="python-socketio's count")
     parser.add_argument("--batch", type=int, default=16, help="events per GET response")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="1 round, 20k events (5k slow)")
-    parser.add_argument("--json-out", default=str(RESULTS_DIR / "polling.json"))
+    common.add_common_options(parser, "polling.json", "1 round, 20k events (5k slow)")
     parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--direction", help=argparse.SUPPRESS)
@@ -259,44 +247,60 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.count, args.slow_count = 1, 20_000, 5_000
     clients = [c for c in args.clients.split(",") if c]
-    sys.path.insert(0, str(HERE))
-    from stream import machine_info
-
-    command = " ".join([Path(sys.executable).name, "benchmarks/polling.py", *(argv or sys.argv[1:])])
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    server = subprocess.Popen([sys.executable, __file__, "--server", "--batch", str(args.batch)],
-                              stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    m = _LISTENING.match(server.stdout.readline().strip())
-    if not m:
-        server.kill()
-        raise SystemExit("polling server did not start")
-    url = f"http://127.0.0.1:{m.group(1)}"
+    started = time.time()
+    server = common.ServerProcess(
+        [sys.executable, __file__, "--server", "--batch", str(args.batch)], "polling server"
+    )
+    url = server.url
     results: list[dict[str, Any]] = []
     all_runs: list[dict[str, Any]] = []
     try:
         for direction in args.directions.split(","):
-            dclients = clients + ["fastsio-big"] if (
-                direction == "recv" and "fastsio" in clients) else clients
+            dclients = (
+                clients + ["fastsio-big"]
+                if (direction == "recv" and "fastsio" in clients)
+                else clients
+            )
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in dclients}
             for rnd in range(args.rounds):
                 for client in dclients:
                     count = args.slow_count if client in SLOW_CLIENTS else args.count
-                    r = run_worker(["--worker", client, "--direction", direction,
-                                    "--count", str(count), "--batch", str(args.batch),
-                                    "--url", url], args.timeout)
+                    r = run_worker(
+                        [
+                            "--worker",
+                            client,
+                            "--direction",
+                            direction,
+                            "--count",
+                            str(count),
+                            "--batch",
+                            str(args.batch),
+                            "--url",
+                            url,
+                        ],
+                        args.timeout,
+                    )
                     runs[client].append(r)
-                    all_runs.append({"client": client, "direction": direction, "round": rnd,
-                                     "count": count, **r})
+                    all_runs.append(
+                        {
+                            "client": client,
+                            "direction": direction,
+                            "round": rnd,
+                            "count": count,
+                            **r,
+                        }
+                    )
                     if "error" in r:
                         print(f"{direction} {client:<16} ERROR {r['error']}", flush=True)
                     else:
-                        print(f"{direction} {client:<16} {r['events_per_s']:10.0f} events/s "
-                              f"{r['cpu_us_per_event']:7.2f} CPU us/event", flush=True)
+                        print(
+                            f"{direction} {client:<16} {r['events_per_s']:10.0f} events/s "
+                            f"{r['cpu_us_per_event']:7.2f} CPU us/event",
+                            flush=True,
+                        )
             for client in dclients:
                 ok = [r for r in runs[client] if "error" not in r and r.get("events_per_s")]
-                row: dict[str, Any] = {"client": client, "direction": direction,
-                                       "runs_ok": len(ok)}
+                row: dict[str, Any] = {"client": client, "direction": direction, "runs_ok": len(ok)}
                 if ok:
                     row["events_per_s"] = statistics.median(r["events_per_s"] for r in ok)
                     row["cpu_us_per_event"] = statistics.median(r["cpu_us_per_event"] for r in ok)
@@ -304,46 +308,68 @@ def main(argv: list[str] | None = None) -> int:
                     row["error"] = runs[client][-1].get("error")
                 results.append(row)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
     targets: dict[str, Any] = {}
     for direction in args.directions.split(","):
-        fs = next((r for r in results if r["client"] == "fastsio"
-                   and r["direction"] == direction and "events_per_s" in r), None)
-        ps = next((r for r in results if r["client"] == "python-socketio"
-                   and r["direction"] == direction and "events_per_s" in r), None)
+        fs = next(
+            (
+                r
+                for r in results
+                if r["client"] == "fastsio" and r["direction"] == direction and "events_per_s" in r
+            ),
+            None,
+        )
+        ps = next(
+            (
+                r
+                for r in results
+                if r["client"] == "python-socketio"
+                and r["direction"] == direction
+                and "events_per_s" in r
+            ),
+            None,
+        )
         if fs and ps:
             ratio = fs["events_per_s"] / ps["events_per_s"]
             fs["ratio_vs_python_socketio"] = ratio
             targets[f"polling_{direction}_vs_python_socketio"] = {
-                "value": ratio, "op": ">=", "limit": 5, "met": ratio >= 5}
+                "value": ratio,
+                "op": ">=",
+                "limit": 5,
+                "met": ratio >= 5,
+            }
     print()
     for r in results:
         if "events_per_s" in r:
-            print(f"{r['direction']:<5} {r['client']:<16} {r['events_per_s']:10.0f} events/s "
-                  f"{r['cpu_us_per_event']:7.2f} CPU us/event")
+            print(
+                f"{r['direction']:<5} {r['client']:<16} {r['events_per_s']:10.0f} events/s "
+                f"{r['cpu_us_per_event']:7.2f} CPU us/event"
+            )
         else:
             print(f"{r['direction']:<5} {r['client']:<16} {r.get('error')}")
     for name, t in targets.items():
-        print(f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
-              f"{'met' if t['met'] else 'NOT met'}")
-    report = {
-        "benchmark": "polling",
-        "started": started,
-        "command": command,
-        "config": {"count": args.count, "slow_count": args.slow_count, "batch": args.batch,
-                   "rounds": args.rounds, "quick": args.quick},
-        "machine": machine_info(),
-        "loadavg": os.getloadavg(),
-        "results": results,
-        "targets": targets,
-        "runs": all_runs,
-    }
-    out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+        print(
+            f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
+    common.write_report(
+        common.results_path(args.json_out, args.quick, "polling.json"),
+        "polling",
+        started,
+        {
+            "count": args.count,
+            "slow_count": args.slow_count,
+            "batch": args.batch,
+            "big_batch": BIG_BATCH,
+            "rounds": args.rounds,
+            "quick": args.quick,
+            "loadavg": os.getloadavg(),
+        },
+        results=results,
+        targets=targets,
+        runs=all_runs,
+    )
     return 0
 
 

@@ -442,8 +442,11 @@ def _latency_rows(step: Step, report: dict[str, Any]) -> list[Row]:
             step,
             at_rate,
             f"latency at {_rate_label(rate)}",
-            (("p50_us", "p50 us", "lower", "us"), ("p99_us", "p99 us", "lower", "us"),
-             ("p999_us", "p99.9 us", "lower", "us")),
+            (
+                ("p50_us", "p50 us", "lower", "us"),
+                ("p99_us", "p99 us", "lower", "us"),
+                ("p999_us", "p99.9 us", "lower", "us"),
+            ),
         )
     return out
 
@@ -455,13 +458,20 @@ def _size_label(size: int) -> str:
 def _binary_rows(step: Step, report: dict[str, Any]) -> list[Row]:
     results = report.get("results", [])
     out: list[Row] = []
-    cells = sorted({(r["direction"], r["serializer"], r["size"]) for r in results},
-                   key=lambda c: (c[0] != "recv", c[1], c[2]))
+    cells = sorted(
+        {(r["direction"], r["serializer"], r["size"]) for r in results},
+        key=lambda c: (c[0] != "recv", c[1], c[2]),
+    )
     for direction, serializer, size in cells:
-        rows = [r for r in results if (r["direction"], r["serializer"], r["size"]) == (
-            direction, serializer, size)]
-        what = f"binary {direction} {'JSON' if serializer == 'json' else serializer} " \
-               f"{_size_label(size)}"
+        rows = [
+            r
+            for r in results
+            if (r["direction"], r["serializer"], r["size"]) == (direction, serializer, size)
+        ]
+        what = (
+            f"binary {direction} {'JSON' if serializer == 'json' else serializer} "
+            f"{_size_label(size)}"
+        )
         metrics = [("mb_per_s", "MB/s", "higher", "float")]
         if size <= 1024:
             metrics.append(("events_per_s", "events/s", "higher", "rate"))
@@ -474,9 +484,15 @@ def _polling_rows(step: Step, report: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     for direction in ("recv", "send"):
         rows = [r for r in results if r.get("direction") == direction]
-        out += _keyed_rows(step, rows, f"polling {direction}", (
-            ("events_per_s", "events/s", "higher", "rate"),
-            ("cpu_us_per_event", "CPU us/event", "lower", "us")))
+        out += _keyed_rows(
+            step,
+            rows,
+            f"polling {direction}",
+            (
+                ("events_per_s", "events/s", "higher", "rate"),
+                ("cpu_us_per_event", "CPU us/event", "lower", "us"),
+            ),
+        )
     return out
 
 
@@ -873,8 +889,13 @@ def render_latency_chart(path: Path, report: dict[str, Any], footer: str) -> str
                 continue
             qs = [q for q, _ in r["cdf"]]
             us = [max(v, 0.1) for _, v in r["cdf"]]
-            ax.plot(us, qs, label=r["client"], color=client_color(r["client"]),
-                    linestyle="--" if r["client"] in ("null", "raw_orjson") else "-")
+            ax.plot(
+                us,
+                qs,
+                label=r["client"],
+                color=client_color(r["client"]),
+                linestyle="--" if r["client"] in ("null", "raw_orjson") else "-",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("handler entry - server stamp (us, log)", fontsize=8)
         ax.set_ylabel("fraction of events", fontsize=8)
@@ -883,8 +904,11 @@ def render_latency_chart(path: Path, report: dict[str, Any], footer: str) -> str
         ax.grid(True, which="both", linewidth=0.3)
         ax.tick_params(axis="both", labelsize=7)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Latency under load, {report.get('started', '')} "
-                 f"(`{report.get('command', 'latency.py')}`)", fontsize=10)
+    fig.suptitle(
+        f"Latency under load, {report.get('started', '')} "
+        f"(`{report.get('command', 'latency.py')}`)",
+        fontsize=10,
+    )
     fig.text(0.01, 0.005, footer, fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     fig.savefig(path, dpi=110)
