@@ -1,9 +1,8 @@
 """Latency under load: how late an event reaches the handler while a stream runs at a fixed rate.
 
-A paced server (a :class:`fastsio.testing.FirehoseServer` whose stream is paced, in its own
-process) sends ``tick`` events at 10k, 100k and 400k events/s, each carrying the server's
-``time.monotonic_ns()`` taken just before the write as its only argument
-(``42["tick",<ns>]``). Client and server run on the same machine, so CLOCK_MONOTONIC is one
+A paced server (``common.serve_stream``: picows, no fastsio code, in its own process) sends
+``tick`` events at 10k, 100k and 400k events/s, each carrying the server's
+``time.monotonic_ns()`` taken just before the write as its only argument (``42["tick",<ns>]``). Client and server run on the same machine, so CLOCK_MONOTONIC is one
 clock for both (Node's ``process.hrtime`` reads it too). Each client records, at handler entry,
 ``monotonic_ns() - stamp``; the first 20 % of the stream are warm-up and not counted.
 The server writes the events due every millisecond in one write (it wakes about once per
@@ -61,59 +60,35 @@ CDF_QUANTILES = sorted(
 
 
 def server_main(rate: int, duration: float) -> int:
-    import uvloop
+    def done_frame(nsp: str, sent: int) -> bytes:
+        prefix = b"42" if nsp == "/" else b"42" + nsp.encode() + b","
+        return common.ws_frame(prefix + b'["done",%d]' % sent)
 
-    from fastsio import testing
+    async def stream(transport: Any, nsp: str, drained: Any) -> None:
+        write = transport.underlying_transport.write
+        prefix = b'42["tick",' if nsp == "/" else b"42" + nsp.encode() + b',["tick",'
+        frame = common.ws_frame
+        now = time.monotonic_ns
+        await asyncio.sleep(0.3)  # let the client finish connecting
+        t0 = now()
+        end = t0 + int(duration * 1e9)
+        total = int(duration * rate)
+        sent = 0
+        while True:
+            t = now()
+            due = min(int((t - t0) * rate // 1_000_000_000), total) - sent
+            if due > 0:
+                # Stamped just before the write; one write per wake-up. No flow control: a
+                # client that falls behind sees its backlog in its latencies.
+                write(frame(prefix + b"%d]" % now()) * due)
+                sent += due
+            if t >= end:
+                break
+            await asyncio.sleep(0.0005)
+        await asyncio.sleep(0.05)
+        write(done_frame(nsp, sent))
 
-    class PacedConnection(testing._Connection):
-        async def _stream(self, nsp: str) -> None:
-            transport = self.transport
-            write = transport.underlying_transport.write
-            prefix = b'42["tick",' if nsp == "/" else b"42" + nsp.encode() + b',["tick",'
-            encode = testing.encode_ws_frame
-            now = time.monotonic_ns
-            await asyncio.sleep(0.3)  # let the client finish connecting
-            t0 = now()
-            end = t0 + int(duration * 1e9)
-            sent = 0
-            try:
-                while True:
-                    t = now()
-                    if transport.is_disconnected:
-                        return
-                    due = min(int((t - t0) * rate // 1_000_000_000), int(duration * rate)) - sent
-                    if due > 0:
-                        # Stamped just before the write; one write per wake-up.
-                        stamp = now()
-                        write(encode(prefix + b"%d]" % stamp) * due)
-                        sent += due
-                    if t >= end:
-                        break
-                    await asyncio.sleep(0.0005)
-                await asyncio.sleep(0.05)
-                if not transport.is_disconnected and nsp in self.namespaces:
-                    self._send(testing._EVENT, nsp, ["done", sent])
-            finally:
-                self.stream_task = None
-
-    class PacedServer(testing.FirehoseServer):
-        def _route(self, request: Any) -> Any:
-            listener = super()._route(request)
-            if isinstance(listener, testing._Connection):
-                return PacedConnection(self)
-            return listener
-
-    async def serve() -> None:
-        server = PacedServer(count=1, ping_interval=60, ping_timeout=60)
-        await server.start()
-        print(f"LISTENING {server.port}", flush=True)
-        await asyncio.get_running_loop().create_future()
-
-    try:
-        uvloop.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return common.serve_stream(stream)
 
 
 # ==============================================================================================
