@@ -1,6 +1,6 @@
 """Binary throughput: events carrying 1 KiB, 64 KiB and 1 MiB ``bytes``, received and sent.
 
-Receive: a :class:`fastsio.testing.FirehoseServer` (own process) streams ``count`` events
+Receive: a pre-encoded stream (``common.serve_stream``, picows, own process) of ``count`` events
 ``["bin", <bytes>]`` per run, pre-encoded: JSON as a ``451-["bin",{"_placeholder":true,"num":0}]``
 text frame followed by the attachment's binary frame, msgpack as one binary frame (``bin``
 inline). The client's handler gets the ``bytes`` and adds its length; the window runs from the
@@ -84,41 +84,44 @@ COPIES = {
 
 def recv_server_main(serializer: str, size: int, count: int) -> int:
     import msgpack
-    import uvloop
-
-    from fastsio import testing
 
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    is_mp = serializer == "msgpack"
 
-    class BinaryFirehose(testing.FirehoseServer):
-        def _stream_frames(self, nsp: str) -> tuple[bytes, int, int]:
-            if serializer == "msgpack":
-                event = testing.encode_ws_frame(
-                    msgpack.packb({"type": 2, "data": ["bin", payload], "nsp": nsp}), binary=True
-                )
-            else:
-                head = b'451-["bin",{"_placeholder":true,"num":0}]'
-                if nsp != "/":
-                    head = b"451-" + nsp.encode() + b"," + head[4:]
-                event = testing.encode_ws_frame(head) + testing.encode_ws_frame(
-                    payload, binary=True
-                )
-            per_blob = max(1, (256 * 1024) // len(event))
-            return event * per_blob, per_blob, len(event)
+    def event_frames(nsp: str) -> bytes:
+        if is_mp:
+            packet = {"type": 2, "data": ["bin", payload], "nsp": nsp}
+            return common.ws_frame(msgpack.packb(packet), binary=True)
+        head = b'451-["bin",{"_placeholder":true,"num":0}]'
+        if nsp != "/":
+            head = b"451-" + nsp.encode() + b"," + head[4:]
+        return common.ws_frame(head) + common.ws_frame(payload, binary=True)
 
-    async def serve() -> None:
-        server = BinaryFirehose(
-            count=count, serializer=serializer, max_payload=4 << 20, ping_interval=60
-        )
-        await server.start()
-        print(f"LISTENING {server.port}", flush=True)
-        await asyncio.get_running_loop().create_future()
+    def done_frame(nsp: str) -> bytes:
+        if is_mp:
+            packet = {"type": 2, "data": ["done", count], "nsp": nsp}
+            return common.ws_frame(msgpack.packb(packet), binary=True)
+        prefix = b"42" if nsp == "/" else b"42" + nsp.encode() + b","
+        return common.ws_frame(prefix + b'["done",%d]' % count)
 
-    try:
-        uvloop.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    async def stream(transport: Any, nsp: str, drained: Any) -> None:
+        # Pre-encoded: the events repeated into a ~256 KiB blob, written with flow control.
+        event = event_frames(nsp)
+        per_blob = max(1, (256 * 1024) // len(event))
+        blob = event * per_blob
+        write = transport.underlying_transport.write
+        remaining = count
+        while remaining > 0:
+            await drained()
+            if transport.is_disconnected:
+                return
+            n = min(per_blob, remaining)
+            write(blob if n == per_blob else event * n)
+            remaining -= n
+            await asyncio.sleep(0)
+        write(done_frame(nsp))
+
+    return common.serve_stream(stream, msgpack_mode=is_mp)
 
 
 def send_server_main(serializer: str) -> int:
