@@ -31,6 +31,7 @@ Usage::
 
     python benchmarks/polling.py                 # 3 rounds, 50k events (python-socketio 20k)
     python benchmarks/polling.py --quick         # 1 round, 20k events (python-socketio 5k)
+    python benchmarks/polling.py --instructions  # instructions per received record (callgrind)
 """
 
 from __future__ import annotations
@@ -248,6 +249,75 @@ def run_worker(extra: list[str], timeout: float) -> dict[str, Any]:
     return common.run_json_worker(cmd, timeout + 30)
 
 
+# ==============================================================================================
+# Instructions per received record (``polling.py --instructions``): noise-free, needs valgrind
+# ==============================================================================================
+
+RECORD = b'42["tick",{"s":"AAPL","p":123.45,"q":100,"t":1700000000123}]'
+
+
+def feed_records(path: str, n: int) -> int:
+    """Feed ``n`` event records to a Connection, by ``path``: ``record`` (what the polling
+    transport does now, ``feed_poll_record``) or ``decoded`` (what it did before: the record
+    through ``decode_eio_payload``, then ``feed_text(chr(48 + type) + str)``)."""
+    from fastsio._ext import _core
+
+    class Client:
+        def _on_event(self, nsp: str, ack_id: Any, data: Any) -> None:
+            pass
+
+    conn = _core.Connection(Client(), None)
+    conn.poll_sender = lambda data, binary: None
+    decode = _core.decode_eio_payload
+    for _ in range(n):
+        if path == "record":
+            conn.feed_poll_record(RECORD, 1_000_000)
+        else:
+            for t, data in decode(RECORD, max_message_size=1_000_000):
+                conn.feed_text(chr(48 + t) + data)
+    return 0
+
+
+def instructions_main() -> int:
+    """Instructions per record of both paths: callgrind totals at N and 3N records, differenced."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not shutil.which("valgrind"):
+        print("valgrind is not installed")
+        return 1
+    n = 10_000
+    per: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in ("decoded", "record"):
+            totals = []
+            for count in (n, 3 * n):
+                out = f"{tmp}/cg.{path}.{count}"
+                proc = subprocess.run(
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        f"--callgrind-out-file={out}",
+                        sys.executable,
+                        __file__,
+                        "--feed-records",
+                        path,
+                        "--count",
+                        str(count),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                totals.append(int(re.findall(r"Collected : (\d+)", proc.stderr)[-1]))
+            per[path] = (totals[1] - totals[0]) / (2 * n)
+            print(f"{path:<8} {per[path]:8.0f} instructions per record")
+    print(f"record / decoded: {per['record'] / per['decoded']:.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
@@ -257,12 +327,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="events per GET response")
     parser.add_argument("--rounds", type=int, default=3)
     common.add_common_options(parser, "polling.json", "1 round, 20k events (5k slow)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="only count instructions per received record, new path vs old (callgrind)",
+    )
+    parser.add_argument("--feed-records", help=argparse.SUPPRESS)
     parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--direction", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.feed_records:
+        return feed_records(args.feed_records, args.count)
+    if args.instructions:
+        return instructions_main()
     if args.server:
         return server_main(args.batch)
     if args.worker:
