@@ -268,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
                 for client in clients:
                     r = run_client(client, server.url, args.duration + 10)
                     runs[client].append(r)
-                    all_runs.append({"client": client, "rate": rate, "round": rnd, **r})
+                    # Per run: the figures; the CDF is kept for the median run only (results).
+                    all_runs.append(
+                        {"client": client, "rate": rate, "round": rnd}
+                        | {k: v for k, v in r.items() if k != "cdf"}
+                    )
                     if "error" in r:
                         print(f"{rate:>7}/s {client:<16} ERROR {r['error']}", flush=True)
                     else:
