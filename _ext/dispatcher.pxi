@@ -381,6 +381,54 @@ cdef class Dispatcher:
             return
         self._feed_text(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
+    def feed_poll_record(self, bytes record, Py_ssize_t max_message_size=0):
+        """Feed one record of an Engine.IO v4 polling payload (the bytes between two 0x1e).
+
+        Checks what decode_eio_payload checks on one record (empty, type, size, UTF-8, base64)
+        and raises the same errors, but a text record goes to the parser as the bytes it
+        arrived as, as a WebSocket text frame does: no str and back per packet on polling.
+        A ``b`` + base64 record is decoded and fed as a binary message.
+        """
+        cdef const char* buf = PyBytes_AS_STRING(record)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(record)
+        cdef Py_ssize_t i, decoded
+        cdef object raw
+        if size == 0:
+            raise ProtocolError("empty packet in polling payload", b"")
+        if buf[0] == 98:  # 'b': base64 binary message
+            # Refused before decoding: the size base64 announces (exact when well formed).
+            decoded = (size - 1) // 4 * 3 - (
+                2 if size >= 3 and buf[size - 1] == 61 and buf[size - 2] == 61 else
+                1 if buf[size - 1] == 61 else 0)
+            if max_message_size > 0 and decoded > max_message_size:
+                raise _too_large(decoded, max_message_size, "incoming binary message")
+            try:
+                raw = base64.b64decode(record[1:], validate=True)
+            except (ValueError, binascii.Error):
+                raise ProtocolError("invalid base64 in polling payload", _truncated(buf, size)) \
+                    from None
+            if max_message_size > 0 and len(raw) > max_message_size:
+                raise _too_large(len(raw), max_message_size, "incoming binary message")
+            self.feed_binary(raw)
+            return
+        if buf[0] < CHAR_0 + EIO_OPEN or buf[0] > CHAR_0 + EIO_MAX_TYPE:
+            raise ProtocolError("unknown Engine.IO packet type", _truncated(buf, size))
+        if max_message_size > 0 and size > max_message_size:
+            raise _too_large(size, max_message_size, "incoming message")
+        for i in range(size):
+            if <unsigned char>buf[i] >= 0x80:
+                # Not ASCII: the body must still be valid UTF-8, as a decoded payload is.
+                try:
+                    PyUnicode_DecodeUTF8(buf, size, NULL)
+                except UnicodeDecodeError:
+                    raise ProtocolError("polling payload is not valid UTF-8",
+                                        _truncated(buf, size)) from None
+                break
+        if self._must_hold():
+            self._hold(False, buf, size)
+            return
+        self._feed_text(buf, size)
+
     # -- receive --
 
     cdef int _feed_text(self, const char* buf, Py_ssize_t size) except -1:

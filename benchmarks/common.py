@@ -522,3 +522,117 @@ def print_columns(table: Sequence[Sequence[str]], left: int = 1) -> None:
         )
         if i == 0:
             print("  ".join("-" * w for w in widths))
+
+
+# ==============================================================================================
+# A scripted Engine.IO v4 WebSocket server (picows), for benchmarks that shape their own stream
+# ==============================================================================================
+
+
+def ws_frame(payload: bytes, binary: bool = False) -> bytes:
+    """One complete, unmasked (server-to-client) WebSocket frame with FIN set."""
+    first = 0x82 if binary else 0x81
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = bytes((first, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
+#: ``stream(transport, nsp, drained)``: what the server does once a client joined ``nsp``;
+#: ``await drained()`` waits while the transport's write buffer is over its high-water mark.
+StreamScript = Callable[
+    [Any, str, Callable[[], Coroutine[Any, Any, None]]], Coroutine[Any, Any, None]
+]
+
+
+def serve_stream(
+    stream: StreamScript, msgpack_mode: bool = False, max_frame_size: int = 4 << 20
+) -> int:
+    """Serve Engine.IO v4 over WebSocket on a free loopback port (uvloop): the open packet, a
+    CONNECT reply to the first namespace a client joins, then ``stream`` for it. Prints
+    ``LISTENING <port>`` and serves until killed. It decodes nothing but CONNECT packets and
+    never pings (``pingInterval`` 60 s), so it costs next to nothing beyond the stream itself;
+    it shares no code with fastsio."""
+    import msgpack
+    import orjson
+    import uvloop
+    from picows import WSListener, WSMsgType, ws_create_server
+
+    opening = b"0" + orjson.dumps(
+        {
+            "sid": "bench",
+            "upgrades": [],
+            "pingInterval": 60000,
+            "pingTimeout": 60000,
+            "maxPayload": max_frame_size,
+        }
+    )
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: Any) -> None:
+            self.transport = transport
+            self.task: asyncio.Task[None] | None = None
+            self.writable = asyncio.Event()
+            self.writable.set()
+            transport.underlying_transport.set_write_buffer_limits(high=4 << 20, low=1 << 20)
+            transport.send(WSMsgType.TEXT, opening)
+
+        def pause_writing(self) -> None:
+            self.writable.clear()
+
+        def resume_writing(self) -> None:
+            self.writable.set()
+
+        async def drained(self) -> None:
+            await self.writable.wait()
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+                return
+            if self.task is not None or frame.payload_size > 1000:
+                return
+            data = frame.get_payload_as_bytes()
+            nsp = None
+            if frame.msg_type == WSMsgType.TEXT and data[:2] == b"40":
+                rest = data[2:]
+                if rest[:1] == b"/":
+                    nsp = (rest.split(b",", 1)[0]).decode()
+                else:
+                    nsp = "/"
+            elif frame.msg_type == WSMsgType.BINARY and msgpack_mode:
+                pkt = msgpack.unpackb(data)
+                if isinstance(pkt, dict) and pkt.get("type") == 0:
+                    nsp = pkt.get("nsp") or "/"
+            if nsp is None:
+                return
+            if msgpack_mode:
+                reply = {"type": 0, "nsp": nsp, "data": {"sid": "x"}}
+                transport.send(WSMsgType.BINARY, msgpack.packb(reply))
+            else:
+                prefix = b"" if nsp == "/" else nsp.encode() + b","
+                transport.send(WSMsgType.TEXT, b"40" + prefix + b'{"sid":"x"}')
+            self.task = asyncio.get_running_loop().create_task(stream(transport, nsp, self.drained))
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            if self.task is not None:
+                self.task.cancel()
+            self.writable.set()
+
+    async def serve() -> None:
+        server = await ws_create_server(
+            lambda request: Listener(), "127.0.0.1", 0, max_frame_size=max_frame_size
+        )
+        print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+    try:
+        uvloop.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0

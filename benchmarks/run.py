@@ -15,6 +15,9 @@ codec           ``codec.py``                                      ``codec.json``
 memory          ``memory.py``                                     ``memory.json``
 conns           ``conns.py``                                      ``conns.json``
 publish         ``publish.py``                                    ``publish.json``
+latency         ``latency.py``                                    ``latency.json``
+binary          ``binary.py``                                     ``binary.json``
+polling         ``polling.py``                                    ``polling.json``
 ==============  ================================================  ===========================
 
 The scripts share ``common.py`` (server processes, workers, report JSON, columns; see its
@@ -28,7 +31,8 @@ Then the runner reads the results files and writes, in ``results/`` (``results/q
   status of every step, the machine and the exact command;
 - ``latest.md``: the table in Markdown, with the command and the machine, ready for the README;
 - ``latest.png``: one bar chart per row of the table (needs matplotlib: ``pip install
-  matplotlib``; without it the chart is skipped with a note).
+  matplotlib``; without it the chart is skipped with a note);
+- ``latency-cdf.png``: the latency benchmark's CDFs, one panel per rate, one line per client.
 
 Rows are metrics, columns are clients; the last columns say how many times better fastsio
 (``AsyncClient`` on uvloop) is than ``raw``, python-socketio and Node socket.io-client, oriented
@@ -133,6 +137,9 @@ def make_steps() -> list[Step]:
             "conns",
         ),
         Step("publish", "publish.py", [], "publish.json", "publish"),
+        Step("latency", "latency.py", [], "latency.json", "latency"),
+        Step("binary", "binary.py", [], "binary.json", "binary"),
+        Step("polling", "polling.py", [], "polling.json", "polling"),
     ]
 
 
@@ -277,12 +284,14 @@ def collect_step(step: Step, out_dir: Path) -> None:
 # ==============================================================================================
 
 CLIENT_ORDER = (
+    "null",
     "raw",
     "raw-noafn",
     "raw_orjson",
     "raw-await",
     "fastsio",
     "fastsio-batch",
+    "fastsio-big",
     "fastsio-asyncio",
     "fastsio-sync",
     "python-socketio",
@@ -447,7 +456,80 @@ def rows_from_report(step: Step) -> list[Row]:
         if report.get("config", {}).get("server_version") == 2:
             where = where.replace("(", "(socket.io 2.5 server, ") if where else " (socket.io 2.5)"
         return _keyed_rows(step, report.get("results", []), f"rtt{where}", RTT_METRICS)
+    if bench == "latency":
+        return _latency_rows(step, report)
+    if bench == "binary":
+        return _binary_rows(step, report)
+    if bench == "polling":
+        return _polling_rows(step, report)
     return _generic_rows(step, report, bench)
+
+
+def _rate_label(rate: float) -> str:
+    return f"{rate / 1000:.0f}k/s"
+
+
+def _latency_rows(step: Step, report: dict[str, Any]) -> list[Row]:
+    results = report.get("results", [])
+    out: list[Row] = []
+    for rate in sorted({r["rate"] for r in results if "rate" in r}):
+        at_rate = [r for r in results if r.get("rate") == rate]
+        out += _keyed_rows(
+            step,
+            at_rate,
+            f"latency at {_rate_label(rate)}",
+            (
+                ("p50_us", "p50 us", "lower", "us"),
+                ("p99_us", "p99 us", "lower", "us"),
+                ("p999_us", "p99.9 us", "lower", "us"),
+            ),
+        )
+    return out
+
+
+def _size_label(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+
+
+def _binary_rows(step: Step, report: dict[str, Any]) -> list[Row]:
+    results = report.get("results", [])
+    out: list[Row] = []
+    cells = sorted(
+        {(r["direction"], r["serializer"], r["size"]) for r in results},
+        key=lambda c: (c[0] != "recv", c[1], c[2]),
+    )
+    for direction, serializer, size in cells:
+        rows = [
+            r
+            for r in results
+            if (r["direction"], r["serializer"], r["size"]) == (direction, serializer, size)
+        ]
+        what = (
+            f"binary {direction} {'JSON' if serializer == 'json' else serializer} "
+            f"{_size_label(size)}"
+        )
+        metrics = [("mb_per_s", "MB/s", "higher", "float")]
+        if size <= 1024:
+            metrics.append(("events_per_s", "events/s", "higher", "rate"))
+        out += _keyed_rows(step, rows, what, metrics)
+    return out
+
+
+def _polling_rows(step: Step, report: dict[str, Any]) -> list[Row]:
+    results = report.get("results", [])
+    out: list[Row] = []
+    for direction in ("recv", "send"):
+        rows = [r for r in results if r.get("direction") == direction]
+        out += _keyed_rows(
+            step,
+            rows,
+            f"polling {direction}",
+            (
+                ("events_per_s", "events/s", "higher", "rate"),
+                ("cpu_us_per_event", "CPU us/event", "lower", "us"),
+            ),
+        )
+    return out
 
 
 def _keyed_rows(
@@ -694,10 +776,11 @@ def targets_summary(steps: list[Step]) -> list[str]:
             elif "op" in t and t.get("value") is not None:
                 unit = t.get("unit", "x")
                 sep = " " if len(unit) > 1 else ""
+                extra = f" ({t['note']})" if t.get("note") else ""
                 lines.append(
                     f"{step.name}: {name} {t['value']:.2f}{sep}{unit} "
                     f"(target {t['op']} {t['limit']}{sep}{unit}): "
-                    f"{'met' if t.get('met') else 'NOT met'}"
+                    f"{'met' if t.get('met') else 'NOT met'}{extra}"
                 )
             elif "min_speedup" in t and t.get("speedup") is not None:
                 lines.append(
@@ -826,6 +909,53 @@ def render_chart(path: Path, rows: list[Row], title: str, footer: str) -> str | 
     return None
 
 
+def render_latency_chart(path: Path, report: dict[str, Any], footer: str) -> str | None:
+    """Latency CDFs: one panel per rate, one line per client (x: microseconds, log scale)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: latency chart skipped"
+    results = [r for r in report.get("results", []) if r.get("cdf")]
+    rates = sorted({r["rate"] for r in results})
+    if not rates:
+        return "no latency CDFs to chart"
+    fig, axes = plt.subplots(1, len(rates), figsize=(6.2 * len(rates), 4.6), squeeze=False)
+    for ax, rate in zip(axes[0], rates, strict=True):
+        for r in results:
+            if r["rate"] != rate:
+                continue
+            qs = [q for q, _ in r["cdf"]]
+            us = [max(v, 0.1) for _, v in r["cdf"]]
+            ax.plot(
+                us,
+                qs,
+                label=r["client"],
+                color=client_color(r["client"]),
+                linestyle="--" if r["client"] in ("null", "raw_orjson") else "-",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("handler entry - server stamp (us, log)", fontsize=8)
+        ax.set_ylabel("fraction of events", fontsize=8)
+        ax.set_title(f"{_rate_label(rate)} events/s", fontsize=10)
+        ax.axhline(0.99, color="#cccccc", linewidth=0.8)
+        ax.grid(True, which="both", linewidth=0.3)
+        ax.tick_params(axis="both", labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        f"Latency under load, {report.get('started', '')} "
+        f"(`{report.get('command', 'latency.py')}`)",
+        fontsize=10,
+    )
+    fig.text(0.01, 0.005, footer, fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
 # ==============================================================================================
 # Main
 # ==============================================================================================
@@ -933,9 +1063,22 @@ def main(argv: list[str] | None = None) -> int:
             chart_path = None
     if chart_note:
         print(f"\nnote: {chart_note}")
+    latency_chart: Path | None = None
+    latency_step = next((s for s in steps if s.name == "latency" and s.report), None)
+    if latency_step is not None and not args.no_chart:
+        latency_chart = out_dir / "latency-cdf.png"
+        why = render_latency_chart(
+            latency_chart, latency_step.report or {}, f"{command}  |  {machine_summary(machine)}"
+        )
+        if why:
+            print(f"note: {why}")
+            latency_chart = None
 
     md_path = out_dir / "latest.md"
     write_markdown(md_path, header, body, steps, command, when, machine, args.quick, chart_path)
+    if latency_chart is not None:
+        with open(md_path, "a") as md:
+            md.write(f"\n![latency under load]({rel(latency_chart)})\n")
     report = {
         "benchmark": "all",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -975,6 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": targets_summary(steps),
         "chart": rel(chart_path) if chart_path else None,
+        "latency_chart": rel(latency_chart) if latency_chart else None,
         "chart_note": chart_note,
         "reports": {s.name: strip_runs(s.report) for s in steps if s.report is not None},
     }

@@ -5,8 +5,9 @@
   classes among them, needs a docstring, and the API reference (docs/api/) must render it. A
   miss is a warning, so ``mkdocs build --strict`` fails. mkdocstrings alone renders an
   undocumented name silently and a name nobody added to the reference not at all.
-- The benchmark chart is served from ``benchmarks/results/latest.png`` (where the benchmarks
-  write it and README.md shows it), not from a copy under docs/.
+- The benchmark charts are served from ``benchmarks/results/`` (``latest.png``,
+  ``latency-cdf.png``: where the benchmarks write them and README.md shows them), not from
+  copies under docs/.
 - ``SphinxRoles`` (mkdocstrings' griffe extension, see mkdocs.yml) turns the docstrings'
   reST into what Markdown renders: ``:class:`X``` roles into code spans, ``::`` literal blocks
   into fenced code blocks.
@@ -24,7 +25,7 @@ import griffe
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 API_DIR = ROOT / "docs" / "api"
-CHART = "benchmarks/results/latest.png"
+CHARTS = ("benchmarks/results/latest.png", "benchmarks/results/latency-cdf.png")
 PUBLIC_MODULES = ("fastsio", "fastsio.exceptions", "fastsio.testing", "fastsio.contrib.locust")
 
 # Public methods that still lack a docstring, in files other work is changing (the sync client
@@ -151,12 +152,13 @@ def on_pre_build(config: Any) -> None:
 def on_files(files: Any, config: Any) -> Any:
     from mkdocs.structure.files import File
 
-    files.append(
-        File(
-            CHART,
-            src_dir=str(ROOT),
-            dest_dir=config["site_dir"],
-            use_directory_urls=config["use_directory_urls"],
+    for chart in CHARTS:
+        files.append(
+            File(
+                chart,
+                src_dir=str(ROOT),
+                dest_dir=config["site_dir"],
+                use_directory_urls=config["use_directory_urls"],
+            )
         )
-    )
     return files

@@ -1,0 +1,506 @@
+"""Long-polling throughput: events/s received and sent over HTTP long-polling only.
+
+The server is a minimal aiohttp Engine.IO v4 polling endpoint in its own process, built not to
+be the bottleneck:
+
+- receive: after the client's CONNECT, every GET is answered at once with ``--batch``
+  pre-encoded events joined by ``\\x1e`` (one string built once), until ``count`` events went
+  out, then ``42["done",count]``;
+- send: every POST body is split on ``\\x1e`` and its records counted; an ack-requesting
+  ``done`` event (the client's final ``call``) is answered with an ACK on the pending GET.
+
+Clients (``transports=['polling']``, one at a time, interleaved over the rounds): ``fastsio``
+and ``python-socketio`` ``AsyncClient`` (uvloop). Receive: events/s from the first event to
+``done``, as seen by the handler. Send: ``count`` fire-and-forget ``emit``s then one ``call``
+whose ack ends the window (the server acks it after counting every earlier record).
+Reported: events/s (median of the rounds), client CPU us/event.
+
+Packets per HTTP request decide these figures, and python-engineio caps them at 16 both ways
+(``Payload.max_decode_packets``): its client aborts the connection on a GET response of more
+than 16 packets, and its server drops a POST of more than 16 without an error (the POST
+handler's bare ``except`` answers 200). So the receive comparison runs at 16 packets per GET,
+and fastsio sends at most 16 per POST (a cap it keeps for those servers), while
+python-socketio's client puts everything queued into one POST (which a python-socketio server
+would drop). ``fastsio-big`` shows the same client without that limit: receiving 1000 packets
+per GET (what a Node server sends to a busy client), and sending with the per-POST cap raised
+to 1000 (patched in the worker: Node servers have no count limit).
+
+Targets: fastsio >= 5x python-socketio, both directions, events/s.
+
+Usage::
+
+    python benchmarks/polling.py                 # 3 rounds, 50k events (python-socketio 20k)
+    python benchmarks/polling.py --quick         # 1 round, 20k events (python-socketio 5k)
+    python benchmarks/polling.py --instructions  # instructions per received record (callgrind)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import common
+
+DEFAULT_CLIENTS = ("fastsio", "python-socketio")
+SLOW_CLIENTS = ("python-socketio",)
+#: packets per GET response of ``fastsio-big`` receiving, and its per-POST cap sending
+BIG_BATCH = 1000
+PAYLOAD = {"s": "AAPL", "p": 123.45, "q": 100, "t": 1700000000123}
+
+# ==============================================================================================
+# Server
+# ==============================================================================================
+
+
+def server_main(batch: int) -> int:
+    import orjson
+    import uvloop
+    from aiohttp import web
+
+    event = b"4" + b"2" + orjson.dumps(["tick", PAYLOAD])
+    chunks: dict[int, bytes] = {}
+
+    class Session:
+        def __init__(self, count: int) -> None:
+            self.remaining = count  # events still to stream (receive mode)
+            self.count = count
+            self.streaming = False
+            self.out: list[bytes] = []
+            self.wake = asyncio.Event()
+            self.received = 0
+            self.closed = False
+            self.batch = batch
+
+    sessions: dict[str, Session] = {}
+    next_sid = iter(range(1, 1 << 62))
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        q = request.query
+        sid = q.get("sid")
+        if sid is None:
+            sid = f"s{next(next_sid)}"
+            sessions[sid] = Session(int(q.get("count", "0")))
+            sessions[sid].batch = int(q.get("batch", batch))
+            body = b"0" + orjson.dumps(
+                {
+                    "sid": sid,
+                    "upgrades": [],
+                    "pingInterval": 60000,
+                    "pingTimeout": 60000,
+                    "maxPayload": 1_000_000,
+                }
+            )
+            return web.Response(body=body, content_type="text/plain")
+        s = sessions.get(sid)
+        if s is None:
+            return web.Response(status=400, text='{"code":1,"message":"Session ID unknown"}')
+        if request.method == "POST":
+            data = await request.read()
+            records = data.split(b"\x1e")
+            for rec in records:
+                if rec[:2] == b"42":
+                    s.received += 1
+                    if b'"done"' in rec[:40]:
+                        i = 2
+                        while rec[i : i + 1].isdigit():
+                            i += 1
+                        s.out.append(b"43" + rec[2:i] + b"[%d]" % s.received)
+                elif rec[:2] == b"40":
+                    s.out.append(b'40{"sid":"x"}')
+                    s.streaming = s.count > 0
+                elif rec[:1] == b"1":
+                    s.closed = True
+            s.wake.set()
+            return web.Response(text="ok", content_type="text/plain")
+        # GET: queued control packets first, then a chunk of the stream
+        while not s.out and not (s.streaming and s.remaining > 0) and not s.closed:
+            s.wake.clear()
+            try:
+                await asyncio.wait_for(s.wake.wait(), 20)
+            except asyncio.TimeoutError:
+                return web.Response(body=b"6", content_type="text/plain")
+        if s.closed:
+            sessions.pop(sid, None)
+            return web.Response(body=b"1", content_type="text/plain")
+        if s.out:
+            body = b"\x1e".join(s.out)
+            s.out.clear()
+        else:
+            n = s.batch
+            if s.remaining >= n:
+                body = chunks.get(n) or chunks.setdefault(n, b"\x1e".join([event] * n))
+                s.remaining -= n
+            else:
+                body = b"\x1e".join([event] * s.remaining)
+                s.remaining = 0
+            if s.remaining == 0:
+                # ``done`` in the next response: this one holds the batch size already.
+                s.out.append(b'42["done",%d]' % s.count)
+                s.streaming = False
+        return web.Response(body=body, content_type="text/plain")
+
+    async def serve() -> None:
+        app = web.Application(client_max_size=16 << 20)
+        app.router.add_route("*", "/socket.io/", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"LISTENING {port}", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+    try:
+        uvloop.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# ==============================================================================================
+# Workers
+# ==============================================================================================
+
+
+_cpu = common.cpu_s
+
+
+async def sio_run(
+    module: str, url: str, direction: str, count: int, batch: int, timeout: float
+) -> dict[str, Any]:
+    if module == "fastsio":
+        import fastsio as socketio
+    else:
+        import socketio  # type: ignore[no-redef]
+
+    if module == "fastsio" and batch == BIG_BATCH and direction == "send":
+        # fastsio-big sending: what the 16-packets-per-POST cap costs. The cap exists because
+        # python-engineio servers drop a larger POST without an error; Node's have no cap.
+        import importlib
+
+        for name in ("fastsio.transports.polling", "fastsio.engine"):
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:
+                continue
+            if hasattr(mod, "MAX_PACKETS_PER_POST"):
+                mod.MAX_PACKETS_PER_POST = BIG_BATCH
+    state = {"events": 0, "t0": 0.0, "t1": 0.0, "cpu0": 0.0, "cpu1": 0.0}
+    finished = asyncio.Event()
+    sio = socketio.AsyncClient()
+
+    @sio.on("tick")
+    def tick(data: Any) -> None:
+        if not state["events"]:
+            state["t0"], state["cpu0"] = time.perf_counter(), _cpu()
+        state["events"] += 1
+
+    @sio.on("done")
+    def done(n: int) -> None:
+        state["t1"], state["cpu1"] = time.perf_counter(), _cpu()
+        finished.set()
+
+    query = f"?count={count}&batch={batch}" if direction == "recv" else ""
+    await sio.connect(url + query, transports=["polling"])
+    try:
+        if direction == "recv":
+            await asyncio.wait_for(finished.wait(), timeout)
+            events = state["events"]
+        else:
+            state["t0"], state["cpu0"] = time.perf_counter(), _cpu()
+            for _ in range(count):
+                await sio.emit("tick", PAYLOAD)
+            got = await sio.call("done", timeout=timeout)
+            state["t1"], state["cpu1"] = time.perf_counter(), _cpu()
+            events = count
+            if got != count + 1:
+                return {"error": f"server counted {got} events, expected {count + 1}"}
+    finally:
+        await sio.disconnect()
+    elapsed = state["t1"] - state["t0"]
+    return {
+        "events": events,
+        "elapsed_s": elapsed,
+        "events_per_s": events / elapsed if elapsed > 0 else None,
+        "cpu_us_per_event": (state["cpu1"] - state["cpu0"]) / events * 1e6,
+    }
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    mod = "fastsio" if args.worker.startswith("fastsio") else "socketio"
+    batch = BIG_BATCH if args.worker == "fastsio-big" else args.batch
+    return common.run_worker(
+        sio_run(mod, args.url, args.direction, args.count, batch, args.timeout)
+    )
+
+
+# ==============================================================================================
+# Parent
+# ==============================================================================================
+
+
+def run_worker(extra: list[str], timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, *extra, "--timeout", str(timeout)]
+    return common.run_json_worker(cmd, timeout + 30)
+
+
+# ==============================================================================================
+# Instructions per received record (``polling.py --instructions``): noise-free, needs valgrind
+# ==============================================================================================
+
+RECORD = b'42["tick",{"s":"AAPL","p":123.45,"q":100,"t":1700000000123}]'
+
+
+def feed_records(path: str, n: int) -> int:
+    """Feed ``n`` event records to a Connection, by ``path``: ``record`` (what the polling
+    transport does now, ``feed_poll_record``) or ``decoded`` (what it did before: the record
+    through ``decode_eio_payload``, then ``feed_text(chr(48 + type) + str)``)."""
+    from fastsio._ext import _core
+
+    class Client:
+        def _on_event(self, nsp: str, ack_id: Any, data: Any) -> None:
+            pass
+
+    conn = _core.Connection(Client(), None)
+    conn.poll_sender = lambda data, binary: None
+    decode = _core.decode_eio_payload
+    for _ in range(n):
+        if path == "record":
+            conn.feed_poll_record(RECORD, 1_000_000)
+        else:
+            for t, data in decode(RECORD, max_message_size=1_000_000):
+                conn.feed_text(chr(48 + t) + data)
+    return 0
+
+
+def instructions_main() -> int:
+    """Instructions per record of both paths: callgrind totals at N and 3N records, differenced."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not shutil.which("valgrind"):
+        print("valgrind is not installed")
+        return 1
+    n = 10_000
+    per: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in ("decoded", "record"):
+            totals = []
+            for count in (n, 3 * n):
+                out = f"{tmp}/cg.{path}.{count}"
+                proc = subprocess.run(
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        f"--callgrind-out-file={out}",
+                        sys.executable,
+                        __file__,
+                        "--feed-records",
+                        path,
+                        "--count",
+                        str(count),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                totals.append(int(re.findall(r"Collected : (\d+)", proc.stderr)[-1]))
+            per[path] = (totals[1] - totals[0]) / (2 * n)
+            print(f"{path:<8} {per[path]:8.0f} instructions per record")
+    print(f"record / decoded: {per['record'] / per['decoded']:.2f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
+    parser.add_argument("--directions", default="recv,send")
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--slow-count", type=int, default=20_000, help="python-socketio's count")
+    parser.add_argument("--batch", type=int, default=16, help="events per GET response")
+    parser.add_argument("--rounds", type=int, default=3)
+    common.add_common_options(parser, "polling.json", "1 round, 20k events (5k slow)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="only count instructions per received record, new path vs old (callgrind)",
+    )
+    parser.add_argument("--feed-records", help=argparse.SUPPRESS)
+    parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--direction", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.feed_records:
+        return feed_records(args.feed_records, args.count)
+    if args.instructions:
+        return instructions_main()
+    if args.server:
+        return server_main(args.batch)
+    if args.worker:
+        return worker_main(args)
+    if args.quick:
+        args.rounds, args.count, args.slow_count = 1, 20_000, 5_000
+    clients = [c for c in args.clients.split(",") if c]
+    started = time.time()
+    server = common.ServerProcess(
+        [sys.executable, __file__, "--server", "--batch", str(args.batch)], "polling server"
+    )
+    url = server.url
+    results: list[dict[str, Any]] = []
+    all_runs: list[dict[str, Any]] = []
+    try:
+        for direction in args.directions.split(","):
+            dclients = clients + ["fastsio-big"] if "fastsio" in clients else clients
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in dclients}
+            for rnd in range(args.rounds):
+                for client in dclients:
+                    count = args.slow_count if client in SLOW_CLIENTS else args.count
+                    r = run_worker(
+                        [
+                            "--worker",
+                            client,
+                            "--direction",
+                            direction,
+                            "--count",
+                            str(count),
+                            "--batch",
+                            str(args.batch),
+                            "--url",
+                            url,
+                        ],
+                        args.timeout,
+                    )
+                    runs[client].append(r)
+                    all_runs.append(
+                        {
+                            "client": client,
+                            "direction": direction,
+                            "round": rnd,
+                            "count": count,
+                            **r,
+                        }
+                    )
+                    if "error" in r:
+                        print(f"{direction} {client:<16} ERROR {r['error']}", flush=True)
+                    else:
+                        print(
+                            f"{direction} {client:<16} {r['events_per_s']:10.0f} events/s "
+                            f"{r['cpu_us_per_event']:7.2f} CPU us/event",
+                            flush=True,
+                        )
+            for client in dclients:
+                ok = [r for r in runs[client] if "error" not in r and r.get("events_per_s")]
+                row: dict[str, Any] = {"client": client, "direction": direction, "runs_ok": len(ok)}
+                if ok:
+                    row["events_per_s"] = statistics.median(r["events_per_s"] for r in ok)
+                    row["cpu_us_per_event"] = statistics.median(r["cpu_us_per_event"] for r in ok)
+                else:
+                    row["error"] = runs[client][-1].get("error")
+                results.append(row)
+    finally:
+        server.stop()
+
+    targets: dict[str, Any] = {}
+    for direction in args.directions.split(","):
+        fs = next(
+            (
+                r
+                for r in results
+                if r["client"] == "fastsio" and r["direction"] == direction and "events_per_s" in r
+            ),
+            None,
+        )
+        ps = next(
+            (
+                r
+                for r in results
+                if r["client"] == "python-socketio"
+                and r["direction"] == direction
+                and "events_per_s" in r
+            ),
+            None,
+        )
+        big = next(
+            (
+                r
+                for r in results
+                if r["client"] == "fastsio-big"
+                and r["direction"] == direction
+                and "events_per_s" in r
+            ),
+            None,
+        )
+        if fs and ps:
+            ratio = fs["events_per_s"] / ps["events_per_s"]
+            fs["ratio_vs_python_socketio"] = ratio
+            targets[f"polling_{direction}_vs_python_socketio"] = {
+                "value": ratio,
+                "op": ">=",
+                "limit": 5,
+                "met": ratio >= 5,
+                "note": "16 packets per "
+                + (
+                    "GET for both"
+                    if direction == "recv"
+                    else "POST for fastsio, unbounded for python-socketio"
+                )
+                + "; CPU per event, python-socketio / fastsio: "
+                + f"{ps['cpu_us_per_event'] / fs['cpu_us_per_event']:.1f}x",
+            }
+        if big and ps:
+            ratio = big["events_per_s"] / ps["events_per_s"]
+            big["ratio_vs_python_socketio"] = ratio
+            targets[f"polling_{direction}_big_vs_python_socketio"] = {
+                "value": ratio,
+                "op": ">=",
+                "limit": 5,
+                "met": ratio >= 5,
+                "note": f"fastsio at {BIG_BATCH} packets per "
+                + ("GET" if direction == "recv" else "POST")
+                + " (python-engineio refuses more than 16)",
+            }
+    print()
+    for r in results:
+        if "events_per_s" in r:
+            print(
+                f"{r['direction']:<5} {r['client']:<16} {r['events_per_s']:10.0f} events/s "
+                f"{r['cpu_us_per_event']:7.2f} CPU us/event"
+            )
+        else:
+            print(f"{r['direction']:<5} {r['client']:<16} {r.get('error')}")
+    for name, t in targets.items():
+        print(
+            f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
+            f"{'met' if t['met'] else 'NOT met'} ({t['note']})"
+        )
+    common.write_report(
+        common.results_path(args.json_out, args.quick, "polling.json"),
+        "polling",
+        started,
+        {
+            "count": args.count,
+            "slow_count": args.slow_count,
+            "batch": args.batch,
+            "big_batch": BIG_BATCH,
+            "rounds": args.rounds,
+            "quick": args.quick,
+            "loadavg": os.getloadavg(),
+        },
+        results=results,
+        targets=targets,
+        runs=all_runs,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
