@@ -70,7 +70,9 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "machine": platform.machine()}
-    for dist in ("fastsio", "orjson", "msgpack", "picows", "Cython"):
+    # Not the venv's Cython: pip builds fastsio with the Cython of its isolated build
+    # environment (pyproject's build-system), whatever the venv holds.
+    for dist in ("fastsio", "orjson", "msgpack", "picows"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
