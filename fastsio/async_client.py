@@ -199,12 +199,10 @@ class AsyncClient:
         self._handlers = HandlerTable(
             self.logger,
             self.reserved_events,
-            lambda nsp, ack_id, result, session: self.lifecycle.send_ack(
-                nsp, ack_id, result, session
-            ),
-            lambda: self.lifecycle.eio,
-            lambda: self.lifecycle.pause_reading(),
-            lambda: self.lifecycle.resume_reading(),
+            self._send_ack,
+            self._current_eio,
+            self._pause_reading,
+            self._resume_reading,
             max_pending_handlers,
         )
         self.handlers = self._handlers.handlers
@@ -226,8 +224,8 @@ class AsyncClient:
         self.outbox = Outbox(
             self._conn,
             self.logger,
-            lambda nsp: self.lifecycle.writable(nsp),
-            lambda h, args, event, nsp: self._handlers.invoke(h, args, event, nsp, None),
+            self._writable,
+            self._invoke_callback,
             max_buffer=max_buffer,
             buffer_policy=buffer_policy,
             retries=retries,
@@ -240,7 +238,7 @@ class AsyncClient:
             self.logger,
             self._trigger_event,
             self._spawn,
-            lambda: self._reconnector.running(),
+            self._reconnecting,
             self._handlers.session_ended,
             strip_offsets=strip_offsets,
             buffer_when_disconnected=buffer_when_disconnected,
@@ -250,9 +248,9 @@ class AsyncClient:
             self,
             self.logger,
             self._connect_once,
-            lambda: self.lifecycle.final,
+            self._final,
             self.lifecycle.close_session,
-            lambda reason: self.lifecycle.stop_for_good(reason, list(self.connection_namespaces)),
+            self._stop_for_good,
             self._trigger_event,
         )
 
@@ -263,6 +261,35 @@ class AsyncClient:
         self.socketio_path: str = "socket.io"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wait_timeout: float = 1
+
+    # The parts' late-bound views of each other (bound methods, not closures: a client holds
+    # one of each, and idle clients are counted by the thousand).
+    def _send_ack(self, nsp: str, ack_id: int, result: Any, session: Any) -> None:
+        self.lifecycle.send_ack(nsp, ack_id, result, session)
+
+    def _current_eio(self) -> Any:
+        return self.lifecycle.eio
+
+    def _pause_reading(self) -> bool:
+        return self.lifecycle.pause_reading()
+
+    def _resume_reading(self) -> None:
+        self.lifecycle.resume_reading()
+
+    def _writable(self, nsp: str) -> bool:
+        return self.lifecycle.writable(nsp)
+
+    def _invoke_callback(self, h: Any, args: Any, event: str, nsp: str) -> Any:
+        return self._handlers.invoke(h, args, event, nsp, None)
+
+    def _reconnecting(self) -> bool:
+        return self._reconnector.running()
+
+    def _final(self) -> bool:
+        return self.lifecycle.final
+
+    def _stop_for_good(self, reason: Any) -> Any:
+        return self.lifecycle.stop_for_good(reason, list(self.connection_namespaces))
 
     # -- state, kept by the namespace life cycle (python-socketio's attribute names) -----
 
