@@ -150,8 +150,10 @@ cdef class FrameWriter:
             return  # as picows's send(): nothing is written after a CLOSE
         self.writes += 1
         self.ws._fast_write(self._buf, n)
-        if self._cap > (1 << 20):
-            # Do not keep a big frame's buffer for the rest of the connection.
+        if self._cap > (1 << 20) or n < 2048:
+            # Do not keep a big frame's buffer for the rest of the connection, nor a buffer
+            # for a link that writes little (pongs, a lone emit): idle connections are counted
+            # by the thousand, and one allocation is small next to the write system call.
             PyMem_Free(self._buf)
             self._buf = NULL
             self._cap = 0
