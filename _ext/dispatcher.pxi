@@ -144,8 +144,12 @@ cdef class Dispatcher:
         self.poll_sender = None
 
     cdef int _drop_writer(self) except -1:
-        # The link is gone: what it did not write is dropped, emitters waiting are released.
+        # The link is given up: what is queued is written if the transport still takes it, then
+        # emitters waiting are released.
         if self._writer is not None:
+            # What was sent before the link was given up still goes out (picows's send()
+            # wrote at once); flush() writes nothing once the link is closed or a CLOSE left.
+            self._writer.flush()
             self._writer.discard()
             self._writer = None
         return 0
@@ -832,7 +836,7 @@ cdef class Dispatcher:
         (the caller should wait for wait_writable()).
         """
         cdef list payload
-        if type(data) is tuple:
+        if isinstance(data, tuple):  # a namedtuple too: several arguments, as args_of()
             payload = [event]
             payload.extend(<tuple>data)
         elif data is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from picows import (
@@ -24,6 +24,14 @@ from picows import (
 from support.core_fakes import CoreRecorder
 
 from fastsio._ext._core import ACK, EVENT, Dispatcher, EngineListener
+from fastsio.delivery import args_of
+from fastsio.exceptions import DisconnectedError
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,12 +175,39 @@ async def test_close_after_a_burst_sends_everything_queued_before_it(link: Any) 
     assert server.closed_after == 500
 
 
-async def test_nothing_is_written_after_the_link_is_detached(link: Any) -> None:
+async def test_frames_sent_before_the_link_is_given_up_still_go_out(link: Any) -> None:
+    # The engine gives a link up (a parse error later in the same read, a ping timeout) in the
+    # loop turn a handler emitted in: those emits were written at once before coalescing, and
+    # still are.
     conn, _, server = link
-    conn.send_event("/", "lost", 1)
+    conn.send_event("/", "reply", 1)
+    conn.send_packet(ACK, "/", ["ok"], 3)
+    conn.detach_sender()
+    assert await server.received(2) == [
+        (WSMsgType.TEXT, b'42["reply",1]'),
+        (WSMsgType.TEXT, b'433["ok"]'),
+    ]
+
+
+async def test_nothing_is_sent_once_the_link_is_detached(link: Any) -> None:
+    conn, _, server = link
+    conn.send_event("/", "first", 1)
     conn.detach_transport()
+    assert conn.send_event("/", "late", 2) == 0  # not sent: the caller buffers it
+    with pytest.raises(DisconnectedError):
+        conn.send_packet(EVENT, "/", ["late", 3])
+    frames = await server.received(1)
     await asyncio.sleep(0.05)
-    assert server.frames == []
+    assert frames == [(WSMsgType.TEXT, b'42["first",1]')]
+
+
+async def test_a_namedtuple_is_several_arguments_as_on_the_normal_path(link: Any) -> None:
+    conn, _, server = link
+    point = Point(1, 2)
+    conn.send_event("/", "pt", point)  # emit()'s fast path
+    conn.send_packet(EVENT, "/", ["pt", *args_of(point)])  # the path with a callback
+    frames = await server.received(2)
+    assert frames[0] == frames[1] == (WSMsgType.TEXT, b'42["pt",1,2]')
 
 
 async def test_emits_wait_while_the_transport_is_over_its_high_water_mark() -> None:
