@@ -47,9 +47,7 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +56,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import common
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -153,15 +153,6 @@ class ServerProcess:
 # ==============================================================================================
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _payload(scenario: str) -> Any:
     return ARGS if scenario.endswith("-args") else DICT_ARG
 
@@ -176,8 +167,8 @@ async def _run_socketio(module: str, a: argparse.Namespace) -> dict[str, Any]:
     sio = socketio.AsyncClient(reconnection=False, serializer=serializer)
     await sio.connect(a.url, transports=["websocket"], wait_timeout=10)
     data = _payload(a.scenario)
-    rss0 = _rss_mb()
-    t0, cpu0 = time.perf_counter(), _cpu()
+    rss0 = common.peak_rss_kb() / 1024
+    t0, cpu0 = time.perf_counter(), common.cpu_s()
     if a.scenario.startswith("call"):
         per_task = a.count // a.window
 
@@ -196,7 +187,7 @@ async def _run_socketio(module: str, a: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0)
         sent = a.count
     counted = await sio.call("count", timeout=a.timeout)
-    t1, cpu1 = time.perf_counter(), _cpu()
+    t1, cpu1 = time.perf_counter(), common.cpu_s()
     await sio.disconnect()
     return _summary(sent, counted, t1 - t0, cpu1 - cpu0, rss0)
 
@@ -235,8 +226,8 @@ async def _run_raw(a: argparse.Namespace) -> dict[str, Any]:
     transport, _ = await ws_connect(Sender, ws_url)
     await asyncio.wait_for(opened, 10)
     args = list(ARGS) if a.scenario.endswith("-args") else [DICT_ARG]
-    rss0 = _rss_mb()
-    t0, cpu0 = time.perf_counter(), _cpu()
+    rss0 = common.peak_rss_kb() / 1024
+    t0, cpu0 = time.perf_counter(), common.cpu_s()
     send = transport.send
     chunk = a.chunk
     if is_msgpack:
@@ -254,7 +245,7 @@ async def _run_raw(a: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0)
         send(WSMsgType.TEXT, b'421["count"]')
     counted = await asyncio.wait_for(acked, a.timeout)
-    t1, cpu1 = time.perf_counter(), _cpu()
+    t1, cpu1 = time.perf_counter(), common.cpu_s()
     transport.disconnect()
     return _summary(a.count, counted, t1 - t0, cpu1 - cpu0, rss0)
 
@@ -268,7 +259,7 @@ def _summary(sent: int, counted: Any, elapsed: float, cpu: float, rss0: float) -
         "events_per_s": sent / elapsed if elapsed > 0 else None,
         "cpu_us_per_event": cpu / sent * 1e6,
         "cpu_percent": cpu / elapsed * 100 if elapsed > 0 else None,
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": common.peak_rss_kb() / 1024,
         "rss_before_mb": rss0,
     }
 
@@ -492,33 +483,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print(f"  {r['scenario']} {r['client']}: {e}")
 
 
-def machine_info() -> dict[str, Any]:
-    from importlib import metadata
-
-    packages = {}
-    for name in (
-        "picows",
-        "aiofastnet",
-        "orjson",
-        "msgpack",
-        "uvloop",
-        "python-socketio",
-        "python-engineio",
-        "aiohttp",
-        "fastsio",
-    ):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    return {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "loadavg_at_start": list(os.getloadavg()),
-        "packages": packages,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -618,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in vars(a).items()
             if k not in ("server", "rate", "worker", "url", "scenario", "out")
         },
-        "machine": machine_info(),
+        "machine": common.machine_info(),
         "results": rows,
         "backpressure": bp,
         "metrics": [
