@@ -179,6 +179,11 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class _HandshakeClosed(ConnectionError):
+    """The link closed before the WebSocket handshake completed (engine.io's 400 for a refused
+    Engine.IO version can arrive in the same read as the upgrade's answer)."""
+
+
 class EngineIO:
     """One Engine.IO session. Create, ``await connect()``, then it reports loss to ``on_lost``.
 
@@ -437,7 +442,7 @@ class EngineIO:
         )
         if transport.is_disconnected or not isinstance(listener, EngineListener):
             # picows completes the handshake future when the link drops mid-handshake.
-            raise ConnectionError("connection closed during the WebSocket handshake")
+            raise _HandshakeClosed("connection closed during the WebSocket handshake")
         raw = transport.underlying_transport
         raw.set_protocol(ReadCap(raw.get_protocol(), self.max_read_size, transport, listener))
         if transport.is_close_frame_sent:  # picows refused a frame before ReadCap was there
@@ -483,7 +488,7 @@ class EngineIO:
             return self._version_refused(exc.response.status, exc.raw_body or b"")
         # engine.io's 400 reads as a broken frame, or as the link closing during the handshake
         # when it arrives in the same read as the upgrade's answer.
-        if not isinstance(exc, (ProtocolError, ConnectionError)) or "polling" in transports:
+        if not isinstance(exc, (ProtocolError, _HandshakeClosed)) or "polling" in transports:
             return None
         import aiohttp
 
