@@ -213,13 +213,15 @@ class NamespaceLifecycle:
 
     async def wait_kept(self, eio: Session, wait: bool, timeout: float) -> None:
         """Wait until ``eio`` is kept; otherwise abandon it and raise ``ConnectionError``."""
-        if not wait:
+        if not wait and not self.v2_refused:
             self.connected = True
             self.established = eio
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         assert self.connect_event is not None
+        # A 2.x server's unasked CONNECT can come in the open packet's read, before
+        # connect(wait=False) returns: that attempt is abandoned too, so the caller falls back.
         while self.established is not eio and not self.failed_namespaces:
             if self.eio is not eio:
                 break  # lost while connecting

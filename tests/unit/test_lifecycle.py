@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import fastsio
 from fastsio._ext import _core
 from fastsio.lifecycle import NamespaceLifecycle
 
@@ -222,3 +223,19 @@ def test_an_ack_goes_back_on_the_session_that_asked_only() -> None:
     rig.core.sent.clear()
     rig.life.send_ack("/", 4, "late", first)
     assert rig.core.sent == []
+
+
+async def test_a_2x_server_shown_before_connect_without_wait_returns_is_a_version_error() -> None:
+    # The 2.x server's own CONNECT of "/" arrived in the open packet's read (before the
+    # session was set up): connect(wait=False) must not keep a session it has paused.
+    rig = Rig("/chat")
+    eio = FakeSession()
+    rig.life.begin_attempt(False)
+    rig.life.use(eio, 4)  # type: ignore[arg-type]
+    rig.life.handle_connect("/", None)  # early, unasked, no sid payload
+    rig.life.opened(eio)  # type: ignore[arg-type]
+    rig.life.send_connects(None)
+    with pytest.raises(fastsio.exceptions.ProtocolVersionError) as info:
+        await rig.life.wait_kept(eio, False, 1.0)  # type: ignore[arg-type]
+    assert info.value.server_version == 3
+    assert eio.closed and rig.life.established is not eio and not rig.life.connected
