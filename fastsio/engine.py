@@ -338,9 +338,17 @@ class EngineIO:
             try:
                 self.dispatcher.flush_writes()  # the frames sent so far go out before the CLOSE
                 ws.send_close(picows.WSCloseCode.OK)
-                ws.disconnect(True)
+                ws.disconnect(True)  # the transport writes out what it buffers, then closes
             except Exception:
                 pass
+            else:
+                # As engine.io-client, close once the write buffer has drained: what was
+                # emitted before disconnect() reaches the server, unless the link is dead
+                # (then it is given up after request_timeout; teardown aborts it).
+                try:
+                    await asyncio.wait_for(ws.wait_disconnected(), self.request_timeout)
+                except Exception:
+                    pass
         await self._teardown()
 
     def transport(self) -> str | None:
@@ -995,7 +1003,11 @@ class EngineIO:
                 ws.disconnect(False)
             except Exception:
                 pass
-        elif self._listener is not None and self._listener.transport is not None:
+        elif (
+            self._listener is not None
+            and self._listener.transport is not None
+            and not self._listener.transport.is_disconnected  # close() saw it through
+        ):
             self._listener.transport.disconnect(False)
         if self._own_session and self._session is not None:
             session, self._session = self._session, None

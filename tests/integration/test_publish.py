@@ -42,6 +42,31 @@ async def test_a_burst_then_disconnect_delivers_every_event_before_the_close(
     assert counts["events"].get("burst_many") == 1000
 
 
+async def test_a_disconnect_waits_for_the_transport_buffer_to_reach_the_server(
+    node_server: Any,
+) -> None:
+    # More than the socket buffers take, held in the transport (its high-water mark raised so
+    # the emits never wait): disconnect() must write it all out before the link goes away.
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False)
+    await sio.connect(server.url, transports=["websocket"])
+    raw = sio.eio._ws.underlying_transport
+    raw.set_write_buffer_limits(high=1 << 30)
+    payload = {"pad": "q" * 60_000}
+    for _ in range(400):  # 24 MB
+        await sio.emit("bulk", payload)
+    sio._conn.flush_writes()
+    assert raw.get_write_buffer_size() > 0
+    await sio.disconnect()
+    # The server may still be parsing the last megabytes when the probe asks: ask until done.
+    for _ in range(50):
+        got = (await server_counts(server.url))["events"].get("bulk")
+        if got == 400:
+            break
+        await asyncio.sleep(0.1)
+    assert got == 400
+
+
 async def test_emits_and_acks_interleaved_keep_their_order(node_server: Any) -> None:
     server = node_server()
     sio = fastsio.AsyncClient(reconnection=False)
