@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import ssl
 import sys
 import time
@@ -177,6 +178,10 @@ def _check_partial_record(record: bytearray, limit: int) -> None:
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+#: The session id in an open packet (URL-safe characters only, as every server makes them).
+_SID_IN_OPEN = re.compile(rb'"sid":"([A-Za-z0-9_\-]{1,100})"')
 
 
 class _HandshakeClosed(ConnectionError):
@@ -509,9 +514,22 @@ class EngineIO:
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout),
                 ssl=self._ssl_context(self._http_url) or True,
             ) as resp:
-                if resp.status == 200:
-                    return None
-                return self._version_refused(resp.status, await resp.content.read(512))
+                body = await resp.content.read(4096)
+                if resp.status != 200:
+                    return self._version_refused(resp.status, body[:512])
+            # The server accepted the version after all: end the session the probe opened
+            # instead of leaving it to time out on the server.
+            sid = _SID_IN_OPEN.search(body)
+            if sid is not None:
+                async with session.post(
+                    self._http_url + "&transport=polling&sid=" + sid.group(1).decode("ascii"),
+                    data=self._post_body([EIO_CLOSE_PACKET]),
+                    headers=self._headers,
+                    timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                    ssl=self._ssl_context(self._http_url) or True,
+                ):
+                    pass
+            return None
         except Exception:  # the probe only adds a reason; the WebSocket error stands
             return None
         finally:

@@ -10,6 +10,7 @@ is played by ``VersionGate`` in front of the Node socket.io 2.5 peer, with its e
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -135,3 +136,43 @@ async def test_nothing_from_the_abandoned_engineio_4_attempt_reaches_the_handler
     assert await log.wait("done", timeout=20) == [(20000,)]
     assert ticks == 20000
     await sio.disconnect()
+
+
+async def test_a_probe_the_server_accepts_ends_the_session_it_opened() -> None:
+    # A server whose WebSocket handshake dies (closed mid-handshake) but whose polling works:
+    # the refusal probe gets a session, finds no refusal, and closes that session at once.
+    seen: list[tuple[str, bytes]] = []
+    open_body = b'0{"sid":"probe-sid_1","upgrades":[],"pingInterval":25000,"pingTimeout":20000}'
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        line = head.split(b"\r\n", 1)[0].decode()
+        length = 0
+        for header in head.split(b"\r\n"):
+            if header.lower().startswith(b"content-length:"):
+                length = int(header.split(b":", 1)[1])
+        body = await reader.readexactly(length) if length else b""
+        seen.append((line, body))
+        if "transport=websocket" not in line:
+            answer = b"ok" if line.startswith("POST") else open_body
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(answer), answer)
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sio = fastsio.AsyncClient(reconnection=False, request_timeout=5)
+        with pytest.raises(fastsio.exceptions.ConnectionError) as info:
+            await sio.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
+        assert not isinstance(info.value, fastsio.exceptions.ProtocolVersionError)
+        lines = [line.split(" ")[0] + (" ws" if "websocket" in line else "") for line, _ in seen]
+        assert lines == ["GET ws", "GET", "POST"]
+        post_line, post_body = seen[2]
+        assert "sid=probe-sid_1" in post_line and post_body == b"1"
+    finally:
+        server.close()
+        await server.wait_closed()
