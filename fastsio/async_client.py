@@ -16,15 +16,15 @@ What must not be here: packet handling beyond delegation, buffering, handler loo
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from . import exceptions
-from ._ext._core import AckTable, Dispatcher, NamespaceSlot, Packet
+from ._ext._core import AckTable, Dispatcher, Packet
+from .connector import Connector, transports_of
 from .delivery import Outbox, ack_result, args_of
-from .eio3 import EngineIO3, Protocol, auth_query, protocol_for
+from .eio3 import Protocol, protocol_for
 from .engine import EngineIO
 from .handlers import Handler, HandlerTable, event_decorator
 from .lifecycle import NamespaceLifecycle
@@ -34,8 +34,6 @@ from .reconnection import Reconnector
 default_logger = logging.getLogger("fastsio.client")
 
 H = TypeVar("H", bound=Handler)
-
-_VALID_TRANSPORTS = ("websocket", "polling")
 
 
 def _resolve_logger(logger: bool | logging.Logger, default: logging.Logger) -> logging.Logger:
@@ -244,10 +242,21 @@ class AsyncClient:
             buffer_when_disconnected=buffer_when_disconnected,
             eio_version=eio_version,
         )
+        #: Connection attempts (Engine.IO version, session, CONNECTs), for connect() and the
+        #: reconnection loop.
+        self._connector = Connector(
+            self,
+            self.lifecycle,
+            self._conn,
+            self.logger,
+            self._on_engine_lost,
+            self._trigger_event,
+            self._sync_slot,
+        )
         self._reconnector = Reconnector(
             self,
             self.logger,
-            self._connect_once,
+            self._connector.connect_once,
             self._final,
             self.lifecycle.close_session,
             self._stop_for_good,
@@ -260,7 +269,6 @@ class AsyncClient:
         self.connection_transports: list[str] | None = None
         self.socketio_path: str = "socket.io"
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wait_timeout: float = 1
 
     # The parts' late-bound views of each other (bound methods, not closures: a client holds
     # one of each, and idle clients are counted by the thousand).
@@ -281,6 +289,9 @@ class AsyncClient:
 
     def _invoke_callback(self, h: Any, args: Any, event: str, nsp: str) -> Any:
         return self._handlers.invoke(h, args, event, nsp, None)
+
+    def _sync_slot(self, nsp: str) -> None:
+        self._handlers.sync_slot(self._conn.slots, nsp)
 
     def _reconnecting(self) -> bool:
         return self._reconnector.running()
@@ -404,13 +415,6 @@ class AsyncClient:
         namespace_handler._set_client(self)
         self.namespace_handlers[namespace_handler.namespace] = namespace_handler
 
-    def _sync_slot(self, nsp: str) -> None:
-        """Refresh the compiled dispatch table of a namespace from the handler table."""
-        slot = self._conn.slots.get(nsp)
-        if slot is None:
-            slot = self._conn.slots[nsp] = NamespaceSlot(nsp)
-        slot.fast, slot.batch = self._handlers.core_tables(nsp)
-
     @property
     def max_pending_handlers(self) -> int:
         """Async handlers running at once before the client stops reading the socket."""
@@ -485,13 +489,7 @@ class AsyncClient:
             raise exceptions.ConnectionError("Already reconnecting")
         self._loop = asyncio.get_running_loop()
         self.outbox.loop = self._handlers.loop = self._loop
-        if isinstance(transports, str):
-            transports = [transports]
-        if transports is None:
-            transports = ["websocket", "polling"]
-        transports = [t for t in transports if t in _VALID_TRANSPORTS]
-        if not transports:
-            raise ValueError("No valid transports provided")
+        transports = transports_of(transports)
         self.connection_url = url
         self.connection_headers = headers
         self.connection_auth = auth
@@ -501,11 +499,11 @@ class AsyncClient:
             namespaces = self._handlers.namespaces() or ["/"]
         elif isinstance(namespaces, str):
             namespaces = [namespaces]
-        self._wait_timeout = wait_timeout
+        self._connector.wait_timeout = wait_timeout
         self._reconnector.reset()
         self.lifecycle.start(list(namespaces))
         try:
-            await self._connect_once(wait)
+            await self._connector.connect_once(wait)
         except exceptions.ConnectionError:
             if retry and self.reconnection and not self.lifecycle.final:
                 await self._reconnector.start(self._loop)
@@ -513,86 +511,6 @@ class AsyncClient:
                     return
             self.lifecycle.stop_for_good("connection failed", [])
             raise
-
-    async def _get_real_value(self, value: Any) -> Any:
-        if not callable(value):
-            return value
-        result = value()
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    async def _connect_once(self, wait: bool = True) -> None:
-        """One attempt, in the Engine.IO version that worked before, the forced one, or 4 first
-        and then 3 when the server shows it is a Socket.IO 2.x server."""
-        version = self.eio_version or self.lifecycle.eio_in_use or 4
-        try:
-            await self._connect_version(version, wait)
-        except exceptions.ProtocolVersionError as exc:
-            other = exc.server_version
-            if self.eio_version is not None or other is None or other == version:
-                for nsp in self.connection_namespaces:
-                    self._trigger_event("connect_error", nsp, str(exc))
-                raise
-            self.logger.info("%s: connecting again with Engine.IO %d", exc, other)
-            await self._connect_version(other, wait)
-
-    async def _connect_version(self, version: int, wait: bool) -> None:
-        """One attempt: Engine.IO session, then CONNECT every namespace.
-
-        With ``wait``, the session is kept (buffers flushed, ``connect`` fired) only when every
-        namespace is accepted; otherwise it is abandoned with nothing sent but the CONNECTs,
-        so that no packet is written onto a session that is then dropped.
-        """
-        url = await self._get_real_value(self.connection_url)
-        headers = await self._get_real_value(self.connection_headers)
-        assert self.connection_transports is not None
-        life = self.lifecycle
-        life.begin_attempt(wait)
-        auth: Any = None
-        query: list[tuple[str, str]] = []
-        if version == 3:
-            # A 2.x server connects the default namespace from the handshake's own query.
-            auth = await self._get_real_value(self.connection_auth)
-            try:
-                query = auth_query(auth)
-            except ValueError as exc:
-                raise exceptions.ConnectionError(str(exc)) from exc
-        eio = (EngineIO3 if version == 3 else EngineIO)(
-            self._conn,
-            self._on_engine_lost,
-            logger=self.logger,
-            request_timeout=self.request_timeout,
-            ssl_verify=self.ssl_verify,
-            ssl_context=self.ssl_context,
-            http_session=self.http_session,
-            websocket_extra_options=self.websocket_extra_options,
-            max_message_size=self.max_message_size,
-            max_read_size=self.max_read_size,
-        )
-        if isinstance(eio, EngineIO3):
-            eio.extra_query = query
-        life.use(eio, version)
-        for nsp in self.connection_namespaces:
-            self._sync_slot(nsp)
-        try:
-            await eio.connect(url, headers, self.connection_transports, self.socketio_path)
-        except exceptions.ProtocolVersionError:
-            life.open_failed()
-            raise  # _connect_once retries or reports it
-        except exceptions.ConnectionError as exc:
-            life.open_failed()
-            for nsp in self.connection_namespaces:
-                self._trigger_event("connect_error", nsp, str(exc))
-            raise
-        except ValueError as exc:
-            life.open_failed()
-            raise exceptions.ConnectionError(str(exc)) from exc
-        life.opened(eio)
-        if version != 3:
-            auth = await self._get_real_value(self.connection_auth)
-        life.send_connects(auth)
-        await life.wait_kept(eio, wait, self._wait_timeout)
 
     # -- hooks of the compiled core (bodies in the parts) --------------------------------
 
@@ -657,9 +575,7 @@ class AsyncClient:
             sent = 2 if self._conn.writing_paused else 1
         if sent == 2:
             # Backpressure: the link takes less than we emit; wait for its buffer to drain.
-            waiter = self._conn.wait_writable()
-            if waiter is not None:
-                await waiter
+            await self._wait_writable()
 
     async def _wait_writable(self) -> None:
         """Until the WebSocket's write buffer is back under its low-water mark (or gone)."""
@@ -743,7 +659,7 @@ class AsyncClient:
         """Called by EngineIO when the session dies without us asking."""
         was = self.lifecycle.engine_lost(reason)
         if was is None:
-            return  # lost while connecting: _connect_version reports the failure
+            return  # lost while connecting: the attempt reports the failure
         if self.reconnection and not self.lifecycle.final:
             self._reconnector.start(self._loop or asyncio.get_running_loop())
         else:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
+from ._ext._core import NamespaceSlot
+
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
@@ -118,16 +120,20 @@ class HandlerTable:
         nsps.discard("*")
         return sorted(nsps)
 
-    def core_tables(self, nsp: str) -> tuple[dict[str, Handler], dict[str, Handler]]:
-        """The handlers the compiled core calls itself: plain sync ones, and batch ones."""
-        fast = {
+    def sync_slot(self, slots: dict[str, NamespaceSlot], nsp: str) -> None:
+        """Refresh the compiled core's dispatch table of ``nsp`` (in ``slots``, the
+        Dispatcher's) with the handlers the core calls itself: plain sync ones, and batch ones."""
+        slot = slots.get(nsp)
+        if slot is None:
+            slot = slots[nsp] = NamespaceSlot(nsp)
+        slot.fast = {
             event: handler
             for event, handler in self.handlers.get(nsp, {}).items()
             if event not in self.reserved
             and event != "*"
             and not inspect.iscoroutinefunction(handler)
         }
-        return fast, dict(self.batch_handlers.get(nsp, {}))
+        slot.batch = dict(self.batch_handlers.get(nsp, {}))
 
     # -- lookup ------------------------------------------------------------------------
 

@@ -294,13 +294,13 @@ async def test_negotiated_version_is_remembered_across_reconnections(
     await sio.connect(server.url, transports=["websocket"])
     assert sio.protocol == V2
     versions: list[int] = []
-    original = sio._connect_version
+    original = sio._connector.connect_version
 
     async def spy(version: int, wait: bool) -> None:
         versions.append(version)
         await original(version, wait)
 
-    sio._connect_version = spy  # type: ignore[method-assign]
+    sio._connector.connect_version = spy  # type: ignore[method-assign]
     await server.arestart()
     await log.wait("reconnect", timeout=20)
     assert versions and set(versions) == {3}
