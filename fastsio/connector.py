@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import exceptions
@@ -68,6 +69,7 @@ class ConnectionSettings(Protocol):
     max_read_size: int
 
 
+@dataclass(eq=False)
 class Connector:
     """Runs connection attempts for a client.
 
@@ -76,25 +78,15 @@ class Connector:
     :param sync_slot: ``sync_slot(nsp)`` refreshes the core's dispatch table of a namespace.
     """
 
-    def __init__(
-        self,
-        settings: ConnectionSettings,
-        lifecycle: NamespaceLifecycle,
-        dispatcher: Dispatcher,
-        logger: logging.Logger,
-        on_lost: Callable[[str], None],
-        trigger: Callable[..., None],
-        sync_slot: Callable[[str], None],
-    ) -> None:
-        self.settings = settings
-        self.lifecycle = lifecycle
-        self.dispatcher = dispatcher
-        self.logger = logger
-        self.on_lost = on_lost
-        self.trigger = trigger
-        self.sync_slot = sync_slot
-        #: ``connect()``'s ``wait_timeout``: seconds for every namespace to be accepted
-        self.wait_timeout: float = 1
+    settings: ConnectionSettings
+    lifecycle: NamespaceLifecycle
+    dispatcher: Dispatcher
+    logger: logging.Logger
+    on_lost: Callable[[str], None]
+    trigger: Callable[..., None]
+    sync_slot: Callable[[str], None]
+    #: ``connect()``'s ``wait_timeout``: seconds for every namespace to be accepted
+    wait_timeout: float = 1
 
     async def connect_once(self, wait: bool = True) -> None:
         """One attempt, in the Engine.IO version that worked before, the forced one, or 4 first

@@ -14,6 +14,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ._ext._core import NamespaceSlot
@@ -61,6 +62,7 @@ def call_handler(handler: Handler, args: tuple[Any, ...], event: str) -> Any:
         return handler(*args[:-1])
 
 
+@dataclass(eq=False)
 class HandlerTable:
     """The client's handlers and their invocation.
 
@@ -74,29 +76,19 @@ class HandlerTable:
     :param resume: called when half of them have finished (reading may resume).
     """
 
-    def __init__(
-        self,
-        logger: logging.Logger,
-        reserved: Collection[str],
-        send_ack: Callable[[str, int, Any, Any], None],
-        session: Callable[[], Any],
-        pause: Callable[[], bool],
-        resume: Callable[[], None],
-        max_pending: int = 1000,
-    ) -> None:
-        self.logger = logger
-        self.reserved = reserved
-        self.send_ack = send_ack
-        self.session = session
-        self.pause = pause
-        self.resume = resume
-        self.max_pending = max_pending
-        self.handlers: dict[str, dict[str, Handler]] = {}
-        self.namespace_handlers: dict[str, Any] = {}
-        self.batch_handlers: dict[str, dict[str, Handler]] = {}
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.paused = False
-        self.loop: asyncio.AbstractEventLoop | None = None
+    logger: logging.Logger
+    reserved: Collection[str]
+    send_ack: Callable[[str, int, Any, Any], None]
+    session: Callable[[], Any]
+    pause: Callable[[], bool]
+    resume: Callable[[], None]
+    max_pending: int = 1000
+    handlers: dict[str, dict[str, Handler]] = field(default_factory=dict, init=False)
+    namespace_handlers: dict[str, Any] = field(default_factory=dict, init=False)
+    batch_handlers: dict[str, dict[str, Handler]] = field(default_factory=dict, init=False)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
+    paused: bool = field(default=False, init=False)
+    loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
 
     # -- registration ------------------------------------------------------------------
 

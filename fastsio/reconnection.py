@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import exceptions
@@ -31,6 +32,7 @@ class ReconnectionSettings(Protocol):
     randomization_factor: float
 
 
+@dataclass(eq=False)
 class Reconnector:
     """Runs the reconnection loop of a client.
 
@@ -41,25 +43,15 @@ class Reconnector:
     :param trigger: ``trigger(event, nsp, *args)`` fires a client life-cycle event.
     """
 
-    def __init__(
-        self,
-        settings: ReconnectionSettings,
-        logger: logging.Logger,
-        connect_once: Callable[[], Awaitable[None]],
-        is_final: Callable[[], bool],
-        close_session: Callable[[str], Awaitable[None]],
-        stop_for_good: Callable[[str], None],
-        trigger: Callable[..., None],
-    ) -> None:
-        self.settings = settings
-        self.logger = logger
-        self.connect_once = connect_once
-        self.is_final = is_final
-        self.close_session = close_session
-        self.stop_for_good = stop_for_good
-        self.trigger = trigger
-        self.task: asyncio.Task[None] | None = None
-        self._abort: Flag | None = None
+    settings: ReconnectionSettings
+    logger: logging.Logger
+    connect_once: Callable[[], Awaitable[None]]
+    is_final: Callable[[], bool]
+    close_session: Callable[[str], Awaitable[None]]
+    stop_for_good: Callable[[str], None]
+    trigger: Callable[..., None]
+    task: asyncio.Task[None] | None = field(default=None, init=False)
+    _abort: Flag | None = field(default=None, init=False)
 
     def running(self) -> bool:
         return self.task is not None and not self.task.done()

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -224,6 +225,7 @@ def bytes_totals(environment: Environment | None = None) -> dict[str, int]:
     return {"sent": sent, "received": got}
 
 
+@dataclass(slots=True, eq=False)
 class CallOp:
     """One ``call()`` in flight: built on the user's greenlet, sent and timed on the loop thread,
     handed back through the hub bridge. One object per call: no closure, task or future.
@@ -232,30 +234,16 @@ class CallOp:
     ack, the ack's timeout, the disconnection that fails it, or the send failing.
     """
 
-    __slots__ = (
-        *("client", "event", "data", "namespace", "timeout"),
-        *("post", "waiter", "outcome", "abandoned", "t0"),
-    )
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        event: str,
-        data: Any,
-        namespace: str | None,
-        timeout: float,
-        post: Callable[[Callable[[Any], Any], Any], None],
-    ) -> None:
-        self.client = client
-        self.event = event
-        self.data = data
-        self.namespace = namespace
-        self.timeout = timeout
-        self.post = post
-        self.waiter: Any = None  # the parked greenlet's gevent Waiter, set by park()
-        self.outcome: tuple[BaseException | None, tuple[Any, ...], float] | None = None
-        self.abandoned = False
-        self.t0 = 0.0
+    client: AsyncClient
+    event: str
+    data: Any
+    namespace: str | None
+    timeout: float
+    post: Callable[[Callable[[Any], Any], Any], None]
+    waiter: Any = None  # the parked greenlet's gevent Waiter, set by park()
+    outcome: tuple[BaseException | None, tuple[Any, ...], float] | None = None
+    abandoned: bool = False
+    t0: float = 0.0
 
     def __call__(self) -> None:  # loop thread
         if self.abandoned:

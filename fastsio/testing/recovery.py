@@ -11,45 +11,32 @@ import collections
 import itertools
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 
+@dataclass(slots=True, eq=False)
 class _Logged:
     """One ack-less event as emitted."""
 
-    __slots__ = ("offset", "nsp", "payload", "rooms", "skip", "at")
-
-    def __init__(
-        self,
-        offset: str,
-        nsp: str,
-        payload: list[Any],
-        rooms: set[str] | None,
-        skip: set[str],
-        at: float,
-    ) -> None:
-        self.offset = offset
-        self.nsp = nsp
-        self.payload = payload
-        self.rooms = rooms
-        self.skip = skip
-        self.at = at
+    offset: str
+    nsp: str
+    payload: list[Any]
+    rooms: set[str] | None
+    skip: set[str]
+    at: float
 
 
+@dataclass(slots=True, eq=False)
 class LostSession:
     """A socket lost with its link, which may come back."""
 
-    __slots__ = ("pid", "sid", "nsp", "rooms", "offset", "expires")
-
-    def __init__(
-        self, pid: str, sid: str, nsp: str, rooms: set[str], offset: str | None, expires: float
-    ) -> None:
-        self.pid = pid
-        self.sid = sid
-        self.nsp = nsp
-        self.rooms = rooms
-        self.offset = offset
-        self.expires = expires
+    pid: str
+    sid: str
+    nsp: str
+    rooms: set[str]
+    offset: str | None
+    expires: float
 
 
 class RecoveryLog:

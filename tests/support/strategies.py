@@ -6,6 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from fastsio._ext._core import ACK, BINARY_EVENT, CONNECT, CONNECT_ERROR, DISCONNECT, EVENT
+
 # orjson refuses lone surrogates when encoding (python's json escapes them): keep them out of
 # generated *outgoing* data; tests/unit/test_codec_errors.py covers them on the decode side.
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -18,6 +20,37 @@ NSP = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",?"),
             min_size=1, max_size=10).map(lambda s: "/" + s),
 )
+
+
+PLAIN_TYPES = (CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR)
+
+
+def draw_packet(
+    draw: Any,
+    types: Any,
+    obj: st.SearchStrategy[Any],
+    values: st.SearchStrategy[Any],
+    ack_ids: st.SearchStrategy[int],
+    max_args: int = 4,
+) -> tuple[int, str, Any, int | None]:
+    """(type, nsp, data, id) of a valid packet of one of ``types``: ``obj`` is the payload of
+    CONNECT and CONNECT_ERROR, ``values`` the arguments of events and acks."""
+    t = draw(st.sampled_from(types))
+    nsp = draw(NSP)
+    ack_id = None
+    if t == CONNECT:
+        data = draw(st.one_of(st.none(), obj))
+    elif t == DISCONNECT:
+        data = None
+    elif t == CONNECT_ERROR:
+        data = draw(st.one_of(TEXT, obj))
+    elif t in (EVENT, BINARY_EVENT):
+        data = [draw(TEXT)] + draw(st.lists(values, max_size=max_args))
+        ack_id = draw(st.one_of(st.none(), ack_ids))
+    else:
+        data = draw(st.lists(values, max_size=max_args))
+        ack_id = draw(ack_ids)
+    return t, nsp, data, ack_id
 
 
 @st.composite

@@ -18,18 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from socketio.msgpack_packet import MsgPackPacket
 from socketio.packet import Packet as PyPacket
-from support.strategies import KEYS, NSP, TEXT, has_bytes, same
+from support.strategies import KEYS, PLAIN_TYPES, TEXT, draw_packet, has_bytes, same
 
 from fastsio._ext import _core
-from fastsio._ext._core import (
-    ACK,
-    BINARY_ACK,
-    BINARY_EVENT,
-    CONNECT,
-    CONNECT_ERROR,
-    DISCONNECT,
-    EVENT,
-)
+from fastsio._ext._core import ACK, BINARY_ACK, BINARY_EVENT, CONNECT, DISCONNECT, EVENT
 
 SETTINGS = settings(max_examples=250, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -61,23 +53,8 @@ JSON_OBJECT = st.dictionaries(KEYS, JSON_VALUES, max_size=4)
 @st.composite
 def packets(draw, binary: bool = True) -> tuple[int, str, Any, int | None]:
     """(type, nsp, data, id) valid for both implementations; data may hold bytes."""
-    t = draw(st.sampled_from([CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR]))
-    nsp = draw(NSP)
-    values = JSON_VALUES_BIN if binary and t in (EVENT, ACK) else JSON_VALUES
-    ack_id = None
-    if t == CONNECT:
-        data = draw(st.one_of(st.none(), JSON_OBJECT))
-    elif t == DISCONNECT:
-        data = None
-    elif t == CONNECT_ERROR:
-        data = draw(st.one_of(TEXT, JSON_OBJECT))
-    elif t == EVENT:
-        data = [draw(TEXT)] + draw(st.lists(values, max_size=4))
-        ack_id = draw(st.one_of(st.none(), ACK_ID))
-    else:
-        data = draw(st.lists(values, max_size=4))
-        ack_id = draw(ACK_ID)
-    return t, nsp, data, ack_id
+    values = JSON_VALUES_BIN if binary else JSON_VALUES
+    return draw_packet(draw, PLAIN_TYPES, JSON_OBJECT, values, ACK_ID)
 
 
 def header(t: int, nsp: str, ack_id: int | None, attachments: int) -> str:
@@ -208,22 +185,7 @@ MSGPACK_OBJECT = st.dictionaries(TEXT, MSGPACK_VALUES, max_size=4)
 
 @st.composite
 def msgpack_packets(draw) -> tuple[int, str, Any, int | None]:
-    t = draw(st.sampled_from([CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR]))
-    nsp = draw(NSP)
-    ack_id = None
-    if t == CONNECT:
-        data = draw(st.one_of(st.none(), MSGPACK_OBJECT))
-    elif t == DISCONNECT:
-        data = None
-    elif t == CONNECT_ERROR:
-        data = draw(st.one_of(TEXT, MSGPACK_OBJECT))
-    elif t == EVENT:
-        data = [draw(TEXT)] + draw(st.lists(MSGPACK_VALUES, max_size=4))
-        ack_id = draw(st.one_of(st.none(), st.integers(0, 2**64 - 1)))
-    else:
-        data = draw(st.lists(MSGPACK_VALUES, max_size=4))
-        ack_id = draw(st.integers(0, 2**64 - 1))
-    return t, nsp, data, ack_id
+    return draw_packet(draw, PLAIN_TYPES, MSGPACK_OBJECT, MSGPACK_VALUES, st.integers(0, 2**64 - 1))
 
 
 @SETTINGS

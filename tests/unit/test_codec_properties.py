@@ -14,18 +14,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.core_fakes import CoreRecorder
-from support.strategies import KEYS, NSP, TEXT, has_bytes, same
+from support.strategies import KEYS, PLAIN_TYPES, TEXT, draw_packet, has_bytes, same
 
 from fastsio._ext import _core
-from fastsio._ext._core import (
-    ACK,
-    BINARY_ACK,
-    BINARY_EVENT,
-    CONNECT,
-    CONNECT_ERROR,
-    DISCONNECT,
-    EVENT,
-)
+from fastsio._ext._core import ACK, BINARY_ACK, BINARY_EVENT, EVENT
 
 BINARY_OF = {EVENT: BINARY_EVENT, ACK: BINARY_ACK}
 
@@ -65,23 +57,8 @@ def normalized(obj: Any) -> Any:
 
 @st.composite
 def packets(draw, values: st.SearchStrategy[Any] = JSON_VALUES_BIN) -> tuple:
-    t = draw(st.sampled_from([CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT,
-                              BINARY_ACK]))
-    nsp = draw(NSP)
-    ack_id = None
-    if t == CONNECT:
-        data = draw(st.one_of(st.none(), JSON_OBJECT))
-    elif t == DISCONNECT:
-        data = None
-    elif t == CONNECT_ERROR:
-        data = draw(st.one_of(TEXT, JSON_OBJECT))
-    elif t in (EVENT, BINARY_EVENT):
-        data = [draw(TEXT)] + draw(st.lists(values, max_size=5))
-        ack_id = draw(st.one_of(st.none(), st.integers(0, 10**18 - 1)))
-    else:
-        data = draw(st.lists(values, max_size=5))
-        ack_id = draw(st.integers(0, 10**18 - 1))
-    return t, nsp, data, ack_id
+    types = (*PLAIN_TYPES, BINARY_EVENT, BINARY_ACK)
+    return draw_packet(draw, types, JSON_OBJECT, values, st.integers(0, 10**18 - 1), max_args=5)
 
 
 def expected_wire_type(t: int, data: Any) -> int:

@@ -14,13 +14,7 @@ import pytest
 from support.core_fakes import CoreRecorder
 
 from fastsio._ext import _core
-from fastsio._ext._core import (
-    ACK,
-    CONNECT,
-    CONNECT_ERROR,
-    DISCONNECT,
-    EVENT,
-)
+from fastsio._ext._core import ACK, CONNECT, CONNECT_ERROR, DISCONNECT, EVENT
 from fastsio.exceptions import (
     BufferFullError,
     DisconnectedError,

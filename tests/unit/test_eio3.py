@@ -15,11 +15,7 @@ from support.core_fakes import CoreRecorder
 
 import fastsio
 from fastsio._ext import _core
-from fastsio._ext._core import (
-    decode_eio3_payload,
-    encode_eio3_payload,
-    looks_like_eio3_payload,
-)
+from fastsio._ext._core import decode_eio3_payload, encode_eio3_payload, looks_like_eio3_payload
 from fastsio.eio3 import Protocol, auth_query, namespace_with_query
 from fastsio.exceptions import ProtocolError
 
