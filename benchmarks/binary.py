@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -128,7 +127,6 @@ def send_server_main(serializer: str) -> int:
     """Counts frames and payload bytes; answers CONNECT and the final ``call``."""
     import msgpack
     import orjson
-    import uvloop
     from picows import WSListener, WSMsgType, ws_create_server
 
     is_mp = serializer == "msgpack"
@@ -175,18 +173,13 @@ def send_server_main(serializer: str) -> int:
             elif frame.msg_type == WSMsgType.CLOSE:
                 transport.disconnect()
 
-    async def serve() -> None:
+    async def start() -> int:
         server = await ws_create_server(
             lambda request: Counter(), "127.0.0.1", 0, max_frame_size=4 << 20
         )
-        print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
-        await asyncio.get_running_loop().create_future()
+        return int(server.sockets[0].getsockname()[1])
 
-    try:
-        uvloop.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return common.serve_forever(start)
 
 
 # ==============================================================================================
@@ -392,8 +385,8 @@ def worker_main(args: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-def run_worker(extra: list[str], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, *extra, "--timeout", str(timeout)]
+def run_worker(client: str, timeout: float, **options: Any) -> dict[str, Any]:
+    cmd = common.worker_argv(__file__, client, **options, timeout=timeout)
     r = common.run_json_worker(cmd, timeout + 30)
     if "error" not in r:
         if r["elapsed_s"] <= 0:
@@ -472,21 +465,13 @@ def main(argv: list[str] | None = None) -> int:
                         for rnd in range(args.rounds):
                             for client in clients:
                                 r = run_worker(
-                                    [
-                                        "--worker",
-                                        client,
-                                        "--direction",
-                                        direction,
-                                        "--serializer",
-                                        serializer,
-                                        "--size",
-                                        str(size),
-                                        "--count",
-                                        str(count),
-                                        "--url",
-                                        url,
-                                    ],
+                                    client,
                                     args.timeout,
+                                    direction=direction,
+                                    serializer=serializer,
+                                    size=size,
+                                    count=count,
+                                    url=url,
                                 )
                                 runs[client].append(r)
                                 all_runs.append(
@@ -535,16 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in results:
         if row["client"] != "fastsio" or "mb_per_s" not in row:
             continue
-        ref = next(
-            (
-                r
-                for r in results
-                if r["client"] == "raw"
-                and "mb_per_s" in r
-                and all(r[k] == row[k] for k in ("direction", "serializer", "size"))
-            ),
-            None,
-        )
+        cell = {k: row[k] for k in ("direction", "serializer", "size")}
+        ref = common.find_row(results, "raw", "mb_per_s", **cell)
         if ref is None:
             continue
         ratio = row["mb_per_s"] / ref["mb_per_s"]
@@ -554,16 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in results:
         if row["client"] != "fastsio" or "mb_per_s" not in row:
             continue
-        ref = next(
-            (
-                r
-                for r in results
-                if r["client"] == "python-socketio"
-                and "mb_per_s" in r
-                and all(r[k] == row[k] for k in ("direction", "serializer", "size"))
-            ),
-            None,
-        )
+        cell = {k: row[k] for k in ("direction", "serializer", "size")}
+        ref = common.find_row(results, "python-socketio", "mb_per_s", **cell)
         if ref is not None:
             row["ratio_vs_python_socketio"] = row["mb_per_s"] / ref["mb_per_s"]
 
@@ -584,24 +553,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['direction']:<5} {r['serializer']:<8} {r['size']:>8} {r['client']:<16} "
                 f"{r.get('error')}"
             )
-    for name, t in targets.items():
-        print(
-            f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
-            f"{'met' if t['met'] else 'NOT met'}"
-        )
+    common.print_targets(targets)
     for path, c in COPIES.items():
         print(f"copies {path}: {c['copies']} ({c['forced']} forced by the protocol)")
-    common.write_report(
-        common.results_path(args.json_out, args.quick, "binary.json"),
+    common.write_results(
+        args,
+        "binary.json",
         "binary",
         started,
-        {
-            "sizes": sizes,
-            "rounds": args.rounds,
-            "mib_per_run": args.mib,
-            "quick": args.quick,
-            "loadavg": os.getloadavg(),
-        },
+        {"sizes": sizes, "rounds": args.rounds, "mib_per_run": args.mib},
         results=results,
         targets=targets,
         copies=COPIES,

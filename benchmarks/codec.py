@@ -357,14 +357,14 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = common.machine_info()
     machine["loadavg_before"] = load_before
-    common.write_report(
-        common.results_path(args.json_out, args.quick, "codec.json"),
+    common.write_results(
+        args,
+        "codec.json",
         "codec",
         started,
         {
             "repeats": args.repeats,
             "min_time_s": args.min_time,
-            "quick": args.quick,
             "cases": names,
             "python_socketio_json": getattr(socketio.packet.Packet.json, "__name__", None),
             "statistic": "median of the repeats (best in *_best); speedup: median of the "

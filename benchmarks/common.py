@@ -12,13 +12,15 @@ It owns:
   finished children (``children_cpu_s``), of the whole machine (``system_busy_s``), RSS
   (``rss_kb``, ``peak_rss_kb``), CPU pinning (``pinner``);
 - workers: client names (``split_client``), running one client on a fresh loop and printing its
-  result as one JSON line (``run_worker``), and the parent's side of it (``run_json_worker``,
+  result as one JSON line (``run_worker``), and the parent's side of it (``worker_argv``,
+  ``run_json_worker``,
   ``parse_worker_output``); the venv of python-socketio 4.x, the line that talks to Socket.IO
   2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its client name);
 - reports: ``machine_info``, ``installed_fastsio_is_stale``, ``results_path``,
-  ``command_line``, ``write_report`` (the JSON layout ``run.py`` reads: ``benchmark``,
+  ``command_line``, ``write_report``, ``write_results`` (the JSON layout ``run.py`` reads: ``benchmark``,
   ``started``, ``duration_s``, ``command``, ``config``, ``machine``, then the parts);
-- columns: ``median``, ``fmt``, ``print_columns``.
+- columns: ``median``, ``find_row``, ``fmt``, ``print_columns``, ``print_targets``;
+- server processes' side: ``serve_forever`` (the ``LISTENING <port>`` line).
 
 It knows nothing of any one benchmark's clients or metrics, and imports nothing of fastsio:
 the installed fastsio is what is measured, and only the workers load it.
@@ -331,6 +333,17 @@ def parse_worker_output(returncode: int | None, stdout: str, stderr: str) -> dic
     return last
 
 
+def worker_argv(script: str, worker: str, python: str | None = None, **options: Any) -> list[str]:
+    """The command of a script's worker mode: ``python script --worker WORKER`` and one
+    ``--name value`` per option (``max_rate=5`` gives ``--max-rate 5``; ``True``: the bare
+    flag), in the order given."""
+    argv = [python or sys.executable, str(Path(script).resolve()), "--worker", worker]
+    for name, value in options.items():
+        flag = f"--{name.replace('_', '-')}"
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
+
+
 def run_json_worker(cmd: Sequence[str], timeout: float, **popen: Any) -> dict[str, Any]:
     """Run a worker command to its end (killed after ``timeout`` s) and return its result."""
     popen.setdefault("cwd", HERE)
@@ -494,6 +507,34 @@ def add_common_options(parser: argparse.ArgumentParser, name: str, quick_help: s
     )
 
 
+def write_results(
+    args: argparse.Namespace,
+    file_name: str,
+    benchmark: str,
+    started: float,
+    config: dict[str, Any],
+    machine: dict[str, Any] | None = None,
+    **parts: Any,
+) -> None:
+    """``write_report`` for a script with ``add_common_options``: to ``--json-out`` or
+    ``results_path``, with ``quick`` and the load average at the end of ``config``."""
+    config = {**config, "quick": args.quick, "loadavg": os.getloadavg()}
+    out = results_path(args.json_out, args.quick, file_name)
+    write_report(out, benchmark, started, config, machine, **parts)
+
+
+def print_targets(targets: dict[str, dict[str, Any]], prefix: str = "target ") -> None:
+    """One line per target: ``value`` against ``op`` ``limit`` (in ``unit``, default ``x``),
+    met or not, and its ``note`` when it has one."""
+    for name, t in targets.items():
+        unit = t.get("unit", "x")
+        note = f" ({t['note']})" if t.get("note") else ""
+        print(
+            f"{prefix}{name}: {t['value']:.2f}{unit} ({t['op']} {t['limit']}{unit}): "
+            f"{'met' if t['met'] else 'NOT met'}{note}"
+        )
+
+
 # ==============================================================================================
 # Columns
 # ==============================================================================================
@@ -503,6 +544,16 @@ def median(values: Sequence[float | None]) -> float | None:
     """The median of the values that are not None (None when there are none)."""
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
+
+
+def find_row(
+    rows: Sequence[dict[str, Any]], client: str, metric: str, **match: Any
+) -> dict[str, Any] | None:
+    """The first row of ``client`` that has ``metric`` and the values of ``match`` (None)."""
+    for r in rows:
+        if r["client"] == client and metric in r and all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -542,6 +593,23 @@ def ws_frame(payload: bytes, binary: bool = False) -> bytes:
     return header + payload
 
 
+def serve_forever(start: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """A server process's main: on uvloop, ``await start()`` (which starts listening on a free
+    loopback port and returns it), print ``LISTENING <port>``, then serve until interrupted."""
+    import uvloop
+
+    async def serve() -> None:
+        port = await start()
+        print(f"LISTENING {port}", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+    try:
+        uvloop.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 #: ``stream(transport, nsp, drained)``: what the server does once a client joined ``nsp``;
 #: ``await drained()`` waits while the transport's write buffer is over its high-water mark.
 StreamScript = Callable[
@@ -559,7 +627,6 @@ def serve_stream(
     it shares no code with fastsio."""
     import msgpack
     import orjson
-    import uvloop
     from picows import WSListener, WSMsgType, ws_create_server
 
     opening = b"0" + orjson.dumps(
@@ -624,15 +691,10 @@ def serve_stream(
                 self.task.cancel()
             self.writable.set()
 
-    async def serve() -> None:
+    async def start() -> int:
         server = await ws_create_server(
             lambda request: Listener(), "127.0.0.1", 0, max_frame_size=max_frame_size
         )
-        print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
-        await asyncio.get_running_loop().create_future()
+        return int(server.sockets[0].getsockname()[1])
 
-    try:
-        uvloop.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_forever(start)

@@ -57,7 +57,6 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import common
@@ -267,12 +266,15 @@ def run_stream(conns: int, args: argparse.Namespace) -> dict[str, Any]:
         FirehoseProcess(count, "json", rate=per_conn) for _ in range(min(args.servers, conns))
     ]
     try:
-        cmd = [
-            *(sys.executable, str(Path(__file__).resolve()), "--worker", "fastsio", "--stream"),
-            *("--urls", ",".join(s.url for s in servers), "--conns", str(conns)),
-            *("--concurrency", str(args.concurrency)),
-            *("--stream-seconds", str(args.stream_seconds)),
-        ]
+        cmd = common.worker_argv(
+            __file__,
+            "fastsio",
+            stream=True,
+            urls=",".join(s.url for s in servers),
+            conns=conns,
+            concurrency=args.concurrency,
+            stream_seconds=args.stream_seconds,
+        )
         result = common.run_json_worker(cmd, args.timeout)
     finally:
         for server in servers:
@@ -346,22 +348,15 @@ def worker_main(args: argparse.Namespace) -> int:
 def run_worker(
     client: str, servers: list[FirehoseProcess], args: argparse.Namespace
 ) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
+    cmd = common.worker_argv(
+        __file__,
         client,
-        "--urls",
-        ",".join(s.url for s in servers),
-        "--server-pids",
-        ",".join(str(s.proc.pid) for s in servers),
-        "--conns",
-        str(args.conns),
-        "--concurrency",
-        str(args.concurrency),
-        "--hold",
-        str(args.hold),
-    ]
+        urls=",".join(s.url for s in servers),
+        server_pids=",".join(str(s.proc.pid) for s in servers),
+        conns=args.conns,
+        concurrency=args.concurrency,
+        hold=args.hold,
+    )
     result = common.run_json_worker(cmd, args.timeout)
     if "error" in result:
         return result
@@ -597,14 +592,10 @@ def main(argv: list[str] | None = None) -> int:
             "limit": 1.2,
             "met": streams["target_met"],
         }
-    for name, t in targets.items():
-        unit = t.get("unit", "x")
-        print(
-            f"target: fastsio {name}: {t['value']:.2f} {unit} ({t['op']} {t['limit']} {unit}): "
-            f"{'met' if t['met'] else 'NOT met'}"
-        )
-    common.write_report(
-        common.results_path(args.json_out, args.quick, "conns.json"),
+    common.print_targets(targets, "target: fastsio ")
+    common.write_results(
+        args,
+        "conns.json",
         "conns",
         started,
         {
@@ -615,7 +606,6 @@ def main(argv: list[str] | None = None) -> int:
             "hold_s": args.hold,
             "rounds": args.rounds,
             "clients": clients,
-            "quick": args.quick,
             "rlimit_nofile": {"before": old_soft, "soft": soft, "hard": hard},
             "capped": capped,
             "fastsio_install_warning": stale,

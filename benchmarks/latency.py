@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -204,7 +203,7 @@ def run_client(name: str, url: str, timeout: float) -> dict[str, Any]:
     if name == "node":
         cmd = ["node", str(NODE_CLIENT), url, "--timeout", str(timeout)]
     else:
-        cmd = [sys.executable, __file__, "--worker", name, "--url", url, "--timeout", str(timeout)]
+        cmd = common.worker_argv(__file__, name, url=url, timeout=timeout)
     return common.run_json_worker(cmd, timeout + 30)
 
 
@@ -331,14 +330,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"{r['rate']:>8} {r['client']:<16} {r.get('error')}")
-    for name, t in targets.items():
-        unit = t.get("unit", "x")
-        print(
-            f"target {name}: {t['value']:.2f}{unit} ({t['op']} {t['limit']}{unit}): "
-            f"{'met' if t['met'] else 'NOT met'} ({t['note']})"
-        )
-    common.write_report(
-        common.results_path(args.json_out, args.quick, "latency.json"),
+    common.print_targets(targets)
+    common.write_results(
+        args,
+        "latency.json",
         "latency",
         started,
         {
@@ -346,8 +341,6 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "duration_s": args.duration,
             "warmup_fraction": WARMUP,
-            "quick": args.quick,
-            "loadavg": os.getloadavg(),
         },
         results=results,
         targets=targets,

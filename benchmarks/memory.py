@@ -312,24 +312,16 @@ def run_worker(cmd: list[str], limit_s: float) -> dict[str, Any]:
 
 
 def _worker_cmd(kind: str, client: str, url: str, args: argparse.Namespace) -> list[str]:
-    return [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
+    return common.worker_argv(
+        __file__,
         kind,
-        "--client",
-        client,
-        "--url",
-        url,
-        "--interval",
-        str(args.interval),
-        "--budget",
-        str(args.budget),
-        "--duration",
-        str(args.duration),
-        "--handler",
-        args.handler or "sync-sleep",
-    ]
+        client=client,
+        url=url,
+        interval=args.interval,
+        budget=args.budget,
+        duration=args.duration,
+        handler=args.handler or "sync-sleep",
+    )
 
 
 def part_stream(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -59,7 +58,6 @@ PAYLOAD = {"s": "AAPL", "p": 123.45, "q": 100, "t": 1700000000123}
 
 def server_main(batch: int) -> int:
     import orjson
-    import uvloop
     from aiohttp import web
 
     event = b"4" + b"2" + orjson.dumps(["tick", PAYLOAD])
@@ -144,22 +142,16 @@ def server_main(batch: int) -> int:
                 s.streaming = False
         return web.Response(body=body, content_type="text/plain")
 
-    async def serve() -> None:
+    async def start() -> int:
         app = web.Application(client_max_size=16 << 20)
         app.router.add_route("*", "/socket.io/", handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        print(f"LISTENING {port}", flush=True)
-        await asyncio.get_running_loop().create_future()
+        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
-    try:
-        uvloop.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return common.serve_forever(start)
 
 
 # ==============================================================================================
@@ -244,8 +236,8 @@ def worker_main(args: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-def run_worker(extra: list[str], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, *extra, "--timeout", str(timeout)]
+def run_worker(client: str, timeout: float, **options: Any) -> dict[str, Any]:
+    cmd = common.worker_argv(__file__, client, **options, timeout=timeout)
     return common.run_json_worker(cmd, timeout + 30)
 
 
@@ -365,19 +357,12 @@ def main(argv: list[str] | None = None) -> int:
                 for client in dclients:
                     count = args.slow_count if client in SLOW_CLIENTS else args.count
                     r = run_worker(
-                        [
-                            "--worker",
-                            client,
-                            "--direction",
-                            direction,
-                            "--count",
-                            str(count),
-                            "--batch",
-                            str(args.batch),
-                            "--url",
-                            url,
-                        ],
+                        client,
                         args.timeout,
+                        direction=direction,
+                        count=count,
+                        batch=args.batch,
+                        url=url,
                     )
                     runs[client].append(r)
                     all_runs.append(
@@ -411,34 +396,9 @@ def main(argv: list[str] | None = None) -> int:
 
     targets: dict[str, Any] = {}
     for direction in args.directions.split(","):
-        fs = next(
-            (
-                r
-                for r in results
-                if r["client"] == "fastsio" and r["direction"] == direction and "events_per_s" in r
-            ),
-            None,
-        )
-        ps = next(
-            (
-                r
-                for r in results
-                if r["client"] == "python-socketio"
-                and r["direction"] == direction
-                and "events_per_s" in r
-            ),
-            None,
-        )
-        big = next(
-            (
-                r
-                for r in results
-                if r["client"] == "fastsio-big"
-                and r["direction"] == direction
-                and "events_per_s" in r
-            ),
-            None,
-        )
+        fs = common.find_row(results, "fastsio", "events_per_s", direction=direction)
+        ps = common.find_row(results, "python-socketio", "events_per_s", direction=direction)
+        big = common.find_row(results, "fastsio-big", "events_per_s", direction=direction)
         if fs and ps:
             ratio = fs["events_per_s"] / ps["events_per_s"]
             fs["ratio_vs_python_socketio"] = ratio
@@ -477,13 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"{r['direction']:<5} {r['client']:<16} {r.get('error')}")
-    for name, t in targets.items():
-        print(
-            f"target {name}: {t['value']:.2f}x ({t['op']} {t['limit']}x): "
-            f"{'met' if t['met'] else 'NOT met'} ({t['note']})"
-        )
-    common.write_report(
-        common.results_path(args.json_out, args.quick, "polling.json"),
+    common.print_targets(targets)
+    common.write_results(
+        args,
+        "polling.json",
         "polling",
         started,
         {
@@ -492,8 +449,6 @@ def main(argv: list[str] | None = None) -> int:
             "batch": args.batch,
             "big_batch": BIG_BATCH,
             "rounds": args.rounds,
-            "quick": args.quick,
-            "loadavg": os.getloadavg(),
         },
         results=results,
         targets=targets,

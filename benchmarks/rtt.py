@@ -65,7 +65,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import common
@@ -280,20 +279,9 @@ def _client_cmd(
     if name in ("node", "node-v2"):
         cmd = ["node", str(NODE_CLIENT), url, str(warmup), str(count), str(timeout)]
         return cmd + ([NODE_CLIENT_V2] if name == "node-v2" else [])
-    return [
-        python,
-        str(Path(__file__).resolve()),
-        "--worker",
-        name,
-        "--url",
-        url,
-        "--warmup",
-        str(warmup),
-        "--count",
-        str(count),
-        "--timeout",
-        str(timeout),
-    ]
+    return common.worker_argv(
+        __file__, name, python, url=url, warmup=warmup, count=count, timeout=timeout
+    )
 
 
 def run_client(
@@ -610,10 +598,9 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = common.machine_info()
     machine["loadavg_before"] = load_before
-    common.write_report(
-        common.results_path(
-            args.json_out, args.quick, "rtt-v2.json" if args.server_version == 2 else "rtt.json"
-        ),
+    common.write_results(
+        args,
+        "rtt-v2.json" if args.server_version == 2 else "rtt.json",
         "rtt",
         started,
         {
@@ -625,7 +612,6 @@ def main(argv: list[str] | None = None) -> int:
             "pin": args.pin,
             "server_cpus": sorted(server_cpus) if server_cpus else None,
             "client_cpus": sorted(client_cpus) if client_cpus else None,
-            "quick": args.quick,
             "clients": clients,
             "server_version": args.server_version,
             "legacy_python_socketio": legacy or None,

@@ -66,7 +66,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import common
@@ -527,18 +526,9 @@ def run_client(
             module,
         ]
     else:
-        cmd = [
-            python,
-            str(Path(__file__).resolve()),
-            "--worker",
-            name,
-            "--url",
-            server.url,
-            "--serializer",
-            serializer,
-            "--timeout",
-            str(timeout),
-        ]
+        cmd = common.worker_argv(
+            __file__, name, python, url=server.url, serializer=serializer, timeout=timeout
+        )
     cpu_before = server.cpu_seconds()
     result = common.run_json_worker(cmd, timeout + 30)
     server_cpu = server.cpu_seconds() - cpu_before
@@ -774,16 +764,11 @@ def main(argv: list[str] | None = None) -> int:
     add_ratios(rows)
     print_table(rows, args.serializer, args.rounds)
     targets = stream_targets(rows, args.serializer)
-    for name, t in targets.items():
-        print(
-            f"target {name}: {t['value']:.2f}x (target {t['op']} {t['limit']}x): "
-            f"{'met' if t['met'] else 'NOT met'}"
-        )
+    common.print_targets(targets)
 
-    common.write_report(
-        common.results_path(
-            args.json_out, args.quick, f"stream-{args.serializer}{'-v2' if v2 else ''}.json"
-        ),
+    common.write_results(
+        args,
+        f"stream-{args.serializer}{'-v2' if v2 else ''}.json",
         "stream",
         started,
         {
@@ -792,7 +777,6 @@ def main(argv: list[str] | None = None) -> int:
             "slow_count": slow_count,
             "sync_slow_count": sync_slow_count,
             "rounds": args.rounds,
-            "quick": args.quick,
             "clients": clients,
             "fastsio_install_warning": stale,
             "server_version": args.server_version,
