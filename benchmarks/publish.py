@@ -45,11 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,13 +56,9 @@ from typing import Any
 import common
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS_DIR = HERE / "results"
 REF_DIR = HERE / "ref"
 REF_BUILD = REF_DIR / "build"
-NODE_CLIENT = HERE / "node" / "publish_client.js"
-NODE_PEERS = ROOT / "tests" / "peers"
-_LISTENING = re.compile(r"^LISTENING (\d+)$")
+NODE_CLIENT = common.NODE_DIR / "publish_client.js"
 
 SCENARIOS = (
     "emit-json-dict",
@@ -108,44 +100,20 @@ def build_count_server() -> str | None:
     return None
 
 
-async def _serve(rate: float) -> None:
+async def _start_server(rate: float) -> int:
     sys.path.insert(0, str(REF_BUILD))
     from count_server import CountListener  # type: ignore[import-not-found]
     from picows import ws_create_server
 
     loop = asyncio.get_running_loop()
     server = await ws_create_server(lambda _req: CountListener(loop, rate), "127.0.0.1", 0)
-    print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
-    await asyncio.Event().wait()
+    return int(server.sockets[0].getsockname()[1])
 
 
-class ServerProcess:
-    def __init__(self, rate: float = 0.0) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--server", "--rate", str(rate)],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=HERE,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        match = _LISTENING.match(line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError(f"counting server did not start (got {line!r})")
-        self.url = f"http://127.0.0.1:{match.group(1)}"
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def start_server(rate: float = 0.0) -> common.ServerProcess:
+    """The counting server in its own process (``rate``: bytes/s it reads, 0: no limit)."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--server", "--rate", str(rate)]
+    return common.ServerProcess(argv, "counting server")
 
 
 # ==============================================================================================
@@ -265,19 +233,7 @@ def _summary(sent: int, counted: Any, elapsed: float, cpu: float, rss0: float) -
 
 
 def worker_main(a: argparse.Namespace) -> int:
-    import uvloop
-
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        if a.worker == "raw":
-            result = loop.run_until_complete(_run_raw(a))
-        else:
-            result = loop.run_until_complete(_run_socketio(a.worker, a))
-    except Exception as exc:  # reported to the parent as a row error
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result), flush=True)
-    return 0
+    return common.run_worker(_run_raw(a) if a.worker == "raw" else _run_socketio(a.worker, a))
 
 
 # ==============================================================================================
@@ -286,13 +242,13 @@ def worker_main(a: argparse.Namespace) -> int:
 
 
 def run_client(
-    client: str, server: ServerProcess, scenario: str, count: int, a: argparse.Namespace
+    client: str, server: common.ServerProcess, scenario: str, count: int, a: argparse.Namespace
 ) -> dict[str, Any]:
     if client == "node":
         node = shutil.which("node")
         if node is None:
             return {"skipped": "node is not on PATH"}
-        if not (NODE_PEERS / "node_modules" / "socket.io-client").is_dir():
+        if not (common.NODE_PEERS / "node_modules" / "socket.io-client").is_dir():
             return {"skipped": "socket.io-client is not installed (npm ci --prefix tests/peers)"}
         cmd = [
             node,
@@ -310,35 +266,19 @@ def run_client(
     else:
         if client == "raw" and scenario.startswith("call"):
             return {"skipped": "the picows sender is a reference for emits only"}
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--worker",
+        cmd = common.worker_argv(
+            __file__,
             client,
-            "--url",
-            server.url,
-            "--scenario",
-            scenario,
-            "--count",
-            str(count),
-            "--window",
-            str(a.window),
-            "--chunk",
-            str(a.chunk),
-            "--timeout",
-            str(a.timeout),
-        ]
+            url=server.url,
+            scenario=scenario,
+            count=count,
+            window=a.window,
+            chunk=a.chunk,
+            timeout=a.timeout,
+        )
     cpu_before = server.cpu_seconds()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout + 60, cwd=HERE)
-    except subprocess.TimeoutExpired:
-        return {"error": f"worker timed out after {a.timeout + 60:.0f} s"}
+    result = common.run_json_worker(cmd, a.timeout + 60)
     server_cpu = server.cpu_seconds() - cpu_before
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
-    result: dict[str, Any] = json.loads(lines[-1])
     if "error" in result or "skipped" in result:
         return result
     if result["counted"] != result["sent"]:
@@ -346,11 +286,6 @@ def run_client(
     elapsed = result.get("elapsed_s") or 0
     result["server_cpu_percent"] = server_cpu / elapsed * 100 if elapsed > 0 else None
     return result
-
-
-def _median(values: list[Any]) -> float | None:
-    nums = [v for v in values if isinstance(v, (int, float))]
-    return statistics.median(nums) if nums else None
 
 
 def summarize(client: str, scenario: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -363,7 +298,7 @@ def summarize(client: str, scenario: str, runs: list[dict[str, Any]]) -> dict[st
         "peak_rss_mb",
         "server_cpu_percent",
     ):
-        row[key] = _median([r.get(key) for r in ok])
+        row[key] = common.median([r.get(key) for r in ok])
     rates = [r["events_per_s"] for r in ok if r.get("events_per_s")]
     row["events_per_s_min"] = min(rates) if rates else None
     row["events_per_s_max"] = max(rates) if rates else None
@@ -412,7 +347,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def run_backpressure(a: argparse.Namespace, clients: list[str]) -> list[dict[str, Any]]:
     out = []
-    server = ServerProcess(rate=a.bp_rate)
+    server = start_server(rate=a.bp_rate)
     a = argparse.Namespace(**{**vars(a), "chunk": 0})  # no yield: faster than any link
     try:
         for client in clients:
@@ -450,12 +385,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "vs psio",
         "vs node",
     )
+    f = common.fmt
     table = [head]
     for r in rows:
-
-        def f(v: Any, spec: str) -> str:
-            return "-" if v is None else format(v, spec)
-
         table.append(
             (
                 r["scenario"],
@@ -470,14 +402,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 f(r.get("ratio_vs_node"), ".2f"),
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for row in table:
-        print(
-            "  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+    common.print_columns(table, left=2)
     for r in rows:
         for e in r["errors"]:
             print(f"  {r['scenario']} {r['client']}: {e}")
@@ -509,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--bp-rate", type=float, default=8e6, help="the slow server's reading rate, bytes/s"
     )
-    p.add_argument("--quick", action="store_true", help="smoke run: small counts, 1 round")
-    p.add_argument("--out", type=Path, default=None, help="results JSON path")
+    common.add_common_options(p, "publish.json", "smoke run: small counts, 1 round")
+    p.add_argument("--out", dest="json_out", type=Path, help=argparse.SUPPRESS)  # the old name
     # internal
     p.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -520,27 +445,22 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     if a.server:
-        import uvloop
-
-        uvloop.run(_serve(a.rate))
-        return 0
+        return common.serve_forever(lambda: _start_server(a.rate))
     if a.worker:
         return worker_main(a)
 
     if a.quick:
         a.count, a.slow_count, a.rounds = 50_000, 20_000, 1
         a.bp_count, a.bp_slow_count = 200_000, 50_000
-    out = a.out or (RESULTS_DIR / ("quick" if a.quick else "") / "publish.json")
     error = build_count_server()
     if error:
         print(error, file=sys.stderr)
         return 1
     scenarios = [s for s in a.scenarios.split(",") if s]
     clients = [c for c in a.clients.split(",") if c]
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    t_start = time.perf_counter()
+    started = time.time()
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    server = ServerProcess()
+    server = start_server()
     try:
         for rnd in range(a.rounds):
             for scenario in scenarios:
@@ -567,25 +487,17 @@ def main(argv: list[str] | None = None) -> int:
     bp = run_backpressure(a, clients) if a.backpressure else []
     goals = targets(rows)
     print("\nTargets:")
-    for name, t in goals.items():
-        print(
-            f"  {name}: {t['value']:.2f}x (target >= {t['limit']}x): "
-            f"{'met' if t['met'] else 'NOT met'}"
-        )
-    report = {
-        "benchmark": "publish",
-        "started": started,
-        "duration_s": round(time.perf_counter() - t_start, 1),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "config": {
-            k: v
-            for k, v in vars(a).items()
-            if k not in ("server", "rate", "worker", "url", "scenario", "out")
-        },
-        "machine": common.machine_info(),
-        "results": rows,
-        "backpressure": bp,
-        "metrics": [
+    common.print_targets(goals, "  ")
+    internal = ("server", "rate", "worker", "url", "scenario", "json_out", "quick")
+    common.write_results(
+        a,
+        "publish.json",
+        "publish",
+        started,
+        {k: v for k, v in vars(a).items() if k not in internal},
+        results=rows,
+        backpressure=bp,
+        metrics=[
             {
                 "key": "events_per_s",
                 "label": "events/s",
@@ -615,12 +527,9 @@ def main(argv: list[str] | None = None) -> int:
                 "part": "backpressure",
             },
         ],
-        "targets": goals,
-        "runs": {f"{s} {c}": v for (s, c), v in runs.items()},
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    print(f"\nwrote {out}")
+        targets=goals,
+        runs={f"{s} {c}": v for (s, c), v in runs.items()},
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -46,15 +47,27 @@ ALL_KINDS = (
 )
 
 
+@dataclass
+class Legacy:
+    """One of SERVERS: its peer, the client's ``eio_version`` and the protocol expected."""
+
+    node_server: Any
+    server_opts: dict[str, Any]
+    eio_version: int | None
+    expected: Protocol
+
+    def start(self, **opts: Any) -> Any:
+        return self.node_server(**self.server_opts, **opts)
+
+    def client(self, **options: Any) -> fastsio.AsyncClient:
+        """A client speaking this server's version; no reconnection unless ``options`` say."""
+        options = {"reconnection": False, **options}
+        return fastsio.AsyncClient(eio_version=self.eio_version, **options)
+
+
 @pytest.fixture(params=SERVERS)
-def legacy(request: pytest.FixtureRequest, node_server: Any) -> Any:
-    """(start(**opts) -> ServerHandle, client eio_version, expected protocol)."""
-    server_opts, eio_version, expected = request.param
-
-    def start(**opts: Any) -> Any:
-        return node_server(**server_opts, **opts)
-
-    return start, eio_version, expected
+def legacy(request: pytest.FixtureRequest, node_server: Any) -> Legacy:
+    return Legacy(node_server, *request.param)
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -62,42 +75,42 @@ def transports(request: pytest.FixtureRequest) -> list[str]:
     return list(request.param)
 
 
-async def _connected(sio: fastsio.AsyncClient, transports: list[str]) -> None:
+async def _connect(
+    sio: fastsio.AsyncClient, server: Any, transports: list[str], **kwargs: Any
+) -> None:
+    """Connect on ``transports`` and, for the upgrade, wait until it is done."""
+    await sio.connect(server.url, transports=transports, **kwargs)
     if transports == ["polling", "websocket"]:
         await until(lambda: sio.transport() == "websocket", 10, "the upgrade")
 
 
-async def test_connect_speaks_the_servers_protocol(legacy: Any, transports: list[str]) -> None:
-    start, eio_version, expected = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+async def test_connect_speaks_the_servers_protocol(legacy: Legacy, transports: list[str]) -> None:
+    server = legacy.start()
+    sio = legacy.client()
     log = EventLog()
     sio.on("connect", log.handler("connect"))
     sio.on("connect", log.handler("connect_chat"), namespace="/chat")
-    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
-    await _connected(sio, transports)
-    assert sio.protocol == expected
+    await _connect(sio, server, transports, namespaces=["/", "/chat"])
+    assert sio.protocol == legacy.expected
     assert log.count("connect") == 1 and log.count("connect_chat") == 1
     assert sio.get_sid("/") and sio.get_sid("/chat")
     query = await sio.call("query", timeout=5)
-    assert query["EIO"] == str(expected.engineio)
+    assert query["EIO"] == str(legacy.expected.engineio)
     assert await sio.call("recovered", timeout=5) is False
     await sio.disconnect()
     assert not sio.connected
 
 
 async def test_events_with_every_argument_kind_round_trip(
-    legacy: Any, transports: list[str]
+    legacy: Legacy, transports: list[str]
 ) -> None:
-    start, eio_version, _ = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    server = legacy.start()
+    sio = legacy.client()
     log = EventLog()
     sio.on("echo", log.handler("echo"))
     sio.on("echo", log.handler("echo_chat"), namespace="/chat")
     sio.on("*", lambda event, *args: log.record("any", event, *args), namespace="/chat")
-    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
-    await _connected(sio, transports)
+    await _connect(sio, server, transports, namespaces=["/", "/chat"])
     for value in ALL_KINDS:
         await sio.emit("echo", value)
     await sio.emit("echo", ALL_KINDS)
@@ -113,10 +126,9 @@ async def test_events_with_every_argument_kind_round_trip(
     await sio.disconnect()
 
 
-async def test_acks_both_ways_with_binary(legacy: Any, transports: list[str]) -> None:
-    start, eio_version, _ = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+async def test_acks_both_ways_with_binary(legacy: Legacy, transports: list[str]) -> None:
+    server = legacy.start()
+    sio = legacy.client()
     log = EventLog()
 
     @sio.on("question", namespace="/chat")
@@ -124,8 +136,7 @@ async def test_acks_both_ways_with_binary(legacy: Any, transports: list[str]) ->
         return ("answer to", payload, b"\xfe\xff")
 
     sio.on("answer", log.handler("answer"), namespace="/chat")
-    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
-    await _connected(sio, transports)
+    await _connect(sio, server, transports, namespaces=["/", "/chat"])
     args = ("x", b"\x00\x01", {"b": b"\x02"}, [1, None])
     assert await sio.call("ack", args, timeout=5) == args
     assert await sio.call("ack", b"\x07", namespace="/chat", timeout=5) == b"\x07"
@@ -139,25 +150,22 @@ async def test_acks_both_ways_with_binary(legacy: Any, transports: list[str]) ->
 
 
 async def test_binary_stream_from_the_server_arrives_in_order(
-    legacy: Any, transports: list[str]
+    legacy: Legacy, transports: list[str]
 ) -> None:
-    start, eio_version, _ = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    server = legacy.start()
+    sio = legacy.client()
     got: list[tuple[int, bytes]] = []
     sio.on("bin_tick", lambda seq, blob: got.append((seq, blob)))
-    await sio.connect(server.url, transports=transports)
-    await _connected(sio, transports)
+    await _connect(sio, server, transports)
     assert await sio.call("burst_binary", 300, timeout=10) == 300
     await until(lambda: len(got) == 300, 10, "300 bin_tick")
     assert got == [(i, i.to_bytes(4, "big")) for i in range(300)]
     await sio.disconnect()
 
 
-async def test_auth_reaches_every_namespace(legacy: Any, transports: list[str]) -> None:
-    start, eio_version, _ = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+async def test_auth_reaches_every_namespace(legacy: Legacy, transports: list[str]) -> None:
+    server = legacy.start()
+    sio = legacy.client()
     await sio.connect(
         server.url,
         transports=transports,
@@ -169,10 +177,9 @@ async def test_auth_reaches_every_namespace(legacy: Any, transports: list[str]) 
     await sio.disconnect()
 
 
-async def test_refusals_surface_as_connect_error(legacy: Any, transports: list[str]) -> None:
-    start, eio_version, expected = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+async def test_refusals_surface_as_connect_error(legacy: Legacy, transports: list[str]) -> None:
+    server = legacy.start()
+    sio = legacy.client()
     errors = EventLog()
     sio.on("connect_error", errors.handler("private"), namespace="/private")
     sio.on("connect_error", errors.handler("nowhere"), namespace="/nowhere")
@@ -182,12 +189,14 @@ async def test_refusals_surface_as_connect_error(legacy: Any, transports: list[s
         )
     with pytest.raises(fastsio.exceptions.ConnectionError, match="/nowhere"):
         await sio.connect(server.url, transports=transports, namespaces=["/nowhere"])
-    if expected == V2:
+    if legacy.expected == V2:
         # Socket.IO protocol v4: ERROR packets carry err.data (or err.message) as they are,
         # from 2.5 and from 4.8 to an Engine.IO 3 client alike.
         assert errors.events["private"] == [({"reason": "bad token"},)]
         # An unknown namespace: 2.5 sends a string, 4.8 its usual object.
-        nowhere = "Invalid namespace" if eio_version is None else {"message": "Invalid namespace"}
+        nowhere = (
+            "Invalid namespace" if legacy.eio_version is None else {"message": "Invalid namespace"}
+        )
         assert errors.events["nowhere"] == [(nowhere,)]
     else:
         assert errors.events["private"] == [
@@ -197,15 +206,13 @@ async def test_refusals_surface_as_connect_error(legacy: Any, transports: list[s
     assert not sio.connected
 
 
-async def test_server_disconnect_is_final(legacy: Any, transports: list[str]) -> None:
-    start, eio_version, _ = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection_delay=0.05)
+async def test_server_disconnect_is_final(legacy: Legacy, transports: list[str]) -> None:
+    server = legacy.start()
+    sio = legacy.client(reconnection=True, reconnection_delay=0.05)
     log = EventLog()
     sio.on("disconnect", log.handler("disconnect"), namespace="/chat")
     sio.on("disconnect", log.handler("disconnect_root"))
-    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
-    await _connected(sio, transports)
+    await _connect(sio, server, transports, namespaces=["/", "/chat"])
     await sio.emit("disconnect_me", namespace="/chat")
     assert await log.wait("disconnect") == [("io server disconnect",)]
     assert sio.connected and "/chat" not in sio.namespaces
@@ -217,38 +224,33 @@ async def test_server_disconnect_is_final(legacy: Any, transports: list[str]) ->
 
 
 async def test_reconnects_after_a_server_restart_in_the_same_protocol(
-    legacy: Any, transports: list[str]
+    legacy: Legacy, transports: list[str]
 ) -> None:
-    start, eio_version, expected = legacy
-    server = start()
-    sio = fastsio.AsyncClient(
-        eio_version=eio_version, reconnection_delay=0.05, reconnection_delay_max=0.2
-    )
+    server = legacy.start()
+    sio = legacy.client(reconnection=True, reconnection_delay=0.05, reconnection_delay_max=0.2)
     log = EventLog()
     sio.on("disconnect", log.handler("disconnect"))
     sio.on("reconnect", log.handler("reconnect"))
-    await sio.connect(server.url, transports=transports, namespaces=["/", "/chat"])
-    await _connected(sio, transports)
+    await _connect(sio, server, transports, namespaces=["/", "/chat"])
     await server.arestart()
     await log.wait("reconnect", timeout=20)
     assert log.events["disconnect"][0][0] in ("transport close", "transport error")
-    assert sio.protocol == expected
+    assert sio.protocol == legacy.expected
     assert await sio.call("ack", "back", namespace="/chat", timeout=5) == "back"
     await sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 async def test_heartbeat_keeps_the_link_then_detects_a_frozen_one(
-    legacy: Any, transports: list[str], fault_proxy: Any
+    legacy: Legacy, transports: list[str], fault_proxy: Any
 ) -> None:
-    start, eio_version, expected = legacy
-    server = start(ping_interval=150, ping_timeout=300)
+    server = legacy.start(ping_interval=150, ping_timeout=300)
     proxy = await fault_proxy(server)
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    sio = legacy.client()
     log = EventLog()
     sio.on("disconnect", log.handler("disconnect"))
     await sio.connect(proxy.url, transports=transports)
-    assert sio.protocol == expected
+    assert sio.protocol == legacy.expected
     await asyncio.sleep(1.2)  # eight ping rounds: a missed ping or pong would end the session
     assert sio.connected and log.count("disconnect") == 0
     assert await sio.call("ack", 1, timeout=5) == 1
@@ -322,13 +324,7 @@ async def test_msgpack_events_acks_and_namespaces(
     sio.on("echo", log.handler("echo"), namespace="/private")
     errors = EventLog()
     sio.on("connect_error", errors.handler("nowhere"), namespace="/nowhere")
-    await sio.connect(
-        server.url,
-        transports=transports,
-        namespaces=["/", "/private"],
-        auth={"token": "secret"},
-    )
-    await _connected(sio, transports)
+    await _connect(sio, server, transports, namespaces=["/", "/private"], auth={"token": "secret"})
     assert sio.protocol == expected
     args = ("x", b"\x00\x01", {"b": b"\x02", "n": [1.5, None, True]})
     assert await sio.call("ack", args, namespace="/private", timeout=5) == args
@@ -342,17 +338,15 @@ async def test_msgpack_events_acks_and_namespaces(
 
 
 async def test_rooms_and_a_namespace_without_the_default_one(
-    legacy: Any, transports: list[str]
+    legacy: Legacy, transports: list[str]
 ) -> None:
     # A 2.x server connects "/" whether or not it is asked for; the client only uses /chat.
-    start, eio_version, expected = legacy
-    server = start()
-    sio = fastsio.AsyncClient(eio_version=eio_version, reconnection=False)
+    server = legacy.start()
+    sio = legacy.client()
     log = EventLog()
     sio.on("room_msg", log.handler("room_msg"), namespace="/chat")
-    await sio.connect(server.url, transports=transports, namespaces=["/chat"])
-    await _connected(sio, transports)
-    assert sio.protocol == expected and list(sio.namespaces) == ["/chat"]
+    await _connect(sio, server, transports, namespaces=["/chat"])
+    assert sio.protocol == legacy.expected and list(sio.namespaces) == ["/chat"]
     assert await sio.call("join", "r1", namespace="/chat", timeout=5) is True
     await sio.emit("to_room", ("r1", b"\x01", "two"), namespace="/chat")
     assert await log.wait("room_msg") == [("r1", b"\x01", "two")]
@@ -362,13 +356,10 @@ async def test_rooms_and_a_namespace_without_the_default_one(
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 async def test_emits_while_reconnecting_are_delivered_after_the_restart(
-    legacy: Any, transports: list[str]
+    legacy: Legacy, transports: list[str]
 ) -> None:
-    start, eio_version, expected = legacy
-    server = start()
-    sio = fastsio.AsyncClient(
-        eio_version=eio_version, reconnection_delay=0.2, reconnection_delay_max=0.5
-    )
+    server = legacy.start()
+    sio = legacy.client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5)
     log = EventLog()
     sio.on("disconnect", log.handler("disconnect"))
     sio.on("echo", log.handler("echo"))
@@ -383,7 +374,7 @@ async def test_emits_while_reconnecting_are_delivered_after_the_restart(
     assert await log.wait("echo", 5, timeout=20) == [(i,) for i in range(5)]
     await until(lambda: results, 10, "the buffered call's ack")
     assert results == [(None, "buffered")]
-    assert sio.protocol == expected
+    assert sio.protocol == legacy.expected
     await sio.disconnect()
 
 
@@ -488,12 +479,9 @@ async def test_a_v3_binary_frame_without_the_message_type_is_a_parse_error() -> 
         assert any(r.startswith(b"40/chat,") for r in server.received)
 
 
-async def test_batches_retries_timeouts_and_stats_work_the_same(legacy: Any) -> None:
-    start, eio_version, _ = legacy
-    server = start()
-    sio = fastsio.AsyncClient(
-        eio_version=eio_version, reconnection=False, retries=1, ack_timeout=1
-    )
+async def test_batches_retries_timeouts_and_stats_work_the_same(legacy: Legacy) -> None:
+    server = legacy.start()
+    sio = legacy.client(retries=1, ack_timeout=1)
     batches: list[list[Any]] = []
     sio.on("tick", batches.append, batch=True)
     await sio.connect(server.url, transports=["websocket"])
