@@ -8,10 +8,9 @@ the stop, TLS and its counters.
 from __future__ import annotations
 
 import ssl
-from typing import Any
 
 import pytest
-from support.aio import EventLog, until
+from support.aio import EventLog, client, log_events, until
 
 import fastsio
 from fastsio.testing import FirehoseServer
@@ -21,19 +20,8 @@ pytestmark = pytest.mark.timeout(60)
 SERIALIZERS = ["json", "msgpack"]
 
 
-def client(serializer: str, **kwargs: Any) -> fastsio.AsyncClient:
-    kwargs.setdefault("reconnection", False)
-    return fastsio.AsyncClient(
-        serializer="msgpack" if serializer == "msgpack" else "default", **kwargs
-    )
-
-
 def stream_log(sio: fastsio.AsyncClient, namespace: str = "/") -> EventLog:
-    log = EventLog()
-    sio.on("tick", log.handler("tick"), namespace=namespace)
-    sio.on("done", log.handler("done"), namespace=namespace)
-    sio.on("disconnect", log.handler("disconnect"), namespace=namespace)
-    return log
+    return log_events(sio, "tick", "done", "disconnect", namespace=namespace)
 
 
 @pytest.mark.parametrize("serializer", SERIALIZERS)

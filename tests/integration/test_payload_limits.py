@@ -12,19 +12,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from support.aio import client
 
-import fastsio
 from fastsio.exceptions import PayloadTooLargeError
 
 pytestmark = pytest.mark.timeout(60)
 
 LIMIT = 100_000
-
-
-def client(parser: str = "json") -> fastsio.AsyncClient:
-    return fastsio.AsyncClient(
-        reconnection=False, serializer="msgpack" if parser == "msgpack" else "default"
-    )
 
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])

@@ -28,7 +28,7 @@ _TESTS = Path(__file__).resolve().parent.parent
 if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
 
-from support.aio import EventLog, until  # noqa: E402
+from support.aio import EventLog, client, log_events, until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,18 +40,8 @@ TRANSPORTS = [
 ]
 
 
-def client(serializer: str = "json", **kwargs: Any) -> fastsio.AsyncClient:
-    kwargs.setdefault("reconnection", False)
-    return fastsio.AsyncClient(
-        serializer="msgpack" if serializer == "msgpack" else "default", **kwargs
-    )
-
-
 def lifecycle_log(sio: fastsio.AsyncClient, namespace: str = "/") -> EventLog:
-    log = EventLog()
-    sio.on("connect", log.handler("connect"), namespace=namespace)
-    sio.on("disconnect", log.handler("disconnect"), namespace=namespace)
-    sio.on("connect_error", log.handler("connect_error"), namespace=namespace)
+    log = log_events(sio, "connect", "disconnect", "connect_error", namespace=namespace)
     sio.on("reconnect", log.handler("reconnect"))
     return log
 

@@ -1,5 +1,5 @@
 """Small helpers for tests: which loop is running, waiting on conditions (from a coroutine or
-from a plain thread) and events."""
+from a plain thread), events, and the plain client most tests start with."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
+
+import fastsio
 
 
 def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
@@ -73,3 +75,20 @@ class EventLog:
             self.events.clear()
         else:
             self.events.pop(name, None)
+
+
+def client(serializer: str = "json", **kwargs: Any) -> fastsio.AsyncClient:
+    """An AsyncClient for ``serializer`` (``json`` or ``msgpack``), without reconnection unless
+    ``kwargs`` ask for it."""
+    kwargs.setdefault("reconnection", False)
+    return fastsio.AsyncClient(
+        serializer="msgpack" if serializer == "msgpack" else "default", **kwargs
+    )
+
+
+def log_events(sio: Any, *events: str, namespace: str = "/") -> EventLog:
+    """An EventLog recording each of ``events`` of ``namespace`` on ``sio`` under its name."""
+    log = EventLog()
+    for event in events:
+        sio.on(event, log.handler(event), namespace=namespace)
+    return log
