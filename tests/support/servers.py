@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / "peers"
 NODE_SERVER = PEERS_DIR / "server.js"
@@ -310,47 +310,22 @@ class ServerFactory:
         return [sys.executable, str(PY_SERVER)]
 
     def __call__(
-        self,
-        *,
-        parser: Literal["json", "msgpack"] = "json",
-        recovery: bool = False,
-        ping_interval: int | None = None,
-        ping_timeout: int | None = None,
-        transports: Sequence[str] | str | None = None,
-        max_payload: int | None = None,
-        adapter: Literal["memory", "base", "cluster"] = "memory",
-        server_version: Literal[2, 3, 4] = 4,
-        allow_eio3: bool = False,
-        root_auth: bool = False,
-        firehose: int | None = None,
-        port: int = 0,
-        timeout: float = START_TIMEOUT,
+        self, *, port: int = 0, timeout: float = START_TIMEOUT, **opts: Any
     ) -> ServerHandle:
-        if self.kind == "python" and recovery:
+        """Start a peer with ``make_options(**opts)`` on ``port`` (0: a free one)."""
+        options = make_options(**opts)
+        if self.kind == "python" and options.recovery:
             raise ValueError("python-socketio has no connection state recovery (recovery=True)")
         if self.kind == "python" and (
-            adapter != "memory"
-            or server_version != 4
-            or allow_eio3
-            or root_auth
-            or firehose is not None
+            options.adapter != "memory"
+            or options.server_version != 4
+            or options.allow_eio3
+            or options.root_auth
+            or options.firehose is not None
         ):
             raise ValueError(
                 "adapter=, server_version=, allow_eio3=, root_auth=, firehose= are Node options"
             )
-        options = make_options(
-            parser=parser,
-            recovery=recovery,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            transports=transports,
-            max_payload=max_payload,
-            adapter=adapter,
-            server_version=server_version,
-            allow_eio3=allow_eio3,
-            root_auth=root_auth,
-            firehose=firehose,
-        )
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"fastsio-{self.kind}-peer-"))
         handle = ServerHandle(
