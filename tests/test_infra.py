@@ -60,8 +60,10 @@ async def _close_client(client: socketio.AsyncClient) -> None:
         await client.eio._reset()
 
 
-def start_peer(kind: str, node_server: Any, py_server: Any, **opts: Any) -> ServerHandle:
-    return (node_server if kind == "node" else py_server)(**opts)
+@pytest.fixture(params=["node", "python"])
+def peer(request: pytest.FixtureRequest, node_server: Any, py_server: Any) -> Any:
+    """The server factory of one peer kind: each contract test runs against both."""
+    return node_server if request.param == "node" else py_server
 
 
 # -- loops ---------------------------------------------------------------------------------------
@@ -81,11 +83,10 @@ async def test_each_async_test_runs_on_its_loop(request: pytest.FixtureRequest) 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
-@pytest.mark.parametrize("kind", ["node", "python"])
 async def test_contract_basics(
-    kind: str, parser: str, transport: str, node_server: Any, py_server: Any, sio_client: MakeClient
+    peer: Any, parser: str, transport: str, sio_client: MakeClient
 ) -> None:
-    server = start_peer(kind, node_server, py_server, parser=parser)
+    server = peer(parser=parser)
     client = sio_client(parser)
     log = EventLog()
     for ev in ("echo", "tick", "bin_tick", "room_msg"):
@@ -144,11 +145,8 @@ async def test_contract_basics(
 
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
-@pytest.mark.parametrize("kind", ["node", "python"])
-async def test_contract_private_namespace(
-    kind: str, parser: str, node_server: Any, py_server: Any, sio_client: MakeClient
-) -> None:
-    server = start_peer(kind, node_server, py_server, parser=parser)
+async def test_contract_private_namespace(peer: Any, parser: str, sio_client: MakeClient) -> None:
+    server = peer(parser=parser)
     errors = EventLog()
     bad = sio_client(parser, reconnection=False)
     bad.on("connect_error", errors.handler("err"), namespace="/private")
@@ -166,11 +164,8 @@ async def test_contract_private_namespace(
     assert await good.call("auth", namespace="/private", timeout=5) == {"token": "secret"}
 
 
-@pytest.mark.parametrize("kind", ["node", "python"])
-async def test_contract_ask(
-    kind: str, node_server: Any, py_server: Any, sio_client: MakeClient
-) -> None:
-    server = start_peer(kind, node_server, py_server)
+async def test_contract_ask(peer: Any, sio_client: MakeClient) -> None:
+    server = peer()
     client = sio_client()
     log = EventLog()
 
@@ -214,11 +209,8 @@ async def test_contract_ask_timeout(
     assert results == [[("operation has timed out",)]] * 2
 
 
-@pytest.mark.parametrize("kind", ["node", "python"])
-async def test_contract_stream(
-    kind: str, node_server: Any, py_server: Any, sio_client: MakeClient
-) -> None:
-    server = start_peer(kind, node_server, py_server)
+async def test_contract_stream(peer: Any, sio_client: MakeClient) -> None:
+    server = peer()
     starter, watcher = sio_client(), sio_client()
     log = EventLog()
     watcher.on("seq", log.handler("seq"), namespace="/chat")
@@ -236,11 +228,8 @@ async def test_contract_stream(
 
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
-@pytest.mark.parametrize("kind", ["node", "python"])
-async def test_contract_emit_undefined(
-    kind: str, parser: str, node_server: Any, py_server: Any, sio_client: MakeClient
-) -> None:
-    server = start_peer(kind, node_server, py_server, parser=parser)
+async def test_contract_emit_undefined(peer: Any, parser: str, sio_client: MakeClient) -> None:
+    server = peer(parser=parser)
     client = sio_client(parser)
     log = EventLog()
     for ev in ("undef", "date", "arraybuffer"):
@@ -263,11 +252,8 @@ async def test_contract_emit_undefined(
         assert ab == msgpack.ExtType(0, b"\x01\x02\x03")
 
 
-@pytest.mark.parametrize("kind", ["node", "python"])
-async def test_contract_server_disconnects(
-    kind: str, node_server: Any, py_server: Any, sio_client: MakeClient
-) -> None:
-    server = start_peer(kind, node_server, py_server)
+async def test_contract_server_disconnects(peer: Any, sio_client: MakeClient) -> None:
+    server = peer()
     client = sio_client()
     log = EventLog()
     client.on("connect", log.handler("connect"))
@@ -339,11 +325,8 @@ async def test_node_max_payload(node_server: Any, sio_client: MakeClient) -> Non
 # -- server handles ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["node", "python"])
-async def test_kill_and_restart_on_same_port(
-    kind: str, node_server: Any, py_server: Any, sio_client: MakeClient
-) -> None:
-    server = start_peer(kind, node_server, py_server)
+async def test_kill_and_restart_on_same_port(peer: Any, sio_client: MakeClient) -> None:
+    server = peer()
     port = server.port
     client = sio_client()
     log = EventLog()
