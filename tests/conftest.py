@@ -126,6 +126,20 @@ async def fault_proxy() -> AsyncIterator[Callable[..., Awaitable[FaultProxy]]]:
 
 
 @pytest.fixture
+def proxied_node(
+    node_server: ServerFactory, fault_proxy: Callable[..., Awaitable[FaultProxy]]
+) -> Callable[..., Awaitable[tuple[ServerHandle, FaultProxy]]]:
+    """``await make(**server_options) -> (server, proxy)``: a Node peer behind a fault proxy
+    (clients connect to ``proxy.url``; the proxy cuts, freezes or refuses their link)."""
+
+    async def make(**opts: Any) -> tuple[ServerHandle, FaultProxy]:
+        server = node_server(**opts)
+        return server, await fault_proxy(server)
+
+    return make
+
+
+@pytest.fixture
 def fault_proxy_sync() -> Iterator[Callable[..., ThreadedFaultProxy]]:
     """``make(target) -> ThreadedFaultProxy``: a fault proxy on a thread of its own, for tests
     of the sync clients (no running loop in the test). Stopped at teardown."""

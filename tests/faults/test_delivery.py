@@ -20,9 +20,8 @@ def serializer_of(parser: str) -> str:
     return "msgpack" if parser == "msgpack" else "default"
 
 
-async def test_pending_call_fails_promptly_on_cut(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_pending_call_fails_promptly_on_cut(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.05)
     await sio.connect(proxy.url)
     call = asyncio.ensure_future(sio.call("never_acked", timeout=30))
@@ -35,9 +34,8 @@ async def test_pending_call_fails_promptly_on_cut(node_server: Any, fault_proxy:
     await sio.disconnect()
 
 
-async def test_emit_timeout_callback_gets_error_first(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_emit_timeout_callback_gets_error_first(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.05)
     results: list[Any] = []
     await sio.connect(proxy.url)
@@ -55,10 +53,9 @@ async def test_emit_timeout_callback_gets_error_first(node_server: Any, fault_pr
 
 
 async def test_plain_callback_lost_on_disconnect_is_logged(
-    node_server: Any, fault_proxy: Any, caplog: pytest.LogCaptureFixture
+    proxied_node: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.05)
     await sio.connect(proxy.url)
     await sio.emit("never_acked", callback=lambda *a: None)
@@ -71,10 +68,9 @@ async def test_plain_callback_lost_on_disconnect_is_logged(
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
 async def test_emits_while_reconnecting_are_buffered_and_flushed_in_order(
-    node_server: Any, fault_proxy: Any, parser: str
+    proxied_node: Any, parser: str
 ) -> None:
-    server = node_server(parser=parser)
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node(parser=parser)
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2,
                               serializer=serializer_of(parser))
     echoed: list[int] = []
@@ -96,9 +92,8 @@ async def test_emits_while_reconnecting_are_buffered_and_flushed_in_order(
     await sio.disconnect()
 
 
-async def test_buffer_full_policy_error_and_drop_oldest(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_buffer_full_policy_error_and_drop_oldest(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     for policy in ("error", "drop_oldest"):
         sio = fastsio.AsyncClient(reconnection_delay=0.1, max_buffer=3, buffer_policy=policy)
         echoed: list[int] = []
@@ -134,9 +129,8 @@ async def test_emit_after_user_disconnect_raises(node_server: Any) -> None:
         await sio.emit("echo", 1)
 
 
-async def test_at_least_once_retries_survive_a_cut(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_at_least_once_retries_survive_a_cut(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2, retries=3,
                               ack_timeout=1.0)
     acks: list[Any] = []
@@ -154,10 +148,9 @@ async def test_at_least_once_retries_survive_a_cut(node_server: Any, fault_proxy
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
 async def test_connection_state_recovery_delivers_everything_exactly_once(
-    node_server: Any, fault_proxy: Any, parser: str
+    proxied_node: Any, parser: str
 ) -> None:
-    server = node_server(parser=parser, recovery=True)
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node(parser=parser, recovery=True)
     sio = fastsio.AsyncClient(reconnection_delay=0.5, reconnection_delay_max=1,
                               randomization_factor=0, serializer=serializer_of(parser))
     seq: list[int] = []
@@ -193,10 +186,9 @@ async def test_connection_state_recovery_delivers_everything_exactly_once(
 
 
 async def test_without_recovery_on_server_recovered_is_false(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1)
     got: list[Any] = []
     sio.on("seq", lambda *a: got.append(a))
@@ -215,10 +207,9 @@ async def test_without_recovery_on_server_recovered_is_false(
 
 @pytest.mark.parametrize("fault", ["chunk1", "delay", "throttle"])
 async def test_stream_intact_over_degraded_links(
-    node_server: Any, fault_proxy: Any, fault: str
+    proxied_node: Any, fault: str
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     if fault == "chunk1":
         proxy.chunk(1)
     elif fault == "delay":

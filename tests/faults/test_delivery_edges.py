@@ -37,6 +37,17 @@ def recorder(server: TestServer, event: str = "note") -> list[Any]:
     return got
 
 
+async def recorded_client() -> tuple[TestServer, list[Any], fastsio.AsyncClient]:
+    """A started TestServer recording ``note`` events, and a client connected to it over
+    WebSocket that reconnects every 0.1 s."""
+    server = TestServer()
+    got = recorder(server)
+    await server.start()
+    sio = fastsio.AsyncClient(reconnection_delay=0.1, randomization_factor=0)
+    await sio.connect(server.url, transports=["websocket"])
+    return server, got, sio
+
+
 async def test_late_connect_reply_does_not_keep_an_abandoned_attempt() -> None:
     # polling: the GET keeps dispatching while the abandoned attempt closes.
     server = TestServer(transports=("polling",))
@@ -103,11 +114,7 @@ async def test_late_ack_never_answers_a_later_session() -> None:
 
 
 async def test_buffered_emit_sends_the_arguments_as_they_were_at_emit_time() -> None:
-    server = TestServer()
-    got = recorder(server)
-    await server.start()
-    sio = fastsio.AsyncClient(reconnection_delay=0.1, randomization_factor=0)
-    await sio.connect(server.url, transports=["websocket"])
+    server, got, sio = await recorded_client()
     port = await go_down(sio, server)
     tick = {"price": 1}
     await sio.emit("note", tick)
@@ -123,11 +130,7 @@ async def test_buffered_emit_sends_the_arguments_as_they_were_at_emit_time() -> 
 
 
 async def test_cancelled_call_still_buffered_is_never_sent() -> None:
-    server = TestServer()
-    got = recorder(server)
-    await server.start()
-    sio = fastsio.AsyncClient(reconnection_delay=0.1, randomization_factor=0)
-    await sio.connect(server.url, transports=["websocket"])
+    server, got, sio = await recorded_client()
     port = await go_down(sio, server)
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(sio.call("note", "order-1", timeout=None), 0.1)

@@ -111,9 +111,8 @@ async def test_strip_offsets_opt_in_removes_the_offset(node_server: Any) -> None
     await sio.disconnect()
 
 
-async def test_recovery_works_without_stripping(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server(recovery=True)
-    proxy = await fault_proxy(server)
+async def test_recovery_works_without_stripping(proxied_node: Any) -> None:
+    server, proxy = await proxied_node(recovery=True)
     sio = fastsio.AsyncClient(reconnection_delay=0.1, randomization_factor=0)
     seq: list[int] = []
     sio.on("seq", lambda n, *offset: seq.append(n))
@@ -138,10 +137,9 @@ async def test_recovery_works_without_stripping(node_server: Any, fault_proxy: A
 
 
 async def test_buffered_emit_that_timed_out_is_never_sent(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     await sio.connect(proxy.url)
     tag = new_tag()
@@ -164,12 +162,11 @@ async def test_buffered_emit_that_timed_out_is_never_sent(
 
 
 async def test_failed_reconnection_attempt_does_not_fail_buffered_acks(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any
 ) -> None:
     # The attempt dies after the Engine.IO handshake (a namespace is refused): acks of packets
     # that were never written stay pending, and the packets are sent once, on the kept session.
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     token = {"token": "secret"}
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     connects: list[str] = []
@@ -205,10 +202,9 @@ async def test_failed_reconnection_attempt_does_not_fail_buffered_acks(
 
 
 async def test_connect_handler_emits_go_after_buffered_ones(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     tag = new_tag()
     connects = 0
@@ -267,10 +263,9 @@ def test_sync_client_connect_handler_emits_go_after_buffered_ones(
 
 
 async def test_namespace_closed_by_server_is_not_reconnected(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     reasons: list[tuple[str, str]] = []
     sio.on("disconnect", lambda r: reasons.append(("/", r)))
@@ -368,10 +363,9 @@ async def test_emit_before_connect_and_after_disconnect_with_opt_in(node_server:
 
 
 async def test_async_simple_client_call_survives_a_blip(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     client = fastsio.AsyncSimpleClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     await client.connect(proxy.url)
     assert await client.call("ack", 1) == 1

@@ -64,6 +64,24 @@ class Run:
     def tick(self, seq: int) -> None:
         self.ticks.append(seq)
 
+    def slow_ticks(self, batch: bool = False) -> None:
+        """A tick handler spinning 30 us a tick, slower than the feed, so that the dispatch
+        budget holds frames back; ``batch``: a batch handler (30 us a tick of the batch)."""
+        if batch:
+
+            def ticks(seqs: list[int]) -> None:
+                spin(0.00003 * len(seqs))
+                self.ticks.extend(seqs)
+
+            self.sio.on("tick", ticks, batch=True)
+            return
+
+        def tick(seq: int) -> None:
+            spin(0.00003)
+            self.tick(seq)
+
+        self.sio.on("tick", tick)
+
 
 async def kicked_after_burst(run: Run, server: Any, transport: str) -> None:
     """burst_kick, then the checks every variant shares."""
@@ -86,11 +104,7 @@ async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_server_kick
 ) -> None:
     run = Run(parser, dispatch_budget=0.0005)
 
-    def tick(seq: int) -> None:
-        spin(0.00003)
-        run.tick(seq)
-
-    run.sio.on("tick", tick)
+    run.slow_ticks()
     await kicked_after_burst(run, node_server(parser=parser), transport)
     assert run.ticks_at_disconnect == [N]  # the close was processed after the last tick
 
@@ -101,11 +115,7 @@ async def test_ticks_held_behind_a_slow_batch_handler_all_arrive_before_a_server
 ) -> None:
     run = Run("json", dispatch_budget=0.0005)
 
-    def ticks(batch: list[int]) -> None:
-        spin(0.00003 * len(batch))
-        run.ticks.extend(batch)
-
-    run.sio.on("tick", ticks, batch=True)
+    run.slow_ticks(batch=True)
     # Batches of 8: the handler then runs (and uses the time slice) in the middle of a read,
     # not only at its end, so the budget holds back the rest of the read.
     run.sio._conn.max_batch = 8
@@ -135,11 +145,7 @@ async def test_ticks_held_at_a_transport_close_all_arrive_then_the_client_reconn
 ) -> None:
     run = Run("json", dispatch_budget=0.0005)
 
-    def tick(seq: int) -> None:
-        spin(0.00003)
-        run.tick(seq)
-
-    run.sio.on("tick", tick)
+    run.slow_ticks()
     server = node_server()
     await run.sio.connect(server.url, transports=[transport])
     # Both go out in one write: the close follows the burst's last tick on the socket.
@@ -189,11 +195,7 @@ async def test_a_protocol_error_among_held_frames_ends_the_stream_there() -> Non
         run = Run("json", dispatch_budget=0.0005)
         oks: list[Any] = []
 
-        def tick(seq: int) -> None:
-            spin(0.00003)
-            run.tick(seq)
-
-        run.sio.on("tick", tick)
+        run.slow_ticks()
         run.sio.on("ok", lambda *a: oks.append(a))
         await run.sio.connect(srv.url, transports=["websocket"])
         await until(lambda: oks, timeout=10, what="the second session's event")
@@ -208,11 +210,7 @@ async def test_batched_ticks_before_a_protocol_error_arrive_before_the_disconnec
     async with HostileServer(script=script, close_after_script=True) as srv:
         run = Run("json", dispatch_budget=0.0005, reconnection=False)
 
-        def ticks(batch: list[int]) -> None:
-            spin(0.00003 * len(batch))
-            run.ticks.extend(batch)
-
-        run.sio.on("tick", ticks, batch=True)
+        run.slow_ticks(batch=True)
         await run.sio.connect(srv.url, transports=["websocket"])
         await until(lambda: run.reasons, timeout=10, what="the disconnect event")
         assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
@@ -253,10 +251,6 @@ async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_python_sock
 ) -> None:
     run = Run("json", dispatch_budget=0.0005)
 
-    def tick(seq: int) -> None:
-        spin(0.00003)
-        run.tick(seq)
-
-    run.sio.on("tick", tick)
+    run.slow_ticks()
     await kicked_after_burst(run, py_server(), "websocket")
     assert run.ticks_at_disconnect == [N]

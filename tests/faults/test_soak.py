@@ -36,9 +36,8 @@ async def settle() -> None:
 
 
 @pytest.mark.asyncio(loop_factories=["uvloop"])
-async def test_500_connect_disconnect_reconnect_cycles(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_500_connect_disconnect_reconnect_cycles(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.01, reconnection_delay_max=0.02)
     reconnected = asyncio.Event()
     sio.on("reconnect", lambda n: reconnected.set())
@@ -68,12 +67,9 @@ async def test_500_connect_disconnect_reconnect_cycles(node_server: Any, fault_p
 
 
 @pytest.mark.asyncio(loop_factories=["uvloop"])
-async def test_one_minute_stream_with_faults_loses_nothing(
-    node_server: Any, fault_proxy: Any
-) -> None:
+async def test_one_minute_stream_with_faults_loses_nothing(proxied_node: Any) -> None:
     duration = float(os.environ.get("FASTSIO_SOAK_SECONDS", "60"))
-    server = node_server(recovery=True)
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node(recovery=True)
     sio = fastsio.AsyncClient(reconnection_delay=0.2, reconnection_delay_max=0.5)
     seq: list[int] = []
     sio.on("seq", lambda n, *offset: seq.append(n))  # the recovery offset is passed on

@@ -90,10 +90,9 @@ async def test_emits_and_acks_interleaved_keep_their_order(node_server: Any) -> 
 
 
 async def test_a_publisher_faster_than_a_frozen_link_waits_and_then_delivers_everything(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any,
 ) -> None:
-    server = node_server(ping_interval=60000, ping_timeout=60000)
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node(ping_interval=60000, ping_timeout=60000)
     sio = fastsio.AsyncClient(reconnection=False)
     await sio.connect(proxy.url, transports=["websocket"])
     conn = sio._conn

@@ -47,10 +47,9 @@ async def test_pings_answered_on_polling(node_server: Any) -> None:
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 async def test_frozen_link_detected_by_ping_timeout_then_reconnects(
-    node_server: Any, fault_proxy: Any, transports: list[str]
+    proxied_node: Any, transports: list[str]
 ) -> None:
-    server = node_server(ping_interval=200, ping_timeout=200)
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node(ping_interval=200, ping_timeout=200)
     sio, log = recording_client(reconnection_delay=0.05, reconnection_delay_max=0.2)
     await sio.connect(proxy.url, transports=transports)
     proxy.freeze()
@@ -66,9 +65,8 @@ async def test_frozen_link_detected_by_ping_timeout_then_reconnects(
     await sio.disconnect()
 
 
-async def test_cut_link_reconnects_with_transport_close(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_cut_link_reconnects_with_transport_close(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     sio, log = recording_client(reconnection_delay=0.05, reconnection_delay_max=0.1)
     await sio.connect(proxy.url)
     old_sid = sio.get_sid()
@@ -103,9 +101,8 @@ async def test_server_closing_transport_triggers_reconnect(node_server: Any) -> 
     await sio.disconnect()
 
 
-async def test_reconnection_disabled_stays_down(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_reconnection_disabled_stays_down(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     sio, log = recording_client(reconnection=False)
     await sio.connect(proxy.url)
     proxy.cut()
@@ -116,10 +113,9 @@ async def test_reconnection_disabled_stays_down(node_server: Any, fault_proxy: A
 
 
 async def test_reconnection_attempts_exhausted_is_reported(
-    node_server: Any, fault_proxy: Any
+    proxied_node: Any
 ) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+    server, proxy = await proxied_node()
     sio, log = recording_client(reconnection_attempts=3, reconnection_delay=0.05,
                                 reconnection_delay_max=0.1)
     await sio.connect(proxy.url)
@@ -131,9 +127,8 @@ async def test_reconnection_attempts_exhausted_is_reported(
     assert not sio.connected
 
 
-async def test_disconnect_cancels_reconnect_loop(node_server: Any, fault_proxy: Any) -> None:
-    server = node_server()
-    proxy = await fault_proxy(server)
+async def test_disconnect_cancels_reconnect_loop(proxied_node: Any) -> None:
+    server, proxy = await proxied_node()
     sio, log = recording_client(reconnection_delay=5, reconnection_delay_max=5,
                                 randomization_factor=0)
     await sio.connect(proxy.url)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import strategies as st
@@ -91,3 +95,19 @@ def has_bytes(obj: Any) -> bool:
     if isinstance(obj, dict):
         return any(has_bytes(x) for x in obj.values())
     return False
+
+
+@contextmanager
+def fails_fast(seconds: float = 0.5, peak_bytes: int = 256 * 1024) -> Iterator[None]:
+    """The block runs within ``seconds`` and allocates at most ``peak_bytes`` at its peak: a
+    decoder refuses a huge declared length before allocating or waiting for it."""
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < seconds
+    assert peak < peak_bytes

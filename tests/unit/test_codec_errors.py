@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json as stdlib_json
 import time
-import tracemalloc
 
 import msgpack
 import pytest
 from support.core_fakes import CoreRecorder
+from support.strategies import fails_fast
 
 from fastsio._ext import _core
 from fastsio.exceptions import ProtocolError
@@ -146,21 +146,13 @@ def test_the_last_accepted_lengths():
 ])
 def test_huge_attachment_count_fails_fast_without_allocating(text):
     for max_attachments in (1000, 2**62):  # also when a (silly) limit lets the count through
-        tracemalloc.start()
-        try:
-            start = time.perf_counter()
+        with fails_fast():
             conn = _core.Dispatcher(max_attachments=max_attachments)
             try:
                 _core.decode_packet(text, max_attachments=max_attachments)
                 conn.feed_text("4" + text)
             except ProtocolError:
                 assert max_attachments == 1000
-            elapsed = time.perf_counter() - start
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert elapsed < 0.5
-        assert peak < 256 * 1024
     # With the default limit the Dispatcher refuses it at the header, before waiting for frames.
     conn = _core.Dispatcher()
     rejects(conn.feed_text, "4" + text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import msgpack
 import pytest
@@ -254,11 +255,17 @@ def test_offset_is_recorded_on_msgpack_fast_path():
     assert got == [(1, "off1")] and slot.offset == "off1"
 
 
-def test_offset_is_stripped_and_recorded(wire):
-    got = []
+def offset_slot(wire: Any) -> tuple[Any, list[Any]]:
+    """The "/" slot recording and stripping offsets, and what its ``ev`` handler receives."""
+    got: list[Any] = []
     slot = wire.slot(ev=lambda *a: got.append(a))
     slot.record_offset = True
     slot.strip_offset = True
+    return slot, got
+
+
+def test_offset_is_stripped_and_recorded(wire):
+    slot, got = offset_slot(wire)
     wire.conn.feed_text('42["ev","payload","MzUPkW0"]')
     assert got == [("payload",)]
     assert slot.offset == "MzUPkW0"
@@ -268,10 +275,7 @@ def test_offset_is_stripped_and_recorded(wire):
 
 
 def test_offset_rules(wire):
-    got = []
-    slot = wire.slot(ev=lambda *a: got.append(a))
-    slot.record_offset = True
-    slot.strip_offset = True
+    slot, got = offset_slot(wire)
     slot.offset = "before"
     wire.conn.feed_text('42["ev"]')            # no arguments: nothing to strip
     wire.conn.feed_text('42["ev",1]')          # last argument is not a string
@@ -294,10 +298,7 @@ def test_offset_only_where_recovery_was_offered(wire):
 
 
 def test_offset_after_binary_reassembly(wire):
-    got = []
-    slot = wire.slot(ev=lambda *a: got.append(a))
-    slot.record_offset = True
-    slot.strip_offset = True
+    slot, got = offset_slot(wire)
     wire.conn.feed_text('451-["ev",{"_placeholder":true,"num":0},"off9"]')
     wire.conn.feed_binary(b"\x01")
     assert got == [(b"\x01",)]

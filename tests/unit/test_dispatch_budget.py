@@ -33,13 +33,19 @@ def frames(n: int) -> list[Any]:
             for i in range(n)]
 
 
-def test_slow_handler_yields_and_the_rest_is_held_then_released_in_order() -> None:
-    seen: list[int] = []
+def slow_tick(seen: list[int]) -> Any:
+    """A tick handler that records the tick, then sleeps 0.5 ms."""
 
     def tick(n: int) -> None:
         seen.append(n)
         time.sleep(0.0005)
 
+    return tick
+
+
+def test_slow_handler_yields_and_the_rest_is_held_then_released_in_order() -> None:
+    seen: list[int] = []
+    tick = slow_tick(seen)
     conn, listener, rec = setup(tick, budget=0.005)
     conn.hold()
     for f in frames(300):
@@ -55,11 +61,7 @@ def test_slow_handler_yields_and_the_rest_is_held_then_released_in_order() -> No
 
 def test_without_a_budget_one_read_is_dispatched_at_once() -> None:
     seen: list[int] = []
-
-    def tick(n: int) -> None:
-        seen.append(n)
-        time.sleep(0.0005)
-
+    tick = slow_tick(seen)
     conn, listener, rec = setup(tick, budget=0.0)
     conn.hold()
     for f in frames(300):
