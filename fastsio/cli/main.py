@@ -52,6 +52,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(p: Any, flag: str, help: str, default: float | None = None) -> None:
+    """An option taking a positive number of seconds (metavar S)."""
+    p.add_argument(flag, type=_positive_float, default=default, metavar="S", help=help)
+
+
+def _count(p: Any, flag: str, help: str, default: int | None = None) -> None:
+    """An option taking a positive whole number (metavar N)."""
+    p.add_argument(flag, type=_positive_int, default=default, metavar="N", help=help)
+
+
 def _add_connection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
     g.add_argument("--auth", metavar="JSON", help="auth payload sent with CONNECT (a JSON object)")
@@ -79,12 +89,8 @@ def _add_connection_args(p: argparse.ArgumentParser) -> None:
         "(default: negotiated, 4 first)",
     )
     g.add_argument("--path", default="socket.io", help="Engine.IO path (default: socket.io)")
-    g.add_argument(
-        "--connect-timeout",
-        type=_positive_float,
-        default=5.0,
-        metavar="S",
-        help="seconds to wait for the namespaces to connect (default: 5)",
+    _seconds(
+        g, "--connect-timeout", "seconds to wait for the namespaces to connect (default: 5)", 5.0
     )
 
 
@@ -160,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["pretty", "jsonl"],
         help="output format (default: pretty on a terminal, jsonl otherwise)",
     )
-    p.add_argument("--count", type=_positive_int, metavar="N", help="exit after N events")
-    p.add_argument("--duration", type=_positive_float, metavar="S", help="exit after S seconds")
+    _count(p, "--count", "exit after N events")
+    _seconds(p, "--duration", "exit after S seconds")
     p.add_argument(
         "--no-reconnect", action="store_true", help="exit (code 1) when the link is lost"
     )
@@ -185,14 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--namespace", "-n", default="/", metavar="NS", help="namespace (default /)")
         if name == "emit":
             p.add_argument("--ack", action="store_true", help="wait for the ack and print it")
-        p.add_argument(
-            "--timeout",
-            type=_positive_float,
-            default=10.0,
-            metavar="S",
-            help="seconds to wait for the ack (default: 10)"
-            + (", with --ack" if name == "emit" else ""),
-        )
+        with_ack = ", with --ack" if name == "emit" else ""
+        _seconds(p, "--timeout", f"seconds to wait for the ack (default: 10){with_ack}", 10.0)
         _add_connection_args(p)
 
     p = sub.add_parser(
@@ -204,26 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_BENCH_EPILOG,
     )
     p.add_argument("url", nargs="?", help="server URL (default: the embedded firehose server)")
-    p.add_argument(
-        "--clients",
-        type=_positive_int,
-        default=1,
-        metavar="N",
-        help="concurrent connections (default: 1)",
-    )
-    p.add_argument(
-        "--duration",
-        type=_positive_float,
-        default=5.0,
-        metavar="S",
-        help="seconds to measure (default: 5)",
-    )
-    p.add_argument(
-        "--count",
-        type=_positive_int,
-        default=0,
-        metavar="N",
-        help="embedded server: events per connection (default: enough for --duration)",
+    _count(p, "--clients", "concurrent connections (default: 1)", 1)
+    _seconds(p, "--duration", "seconds to measure (default: 5)", 5.0)
+    _count(
+        p, "--count", "embedded server: events per connection (default: enough for --duration)", 0
     )
     p.add_argument("--event", default="tick", help="event to count (default: tick)")
     p.add_argument(
