@@ -50,7 +50,7 @@ import timeit
 from typing import Any
 
 import common
-from common import fmt, print_columns
+from common import fmt, print_rows
 
 TARGET_SPEEDUP = 10.0  # fastsio must be at least this much faster, for decode and encode json
 TARGET_CASES = ("decode json", "encode json")
@@ -277,22 +277,22 @@ def time_case(
 
 
 def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
-    header = ("case", "fastsio ns", "(best)", "psio ns", "(best)", "speedup", "(best)")
-    table = [header]
-    for r in rows:
-        table.append(
-            (
-                r["case"],
-                fmt(r["fastsio_ns"], ",.0f"),
-                fmt(r["fastsio_ns_best"], ",.0f"),
-                fmt(r["python_socketio_ns"], ",.0f"),
-                fmt(r["python_socketio_ns_best"], ",.0f"),
-                fmt(r["speedup"], ".1f") + "x",
-                fmt(r["speedup_best"], ".1f") + "x",
-            )
-        )
-    print(f"\ncodec benchmark, ns per packet, median (and best) of {repeats} repeats")
-    print_columns(table)
+    def times(r: dict[str, Any], key: str) -> str:
+        return fmt(r[key], ".1f") + "x"
+
+    print_rows(
+        f"\ncodec benchmark, ns per packet, median (and best) of {repeats} repeats",
+        rows,
+        [
+            ("case", "case", ""),
+            ("fastsio ns", "fastsio_ns", ",.0f"),
+            ("(best)", "fastsio_ns_best", ",.0f"),
+            ("psio ns", "python_socketio_ns", ",.0f"),
+            ("(best)", "python_socketio_ns_best", ",.0f"),
+            ("speedup", lambda r: times(r, "speedup"), ""),
+            ("(best)", lambda r: times(r, "speedup_best"), ""),
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,10 @@ It owns:
   ``parse_worker_output``); the venv of python-socketio 4.x, the line that talks to Socket.IO
   2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its client name);
 - reports: ``machine_info``, ``installed_fastsio_is_stale``, ``results_path``,
-  ``command_line``, ``write_report``, ``write_results`` (the JSON layout ``run.py`` reads: ``benchmark``,
+  ``command_line``, ``write_results`` (the JSON layout ``run.py`` reads: ``benchmark``,
   ``started``, ``duration_s``, ``command``, ``config``, ``machine``, then the parts);
-- columns: ``median``, ``find_row``, ``fmt``, ``print_columns``, ``print_targets``;
+- columns: ``median``, ``find_row``, ``fmt``, ``print_columns``, ``print_rows``,
+  ``print_targets``;
 - server processes' side: ``serve_forever`` (the ``LISTENING <port>`` line).
 
 It knows nothing of any one benchmark's clients or metrics, and imports nothing of fastsio:
@@ -467,30 +468,6 @@ def command_line(script: str) -> str:
     return shlex.join([exe, f"benchmarks/{script}", *sys.argv[1:]])
 
 
-def write_report(
-    out: Path,
-    benchmark: str,
-    started: float,
-    config: dict[str, Any],
-    machine: dict[str, Any] | None = None,
-    **parts: Any,
-) -> None:
-    """Write a results JSON as ``run.py`` reads it; ``parts`` (e.g. ``results=rows``,
-    ``targets=...``, ``runs=...``) follow the common keys in the order given."""
-    report: dict[str, Any] = {
-        "benchmark": benchmark,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "command": command_line(Path(sys.argv[0]).name),
-        "config": config,
-        "machine": machine if machine is not None else machine_info(),
-        **parts,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
-
-
 def add_common_options(parser: argparse.ArgumentParser, name: str, quick_help: str) -> None:
     """``--quick`` and ``--json-out``, as ``run.py`` passes them to every script: ``name`` is
     the results file's name (see ``results_path``)."""
@@ -516,11 +493,64 @@ def write_results(
     machine: dict[str, Any] | None = None,
     **parts: Any,
 ) -> None:
-    """``write_report`` for a script with ``add_common_options``: to ``--json-out`` or
-    ``results_path``, with ``quick`` and the load average at the end of ``config``."""
-    config = {**config, "quick": args.quick, "loadavg": os.getloadavg()}
+    """Write a results JSON as ``run.py`` reads it, to ``--json-out`` or ``results_path``
+    (``args`` from ``add_common_options``): the common keys (``config`` gains ``quick`` and
+    the load average), then ``parts`` (e.g. ``results=rows``, ``targets=...``, ``runs=...``)
+    in the order given. ``machine`` defaults to ``machine_info()`` now."""
     out = results_path(args.json_out, args.quick, file_name)
-    write_report(out, benchmark, started, config, machine, **parts)
+    report: dict[str, Any] = {
+        "benchmark": benchmark,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "command": command_line(Path(sys.argv[0]).name),
+        "config": {**config, "quick": args.quick, "loadavg": os.getloadavg()},
+        "machine": machine if machine is not None else machine_info(),
+        **parts,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+#: A column of ``print_rows``: header, the row's key (or a function of the row), format spec
+#: (``""``: the value as it is, e.g. a string the function already formatted).
+Column = tuple[str, "str | Callable[[dict[str, Any]], Any]", str]
+
+
+# The columns several scripts print, labelled and formatted alike everywhere.
+CLIENT: Column = ("client", "client", "")
+EVENTS_PER_S: Column = ("events/s", "events_per_s", ",.0f")
+CPU_US_PER_EVENT: Column = ("CPU us/ev", "cpu_us_per_event", ".2f")
+CPU_PERCENT: Column = ("CPU %", "cpu_percent", ".0f")
+PEAK_RSS_MB: Column = ("RSS MB", "peak_rss_mb", ".1f")
+SERVER_CPU_PERCENT: Column = ("srv CPU %", "server_cpu_percent", ".0f")
+DISCONNECT_S: Column = ("disc s", "disconnect_s", ".2f")
+
+
+def print_rows(
+    title: str,
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[Column],
+    left: int = 1,
+    label: Callable[[dict[str, Any]], str] = lambda r: str(r["client"]),
+    notes: Callable[[dict[str, Any]], list[str]] = lambda r: [],
+) -> None:
+    """``title``, then ``rows`` as aligned ``columns`` (see ``print_columns``), then for each
+    row its ``notes(row)`` and its ``errors`` (``<label>: FAILED - <error>``)."""
+    table = [tuple(header for header, _, _ in columns)]
+    for r in rows:
+        cells = []
+        for _, get, spec in columns:
+            value = r.get(get) if isinstance(get, str) else get(r)
+            cells.append(str(value) if not spec else fmt(value, spec))
+        table.append(tuple(cells))
+    print(title)
+    print_columns(table, left)
+    for r in rows:
+        for note in notes(r):
+            print(note)
+        for err in r.get("errors") or ():
+            print(f"{label(r)}: FAILED - {err}")
 
 
 def print_targets(targets: dict[str, dict[str, Any]], prefix: str = "target ") -> None:

@@ -60,7 +60,7 @@ import time
 from typing import Any
 
 import common
-from common import FirehoseProcess, fmt, median, print_columns, proc_cpu_s, rss_kb
+from common import FirehoseProcess, fmt, median, print_rows, proc_cpu_s, rss_kb
 
 CLIENTS = ("raw", "fastsio", "python-socketio")
 #: File descriptors kept free besides one per connection (imports, pipes, the loop, ...).
@@ -399,57 +399,34 @@ def summarize(client: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]], conns: int, rounds: int, servers: int) -> None:
-    psio = next((r["connects_per_s"] for r in rows if r["client"] == "python-socketio"), None)
-    psio_kb = next((r["kb_per_conn"] for r in rows if r["client"] == "python-socketio"), None)
-    raw = next((r["connects_per_s"] for r in rows if r["client"] == "raw"), None)
-    header = (
-        "client",
-        "conn/s",
-        "vs raw",
-        "vs psio",
-        "total s",
-        "p50 ms",
-        "p99 ms",
-        "KB/conn",
-        "vs psio",
-        "RSS MB",
-        "disc s",
-        "CPU ms/conn",
-        "CPU %",
-        "srv CPU %",
-    )
-    table = [header]
-    notes = []
-    for r in rows:
-        cps = r["connects_per_s"]
-        kb = r["kb_per_conn"]
-        table.append(
-            (
-                r["client"],
-                fmt(cps, ",.0f"),
-                fmt(cps / raw if cps and raw else None, ".2f"),
-                fmt(cps / psio if cps and psio else None, ".2f"),
-                fmt(r["connect_s"], ".2f"),
-                fmt(r["connect_ms_p50"], ".2f"),
-                fmt(r["connect_ms_p99"], ".2f"),
-                fmt(kb, ".1f"),
-                fmt(kb / psio_kb if kb and psio_kb else None, ".2f"),
-                fmt(r["rss_connected_mb"], ".0f"),
-                fmt(r["disconnect_s"], ".2f"),
-                fmt(r["client_cpu_ms_per_conn"], ".2f"),
-                fmt(r["client_cpu_percent"], ".0f"),
-                fmt(r["server_cpu_percent"], ".0f"),
-            )
-        )
-        for err in r["errors"]:
-            notes.append(f"{r['client']}: FAILED - {err}")
-    print(
+    psio = next((r for r in rows if r["client"] == "python-socketio"), {})
+    raw = next((r for r in rows if r["client"] == "raw"), {})
+
+    def ratio(r: dict[str, Any], ref: dict[str, Any], key: str) -> float | None:
+        mine, theirs = r[key], ref.get(key)
+        return mine / theirs if mine and theirs else None
+
+    print_rows(
         f"\nconns benchmark: {conns} connections from one process, {servers} server "
-        f"process(es), median of {rounds} round(s)"
+        f"process(es), median of {rounds} round(s)",
+        rows,
+        [
+            common.CLIENT,
+            ("conn/s", "connects_per_s", ",.0f"),
+            ("vs raw", lambda r: ratio(r, raw, "connects_per_s"), ".2f"),
+            ("vs psio", lambda r: ratio(r, psio, "connects_per_s"), ".2f"),
+            ("total s", "connect_s", ".2f"),
+            ("p50 ms", "connect_ms_p50", ".2f"),
+            ("p99 ms", "connect_ms_p99", ".2f"),
+            ("KB/conn", "kb_per_conn", ".1f"),
+            ("vs psio", lambda r: ratio(r, psio, "kb_per_conn"), ".2f"),
+            ("RSS MB", "rss_connected_mb", ".0f"),
+            common.DISCONNECT_S,
+            ("CPU ms/conn", "client_cpu_ms_per_conn", ".2f"),
+            ("CPU %", "client_cpu_percent", ".0f"),
+            common.SERVER_CPU_PERCENT,
+        ],
     )
-    print_columns(table)
-    for note in notes:
-        print(note)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import common
-from common import FirehoseProcess, fmt, median, peak_rss_kb, print_columns, rss_kb
+from common import FirehoseProcess, fmt, median, peak_rss_kb, print_rows, rss_kb
 
 CLIENTS = ("fastsio", "python-socketio")
 SLOW_HANDLERS = ("sync-sleep", "async-sleep", "async-serial")
@@ -464,80 +464,51 @@ def part_slow(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _print(header: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
-    table = [header, *table]
-    print_columns(table, left=2)
-
-
 def print_stream(rows: list[dict[str, Any]], rounds: int) -> None:
-    print(f"\n(a) streaming, one plain sync handler, median of {rounds} round(s)")
-    table = []
-    notes = []
-    for r in rows:
-        table.append(
-            (
-                r["client"],
-                fmt(r["received"], ",.0f"),
-                fmt(r["events_per_s"], ",.0f"),
-                fmt(r["connected_rss_mb"], ".1f"),
-                fmt(r["peak_rss_mb"], ".1f"),
-                fmt(r["growth_mb"], ".1f"),
-            )
-        )
-        if r["budget_exhausted"]:
-            notes.append(
-                f"{r['client']}: stopped by the --budget before the {r['count']:,} events "
-                "(its figures are for the events received by then)"
-            )
-        for err in r["errors"]:
-            notes.append(f"{r['client']}: FAILED - {err}")
-    _print(("client", "events", "events/s", "RSS conn MB", "peak RSS MB", "growth MB"), table)
-    for note in notes:
-        print(note)
+    def budget(r: dict[str, Any]) -> list[str]:
+        if not r["budget_exhausted"]:
+            return []
+        return [
+            f"{r['client']}: stopped by the --budget before the {r['count']:,} events "
+            "(its figures are for the events received by then)"
+        ]
+
+    print_rows(
+        f"\n(a) streaming, one plain sync handler, median of {rounds} round(s)",
+        rows,
+        [
+            common.CLIENT,
+            ("events", "received", ",.0f"),
+            common.EVENTS_PER_S,
+            ("RSS conn MB", "connected_rss_mb", ".1f"),
+            ("peak RSS MB", "peak_rss_mb", ".1f"),
+            ("growth MB", "growth_mb", ".1f"),
+        ],
+        left=2,
+        notes=budget,
+    )
 
 
 def print_slow(rows: list[dict[str, Any]], rounds: int, duration: float) -> None:
-    print(
-        f"\n(b) handler slower than the feed, {duration:g} s per run, median of {rounds} round(s)"
+    print_rows(
+        f"\n(b) handler slower than the feed, {duration:g} s per run, median of {rounds} round(s)",
+        rows,
+        [
+            ("handler", "handler", ""),
+            common.CLIENT,
+            ("RSS@1s MB", "rss_1s_mb", ".1f"),
+            ("RSS end MB", "rss_end_mb", ".1f"),
+            ("RSS max MB", "rss_max_mb", ".1f"),
+            ("2nd half MB/s", "growth_2nd_half_mb_per_s", "+.2f"),
+            ("handled/s", "handled_per_s", ",.0f"),
+            ("backlog", "backlog_end", ",.0f"),
+            ("tasks max", "tasks_max", ",.0f"),
+            ("lag max ms", "loop_lag_max_ms", ",.0f"),
+            common.DISCONNECT_S,
+        ],
+        left=2,
+        label=lambda r: f"{r['handler']} {r['client']}",
     )
-    table = []
-    notes = []
-    for r in rows:
-        table.append(
-            (
-                r["handler"],
-                r["client"],
-                fmt(r["rss_1s_mb"], ".1f"),
-                fmt(r["rss_end_mb"], ".1f"),
-                fmt(r["rss_max_mb"], ".1f"),
-                fmt(r["growth_2nd_half_mb_per_s"], "+.2f"),
-                fmt(r["handled_per_s"], ",.0f"),
-                fmt(r["backlog_end"], ",.0f"),
-                fmt(r["tasks_max"], ",.0f"),
-                fmt(r["loop_lag_max_ms"], ",.0f"),
-                fmt(r["disconnect_s"], ".2f"),
-            )
-        )
-        for err in r["errors"]:
-            notes.append(f"{r['handler']} {r['client']}: FAILED - {err}")
-    _print(
-        (
-            "handler",
-            "client",
-            "RSS@1s MB",
-            "RSS end MB",
-            "RSS max MB",
-            "2nd half MB/s",
-            "handled/s",
-            "backlog",
-            "tasks max",
-            "lag max ms",
-            "disc s",
-        ),
-        table,
-    )
-    for note in notes:
-        print(note)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -614,7 +585,6 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "clients": args.clients,
         "handlers": args.handlers,
-        "quick": quick,
         "fastsio_install_warning": stale,
         "sample_fields": [
             "t_s",
@@ -649,8 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         print_stream(parts["stream"], args.rounds)
     if "slow" in parts:
         print_slow(parts["slow"], args.rounds, args.duration)
-    common.write_report(
-        common.results_path(args.json_out, quick, "memory.json"),
+    common.write_results(
+        args,
+        "memory.json",
         "memory",
         started,
         config,

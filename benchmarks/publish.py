@@ -373,39 +373,24 @@ def run_backpressure(a: argparse.Namespace, clients: list[str]) -> list[dict[str
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = (
-        "scenario",
-        "client",
-        "events/s",
-        "CPU us/ev",
-        "CPU %",
-        "RSS MB",
-        "srv CPU %",
-        "vs raw",
-        "vs psio",
-        "vs node",
+    common.print_rows(
+        "",
+        rows,
+        [
+            ("scenario", "scenario", ""),
+            common.CLIENT,
+            common.EVENTS_PER_S,
+            common.CPU_US_PER_EVENT,
+            common.CPU_PERCENT,
+            common.PEAK_RSS_MB,
+            common.SERVER_CPU_PERCENT,
+            ("vs raw", "ratio_vs_raw", ".2f"),
+            ("vs psio", "ratio_vs_python_socketio", ".1f"),
+            ("vs node", "ratio_vs_node", ".2f"),
+        ],
+        left=2,
+        label=lambda r: f"  {r['scenario']} {r['client']}",
     )
-    f = common.fmt
-    table = [head]
-    for r in rows:
-        table.append(
-            (
-                r["scenario"],
-                r["client"],
-                f(r["events_per_s"], ",.0f"),
-                f(r["cpu_us_per_event"], ".2f"),
-                f(r["cpu_percent"], ".0f"),
-                f(r["peak_rss_mb"], ".1f"),
-                f(r["server_cpu_percent"], ".0f"),
-                f(r.get("ratio_vs_raw"), ".2f"),
-                f(r.get("ratio_vs_python_socketio"), ".1f"),
-                f(r.get("ratio_vs_node"), ".2f"),
-            )
-        )
-    common.print_columns(table, left=2)
-    for r in rows:
-        for e in r["errors"]:
-            print(f"  {r['scenario']} {r['client']}: {e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,7 +467,6 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     rows = [summarize(c, s, runs[(s, c)]) for s in scenarios for c in clients]
     add_ratios(rows)
-    print()
     print_table(rows)
     bp = run_backpressure(a, clients) if a.backpressure else []
     goals = targets(rows)

@@ -74,10 +74,9 @@ from common import (
     NodeServer,
     children_cpu_s,
     cpu_s,
-    fmt,
     median,
     pinner,
-    print_columns,
+    print_rows,
     run_worker,
     split_client,
     system_busy_s,
@@ -409,53 +408,34 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]], warmup: int, rounds: int) -> None:
-    header = (
-        "client",
-        "calls",
-        "p50 us",
-        "(best)",
-        "p99 us",
-        "mean us",
-        "p50/raw",
-        "p99/raw",
-        "p50/await",
-        "p50/psio",
-        "CPU us/call",
-        "others CPU %",
-    )
-    table = [header]
-    notes = []
-    for r in rows:
-        table.append(
-            (
-                r["client"],
-                str(r["count"]),
-                fmt(r["p50_us"], ".1f"),
-                fmt(r["p50_us_best"], ".1f"),
-                fmt(r["p99_us"], ".1f"),
-                fmt(r["mean_us"], ".1f"),
-                fmt(r["p50_vs_raw"], ".2f"),
-                fmt(r["p99_vs_raw"], ".2f"),
-                fmt(r["p50_vs_raw_await"], ".2f"),
-                fmt(r["p50_vs_python_socketio"], ".2f"),
-                fmt(r["cpu_us_per_call"], ".1f"),
-                fmt(r["other_cpu_percent"], ".0f"),
-            )
-        )
-        for err in r["errors"]:
-            notes.append(f"{r['client']}: FAILED - {err}")
-        if r["disturbed"]:
-            notes.append(
-                f"{r['client']}: fewer than {rounds} undisturbed runs: medians over all "
-                f"{r['runs_used']} runs, disturbed ones included"
-            )
-    print(
+    def disturbed(r: dict[str, Any]) -> list[str]:
+        if not r["disturbed"]:
+            return []
+        return [
+            f"{r['client']}: fewer than {rounds} undisturbed runs: medians over all "
+            f"{r['runs_used']} runs, disturbed ones included"
+        ]
+
+    print_rows(
         f"\nrtt benchmark (ack round trip, Node socket.io server, {warmup} warm-up calls), "
-        f"median of {rounds} undisturbed run(s) per client"
+        f"median of {rounds} undisturbed run(s) per client",
+        rows,
+        [
+            common.CLIENT,
+            ("calls", "count", ""),
+            ("p50 us", "p50_us", ".1f"),
+            ("(best)", "p50_us_best", ".1f"),
+            ("p99 us", "p99_us", ".1f"),
+            ("mean us", "mean_us", ".1f"),
+            ("p50/raw", "p50_vs_raw", ".2f"),
+            ("p99/raw", "p99_vs_raw", ".2f"),
+            ("p50/await", "p50_vs_raw_await", ".2f"),
+            ("p50/psio", "p50_vs_python_socketio", ".2f"),
+            ("CPU us/call", "cpu_us_per_call", ".1f"),
+            ("others CPU %", "other_cpu_percent", ".0f"),
+        ],
+        notes=disturbed,
     )
-    print_columns(table)
-    for note in notes:
-        print(note)
     dropped = sum(r["runs_disturbed"] for r in rows if not r["disturbed"])
     if dropped:
         print(f"{dropped} run(s) left out: other processes were busy meanwhile")

@@ -78,9 +78,8 @@ from common import (
     NodeServer,
     ServerProcess,
     cpu_s,
-    fmt,
     median,
-    print_columns,
+    print_rows,
     run_worker,
     split_client,
 )
@@ -591,45 +590,31 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def print_table(rows: list[dict[str, Any]], serializer: str, rounds: int) -> None:
     refs = [(ref, col, key) for ref, col, key in REFERENCES if ref in reference_rates(rows)]
-    header = (
-        "client",
-        "events",
-        "events/s",
-        *(col for _, col, _ in refs),
-        "CPU us/ev",
-        "CPU %",
-        "RSS MB",
-        "srv CPU %",
-    )
-    table = [header]
-    notes = []
-    for r in rows:
-        eps = r["events_per_s"]
-        table.append(
-            (
-                r["client"],
-                str(r["count"]),
-                fmt(eps, ",.0f"),
-                *(fmt(r.get(key), ".2f") for _, _, key in refs),
-                fmt(r["cpu_us_per_event"], ".2f"),
-                fmt(r["cpu_percent"], ".0f"),
-                fmt(r["peak_rss_mb"], ".1f"),
-                fmt(r["server_cpu_percent"], ".0f"),
-            )
-        )
-        if r["skipped"]:
-            notes.append(f"{r['client']}: skipped - {r['skipped']}")
+
+    def notes(r: dict[str, Any]) -> list[str]:
+        out = [f"{r['client']}: skipped - {r['skipped']}"] if r["skipped"] else []
         if r.get("late_events"):
-            notes.append(
+            out.append(
                 f"{r['client']}: median {r['late_events']:.0f} tick handlers still running "
                 "when 'done' was handled (handlers run out of order)"
             )
-        for err in r["errors"]:
-            notes.append(f"{r['client']}: FAILED - {err}")
-    print(f"\nstream benchmark, serializer={serializer}, median of {rounds} round(s)")
-    print_columns(table)
-    for note in notes:
-        print(note)
+        return out
+
+    print_rows(
+        f"\nstream benchmark, serializer={serializer}, median of {rounds} round(s)",
+        rows,
+        [
+            common.CLIENT,
+            ("events", "count", ""),
+            common.EVENTS_PER_S,
+            *((col, key, ".2f") for _, col, key in refs),
+            common.CPU_US_PER_EVENT,
+            common.CPU_PERCENT,
+            common.PEAK_RSS_MB,
+            common.SERVER_CPU_PERCENT,
+        ],
+        notes=notes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
