@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = row["mb_per_s"] / ref["mb_per_s"]
         row["ratio_vs_raw"] = ratio
         key = f"{row['direction']}_{row['serializer']}_{row['size']}_vs_raw"
-        targets[key] = {"value": ratio, "op": ">=", "limit": 0.8, "met": ratio >= 0.8}
+        targets[key] = common.target(ratio, ">=", 0.8)
     for row in results:
         if row["client"] != "fastsio" or "mb_per_s" not in row:
             continue

@@ -553,6 +553,20 @@ def print_rows(
             print(f"{label(r)}: FAILED - {err}")
 
 
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda v, limit: v >= limit,
+    ">": lambda v, limit: v > limit,
+    "<=": lambda v, limit: v <= limit,
+    "<": lambda v, limit: v < limit,
+}
+
+
+def target(value: float, op: str, limit: float, **extra: Any) -> dict[str, Any]:
+    """A target as the reports keep it: ``value``, ``op``, ``limit``, whether it is ``met``,
+    then ``extra`` (``unit``, ``note``, figures behind it)."""
+    return {"value": value, "op": op, "limit": limit, "met": _OPS[op](value, limit), **extra}
+
+
 def print_targets(targets: dict[str, dict[str, Any]], prefix: str = "target ") -> None:
     """One line per target: ``value`` against ``op`` ``limit`` (in ``unit``, default ``x``),
     met or not, and its ``note`` when it has one."""

@@ -555,13 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     fast = next((r for r in rows if r["client"] == "fastsio"), None)
     if fast is not None and fast["kb_per_conn"]:
         kb = fast["kb_per_conn"]
-        targets[f"memory per idle connection at {args.conns}"] = {
-            "value": kb,
-            "op": "<=",
-            "limit": 20,
-            "unit": "KB",
-            "met": kb <= 20,
-        }
+        targets[f"memory per idle connection at {args.conns}"] = common.target(
+            kb, "<=", 20, unit="KB"
+        )
     if streams is not None and streams["ratio_cpu_per_event_many_vs_one"] is not None:
         targets[f"CPU per event, {args.stream_conns} paced streams / one"] = {
             "value": streams["ratio_cpu_per_event_many_vs_one"],

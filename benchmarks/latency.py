@@ -299,27 +299,25 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if rate <= 100_000 and floor is not None:
             ratio = fs["p99_us"] / floor["p99_us"]
-            targets[f"p99_{rate}_vs_null"] = {
-                "value": ratio,
-                "op": "<=",
-                "limit": 1.5,
-                "met": ratio <= 1.5,
-                "fastsio_p99_us": fs["p99_us"],
-                "null_p99_us": floor["p99_us"],
-                "note": f"fastsio p99 {fs['p99_us']:.0f} us, null floor {floor['p99_us']:.0f} us",
-            }
+            targets[f"p99_{rate}_vs_null"] = common.target(
+                ratio,
+                "<=",
+                1.5,
+                fastsio_p99_us=fs["p99_us"],
+                null_p99_us=floor["p99_us"],
+                note=f"fastsio p99 {fs['p99_us']:.0f} us, null floor {floor['p99_us']:.0f} us",
+            )
         elif rate > 100_000:
-            targets[f"p99_{rate}_ms"] = {
-                "value": fs["p99_us"] / 1000,
-                "op": "<",
-                "limit": 1.0,
-                "met": fs["p99_us"] < 1000,
-                "unit": " ms",
-                "null_p99_us": floor["p99_us"] if floor else None,
-                "note": f"fastsio p99; null floor p99 {floor['p99_us'] / 1000:.2f} ms"
+            targets[f"p99_{rate}_ms"] = common.target(
+                fs["p99_us"] / 1000,
+                "<",
+                1.0,
+                unit=" ms",
+                null_p99_us=floor["p99_us"] if floor else None,
+                note=f"fastsio p99; null floor p99 {floor['p99_us'] / 1000:.2f} ms"
                 if floor
                 else "fastsio p99; no null floor measured",
-            }
+            )
     print()
     print(f"{'rate/s':>8} {'client':<16} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'recv':>6}")
     for r in results:

@@ -402,32 +402,28 @@ def main(argv: list[str] | None = None) -> int:
         if fs and ps:
             ratio = fs["events_per_s"] / ps["events_per_s"]
             fs["ratio_vs_python_socketio"] = ratio
-            targets[f"polling_{direction}_vs_python_socketio"] = {
-                "value": ratio,
-                "op": ">=",
-                "limit": 5,
-                "met": ratio >= 5,
-                "note": "16 packets per "
-                + (
-                    "GET for both"
-                    if direction == "recv"
-                    else "POST for fastsio, unbounded for python-socketio"
-                )
-                + "; CPU per event, python-socketio / fastsio: "
-                + f"{ps['cpu_us_per_event'] / fs['cpu_us_per_event']:.1f}x",
-            }
+            per = (
+                "GET for both"
+                if direction == "recv"
+                else "POST for fastsio, unbounded for python-socketio"
+            )
+            cpu = ps["cpu_us_per_event"] / fs["cpu_us_per_event"]
+            targets[f"polling_{direction}_vs_python_socketio"] = common.target(
+                ratio,
+                ">=",
+                5,
+                note=f"16 packets per {per}; CPU per event, python-socketio / fastsio: {cpu:.1f}x",
+            )
         if big and ps:
             ratio = big["events_per_s"] / ps["events_per_s"]
             big["ratio_vs_python_socketio"] = ratio
-            targets[f"polling_{direction}_big_vs_python_socketio"] = {
-                "value": ratio,
-                "op": ">=",
-                "limit": 5,
-                "met": ratio >= 5,
-                "note": f"fastsio at {BIG_BATCH} packets per "
-                + ("GET" if direction == "recv" else "POST")
-                + " (python-engineio refuses more than 16)",
-            }
+            per = "GET" if direction == "recv" else "POST"
+            targets[f"polling_{direction}_big_vs_python_socketio"] = common.target(
+                ratio,
+                ">=",
+                5,
+                note=f"fastsio at {BIG_BATCH} packets per {per} (python-engineio refuses more than 16)",
+            )
     print()
     for r in results:
         if "events_per_s" in r:

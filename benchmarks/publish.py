@@ -323,7 +323,7 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
     def target(name: str, value: float | None, limit: float) -> None:
         if value is not None:
-            out[name] = {"value": value, "op": ">=", "limit": limit, "met": value >= limit}
+            out[name] = common.target(value, ">=", limit)
 
     for scenario in ("emit-json-dict", "emit-json-args"):
         target(f"{scenario}: fastsio / picows sender", ratio(scenario, "raw"), 0.8)

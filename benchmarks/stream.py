@@ -804,7 +804,7 @@ def stream_targets(rows: list[dict[str, Any]], serializer: str) -> dict[str, dic
     for name, client, ref, limit in STREAM_TARGETS[serializer]:
         if rate.get(client) and rate.get(ref):
             value = rate[client] / rate[ref]
-            out[name] = {"value": value, "op": ">=", "limit": limit, "met": value >= limit}
+            out[name] = common.target(value, ">=", limit)
     return out
 
 

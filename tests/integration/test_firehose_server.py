@@ -7,10 +7,9 @@ the stop, TLS and its counters.
 
 from __future__ import annotations
 
-import ssl
-
 import pytest
 from support.aio import EventLog, client, log_events, until
+from support.tls import tls_contexts
 
 import fastsio
 from fastsio.testing import FirehoseServer
@@ -117,12 +116,7 @@ async def test_refuses_polling_and_an_other_protocol_version() -> None:
 
 
 async def test_serves_tls() -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
     server = FirehoseServer(10)
     await server.start(ssl_context=server_ctx)
     sio = client("json", ssl_context=client_ctx)

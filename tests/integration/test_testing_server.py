@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -29,6 +28,7 @@ if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
 
 from support.aio import EventLog, client, log_events, until  # noqa: E402
+from support.tls import tls_contexts  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -646,12 +646,7 @@ async def test_send_raw_reaches_the_client_verbatim(make_server: Any) -> None:
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
 async def test_tls(transports: list[str]) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
     server = TestServer()
     server.on("ack", lambda sid, x: x)
     await server.start(ssl_context=server_ctx)

@@ -33,6 +33,13 @@ def frames(n: int) -> list[Any]:
             for i in range(n)]
 
 
+def hold_frames(conn: Any, listener: Any, n: int) -> None:
+    """``n`` tick frames read while the dispatcher holds them (as one long read)."""
+    conn.hold()
+    for f in frames(n):
+        listener.on_ws_frame(None, f)
+
+
 def slow_tick(seen: list[int]) -> Any:
     """A tick handler that records the tick, then sleeps 0.5 ms."""
 
@@ -47,9 +54,7 @@ def test_slow_handler_yields_and_the_rest_is_held_then_released_in_order() -> No
     seen: list[int] = []
     tick = slow_tick(seen)
     conn, listener, rec = setup(tick, budget=0.005)
-    conn.hold()
-    for f in frames(300):
-        listener.on_ws_frame(None, f)
+    hold_frames(conn, listener, 300)
     assert conn.held == 300 and seen == []
     assert conn.release() is False  # the slice ran out: the loop gets a turn
     assert rec.yields == 1 and not rec.handler_errors and not rec.listener_errors
@@ -63,9 +68,7 @@ def test_without_a_budget_one_read_is_dispatched_at_once() -> None:
     seen: list[int] = []
     tick = slow_tick(seen)
     conn, listener, rec = setup(tick, budget=0.0)
-    conn.hold()
-    for f in frames(300):
-        listener.on_ws_frame(None, f)
+    hold_frames(conn, listener, 300)
     assert conn.release() is True
     assert rec.yields == 0 and conn.held == 0 and seen == list(range(300))
 
