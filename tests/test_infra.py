@@ -13,7 +13,7 @@ import msgpack
 import pytest
 import socketio
 from support import servers
-from support.aio import EventLog, loop_name, until
+from support.aio import EventLog, log_events, loop_name, until
 from support.faultproxy import FaultProxy
 from support.servers import ServerHandle, ServerStartError
 
@@ -255,9 +255,7 @@ async def test_contract_emit_undefined(peer: Any, parser: str, sio_client: MakeC
 async def test_contract_server_disconnects(peer: Any, sio_client: MakeClient) -> None:
     server = peer()
     client = sio_client()
-    log = EventLog()
-    client.on("connect", log.handler("connect"))
-    client.on("disconnect", log.handler("disconnect"))
+    log = log_events(client, "connect", "disconnect")
     await client.connect(server.url, transports=["websocket"], wait_timeout=5)
 
     # Engine-level close: seen as a transport close, so the client reconnects.
@@ -329,9 +327,7 @@ async def test_kill_and_restart_on_same_port(peer: Any, sio_client: MakeClient) 
     server = peer()
     port = server.port
     client = sio_client()
-    log = EventLog()
-    client.on("connect", log.handler("connect"))
-    client.on("disconnect", log.handler("disconnect"))
+    log = log_events(client, "connect", "disconnect")
     await client.connect(server.url, transports=["websocket"], wait_timeout=5)
 
     await server.akill()
@@ -371,15 +367,10 @@ def test_python_peer_has_no_recovery(py_server: Any) -> None:
 # -- fault proxy ---------------------------------------------------------------------------------
 
 
-async def test_proxy_cut_then_client_reconnects(
-    node_server: Any, fault_proxy: Any, sio_client: MakeClient
-) -> None:
-    server = node_server()
-    proxy: FaultProxy = await fault_proxy(server)
+async def test_proxy_cut_then_client_reconnects(proxied_node: Any, sio_client: MakeClient) -> None:
+    server, proxy = await proxied_node()
     client = sio_client()
-    log = EventLog()
-    client.on("connect", log.handler("connect"))
-    client.on("disconnect", log.handler("disconnect"))
+    log = log_events(client, "connect", "disconnect")
     await client.connect(proxy.url, transports=["websocket"], wait_timeout=5)
     assert await client.call("ack", 1, timeout=5) == 1
     assert proxy.active == 1 and proxy.stats.bytes_up > 0 and proxy.stats.bytes_down > 0
@@ -394,10 +385,9 @@ async def test_proxy_cut_then_client_reconnects(
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
 async def test_proxy_chunk_1(
-    parser: str, transport: str, node_server: Any, fault_proxy: Any, sio_client: MakeClient
+    parser: str, transport: str, proxied_node: Any, sio_client: MakeClient
 ) -> None:
-    server = node_server(parser=parser)
-    proxy: FaultProxy = await fault_proxy(server)
+    server, proxy = await proxied_node(parser=parser)
     proxy.chunk(1)
     client = sio_client(parser)
     log = EventLog()
@@ -412,14 +402,11 @@ async def test_proxy_chunk_1(
 
 
 async def test_proxy_freeze_causes_ping_timeout_then_recovers(
-    node_server: Any, fault_proxy: Any, sio_client: MakeClient
+    proxied_node: Any, sio_client: MakeClient
 ) -> None:
-    server = node_server(ping_interval=300, ping_timeout=300)
-    proxy: FaultProxy = await fault_proxy(server)
+    server, proxy = await proxied_node(ping_interval=300, ping_timeout=300)
     client = sio_client(request_timeout=1)
-    log = EventLog()
-    client.on("connect", log.handler("connect"))
-    client.on("disconnect", log.handler("disconnect"))
+    log = log_events(client, "connect", "disconnect")
     await client.connect(proxy.url, transports=["websocket"], wait_timeout=5)
     assert await client.call("ack", 1, timeout=5) == 1
 
@@ -435,9 +422,8 @@ async def test_proxy_freeze_causes_ping_timeout_then_recovers(
     assert await client.call("ack", 2, timeout=5) == 2
 
 
-async def test_proxy_refuse(node_server: Any, fault_proxy: Any, sio_client: MakeClient) -> None:
-    server = node_server()
-    proxy: FaultProxy = await fault_proxy(server)
+async def test_proxy_refuse(proxied_node: Any, sio_client: MakeClient) -> None:
+    server, proxy = await proxied_node()
     client = sio_client()
     log = EventLog()
     client.on("connect", log.handler("connect"))
@@ -451,11 +437,8 @@ async def test_proxy_refuse(node_server: Any, fault_proxy: Any, sio_client: Make
     await log.wait("connect", 2, timeout=10)
 
 
-async def test_proxy_delay_and_throttle(
-    node_server: Any, fault_proxy: Any, sio_client: MakeClient
-) -> None:
-    server = node_server()
-    proxy: FaultProxy = await fault_proxy(server)
+async def test_proxy_delay_and_throttle(proxied_node: Any, sio_client: MakeClient) -> None:
+    server, proxy = await proxied_node()
     client = sio_client()
     await client.connect(proxy.url, transports=["websocket"], wait_timeout=5)
     loop = asyncio.get_running_loop()

@@ -185,9 +185,7 @@ async def test_connection_state_recovery_delivers_everything_exactly_once(
     await sio.disconnect()
 
 
-async def test_without_recovery_on_server_recovered_is_false(
-    proxied_node: Any
-) -> None:
+async def test_without_recovery_on_server_recovered_is_false(proxied_node: Any) -> None:
     server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1)
     got: list[Any] = []
@@ -206,9 +204,7 @@ async def test_without_recovery_on_server_recovered_is_false(
 
 
 @pytest.mark.parametrize("fault", ["chunk1", "delay", "throttle"])
-async def test_stream_intact_over_degraded_links(
-    proxied_node: Any, fault: str
-) -> None:
+async def test_stream_intact_over_degraded_links(proxied_node: Any, fault: str) -> None:
     server, proxy = await proxied_node()
     if fault == "chunk1":
         proxy.chunk(1)

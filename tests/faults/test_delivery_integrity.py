@@ -136,9 +136,7 @@ async def test_recovery_works_without_stripping(proxied_node: Any) -> None:
 # -- one outcome per emit --------------------------------------------------------------------
 
 
-async def test_buffered_emit_that_timed_out_is_never_sent(
-    proxied_node: Any
-) -> None:
+async def test_buffered_emit_that_timed_out_is_never_sent(proxied_node: Any) -> None:
     server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     await sio.connect(proxy.url)
@@ -161,9 +159,7 @@ async def test_buffered_emit_that_timed_out_is_never_sent(
     await sio.disconnect()
 
 
-async def test_failed_reconnection_attempt_does_not_fail_buffered_acks(
-    proxied_node: Any
-) -> None:
+async def test_failed_reconnection_attempt_does_not_fail_buffered_acks(proxied_node: Any) -> None:
     # The attempt dies after the Engine.IO handshake (a namespace is refused): acks of packets
     # that were never written stay pending, and the packets are sent once, on the kept session.
     server, proxy = await proxied_node()
@@ -201,9 +197,7 @@ async def test_failed_reconnection_attempt_does_not_fail_buffered_acks(
     assert disconnects == ["/", "/private", "/", "/private"]
 
 
-async def test_connect_handler_emits_go_after_buffered_ones(
-    proxied_node: Any
-) -> None:
+async def test_connect_handler_emits_go_after_buffered_ones(proxied_node: Any) -> None:
     server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     tag = new_tag()
@@ -262,9 +256,7 @@ def test_sync_client_connect_handler_emits_go_after_buffered_ones(
 # -- server-side disconnects -----------------------------------------------------------------
 
 
-async def test_namespace_closed_by_server_is_not_reconnected(
-    proxied_node: Any
-) -> None:
+async def test_namespace_closed_by_server_is_not_reconnected(proxied_node: Any) -> None:
     server, proxy = await proxied_node()
     sio = fastsio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     reasons: list[tuple[str, str]] = []
@@ -362,9 +354,7 @@ async def test_emit_before_connect_and_after_disconnect_with_opt_in(node_server:
 # -- simple clients during a blip --------------------------------------------------------------
 
 
-async def test_async_simple_client_call_survives_a_blip(
-    proxied_node: Any
-) -> None:
+async def test_async_simple_client_call_survives_a_blip(proxied_node: Any) -> None:
     server, proxy = await proxied_node()
     client = fastsio.AsyncSimpleClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     await client.connect(proxy.url)

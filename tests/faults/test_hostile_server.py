@@ -41,14 +41,20 @@ MALFORMED: dict[str, list[Any]] = {
 }
 
 
+def watch(sio: fastsio.AsyncClient) -> tuple[list[Any], list[str]]:
+    """What ``sio`` sees: the arguments of each ``ok`` event, and each disconnect reason."""
+    oks: list[Any] = []
+    reasons: list[str] = []
+    sio.on("ok", lambda *a: oks.append(a))
+    sio.on("disconnect", lambda reason: reasons.append(reason))
+    return oks, reasons
+
+
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 async def test_malformed_packet_is_parse_error_then_reconnect(case: str) -> None:
     async with HostileServer(script=MALFORMED[case], script_after=[GOOD]) as server:
         sio = fastsio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.1)
-        oks: list[Any] = []
-        reasons: list[str] = []
-        sio.on("ok", lambda *a: oks.append(a))
-        sio.on("disconnect", lambda reason: reasons.append(reason))
+        oks, reasons = watch(sio)
         await sio.connect(server.url, transports=["websocket"])
         await until(lambda: oks, timeout=5)  # the second session's good event
         assert reasons == ["parse error"]
@@ -82,8 +88,7 @@ async def test_bad_open_packet_fails_connect_clearly(open_packet: bytes) -> None
 async def test_bad_open_packet_then_good_server_with_retry() -> None:
     async with HostileServer(open_packet=b"0{}", script_after=[GOOD]) as server:
         sio = fastsio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.1)
-        oks: list[Any] = []
-        sio.on("ok", lambda *a: oks.append(a))
+        oks, _ = watch(sio)
         await sio.connect(server.url, transports=["websocket"], retry=True)
         await until(lambda: oks)
         await sio.disconnect()
@@ -93,10 +98,7 @@ async def test_message_over_max_message_size_is_a_parse_error() -> None:
     big = b'42["ok","' + b"x" * 100_000 + b'"]'
     async with HostileServer(script=[big], script_after=[GOOD]) as server:
         sio = fastsio.AsyncClient(reconnection_delay=0.05, max_message_size=10_000)
-        oks: list[Any] = []
-        reasons: list[str] = []
-        sio.on("ok", lambda *a: oks.append(a))
-        sio.on("disconnect", lambda reason: reasons.append(reason))
+        oks, reasons = watch(sio)
         await sio.connect(server.url, transports=["websocket"])
         await until(lambda: oks)
         assert reasons == ["parse error"] and oks == [(1,)]
@@ -108,10 +110,7 @@ async def test_too_many_attachments_over_the_limit() -> None:
         b',{"_placeholder":true,"num":%d}' % i for i in range(11)) + b"]"
     async with HostileServer(script=[header], script_after=[GOOD]) as server:
         sio = fastsio.AsyncClient(reconnection_delay=0.05, max_attachments=10)
-        reasons: list[str] = []
-        sio.on("disconnect", lambda reason: reasons.append(reason))
-        oks: list[Any] = []
-        sio.on("ok", lambda *a: oks.append(a))
+        oks, reasons = watch(sio)
         await sio.connect(server.url, transports=["websocket"])
         await until(lambda: oks)
         assert reasons == ["parse error"]
@@ -134,8 +133,7 @@ async def test_unknown_ack_and_unknown_namespace_are_ignored_not_fatal() -> None
     script: list[Any] = [b"4399[1]", b'42/other,["ok",2]', GOOD]
     async with HostileServer(script=script) as server:
         sio = fastsio.AsyncClient(reconnection=False)
-        oks: list[Any] = []
-        sio.on("ok", lambda *a: oks.append(a))
+        oks, _ = watch(sio)
         await sio.connect(server.url, transports=["websocket"])
         await until(lambda: oks)
         assert oks == [(1,)] and sio.connected
@@ -152,10 +150,7 @@ async def test_msgpack_wrong_types_are_parse_errors() -> None:
     for item in bad:
         async with HostileServer(script=[item], script_after=[good]) as server:
             sio = fastsio.AsyncClient(reconnection_delay=0.05, serializer="msgpack")
-            reasons: list[str] = []
-            sio.on("disconnect", lambda reason, reasons=reasons: reasons.append(reason))
-            oks: list[Any] = []
-            sio.on("ok", lambda *a, oks=oks: oks.append(a))
+            oks, reasons = watch(sio)
             await sio.connect(server.url, transports=["websocket"])
             await until(lambda oks=oks: oks, timeout=5)
             assert reasons == ["parse error"] and oks == [(1,)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.aio import until
+from support.aio import connected, until
 from support.hostile import HostilePollingServer, HostileServer, ws_header
 
 import fastsio
@@ -50,14 +50,11 @@ async def _refused_then_reconnects(
     sio.on("ok", lambda *a: oks.append(a))
     sio.on("disconnect", lambda reason: reasons.append(reason))
     with caplog.at_level(logging.INFO):
-        await sio.connect(server.url, transports=[transport])
-        try:
+        async with connected(sio, server.url, transports=[transport]):
             await until(lambda: oks, timeout=20)
             assert reasons == ["parse error"]
             assert oks == [(1,)]  # nothing of the refused message reached a handler
             assert sio.connected and server.connections == 2
-        finally:
-            await sio.disconnect()
     errors = _errors(caplog)
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert errors[0].exc_info is None  # a line, not a traceback
@@ -198,12 +195,9 @@ async def test_many_tiny_polling_packets_are_taken_one_at_a_time() -> None:
         reasons: list[str] = []
         sio.on("ok", lambda *a: oks.append(a))
         sio.on("disconnect", reasons.append)
-        await sio.connect(server.url, transports=["polling"])
-        try:
+        async with connected(sio, server.url, transports=["polling"]):
             await until(lambda: oks, timeout=20)
             assert reasons == [] and oks == [(1,)]
-        finally:
-            await sio.disconnect()
 
 
 async def test_binary_polling_message_over_the_limit_is_a_parse_error(

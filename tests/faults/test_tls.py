@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trustme
+from support.aio import close_server, connected
 
 import fastsio
 from fastsio import exceptions
@@ -53,13 +54,7 @@ class TLSProxy:
             task.add_done_callback(self.tasks.discard)
 
     async def stop(self) -> None:
-        self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        for task in list(self.tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        await self.server.wait_closed()
+        await close_server(self.server, self.tasks)
 
 
 @pytest.fixture
@@ -96,11 +91,8 @@ async def test_custom_ca_over_each_transport(
 ) -> None:
     async with tls_front(node_server, ca) as proxy:
         sio = fastsio.AsyncClient(reconnection=False, ssl_context=client_ctx(ca))
-        await sio.connect(f"https://127.0.0.1:{proxy.port}", transports=transports)
-        try:
+        async with connected(sio, f"https://127.0.0.1:{proxy.port}", transports=transports):
             assert await sio.call("ack", "secure", timeout=5) == "secure"
-        finally:
-            await sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
@@ -134,11 +126,8 @@ async def test_client_certificate(node_server: Any, ca: trustme.CA) -> None:
         ctx = client_ctx(ca)
         ca.issue_cert("client@example.org").configure_cert(ctx)
         sio = fastsio.AsyncClient(reconnection=False, ssl_context=ctx)
-        await sio.connect(url, transports=["websocket"])
-        try:
+        async with connected(sio, url, transports=["websocket"]):
             assert await sio.call("ack", "mtls", timeout=5) == "mtls"
-        finally:
-            await sio.disconnect()
 
 
 async def test_auth_and_headers_never_logged(

@@ -10,6 +10,7 @@ import random
 from typing import Any
 
 import pytest
+from support.aio import connected
 
 import fastsio
 
@@ -33,8 +34,7 @@ async def test_binary_arguments_come_back_byte_for_byte(
     )
     echoed: list[tuple[Any, ...]] = []
     sio.on("echo", lambda *args: echoed.append(args))
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         assert sio.transport() == transports[0]
         sent = []
         for i, size in enumerate(SIZES):
@@ -46,5 +46,3 @@ async def test_binary_arguments_come_back_byte_for_byte(
         while len(echoed) < len(sent) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         assert echoed == sent
-    finally:
-        await sio.disconnect()

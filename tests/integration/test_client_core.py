@@ -10,7 +10,7 @@ import datetime
 from typing import Any
 
 import pytest
-from support.aio import until
+from support.aio import connected, until
 
 import fastsio
 from fastsio import exceptions
@@ -39,8 +39,7 @@ async def test_echo_and_ack_over_each_transport(
     sio = fastsio.AsyncClient(reconnection=False)
     got: list[tuple[Any, ...]] = []
     sio.on("echo", lambda *args: got.append(args))
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         await sio.emit("echo", ("text", 1, {"nested": [1.5, None, True]}))
         assert await sio.call("ack", ("x", 2), timeout=5) == ("x", 2)
         await until(lambda: got)
@@ -48,20 +47,15 @@ async def test_echo_and_ack_over_each_transport(
         await until(lambda: sio.transport() == expected)
         # The upgrade must not lose or reorder anything sent around it.
         assert await sio.call("ack", "after", timeout=5) == "after"
-    finally:
-        await sio.disconnect()
     assert not sio.connected
 
 
 async def test_websocket_first_falls_back_to_polling(node_server: Any) -> None:
     server = node_server(transports="polling")
     sio = fastsio.AsyncClient(reconnection=False)
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         assert sio.transport() == "polling"
         assert await sio.call("ack", 7, timeout=5) == 7
-    finally:
-        await sio.disconnect()
 
 
 async def test_websocket_only_fails_clearly_when_server_refuses_it(node_server: Any) -> None:
@@ -119,12 +113,9 @@ async def test_connect_error_raises_and_calls_handler(peer: Any) -> None:
 async def test_headers_and_query_reach_the_server(node_server: Any) -> None:
     server = node_server()
     sio = fastsio.AsyncClient(reconnection=False)
-    await sio.connect(server.url + "/?room=blue", headers={"X-Custom": "yes"})
-    try:
+    async with connected(sio, server.url + "/?room=blue", headers={"X-Custom": "yes"}):
         assert (await sio.call("headers", timeout=5))["x-custom"] == "yes"
         assert (await sio.call("query", timeout=5))["room"] == "blue"
-    finally:
-        await sio.disconnect()
 
 
 async def test_several_namespaces_over_one_connection_and_catch_alls(peer: Any) -> None:
@@ -155,38 +146,29 @@ async def test_several_namespaces_over_one_connection_and_catch_alls(peer: Any) 
 async def test_emit_to_unknown_namespace_raises(node_server: Any) -> None:
     server = node_server()
     sio = fastsio.AsyncClient(reconnection=False)
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         with pytest.raises(exceptions.BadNamespaceError):
             await sio.emit("echo", 1, namespace="/nope")
-    finally:
-        await sio.disconnect()
 
 
 async def test_emit_callback_receives_ack_args(peer: Any) -> None:
     server = peer()
     sio = fastsio.AsyncClient(reconnection=False)
     acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         await sio.emit("ack", ("a", {"b": 1}), callback=lambda *a: acked.set_result(a))
         assert await asyncio.wait_for(acked, 5) == ("a", {"b": 1})
-    finally:
-        await sio.disconnect()
 
 
 async def test_call_times_out_when_server_never_acks(node_server: Any) -> None:
     server = node_server()
     sio = fastsio.AsyncClient(reconnection=False)
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         with pytest.raises(exceptions.TimeoutError):
             await sio.call("never_acked", 1, timeout=0.3)
         with pytest.raises(asyncio.TimeoutError):  # also the builtin, as python-socketio users catch
             await sio.call("never_acked", 1, timeout=0.1)
         assert sio.stats()["pending_acks"] == 0
-    finally:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
@@ -210,13 +192,10 @@ async def test_handler_return_value_acks_server_emit_with_ack(
             return "re", payload, b"\x01\x02"
 
     sio.on("answer", lambda args: answers.append(args))
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         await sio.emit("ask", {"q": 1})
         await until(lambda: answers)
         assert answers == [["re", {"q": 1}, b"\x01\x02"]]
-    finally:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
@@ -226,15 +205,12 @@ async def test_binary_both_ways_nested_and_in_acks(peer: Any, parser: str) -> No
                               serializer="msgpack" if parser == "msgpack" else "default")
     got: list[Any] = []
     sio.on("echo", lambda *a: got.append(a))
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         payload = (b"\x00\xff", {"deep": [b"a", {"b": b"\x00" * 1000}]}, "text")
         await sio.emit("echo", payload)
         assert await sio.call("ack", payload, timeout=5) == payload
         await until(lambda: got)
         assert got == [payload]
-    finally:
-        await sio.disconnect()
 
 
 async def test_binary_events_stream_in_order(node_server: Any) -> None:
@@ -242,13 +218,10 @@ async def test_binary_events_stream_in_order(node_server: Any) -> None:
     sio = fastsio.AsyncClient(reconnection=False)
     got: list[Any] = []
     sio.on("bin_tick", lambda seq, data: got.append((seq, data)))
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         await sio.emit("burst_binary", 200)
         await until(lambda: len(got) == 200)
         assert got == [(i, i.to_bytes(4, "big")) for i in range(200)]
-    finally:
-        await sio.disconnect()
 
 
 async def test_msgpack_undefined_date_and_arraybuffer(node_server: Any) -> None:
@@ -258,16 +231,13 @@ async def test_msgpack_undefined_date_and_arraybuffer(node_server: Any) -> None:
     sio.on("undef", lambda *a: got.__setitem__("undef", a))
     sio.on("date", lambda d: got.__setitem__("date", d))
     sio.on("arraybuffer", lambda b: got.__setitem__("arraybuffer", b))
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         await sio.emit("emit_undefined")
         await until(lambda: len(got) == 3)
         assert got["undef"] == (None, None, 1)
         assert got["date"] == datetime.datetime(
             2024, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
         assert got["arraybuffer"] == b"\x01\x02\x03"
-    finally:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
@@ -350,13 +320,10 @@ async def test_sync_and_async_handlers_start_in_arrival_order(node_server: Any) 
         order.append(seq)  # runs before the first await: the start order is the arrival order
         await asyncio.sleep(0)
 
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         assert await sio.call("burst", 500, timeout=10) == 500
         await until(lambda: len(order) == 500)
         assert order == list(range(500))
-    finally:
-        await sio.disconnect()
 
 
 async def test_handler_exception_is_logged_and_stream_continues(
@@ -372,14 +339,11 @@ async def test_handler_exception_is_logged_and_stream_continues(
         if seq == 3:
             raise RuntimeError("boom")
 
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         await sio.call("burst", 10, timeout=5)
         await until(lambda: len(seen) == 10)
         assert sio.connected
         assert "boom" in caplog.text or any("tick" in r.getMessage() for r in caplog.records)
-    finally:
-        await sio.disconnect()
 
 
 async def test_namespace_class_handlers(node_server: Any) -> None:
@@ -411,26 +375,20 @@ async def test_large_message_roundtrip(node_server: Any) -> None:
     sio = fastsio.AsyncClient(reconnection=False)
     got: list[str] = []
     sio.on("big", lambda s: got.append(s))
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         await sio.emit("big", 5_000_000)  # beyond aiohttp's default 4 MB cap
         await until(lambda: got, timeout=10)
         assert len(got[0]) == 5_000_000
-    finally:
-        await sio.disconnect()
 
 
 async def test_emit_over_server_max_payload_is_a_clear_error(node_server: Any) -> None:
     server = node_server(max_payload=10_000)
     sio = fastsio.AsyncClient(reconnection=False)
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         with pytest.raises(exceptions.PayloadTooLargeError):
             await sio.emit("echo", "x" * 20_000)
         assert sio.connected
         assert await sio.call("ack", 1, timeout=5) == 1
-    finally:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
@@ -448,16 +406,13 @@ async def test_batch_handler_gets_events_in_order_interleaved_correctly(
         order.extend(items)
 
     sio.on("bin_tick", lambda n, b: order.append(("bin", n)))
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         await sio.emit("burst", 2000)
         await sio.emit("burst_binary", 2)
         await sio.emit("burst", 3)
         await until(lambda: len(order) == 2005, timeout=10)
         assert order == [*range(2000), ("bin", 0), ("bin", 1), 0, 1, 2]
         assert sum(batches) == 2003 and len(batches) < 2003  # really batched
-    finally:
-        await sio.disconnect()
 
 
 async def test_slow_async_handlers_pause_reading_instead_of_queueing(node_server: Any) -> None:
@@ -476,23 +431,19 @@ async def test_slow_async_handlers_pause_reading_instead_of_queueing(node_server
         await asyncio.sleep(0.002)
         running -= 1
 
-    await sio.connect(server.url, transports=["websocket"])
-    try:
+    async with connected(sio, server.url, transports=["websocket"]):
         await sio.emit("burst", 3000)
         await until(lambda: len(started) == 3000 and running == 0, timeout=30)
         assert started == list(range(3000))
         # Frames already read when the limit is hit are kept, not dispatched: the limit holds.
         assert peak <= 50
         assert sio.connected
-    finally:
-        await sio.disconnect()
 
 
 async def test_many_calls_with_long_timeouts_keep_no_timer_state(node_server: Any) -> None:
     server = node_server()
     sio = fastsio.AsyncClient(reconnection=False)
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         for i in range(3000):
             assert await sio.call("ack", i, timeout=60) == i
         # Resolved acks do not pile up waiting for their (long) deadlines.
@@ -500,6 +451,4 @@ async def test_many_calls_with_long_timeouts_keep_no_timer_state(node_server: An
         assert sio.stats()["pending_acks"] == 0
         with pytest.raises(exceptions.TimeoutError):
             await sio.call("never_acked", timeout=0.1)  # a short deadline still fires on time
-    finally:
-        await sio.disconnect()
 

@@ -8,7 +8,7 @@ the stop, TLS and its counters.
 from __future__ import annotations
 
 import pytest
-from support.aio import EventLog, client, log_events, until
+from support.aio import EventLog, client, connected, log_events, until
 from support.tls import tls_contexts
 
 import fastsio
@@ -29,16 +29,13 @@ async def test_streams_count_events_then_done(serializer: str) -> None:
     async with FirehoseServer(count, serializer, payload={"p": 1.5, "b": [1, None]}) as server:
         sio = client(serializer)
         log = stream_log(sio)
-        await sio.connect(server.url, transports=["websocket"])
-        try:
+        async with connected(sio, server.url, transports=["websocket"]):
             assert await log.wait("done", timeout=30) == [(count,)]
             assert log.count("tick") == count
             assert all(args == ({"p": 1.5, "b": [1, None]},) for args in log.events["tick"])
             assert server.stats.events_sent == count
             assert server.stats.streams_completed == 1
             assert server.stats.namespaces_connected == 1
-        finally:
-            await sio.disconnect()
         await until(lambda: server.stats.active == 0, what="the connection closed")
         assert server.stats.connections == 1
 
@@ -47,8 +44,7 @@ async def test_streams_count_events_then_done(serializer: str) -> None:
 async def test_ack_echo_returns_the_event_arguments(serializer: str) -> None:
     async with FirehoseServer(0, serializer, ack_echo=True) as server:
         sio = client(serializer)
-        await sio.connect(server.url, transports=["websocket"])
-        try:
+        async with connected(sio, server.url, transports=["websocket"]):
             assert await sio.call("echo", (1, "a", {"k": [True]}), timeout=5) == (
                 1,
                 "a",
@@ -62,22 +58,17 @@ async def test_ack_echo_returns_the_event_arguments(serializer: str) -> None:
             await sio.emit("no_ack", 1)
             await until(lambda: server.stats.events_received == 4, what="4 events")
             assert server.stats.acks_sent == 3
-        finally:
-            await sio.disconnect()
 
 
 async def test_streams_only_on_the_chosen_namespace() -> None:
     async with FirehoseServer(100, namespace="/feed") as server:
         sio = client("json")
         root, feed = stream_log(sio, "/"), stream_log(sio, "/feed")
-        await sio.connect(server.url, transports=["websocket"], namespaces=["/", "/feed"])
-        try:
+        async with connected(sio, server.url, transports=["websocket"], namespaces=["/", "/feed"]):
             assert await feed.wait("done", timeout=10) == [(100,)]
             assert feed.count("tick") == 100
             assert root.count("tick") == 0 and root.count("done") == 0
             assert server.stats.namespaces_connected == 2
-        finally:
-            await sio.disconnect()
 
 
 async def test_pre_encoded_packet_is_streamed_verbatim() -> None:
@@ -86,12 +77,9 @@ async def test_pre_encoded_packet_is_streamed_verbatim() -> None:
         log = EventLog()
         sio.on("quote", log.handler("quote"))
         sio.on("done", log.handler("done"))
-        await sio.connect(server.url, transports=["websocket"])
-        try:
+        async with connected(sio, server.url, transports=["websocket"]):
             assert await log.wait("done", timeout=10) == [(50,)]
             assert log.events["quote"] == [(7,)] * 50
-        finally:
-            await sio.disconnect()
 
 
 async def test_stop_disconnects_clients_without_a_reconnection() -> None:

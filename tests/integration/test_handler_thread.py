@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from support.aio import wait_until
+from support.aio import connected_sync, wait_until
 
 import fastsio
 from fastsio import ClientNamespace
@@ -27,12 +27,9 @@ def test_inline_handler_cannot_block_on_call(node_server: Any) -> None:
         except RuntimeError as exc:
             errors.append(exc)
 
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         assert sio.call("burst", 1, timeout=10) == 1
         assert len(errors) == 1 and "handler_thread=True" in str(errors[0])
-    finally:
-        sio.disconnect()
 
 
 def test_handler_thread_handlers_block_on_call_in_arrival_order(node_server: Any) -> None:
@@ -46,16 +43,13 @@ def test_handler_thread_handlers_block_on_call_in_arrival_order(node_server: Any
         threads.add(threading.get_ident())
         answers.append(sio.call("ack", i * 10, timeout=5))
 
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         assert sio.call("burst", 30, timeout=10) == 30
         wait_until(lambda: len(answers) == 30)
         assert answers == [i * 10 for i in range(30)]
         assert sio._handlers is not None and sio._thread is not None
         assert threads == {sio._handlers.ident}
         assert sio._handlers.ident not in (sio._thread.ident, threading.get_ident())
-    finally:
-        sio.disconnect()
 
 
 def test_handler_thread_return_value_is_the_ack(node_server: Any) -> None:
@@ -68,13 +62,10 @@ def test_handler_thread_return_value_is_the_ack(node_server: Any) -> None:
         return {"answer": payload}
 
     sio.on("answer", answers.append)
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         sio.emit("ask", 7)
         wait_until(lambda: answers)
         assert answers == [[{"answer": 7}]]
-    finally:
-        sio.disconnect()
 
 
 def test_handler_thread_full_queue_pauses_reading(node_server: Any) -> None:
@@ -123,11 +114,8 @@ def test_handler_thread_runs_namespace_methods_and_survives_a_raising_handler(
             seen.append(i)
 
     sio.register_namespace(Chat("/"))
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         assert sio.call("burst", 4, timeout=10) == 4
         wait_until(lambda: len(seen) == 3)
         assert seen == [0, 2, 3]
         assert sio._handlers is not None and threads == {sio._handlers.ident}
-    finally:
-        sio.disconnect()

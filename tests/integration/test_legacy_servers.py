@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from support.aio import EventLog, until
+from support.aio import EventLog, connected_sync, until
 
 import fastsio
 from fastsio.eio3 import Protocol
@@ -416,13 +416,10 @@ async def test_a_2x_servers_own_polling_bytes_decode_as_engineio_3(node_server: 
 def test_sync_client_speaks_to_a_2x_server(node_server: Any) -> None:
     server = node_server(server_version=2)
     sio = fastsio.Client()
-    sio.connect(server.url, namespaces=["/", "/chat"], auth={"token": "t"})
-    try:
+    with connected_sync(sio, server.url, namespaces=["/", "/chat"], auth={"token": "t"}):
         assert sio.protocol == V2
         assert sio.call("ack", ("a", b"\x01"), namespace="/chat", timeout=5) == ("a", b"\x01")
         assert sio.call("auth", timeout=5) == {"token": "t"}
-    finally:
-        sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.aio import connected_sync
 
 # Only looked up, never imported: importing locust monkey-patches the importing process.
 if importlib.util.find_spec("locust") is None:
@@ -202,11 +203,8 @@ def test_distributed_run_counts_agree_with_the_server(node_server: Any, tmp_path
 
     assert int(rows[("", "Aggregated")]["Failure Count"]) == 0
     sio = fastsio.Client(reconnection=False)
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         seen = sio.call("server_counts", timeout=10)
-    finally:
-        sio.disconnect()
     # Every user connected once (our own query connection excluded).
     assert count("WS", "connect") == 6 == seen["connections"] - 1
     # Each call and each emit the server received is counted exactly once: a call counted as

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from support.aio import connected
 
 import fastsio
 
@@ -15,11 +16,8 @@ pytestmark = pytest.mark.timeout(120)
 
 async def server_counts(url: str, serializer: str = "default") -> dict[str, Any]:
     probe = fastsio.AsyncClient(reconnection=False, serializer=serializer)
-    await probe.connect(url, transports=["websocket"])
-    try:
+    async with connected(probe, url, transports=["websocket"]):
         counts: dict[str, Any] = await probe.call("server_counts", timeout=10)
-    finally:
-        await probe.disconnect()
     return counts
 
 
@@ -72,8 +70,7 @@ async def test_emits_and_acks_interleaved_keep_their_order(node_server: Any) -> 
     sio = fastsio.AsyncClient(reconnection=False)
     got: list[Any] = []
     sio.on("echo", lambda *args: got.append(args[0]))
-    await sio.connect(server.url, transports=["websocket"])
-    try:
+    async with connected(sio, server.url, transports=["websocket"]):
         calls = []
         for i in range(200):
             await sio.emit("echo", i)
@@ -85,8 +82,6 @@ async def test_emits_and_acks_interleaved_keep_their_order(node_server: Any) -> 
                 break
             await asyncio.sleep(0.05)
         assert got == list(range(200))
-    finally:
-        await sio.disconnect()
 
 
 async def test_a_publisher_faster_than_a_frozen_link_waits_and_then_delivers_everything(

@@ -112,9 +112,7 @@ async def test_reconnection_disabled_stays_down(proxied_node: Any) -> None:
     assert not sio.connected
 
 
-async def test_reconnection_attempts_exhausted_is_reported(
-    proxied_node: Any
-) -> None:
+async def test_reconnection_attempts_exhausted_is_reported(proxied_node: Any) -> None:
     server, proxy = await proxied_node()
     sio, log = recording_client(reconnection_attempts=3, reconnection_delay=0.05,
                                 reconnection_delay_max=0.1)

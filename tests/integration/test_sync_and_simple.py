@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from support.aio import wait_until
+from support.aio import connected_sync, wait_until
 
 import fastsio
 from fastsio import exceptions
@@ -28,15 +28,12 @@ def test_sync_client_handlers_in_arrival_order_on_one_thread(
         seen.append(seq)
         threads.add(threading.get_ident())
 
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         assert sio.connected and sio.sid
         assert sio.call("burst", 1000, timeout=10) == 1000
         wait_until(lambda: len(seen) == 1000)
         assert seen == list(range(1000))
         assert len(threads) == 1 and threading.get_ident() not in threads
-    finally:
-        sio.disconnect()
     assert not sio.connected
 
 
@@ -59,8 +56,7 @@ def test_sync_client_emit_from_handler_and_callbacks(node_server: Any) -> None:
         return {"answer": payload}
 
     sio.on("answer", lambda args: got.append(("answer", args)))
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         sio.emit("ack", 5, callback=lambda v: (got.append(("ack", v)), acked.set()))
         assert acked.wait(5)
         sio.emit("ask", 42)
@@ -69,8 +65,6 @@ def test_sync_client_emit_from_handler_and_callbacks(node_server: Any) -> None:
         assert ("answer", [{"answer": 42}]) in got
         with pytest.raises(exceptions.TimeoutError):
             sio.call("never_acked", timeout=0.2)
-    finally:
-        sio.disconnect()
 
 
 def test_sync_client_wait_returns_after_server_disconnect(node_server: Any) -> None:
@@ -94,13 +88,10 @@ def test_sync_client_namespace_class(node_server: Any) -> None:
 
     sio = fastsio.Client(reconnection=False)
     sio.register_namespace(Chat("/chat"))
-    sio.connect(server.url)
-    try:
+    with connected_sync(sio, server.url):
         sio.emit("echo", "x", namespace="/chat")
         wait_until(lambda: got)
         assert got == ["x"]
-    finally:
-        sio.disconnect()
 
 
 def test_simple_client_receive_emit_call(node_server: Any) -> None:

@@ -27,7 +27,7 @@ _TESTS = Path(__file__).resolve().parent.parent
 if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
 
-from support.aio import EventLog, client, log_events, until  # noqa: E402
+from support.aio import EventLog, client, connected, log_events, until  # noqa: E402
 from support.tls import tls_contexts  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
@@ -97,8 +97,7 @@ async def test_handlers_and_acks_both_ways(
     sio.on("later", later)
     got = EventLog()
     sio.on("news", got.handler("news"))
-    await sio.connect(server.url, transports=transports, auth={"token": "t"})
-    try:
+    async with connected(sio, server.url, transports=transports, auth={"token": "t"}):
         sid = sio.get_sid()
         assert sid is not None and server.sids() == [sid]
         assert await sio.call("add", (1, 2), timeout=5) == 3
@@ -121,8 +120,6 @@ async def test_handlers_and_acks_both_ways(
         expected = "polling" if transports == ["polling"] else "websocket"
         await until(lambda: server.transport(sid) == expected, what="server transport")
         await until(lambda: sio.transport() == expected, what="client transport")
-    finally:
-        await sio.disconnect()
     await until(lambda: not server.sids(), what="server saw the disconnect")
     assert server.errors == []
 
@@ -130,8 +127,7 @@ async def test_handlers_and_acks_both_ways(
 async def test_event_without_handler_is_not_acked_and_catch_all(make_server: Any) -> None:
     server = await make_server()
     sio = client()
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         with pytest.raises(exceptions.TimeoutError):
             await sio.call("unknown", 1, timeout=0.3)
         caught: list[tuple[Any, ...]] = []
@@ -139,8 +135,6 @@ async def test_event_without_handler_is_not_acked_and_catch_all(make_server: Any
         await sio.emit("other", (1, 2))
         await until(lambda: caught)
         assert caught == [("other", sio.get_sid(), (1, 2))]
-    finally:
-        await sio.disconnect()
 
 
 async def test_handler_errors_are_recorded_and_not_acked(make_server: Any) -> None:
@@ -151,14 +145,11 @@ async def test_handler_errors_are_recorded_and_not_acked(make_server: Any) -> No
         raise RuntimeError("boom")
 
     sio = client()
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         with pytest.raises(exceptions.TimeoutError):
             await sio.call("boom", timeout=0.3)
         assert [str(e) for e in server.errors] == ["boom"]
         assert sio.connected
-    finally:
-        await sio.disconnect()
 
 
 async def test_emit_from_connect_handler_arrives_after_connect(make_server: Any) -> None:
@@ -175,13 +166,10 @@ async def test_emit_from_connect_handler_arrives_after_connect(make_server: Any)
     sio.on("connect", lambda: order.append("connect"), namespace="/chat")
     sio.on("welcome", lambda auth: order.append(f"welcome {auth}"), namespace="/chat")
     sio.on("lobby", lambda msg: order.append(f"lobby {msg}"), namespace="/chat")
-    await sio.connect(server.url, namespaces=["/chat"], auth={"n": 1})
-    try:
+    async with connected(sio, server.url, namespaces=["/chat"], auth={"n": 1}):
         await until(lambda: len(order) == 3)
         assert order == ["connect", "welcome {'n': 1}", "lobby hi"]
         assert server.rooms(sio.get_sid("/chat")) == {sio.get_sid("/chat"), "lobby"}
-    finally:
-        await sio.disconnect()
 
 
 # -- connect refusal ----------------------------------------------------------------------------
@@ -294,8 +282,7 @@ async def test_binary_both_ways(make_server: Any, serializer: str, transports: l
     got = EventLog()
     sio.on("bin", got.handler("bin"))
     sio.on("echo_bin", lambda data: [data, b"\x00"])
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         ack = await sio.call("upload", (b"\x01\x02", {"b": blob, "n": None}), timeout=5)
         assert received == [(b"\x01\x02", {"b": blob, "n": None})]
         assert ack == (b"ack-\x01\x02", {"nested": [blob, "text"]})
@@ -303,8 +290,6 @@ async def test_binary_both_ways(make_server: Any, serializer: str, transports: l
         await server.emit("bin", (b"", {"a": [b"\xff" * 10, 1]}, bytearray(b"ba")), to=sid)
         assert await got.wait("bin") == [(b"", {"a": [b"\xff" * 10, 1]}, b"ba")]
         assert await server.call("echo_bin", b"\x07" * 5, to=sid) == [b"\x07" * 5, b"\x00"]
-    finally:
-        await sio.disconnect()
 
 
 # -- the upgrade --------------------------------------------------------------------------------
@@ -328,8 +313,7 @@ async def test_upgrade_keeps_order_both_ways(make_server: Any, monkeypatch: Any)
     sio = client()
     outbound = EventLog()
     sio.on("m", outbound.handler("m"))
-    await sio.connect(server.url, transports=["polling", "websocket"])
-    try:
+    async with connected(sio, server.url, transports=["polling", "websocket"]):
         sid = sio.get_sid()
         assert sio.transport() == "polling"
         for i in range(300):  # spans the upgrade: some go by polling, the rest by WebSocket
@@ -347,8 +331,6 @@ async def test_upgrade_keeps_order_both_ways(make_server: Any, monkeypatch: Any)
         assert inbound == list(range(301))
         assert [x[0] for x in outbound.events["m"]] == list(range(301))
         assert server.stats.upgrades == 1
-    finally:
-        await sio.disconnect()
 
 
 async def test_upgrade_does_not_lose_an_in_flight_post(make_server: Any) -> None:
@@ -370,25 +352,19 @@ async def test_upgrade_not_offered_stays_on_polling(make_server: Any) -> None:
     server = await make_server(allow_upgrades=False)
     server.on("ack", lambda sid, x: x)
     sio = client()
-    await sio.connect(server.url, transports=["polling", "websocket"])
-    try:
+    async with connected(sio, server.url, transports=["polling", "websocket"]):
         assert await sio.call("ack", 1, timeout=5) == 1
         await asyncio.sleep(0.2)
         assert sio.transport() == "polling" and server.stats.upgrades == 0
-    finally:
-        await sio.disconnect()
 
 
 async def test_websocket_refused_falls_back_to_polling(make_server: Any) -> None:
     server = await make_server(transports=["polling"])
     server.on("ack", lambda sid, x: x)
     sio = client()
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         assert sio.transport() == "polling"
         assert await sio.call("ack", 2, timeout=5) == 2
-    finally:
-        await sio.disconnect()
 
 
 # -- firehose -----------------------------------------------------------------------------------
@@ -405,15 +381,12 @@ async def test_firehose_streams_in_order(
     seen: list[Any] = []
     sio.on("tick", lambda batch: seen.extend(batch), batch=True)
     sio.on("done", lambda n: seen.append(("done", n)))
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         sid = sio.get_sid()
         assert await server.firehose(sid, count, "tick", {"p": 1.5}) == count
         await server.emit("done", count, to=sid)
         await until(lambda: seen and seen[-1] == ("done", count), timeout=20)
         assert seen[:-1] == [{"p": 1.5}] * count
-    finally:
-        await sio.disconnect()
 
 
 async def test_firehose_pre_encoded_packet(make_server: Any) -> None:
@@ -421,13 +394,10 @@ async def test_firehose_pre_encoded_packet(make_server: Any) -> None:
     sio = client()
     seen: list[Any] = []
     sio.on("raw", lambda *args: seen.append(args))
-    await sio.connect(server.url, transports=["websocket"])
-    try:
+    async with connected(sio, server.url, transports=["websocket"]):
         assert await server.firehose(sio.get_sid(), 1000, packet='42["raw",1,"x"]') == 1000
         await until(lambda: len(seen) == 1000)
         assert set(seen) == {(1, "x")}
-    finally:
-        await sio.disconnect()
 
 
 # -- disconnects and faults ---------------------------------------------------------------------
@@ -472,8 +442,7 @@ async def test_drop_makes_the_client_reconnect(make_server: Any, transports: lis
     server.on("ack", lambda sid, x: x)
     sio = client(reconnection=True, reconnection_delay=0.05, reconnection_delay_max=0.1)
     log = lifecycle_log(sio)
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         first = sio.sid
         server.drop()
         await log.wait("reconnect", timeout=10)
@@ -483,8 +452,6 @@ async def test_drop_makes_the_client_reconnect(make_server: Any, transports: lis
         assert server_reasons == ["transport close"]
         assert sio.sid != first and sio.connected
         assert await sio.call("ack", "back", timeout=5) == "back"
-    finally:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]], ids=["websocket", "polling"])
@@ -493,8 +460,7 @@ async def test_stop_pings_gives_a_ping_timeout(make_server: Any, transports: lis
     server.on("ack", lambda sid, x: x)
     sio = client(reconnection=True, reconnection_delay=0.05, reconnection_delay_max=0.1)
     log = lifecycle_log(sio)
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         await asyncio.sleep(0.5)  # pings flow: the link stays up
         assert log.count("disconnect") == 0
         server.stop_pings(sid=sio.sid)
@@ -502,8 +468,6 @@ async def test_stop_pings_gives_a_ping_timeout(make_server: Any, transports: lis
         assert log.events["disconnect"] == [("ping timeout",)]
         await log.wait("reconnect", timeout=10)  # the new session gets pings again
         assert await sio.call("ack", 1, timeout=5) == 1
-    finally:
-        await sio.disconnect()
 
 
 async def test_stop_pings_for_every_session(make_server: Any) -> None:
@@ -536,14 +500,11 @@ async def test_close_transport_reconnects(make_server: Any, transports: list[str
     server.on("ack", lambda sid, x: x)
     sio = client(reconnection=True, reconnection_delay=0.05, reconnection_delay_max=0.1)
     log = lifecycle_log(sio)
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         server.close_transport(sio.sid)
         await log.wait("reconnect", timeout=10)
         assert log.events["disconnect"] == [("transport close",)]
         assert await sio.call("ack", 2, timeout=5) == 2
-    finally:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]], ids=["websocket", "polling"])
@@ -553,8 +514,7 @@ async def test_freeze_holds_traffic_until_thawed(make_server: Any, transports: l
     sio = client()
     got = EventLog()
     sio.on("m", got.handler("m"))
-    await sio.connect(server.url, transports=transports)
-    try:
+    async with connected(sio, server.url, transports=transports):
         sid = sio.get_sid()
         server.freeze(sid)
         await server.emit("m", 1, to=sid)
@@ -564,22 +524,17 @@ async def test_freeze_holds_traffic_until_thawed(make_server: Any, transports: l
         server.freeze(sid, frozen=False)
         assert await asyncio.wait_for(call, 5) == "held"
         assert await got.wait("m") == [(1,)]
-    finally:
-        await sio.disconnect()
 
 
 async def test_long_freeze_is_a_ping_timeout(make_server: Any) -> None:
     server = await make_server(ping_interval=0.2, ping_timeout=0.2)
     sio = client(reconnection=True, reconnection_delay=0.05, reconnection_delay_max=0.1)
     log = lifecycle_log(sio)
-    await sio.connect(server.url, transports=["websocket"])
-    try:
+    async with connected(sio, server.url, transports=["websocket"]):
         server.freeze(sio.sid)
         await log.wait("disconnect", timeout=10)
         assert log.events["disconnect"] == [("ping timeout",)]
         await log.wait("reconnect", timeout=10)
-    finally:
-        await sio.disconnect()
 
 
 async def test_server_call_timeout_and_client_gone(make_server: Any) -> None:
@@ -636,12 +591,9 @@ async def test_send_raw_reaches_the_client_verbatim(make_server: Any) -> None:
     sio = client()
     got = EventLog()
     sio.on("x", got.handler("x"))
-    await sio.connect(server.url)
-    try:
+    async with connected(sio, server.url):
         server.send_raw(sio.get_sid(), '42["x",1]', '451-["x",{"_placeholder":true,"num":0}]', b"b")
         assert await got.wait("x", 2) == [(1,), (b"b",)]
-    finally:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
@@ -681,8 +633,7 @@ async def test_python_socketio_client_agrees(
     got: list[tuple[Any, ...]] = []
     sio.on("news", lambda *args: got.append(args))
     sio.on("double", lambda x: x * 2)
-    await sio.connect(server.url, transports=transports, wait_timeout=5)
-    try:
+    async with connected(sio, server.url, transports=transports, wait_timeout=5):
         assert await sio.call("echo", (1, b"\x00\x01", {"b": [b"z"]}), timeout=5) == (
             1,
             b"\x00\x01",
@@ -695,8 +646,6 @@ async def test_python_socketio_client_agrees(
         assert await server.call("double", 4, to=sid) == 8
         if transports == ["polling", "websocket"]:
             await until(lambda: server.transport(sid) == "websocket")
-    finally:
-        await sio.disconnect()
 
 
 _NODE_CLIENT = r"""
@@ -807,11 +756,8 @@ async def test_firehose_paced_stream_delivers_every_event_in_order_then_done() -
         sio = client()
         sio.on("tick", lambda *args: got.append(args))
         sio.on("done", done.append)
-        await sio.connect(server.url, transports=["websocket"])
-        try:
+        async with connected(sio, server.url, transports=["websocket"]):
             await until(lambda: done, what="the done event")
-        finally:
-            await sio.disconnect()
     assert done == [120] and len(got) == 120
     assert server.stats.events_sent == 120
 

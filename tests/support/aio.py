@@ -4,9 +4,10 @@ from a plain thread), events, and the plain client most tests start with."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import fastsio
@@ -92,3 +93,36 @@ def log_events(sio: Any, *events: str, namespace: str = "/") -> EventLog:
     for event in events:
         sio.on(event, log.handler(event), namespace=namespace)
     return log
+
+
+@contextlib.asynccontextmanager
+async def connected(sio: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    """``await sio.connect(*args, **kwargs)``; ``sio.disconnect()`` when the block ends, however
+    it ends."""
+    await sio.connect(*args, **kwargs)
+    try:
+        yield sio
+    finally:
+        await sio.disconnect()
+
+
+@contextlib.contextmanager
+def connected_sync(sio: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    """:func:`connected` for the sync clients."""
+    sio.connect(*args, **kwargs)
+    try:
+        yield sio
+    finally:
+        sio.disconnect()
+
+
+async def close_server(server: asyncio.Server, tasks: set[asyncio.Task[Any]]) -> None:
+    """Stop a test's ``asyncio.Server``: stop listening, cancel the tasks serving its
+    connections and wait for them (whatever they raise), then for the server."""
+    server.close()
+    for task in list(tasks):
+        task.cancel()
+    for task in list(tasks):
+        with contextlib.suppress(BaseException):
+            await task
+    await server.wait_closed()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import orjson
@@ -132,7 +132,34 @@ class _Conn(WSListener):  # type: ignore[misc]
         self.server.disconnects += 1
 
 
-class HostileServer:
+_S = TypeVar("_S", bound="_LoopbackServer")
+
+
+class _LoopbackServer:
+    """A scripted server on a free loopback port: ``start``/``stop``, ``url``, and ``async
+    with`` for both."""
+
+    port: int
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self: _S) -> _S:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class HostileServer(_LoopbackServer):
     def __init__(self, script: list[Frame] | None = None, open_packet: bytes | None = None,
                  script_after: list[Frame] | None = None,
                  close_after_script: bool = False) -> None:
@@ -151,10 +178,6 @@ class HostileServer:
         self._server = await ws_create_server(lambda request: _Conn(self), "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     async def stop(self) -> None:
         for task in list(self.tasks):
             task.cancel()
@@ -162,15 +185,8 @@ class HostileServer:
             self._server.close()
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> HostileServer:
-        await self.start()
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-
-class HostilePollingServer:
+class HostilePollingServer(_LoopbackServer):
     """An Engine.IO v4 long-polling server whose poll responses are scripted (see above)."""
 
     def __init__(self, script: list[Frame] | None = None,
@@ -196,21 +212,10 @@ class HostilePollingServer:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     async def stop(self) -> None:
         self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
-
-    async def __aenter__(self) -> HostilePollingServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import urllib.parse
 
+from support.aio import close_server
+
 REFUSAL = b'"The client is using an unsupported version of the Socket.IO or Engine.IO protocols"'
 
 
@@ -40,13 +42,7 @@ class VersionGate:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        await self._server.wait_closed()
+        await close_server(self._server, self._tasks)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
