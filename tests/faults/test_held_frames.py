@@ -82,6 +82,15 @@ class Run:
 
         self.sio.on("tick", tick)
 
+    def async_ticks(self) -> None:
+        """A coroutine tick handler that sleeps 2 ms after each tick (they pile up as tasks)."""
+
+        async def tick(seq: int) -> None:
+            self.tick(seq)
+            await asyncio.sleep(0.002)
+
+        self.sio.on("tick", tick)
+
 
 async def kicked_after_burst(run: Run, server: Any, transport: str) -> None:
     """burst_kick, then the checks every variant shares."""
@@ -97,13 +106,23 @@ async def kicked_after_burst(run: Run, server: Any, transport: str) -> None:
     await run.sio.disconnect()
 
 
+async def closed_after_burst(run: Run, server: Any, transport: str) -> None:
+    """A burst, then the server closes the transport; the checks every variant shares."""
+    await run.sio.connect(server.url, transports=[transport])
+    # Both go out in one write: the close follows the burst's last tick on the socket.
+    await asyncio.gather(run.sio.emit("burst", N), run.sio.emit("close_transport"))
+    await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
+    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
+    assert run.reasons == ["transport close"]
+    assert run.attempts >= 1
+
+
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 @pytest.mark.parametrize("parser", ["json", "msgpack"])
 async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_server_kick(
     node_server: Any, parser: str, transport: str
 ) -> None:
     run = Run(parser, dispatch_budget=0.0005)
-
     run.slow_ticks()
     await kicked_after_burst(run, node_server(parser=parser), transport)
     assert run.ticks_at_disconnect == [N]  # the close was processed after the last tick
@@ -114,7 +133,6 @@ async def test_ticks_held_behind_a_slow_batch_handler_all_arrive_before_a_server
     node_server: Any, transport: str
 ) -> None:
     run = Run("json", dispatch_budget=0.0005)
-
     run.slow_ticks(batch=True)
     # Batches of 8: the handler then runs (and uses the time slice) in the middle of a read,
     # not only at its end, so the budget holds back the rest of the read.
@@ -131,11 +149,7 @@ async def test_ticks_held_by_backpressure_all_arrive_before_a_server_kick(
     # Reading pauses as soon as 4 async handlers are pending; the rest of the read is held.
     run = Run(parser, max_pending_handlers=4)
 
-    async def tick(seq: int) -> None:
-        run.tick(seq)
-        await asyncio.sleep(0.002)
-
-    run.sio.on("tick", tick)
+    run.async_ticks()
     await kicked_after_burst(run, node_server(parser=parser), transport)
 
 
@@ -144,17 +158,9 @@ async def test_ticks_held_at_a_transport_close_all_arrive_then_the_client_reconn
     node_server: Any, transport: str
 ) -> None:
     run = Run("json", dispatch_budget=0.0005)
-
     run.slow_ticks()
-    server = node_server()
-    await run.sio.connect(server.url, transports=[transport])
-    # Both go out in one write: the close follows the burst's last tick on the socket.
-    await asyncio.gather(run.sio.emit("burst", N), run.sio.emit("close_transport"))
-    await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
-    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
-    assert run.reasons == ["transport close"]
+    await closed_after_burst(run, node_server(), transport)
     assert run.ticks_at_disconnect == [N]  # reported, and reconnected, only after the drain
-    assert run.attempts >= 1
     await run.sio.disconnect()
 
 
@@ -164,18 +170,8 @@ async def test_ticks_held_by_backpressure_at_a_transport_close_all_arrive_then_r
 ) -> None:
     run = Run("json", max_pending_handlers=4)
 
-    async def tick(seq: int) -> None:
-        run.tick(seq)
-        await asyncio.sleep(0.002)
-
-    run.sio.on("tick", tick)
-    server = node_server()
-    await run.sio.connect(server.url, transports=[transport])
-    await asyncio.gather(run.sio.emit("burst", N), run.sio.emit("close_transport"))
-    await until(lambda: run.connects == 2, timeout=30, what="the reconnection")
-    assert run.ticks == list(range(N)), f"{len(run.ticks)} of {N} ticks"
-    assert run.reasons == ["transport close"]
-    assert run.attempts >= 1
+    run.async_ticks()
+    await closed_after_burst(run, node_server(), transport)
     await run.sio.disconnect()
 
 
@@ -209,7 +205,6 @@ async def test_batched_ticks_before_a_protocol_error_arrive_before_the_disconnec
     script = [*tick_frames(range(N)), b'42["tick",', *tick_frames(range(N, N + 300))]
     async with HostileServer(script=script, close_after_script=True) as srv:
         run = Run("json", dispatch_budget=0.0005, reconnection=False)
-
         run.slow_ticks(batch=True)
         await run.sio.connect(srv.url, transports=["websocket"])
         await until(lambda: run.reasons, timeout=10, what="the disconnect event")
@@ -250,7 +245,6 @@ async def test_ticks_held_by_the_dispatch_budget_all_arrive_before_a_python_sock
     py_server: Any,
 ) -> None:
     run = Run("json", dispatch_budget=0.0005)
-
     run.slow_ticks()
     await kicked_after_burst(run, py_server(), "websocket")
     assert run.ticks_at_disconnect == [N]

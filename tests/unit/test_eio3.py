@@ -145,9 +145,11 @@ def test_v3_payload_decoder_on_near_valid_input(data: str) -> None:
 # -- the core's v3 binary framing ---------------------------------------------------------------
 
 
-def _v3_conn() -> tuple[_core.Dispatcher, CoreRecorder, list[tuple[bytes, bool]]]:
+def _v3_conn(msgpack: bool = False) -> tuple[_core.Dispatcher, CoreRecorder, list[tuple[bytes, bool]]]:
+    """A Dispatcher speaking Engine.IO 3 (the msgpack parser's with ``msgpack``), what it
+    dispatches, and what it hands the polling transport to send."""
     client = CoreRecorder()
-    conn = _core.Dispatcher(client, None)
+    conn = _core.Dispatcher(client, None, msgpack)
     conn.eio3 = True
     sent: list[tuple[bytes, bool]] = []
     conn.poll_sender = lambda data, binary: sent.append((data, binary))
@@ -248,17 +250,8 @@ def test_connect_with_a_query_encodes_as_socketio_v4() -> None:
     assert _core.encode_packet(0, "/admin?token=x") == [b"0/admin?token=x,"]
 
 
-def _mp_v3_conn() -> tuple[_core.Dispatcher, CoreRecorder, list[tuple[bytes, bool]]]:
-    client = CoreRecorder()
-    conn = _core.Dispatcher(client, None, True)
-    conn.eio3 = True
-    sent: list[tuple[bytes, bool]] = []
-    conn.poll_sender = lambda data, binary: sent.append((data, binary))
-    return conn, client, sent
-
-
 def test_msgpack_parser_2_control_packets_are_json_text() -> None:
-    conn, client, sent = _mp_v3_conn()
+    conn, client, sent = _v3_conn(msgpack=True)
     conn.feed_text('4{"type":0,"nsp":"/"}')
     conn.feed_text('4{"type":4,"nsp":"/x","data":"Invalid namespace"}')
     conn.feed_text('4{"type":1,"nsp":"/chat"}')
@@ -288,7 +281,7 @@ def test_msgpack_parser_2_control_packets_are_json_text() -> None:
     ],
 )
 def test_malformed_json_control_packets_are_protocol_errors(text: str) -> None:
-    conn, _, _ = _mp_v3_conn()
+    conn, _, _ = _v3_conn(msgpack=True)
     with pytest.raises(ProtocolError):
         conn.feed_text(text)
 
@@ -296,7 +289,7 @@ def test_malformed_json_control_packets_are_protocol_errors(text: str) -> None:
 def test_msgpack_parser_2_binary_types_are_events_and_acks() -> None:
     import msgpack
 
-    conn, client, _ = _mp_v3_conn()
+    conn, client, _ = _v3_conn(msgpack=True)
     frame = msgpack.packb({"type": 5, "nsp": "/", "data": ["ev", b"\x01"]})
     conn.feed_binary(frame)
     assert client.events == [("/", None, ["ev", b"\x01"])]
