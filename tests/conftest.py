@@ -105,6 +105,11 @@ def py_server() -> Iterator[Callable[..., ServerHandle]]:
 # -- fault proxy --------------------------------------------------------------------------------
 
 
+def port_of(target: int | ServerHandle) -> int:
+    """A proxy's target: a port, or a server handle's port."""
+    return target if isinstance(target, int) else target.port
+
+
 @pytest.fixture
 async def fault_proxy() -> AsyncIterator[Callable[..., Awaitable[FaultProxy]]]:
     """``await make(target, host="127.0.0.1") -> FaultProxy`` (started); ``target`` is a port or
@@ -112,8 +117,7 @@ async def fault_proxy() -> AsyncIterator[Callable[..., Awaitable[FaultProxy]]]:
     proxies: list[FaultProxy] = []
 
     async def make(target: int | ServerHandle, host: str = "127.0.0.1") -> FaultProxy:
-        port = target if isinstance(target, int) else target.port
-        proxy = FaultProxy(host, port)
+        proxy = FaultProxy(host, port_of(target))
         await proxy.start()
         proxies.append(proxy)
         return proxy
@@ -146,8 +150,7 @@ def fault_proxy_sync() -> Iterator[Callable[..., ThreadedFaultProxy]]:
     proxies: list[ThreadedFaultProxy] = []
 
     def make(target: int | ServerHandle) -> ThreadedFaultProxy:
-        port = target if isinstance(target, int) else target.port
-        proxy = ThreadedFaultProxy(port)
+        proxy = ThreadedFaultProxy(port_of(target))
         proxies.append(proxy)
         return proxy
 
