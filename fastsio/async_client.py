@@ -1,16 +1,18 @@
 """AsyncClient: python-socketio's asyncio client API, a façade over fastsio's parts.
 
 Owns the public API (names, signatures and defaults of python-socketio's ``AsyncClient``), the
-options, the wiring of the parts, opening an Engine.IO session for an attempt, and the
-reconnection loop. The work is done by the parts, each of which knows nothing of this class:
+options, the wiring of the parts, and when to connect (``connect()``, a lost session handed to
+the reconnection loop). The work is done by the parts, each of which knows nothing of this class:
 
 - ``handlers.HandlerTable``: the handler registry, lookup and invocation (backpressure);
 - ``lifecycle.NamespaceLifecycle``: namespaces connected, accepted, refused and closed, the kept
   session, connection-state recovery per namespace, the end of a session;
+- ``connector.Connector``, ``reconnection.Reconnector``: one connection attempt, the loop of them;
 - ``delivery.Outbox``: every outgoing event from ``emit``/``call`` to its one outcome;
 - ``_ext._core.Dispatcher``: the compiled core (codec, dispatch, acks).
 
-What must not be here: packet handling beyond delegation, buffering, handler lookup.
+What must not be here: packet handling beyond delegation, buffering, handler lookup, how an
+attempt opens its session.
 """
 
 from __future__ import annotations
@@ -242,8 +244,6 @@ class AsyncClient:
             buffer_when_disconnected=buffer_when_disconnected,
             eio_version=eio_version,
         )
-        #: Connection attempts (Engine.IO version, session, CONNECTs), for connect() and the
-        #: reconnection loop.
         self._connector = Connector(
             self,
             self.lifecycle,
