@@ -4,8 +4,8 @@ The differences from v4/v5 that live outside the compiled core:
 
 - Engine.IO v3 (``EngineIO3``): ``EIO=3`` in the URL; the CLIENT pings every ``pingInterval``
   and the link is dead when no pong came within ``pingTimeout``; polling payloads are
-  ``<length>:<packet>`` records (``decode_eio3_payload`` in the core), requested as text with
-  ``b64=1`` so binary packets arrive as ``b4<base64>`` records. Binary WebSocket frames carry a
+  ``<length>:<packet>`` records (``transports.polling.PollingTransport3``), requested as text
+  with ``b64=1`` so binary packets arrive as ``b4<base64>`` records. Binary WebSocket frames carry a
   leading 0x04 both ways: a flag in the core (``Dispatcher.eio3``), not a Python branch per frame.
 - Socket.IO v4: the server connects the default namespace by itself; other namespaces are joined
   with ``40/nsp?query,`` (there is no CONNECT payload, so ``auth`` travels as query parameters,
@@ -21,14 +21,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ._ext._core import EIO_PING_PACKET, EIO_TYPES, decode_eio3_payload, eio_text
+from ._ext._core import EIO_PING_PACKET
 from .engine import HEARTBEAT_MARGIN, EngineIO, build_urls
 from .reasons import Reason
+from .transports.polling import PollingTransport3
 
 __all__ = ["EngineIO3", "Protocol", "auth_query", "namespace_with_query"]
-
-# A binary polling record of Engine.IO v3: `b`, the message type, then base64.
-_V3_BINARY_RECORD = b"b" + eio_text(EIO_TYPES["message"])
 
 
 class Protocol(NamedTuple):
@@ -81,42 +79,11 @@ class EngineIO3(EngineIO):
     """One Engine.IO v3 session (Socket.IO 2.x servers)."""
 
     version = 3
+    polling_class = PollingTransport3
 
     #: Extra query parameters of every request (``auth`` for the default namespace of a 2.x
     #: server, which connects it from the handshake's own query); set before ``connect()``.
     extra_query: list[tuple[str, str]] = []  # noqa: RUF012 - replaced per instance, never mutated
-
-    def _decode_poll(self, body: bytes) -> list[tuple[int, str | bytes]]:
-        return decode_eio3_payload(body, max_message_size=self.max_message_size)
-
-    async def _poll_once(self, timeout: float) -> None:
-        # v3 records are length-prefixed, not separated: the body is read whole (bounded by
-        # poll_body_limit(max_message_size), as _get reads it), then decoded and fed.
-        self._get_in_flight = True
-        try:
-            body = await self._get(timeout)
-        finally:
-            self._get_in_flight = False
-        try:
-            self._feed_payload(self._decode_poll(body), flush=False)
-        finally:
-            self.dispatcher.flush_batch()
-
-    def _post_body(self, records: list[bytes]) -> bytes:
-        # The outbox holds v4 records (a text packet as is, a binary one as b"b" + base64):
-        # here each gets its v3 form, `<length>:<packet>`, the length in UTF-16 code units.
-        parts: list[bytes] = []
-        for rec in records:
-            if rec[:1] == b"b":
-                rec = _V3_BINARY_RECORD + rec[1:]
-                units = len(rec)
-            else:
-                units = (
-                    len(rec.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass"))
-                    // 2
-                )
-            parts.append(b"%d:%s" % (units, rec))
-        return b"".join(parts)
 
     def _build_urls(self, url: str, path: str) -> tuple[str, str]:
         http, ws = build_urls(url, path, 3)

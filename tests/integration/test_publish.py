@@ -48,7 +48,7 @@ async def test_a_disconnect_waits_for_the_transport_buffer_to_reach_the_server(
     server = node_server()
     sio = fastsio.AsyncClient(reconnection=False)
     await sio.connect(server.url, transports=["websocket"])
-    raw = sio.eio._ws.underlying_transport
+    raw = sio.eio._transport.ws.underlying_transport
     raw.set_write_buffer_limits(high=1 << 30)
     payload = {"pad": "q" * 60_000}
     for _ in range(400):  # 24 MB
@@ -109,7 +109,7 @@ async def test_a_publisher_faster_than_a_frozen_link_waits_and_then_delivers_eve
                 break
             await asyncio.sleep(0.01)
         assert conn.writing_paused, "the transport never went over its high-water mark"
-        raw = sio.eio._ws.underlying_transport
+        raw = sio.eio._transport.ws.underlying_transport
         high = raw.get_write_buffer_limits()[1]
         stuck_at = done
         for _ in range(20):

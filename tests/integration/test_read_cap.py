@@ -115,7 +115,7 @@ async def test_small_cap_delivers_everything_in_order(serializer: str) -> None:
     try:
         await sio.connect(server.url, transports=["websocket"])
         assert sio.eio is not None
-        protocol = sio.eio._ws.underlying_transport.get_protocol()
+        protocol = sio.eio._transport.ws.underlying_transport.get_protocol()
         assert isinstance(protocol, ReadCap) and protocol.cap == 4096
         sid = sio.get_sid()
         expected = []
@@ -140,7 +140,7 @@ async def test_cap_zero_leaves_picows_reads_uncapped() -> None:
         await sio.connect(server.url, transports=["websocket"])
         assert sio.eio is not None
         # ReadCap stays in front (it stops reading after a CLOSE), but caps nothing.
-        protocol = sio.eio._ws.underlying_transport.get_protocol()
+        protocol = sio.eio._transport.ws.underlying_transport.get_protocol()
         assert isinstance(protocol, ReadCap) and protocol.cap == 0
         await server.emit("x", 1, to=sio.get_sid())
         await until(lambda: got == [1])

@@ -16,6 +16,7 @@ from fastsio import AsyncClient
 from fastsio._ext import _core
 from fastsio.eio3 import EngineIO3
 from fastsio.engine import EngineIO
+from fastsio.transports import TransportHooks, WebSocketTransport
 
 EXT = Path(__file__).resolve().parents[2] / "_ext"
 HOOK_PROTOCOLS = (_core.ClientHooks, _core.EngineHooks, _core.ListenerHooks)
@@ -115,8 +116,15 @@ def test_the_shared_fake_implements_every_hook(protocol: type) -> None:
 async def test_the_engine_implements_its_hooks(engine_class: type[EngineIO]) -> None:
     eio = engine_class(_core.Dispatcher(), lambda reason: None, logger=logging.getLogger("t"))
     assert isinstance(eio, _core.EngineHooks)
-    assert isinstance(eio, _core.ListenerHooks)
+    assert isinstance(eio, TransportHooks)
     _core.Dispatcher(None, eio)  # binds every EngineHooks hook
+
+
+async def test_the_websocket_transport_implements_the_listener_hooks() -> None:
+    eio = EngineIO(_core.Dispatcher(), lambda reason: None, logger=logging.getLogger("t"))
+    transport = WebSocketTransport(eio.dispatcher, eio)
+    assert isinstance(transport, _core.ListenerHooks)
+    _core.EngineListener(eio.dispatcher, transport)  # binds every ListenerHooks hook
 
 
 def test_the_client_hands_its_hooks_to_the_core(caplog: pytest.LogCaptureFixture) -> None:

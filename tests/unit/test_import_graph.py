@@ -193,3 +193,48 @@ def test_imports_under_type_checking_are_not_edges(tmp_path: Path) -> None:
         },
     )
     assert find_cycle(graph) is None
+
+
+# Transports report to the session through the hooks they are given (TransportHooks):
+# importing the engine, or what imports it, would tie a link to one session class.
+_ABOVE_TRANSPORTS = {"fastsio.engine", "fastsio.eio3", "fastsio.lifecycle", "fastsio.async_client"}
+
+
+def transport_violations(graph: dict[str, set[str]]) -> list[str]:
+    """``module -> layer`` for every module of fastsio.transports that reaches a layer above."""
+    found = []
+    for module in sorted(graph):
+        if module != "fastsio.transports" and not module.startswith("fastsio.transports."):
+            continue
+        seen: set[str] = set()
+        stack = [module]
+        while stack:
+            for nxt in graph.get(stack.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        found += [f"{module} -> {above}" for above in sorted(seen & _ABOVE_TRANSPORTS)]
+    return found
+
+
+def test_transports_do_not_import_the_engine() -> None:
+    graph = import_graph(_modules())
+    assert {"fastsio.transports.websocket", "fastsio.transports.polling"} <= set(graph)
+    assert transport_violations(graph) == []
+
+
+def test_a_transport_importing_the_engine_is_found(tmp_path: Path) -> None:
+    graph = _graph_of(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "reasons.py": "",
+            "engine.py": "from .transports import x\n",
+            "transports/__init__.py": "from .polling import x\n",
+            "transports/polling.py": "from ..reasons import y\ndef f():\n    from .. import engine\n",
+        },
+    )
+    assert transport_violations(graph) == [
+        "fastsio.transports -> fastsio.engine",
+        "fastsio.transports.polling -> fastsio.engine",
+    ]

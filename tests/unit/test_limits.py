@@ -141,7 +141,7 @@ def test_max_message_size_defaults_to_100_mib_and_refuses_negative_values() -> N
 
 
 def test_picows_logger_drops_only_its_size_refusal_line(caplog: pytest.LogCaptureFixture) -> None:
-    from fastsio.engine import PICOWS_LOGGER
+    from fastsio.transports.websocket import PICOWS_LOGGER
 
     too_big = (picows.WSCloseCode.MESSAGE_TOO_BIG, "Received frame ..., 5 > 4")
     other = (picows.WSCloseCode.PROTOCOL_ERROR, "Received frame with invalid opcode=0x3")
