@@ -21,32 +21,22 @@ cdef inline Py_ssize_t _utf16_units(str s) noexcept:
     return n
 
 
-def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_message_size=0):
-    """Split an Engine.IO v3 text polling payload into [(type, data)], data str or bytes.
-
-    Binary records (``b4<base64>``) come back as (EIO_MESSAGE, bytes). Raises ProtocolError on
-    a malformed length, a record running past the end or cutting a surrogate pair, an unknown
-    packet type, bad base64, an empty payload or more than ``max_packets`` records, and
-    PayloadTooLargeError for a packet larger than ``max_message_size`` bytes (0: no limit),
-    sized as on a WebSocket (a text packet in UTF-8 with its type, a binary one decoded).
-    """
-    cdef str s
-    cdef list out = []
-    cdef Py_ssize_t pos = 0, end, n, start, units, digits, t
-    cdef Py_UCS4 c
-    cdef str rec
-    cdef object raw
-    cdef Py_ssize_t size
+cdef str _eio3_text(data):
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
-            s = bytes(data).decode("utf-8")
+            return bytes(data).decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("polling payload is not valid UTF-8", bytes(data)[:200]) from None
-    elif isinstance(data, str):
-        s = data
-    else:
-        raise TypeError(f"expected str or bytes, got {type(data).__name__}")
-    end = len(s)
+    if isinstance(data, str):
+        return data
+    raise TypeError(f"expected str or bytes, got {type(data).__name__}")
+
+
+cdef list _eio3_records(str s, Py_ssize_t max_packets):
+    """The records of a v3 payload (``<length>:<packet>`` framing only), as str slices."""
+    cdef list out = []
+    cdef Py_ssize_t pos = 0, end = len(s), n, start, units, digits
+    cdef Py_UCS4 c
     if end == 0:
         raise ProtocolError("empty polling payload", b"")
     while pos < end:
@@ -78,10 +68,43 @@ def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_mess
             pos += 1
         if units != n:
             raise ProtocolError("polling record length splits a character", s[:200])
-        rec = s[start:pos]
+        out.append(s[start:pos])
+    return out
+
+
+cdef int _eio3_check_text(str rec, Py_ssize_t max_message_size) except -1:
+    cdef Py_ssize_t size, t
+    if max_message_size > 0 and len(rec) > max_message_size // 4:
+        size = len(rec.encode("utf-8", "surrogatepass"))
+        if size > max_message_size:
+            _eio3_too_large(size, max_message_size)
+    t = ord(rec[0]) - CHAR_0
+    if t < EIO_OPEN or t > EIO_MAX_TYPE:
+        raise ProtocolError("unknown Engine.IO packet type", rec[:200])
+    return t
+
+
+cdef int _eio3_check_binary(str rec) except -1:
+    if len(rec) < 2 or rec[1] != eio_type_char(EIO_MESSAGE):
+        raise ProtocolError("binary polling record is not a message", rec[:200])
+    return 0
+
+
+def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_message_size=0):
+    """Split an Engine.IO v3 text polling payload into [(type, data)], data str or bytes.
+
+    Binary records (``b4<base64>``) come back as (EIO_MESSAGE, bytes). Raises ProtocolError on
+    a malformed length, a record running past the end or cutting a surrogate pair, an unknown
+    packet type, bad base64, an empty payload or more than ``max_packets`` records, and
+    PayloadTooLargeError for a packet larger than ``max_message_size`` bytes (0: no limit),
+    sized as on a WebSocket (a text packet in UTF-8 with its type, a binary one decoded).
+    """
+    cdef list out = []
+    cdef str rec
+    cdef object raw
+    for rec in _eio3_records(_eio3_text(data), max_packets):
         if rec[0] == u"b":
-            if len(rec) < 2 or rec[1] != eio_type_char(EIO_MESSAGE):
-                raise ProtocolError("binary polling record is not a message", rec[:200])
+            _eio3_check_binary(rec)
             try:
                 raw = base64.b64decode(rec[2:], validate=True)
             except (ValueError, binascii.Error):
@@ -90,14 +113,27 @@ def decode_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_mess
                 _eio3_too_large(len(raw), max_message_size)
             out.append((EIO_MESSAGE, raw))
             continue
-        if max_message_size > 0 and len(rec) > max_message_size // 4:
-            size = len(rec.encode("utf-8", "surrogatepass"))
-            if size > max_message_size:
-                _eio3_too_large(size, max_message_size)
-        t = ord(rec[0]) - CHAR_0
-        if t < EIO_OPEN or t > EIO_MAX_TYPE:
-            raise ProtocolError("unknown Engine.IO packet type", rec[:200])
-        out.append((t, rec[1:]))
+        out.append((_eio3_check_text(rec, max_message_size), rec[1:]))
+    return out
+
+
+def split_eio3_payload(data, Py_ssize_t max_packets=100000, Py_ssize_t max_message_size=0):
+    """Split an Engine.IO v3 text polling payload into records as
+    ``Dispatcher.feed_poll_record`` takes them: a text packet as its UTF-8 bytes, type
+    character included (no str and back per packet), a binary one as ``b`` + base64.
+
+    Checks and raises as ``decode_eio3_payload`` does, except for a binary record's base64 and
+    decoded size, which ``feed_poll_record`` checks when it decodes it.
+    """
+    cdef list out = []
+    cdef str rec
+    for rec in _eio3_records(_eio3_text(data), max_packets):
+        if rec[0] == u"b":
+            _eio3_check_binary(rec)
+            out.append(b"b" + rec[2:].encode("utf-8"))
+            continue
+        _eio3_check_text(rec, max_message_size)
+        out.append(rec.encode("utf-8", "surrogatepass"))
     return out
 
 

@@ -26,9 +26,9 @@ from .._ext._core import (
     EIO_CLOSE_PACKET,
     EIO_TYPES,
     Dispatcher,
-    decode_eio3_payload,
     eio_text,
     poll_body_limit,
+    split_eio3_payload,
 )
 from .._flag import Flag
 from ..exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
@@ -51,8 +51,7 @@ __all__ = [
 #: Packets per polling POST: python-engineio servers silently drop a POST of more than 16.
 MAX_PACKETS_PER_POST = 16
 
-_EIO_OPEN = EIO_TYPES["open"]
-_OPEN_TYPE = eio_text(_EIO_OPEN)
+_OPEN_TYPE = eio_text(EIO_TYPES["open"])
 
 
 class PollStatusError(ConnectionError):
@@ -314,7 +313,7 @@ class PollingTransport:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def split_handshake(self, body: bytes) -> tuple[bytes, list[Any]]:
+    def split_handshake(self, body: bytes) -> tuple[bytes, list[bytes]]:
         """The handshake's answer: the open packet's JSON, and the records after it (fed by
         ``feed()`` once the session is open). ProtocolError if it does not start with one."""
         if not body:
@@ -324,7 +323,7 @@ class PollingTransport:
             raise ProtocolError("first polling packet is not an open packet", first[:200])
         return first[1:], rest.split(b"\x1e") if rest else []
 
-    def feed(self, records: list[Any]) -> None:
+    def feed(self, records: list[bytes]) -> None:
         """Feed the records ``split_handshake()`` left, then flush a batch handler's events."""
         for record in records:
             if self.hooks.state != "connected":
@@ -333,7 +332,7 @@ class PollingTransport:
         self.dispatcher.flush_batch()
 
     def _feed_record(self, record: bytes) -> None:
-        """One v4 polling record to the core, checked there (no str round trip per packet)."""
+        """One polling record to the core, checked there (no str round trip per packet)."""
         if self.hooks.state == "connected":
             self.dispatcher.feed_poll_record(record, self.max_message_size)
 
@@ -495,32 +494,24 @@ class PollingTransport3(PollingTransport):
 
     separator = b""
 
-    def split_handshake(self, body: bytes) -> tuple[bytes, list[Any]]:
-        payload = decode_eio3_payload(body, max_message_size=self.max_message_size)
-        first_type, first = payload[0]
-        if first_type != _EIO_OPEN or not isinstance(first, str):
-            raise ProtocolError("first polling packet is not an open packet", str(first))
-        return first.encode("utf-8"), payload[1:]
-
-    def feed(self, records: list[Any], flush: bool = True) -> None:
-        dispatcher = self.dispatcher
-        for t, data in records:
-            if self.hooks.state != "connected":
-                return
-            dispatcher.feed_eio(t, data)
-        if flush:
-            dispatcher.flush_batch()
+    def split_handshake(self, body: bytes) -> tuple[bytes, list[bytes]]:
+        records = split_eio3_payload(body, max_message_size=self.max_message_size)
+        first = records[0]
+        if first[:1] != _OPEN_TYPE:
+            raise ProtocolError("first polling packet is not an open packet", first[:200])
+        return first[1:], records[1:]
 
     async def _poll_once(self, timeout: float) -> None:
         # v3 records are length-prefixed, not separated: the body is read whole (bounded by
-        # poll_body_limit(max_message_size), as get() reads it), then decoded and fed.
+        # poll_body_limit(max_message_size), as get() reads it), then split and fed.
         self._get_in_flight = True
         try:
             body = await self.get(timeout)
         finally:
             self._get_in_flight = False
         try:
-            self.feed(decode_eio3_payload(body, max_message_size=self.max_message_size), False)
+            for record in split_eio3_payload(body, max_message_size=self.max_message_size):
+                self._feed_record(record)
         finally:
             self.dispatcher.flush_batch()
 

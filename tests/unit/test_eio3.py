@@ -4,6 +4,7 @@ fuzzing), the core's v3 binary framing, and what the client sends a 2.x server o
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from typing import Any
@@ -15,7 +16,12 @@ from support.core_fakes import CoreRecorder
 
 import fastsio
 from fastsio._ext import _core
-from fastsio._ext._core import decode_eio3_payload, encode_eio3_payload, looks_like_eio3_payload
+from fastsio._ext._core import (
+    decode_eio3_payload,
+    encode_eio3_payload,
+    looks_like_eio3_payload,
+    split_eio3_payload,
+)
 from fastsio.eio3 import Protocol, auth_query, namespace_with_query
 from fastsio.exceptions import ProtocolError
 
@@ -77,6 +83,62 @@ def test_v3_payload_vectors_encode(payload: str, packets: list[Any]) -> None:
 def test_malformed_v3_payloads_raise_protocol_error(payload: str, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         decode_eio3_payload(payload)
+
+
+def _as_packet(record: bytes) -> tuple[int, str | bytes]:
+    """A record of split_eio3_payload read back as decode_eio3_payload gives its packet."""
+    if record[:1] == b"b":
+        return 4, base64.b64decode(record[1:], validate=True)
+    return record[0] - ord("0"), record[1:].decode("utf-8", "surrogatepass")
+
+
+@pytest.mark.parametrize(("payload", "packets"), VECTORS)
+def test_v3_payload_vectors_split_into_records_for_the_core(
+    payload: str, packets: list[Any]
+) -> None:
+    # Text packets keep their type character and come as bytes (no str round trip), binary
+    # ones as the v4 record `b` + base64 that Dispatcher.feed_poll_record decodes.
+    for data in (payload, payload.encode("utf-8")):
+        records = split_eio3_payload(data)
+        assert all(type(r) is bytes for r in records)
+        assert [_as_packet(r) for r in records] == packets
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("", "empty polling payload"),
+        ("5:4hi", "runs past the end"),
+        ("2:4😀", "splits a character"),
+        ("0:", "empty packet"),
+        ("3:9ab", "unknown Engine.IO packet type"),
+        ("4:b5AA", "not a message"),
+    ],
+)
+def test_split_refuses_what_decode_refuses(payload: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        split_eio3_payload(payload)
+
+
+def test_split_refuses_a_text_packet_over_the_size_limit() -> None:
+    with pytest.raises(fastsio.exceptions.PayloadTooLargeError):
+        split_eio3_payload("11:4" + "x" * 10, max_message_size=10)
+    assert split_eio3_payload("10:4" + "x" * 9, max_message_size=10) == [b"4" + b"x" * 9]
+
+
+def test_split_records_fed_to_the_core_reach_it_as_decoded_packets() -> None:
+    rec = CoreRecorder()
+    conn = _core.Dispatcher(rec)
+    conn.eio3 = True
+    payload = encode_eio3_payload(
+        [(4, '51-["bin",{"_placeholder":true,"num":0}]'), (4, b"\x01\x02\x03"), (4, '2["t","é😀"]')]
+    )
+    for record in split_eio3_payload(payload):
+        conn.feed_poll_record(record)
+    assert rec.named("on_event") == [
+        ("/", None, ["bin", b"\x01\x02\x03"]),
+        ("/", None, ["t", "é😀"]),
+    ]
 
 
 def test_v3_payload_with_too_many_packets_is_refused() -> None:
@@ -232,10 +294,14 @@ V4_FORMS = [
     ('4"Not authorized"', (4, "/", "Not authorized", None, 0)),
     ('4/admin,"Invalid namespace"', (4, "/admin", "Invalid namespace", None, 0)),
     ('4/private,{"reason":"bad token"}', (4, "/private", {"reason": "bad token"}, None, 0)),
-    ('51-/admin,12["ev",{"_placeholder":true,"num":0}]',
-     (5, "/admin", ["ev", {"_placeholder": True, "num": 0}], 12, 1)),
-    ('61-/admin,3[{"_placeholder":true,"num":0}]',
-     (6, "/admin", [{"_placeholder": True, "num": 0}], 3, 1)),
+    (
+        '51-/admin,12["ev",{"_placeholder":true,"num":0}]',
+        (5, "/admin", ["ev", {"_placeholder": True, "num": 0}], 12, 1),
+    ),
+    (
+        '61-/admin,3[{"_placeholder":true,"num":0}]',
+        (6, "/admin", [{"_placeholder": True, "num": 0}], 3, 1),
+    ),
     ("1/admin,", (1, "/admin", None, None, 0)),
 ]
 
