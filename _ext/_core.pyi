@@ -84,7 +84,8 @@ class EngineHooks(Protocol):
 
 @runtime_checkable
 class ListenerHooks(Protocol):
-    """The owner of a WebSocket link, as its EngineListener calls it (bound once)."""
+    """The owner of a WebSocket link (``fastsio.transports.WebSocketTransport``), as its
+    EngineListener calls it (bound once)."""
 
     def on_probe_frame(self, listener: EngineListener, data: bytes, binary: bool) -> None: ...
     def on_listener_error(self, listener: EngineListener, exc: BaseException) -> None: ...

@@ -42,7 +42,8 @@ class EngineHooks(typing.Protocol):
 
 @typing.runtime_checkable
 class ListenerHooks(typing.Protocol):
-    """The owner of a WebSocket link, as its EngineListener calls it."""
+    """The owner of a WebSocket link (fastsio.transports.WebSocketTransport), as its
+    EngineListener calls it."""
 
     def on_probe_frame(self, listener, data, binary):
         """A data frame received while the link is a probe (polling -> websocket upgrade)."""

@@ -375,7 +375,7 @@ class EngineIO:
             except asyncio.TimeoutError:
                 raise ConnectionError("no Engine.IO open packet received") from None
         finally:
-            # Only this connect waits for the open packet: no later close is taken for its.
+            # Only this connect waits for the open packet: a later close is the session's.
             self._open_waiter = None
         transport.attach()
         self._became_open(opened, "websocket")
