@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from ._ext._core import EIO_PING_PACKET
-from .engine import HEARTBEAT_MARGIN, EngineIO, build_urls
+from .engine import EngineIO
+from .handshake import HEARTBEAT_MARGIN, build_urls
 from .reasons import Reason
 from .transports.polling import PollingTransport3
 

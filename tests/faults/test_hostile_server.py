@@ -158,7 +158,7 @@ async def test_msgpack_wrong_types_are_parse_errors() -> None:
 
 
 def test_open_packet_fields_are_validated_directly() -> None:
-    from fastsio.engine import OpenPacket
+    from fastsio.handshake import OpenPacket
 
     ok = OpenPacket(orjson.dumps({"sid": "a", "upgrades": ["websocket"], "pingInterval": 1,
                                   "pingTimeout": 1, "maxPayload": 100000}))

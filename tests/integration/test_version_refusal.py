@@ -19,7 +19,7 @@ from support.versiongate import VersionGate
 
 import fastsio
 from fastsio.eio3 import Protocol
-from fastsio.engine import version_refusal
+from fastsio.handshake import version_refusal
 
 pytestmark = pytest.mark.timeout(60)
 
