@@ -86,6 +86,11 @@ cdef class Dispatcher:
     cdef public uint64_t bytes_received
     cdef public uint64_t packets_sent
     cdef public uint64_t bytes_sent
+    # emit()'s gate: the namespaces whose ack-less emits may go straight to the wire (connected
+    # on a live session, nothing buffered before them, no at-least-once queue). The Python
+    # layer adds a namespace once an emit found it so and discards it (or clears the set) on
+    # every change that can close that path; a namespace not in it takes the full path.
+    cdef public set emit_gate
 
     def __init__(self, client=None, engine=None, bint msgpack_mode=False, json=None,
                  Py_ssize_t max_attachments=DEFAULT_MAX_ATTACHMENTS,
@@ -122,6 +127,7 @@ cdef class Dispatcher:
         self.dispatch_budget = 0.02
         self._slice_start = 0
         self._slice_count = 0
+        self.emit_gate = set()
 
     def set_engine(self, engine):
         """Bind the EngineHooks of the session whose frames are dispatched (None: no session)."""
@@ -139,6 +145,7 @@ cdef class Dispatcher:
 
     def attach_websocket(self, WSTransport transport):
         self._drop_writer()
+        self.emit_gate.clear()
         self._ws = transport
         self._writer = FrameWriter(transport)
         self.poll_sender = None
@@ -146,6 +153,7 @@ cdef class Dispatcher:
     cdef int _drop_writer(self) except -1:
         # The link is given up: what is queued is written if the transport still takes it, then
         # emitters waiting are released.
+        self.emit_gate.clear()
         if self._writer is not None:
             # What was sent before the link was given up still goes out (picows's send()
             # wrote at once); flush() writes nothing once the link is closed or a CLOSE left.
@@ -826,6 +834,21 @@ cdef class Dispatcher:
             self._send(<bytes>parts[0], False)
         else:
             self.send_frames([(parts[0], False)] + [(a, True) for a in parts[1:]])
+
+    def emit_direct(self, object namespace, object event, object data):
+        """AsyncClient.emit()'s hot path: ``send_event`` when ``namespace`` (None or "" is
+        ``"/"``) is in ``emit_gate`` and ``event`` is a str; 0, having done nothing, otherwise.
+        """
+        cdef object nsp = namespace
+        if nsp is None:
+            nsp = _ROOT_NSP
+        elif type(nsp) is not str:
+            return 0
+        elif PyUnicode_GET_LENGTH(nsp) == 0:
+            nsp = _ROOT_NSP
+        if type(event) is not str or not PySet_Contains(self.emit_gate, nsp):
+            return 0
+        return self.send_event(<str>nsp, <str>event, data)
 
     cpdef int send_event(self, str nsp, str event, object data) except -1:
         """emit()'s hot path: an ack-less EVENT ``[event, *args]`` (a tuple ``data`` is several
