@@ -859,16 +859,25 @@ cdef class Dispatcher:
         (the caller should wait for wait_writable()).
         """
         cdef list payload
-        if isinstance(data, tuple):  # a namedtuple too: several arguments, as args_of()
+        cdef bint binary = False
+        cdef object t = type(data)
+        if t is dict or t is str or t is int or t is float or t is list:
+            payload = [event, data]
+        elif isinstance(data, tuple):  # a namedtuple too: several arguments, as args_of()
             payload = [event]
             payload.extend(<tuple>data)
+            for item in <tuple>data:
+                if type(item) is bytes:
+                    binary = True
+                    break
         elif data is None:
             payload = [event]
         else:
             payload = [event, data]
+            binary = t is bytes or t is bytearray or t is memoryview
         try:
             if self._ws is None or self.msgpack_mode or self.json is not None \
-                    or not self._send_json_event(nsp, payload):
+                    or not self._send_json_event(nsp, payload, binary):
                 self.send_packet(SIO_EVENT, nsp, payload, None)
         except DisconnectedError:
             return 0
@@ -876,42 +885,76 @@ cdef class Dispatcher:
             return 2
         return 1
 
-    cdef bint _send_json_event(self, str nsp, list payload) except -1:
+    cdef bint _send_json_event(self, str nsp, list payload, bint binary) except -1:
         """``42[<nsp>,]<json>`` framed straight from the header and orjson's bytes (no copy
-        into a packet first), on the WebSocket.
+        into a packet first), on the WebSocket; with bytes in the arguments,
+        ``45<n>-[<nsp>,]<json>`` and the n attachments framed from the callers' bytes objects.
 
-        Returns False, having sent nothing, when orjson declines the payload: binary data
-        (bytes become attachments), non-str keys, big integers; send_packet() decides then.
+        ``binary``: the arguments hold bytes (orjson is asked with placeholders at once).
+        Returns False, having sent nothing, when orjson declines the payload (non-str keys,
+        big integers, types it does not know); send_packet() decides then.
         """
-        cdef char head[2]
-        cdef Py_ssize_t n
+        cdef char head[32]
+        cdef char* p
+        cdef const char* hp
+        cdef Py_ssize_t n, hlen, i, natt = 0
         cdef bytes body
-        cdef bytes header
-        try:
-            body = _orjson_dumps(payload)
-        except orjson.JSONEncodeError:
-            return False
+        cdef bytes header = None
+        cdef _Attachments atts = None
+        cdef object att
+        if not binary:
+            try:
+                body = _orjson_dumps(payload)
+            except orjson.JSONEncodeError:
+                binary = True
+        if binary:
+            atts = _Attachments.__new__(_Attachments)
+            atts.items = []
+            try:
+                body = _orjson_dumps(payload, atts)
+            except orjson.JSONEncodeError:
+                return False
+            natt = len(atts.items)
         head[0] = CHAR_0 + EIO_MESSAGE
-        head[1] = CHAR_0 + SIO_EVENT
-        if nsp != _ROOT_NSP and nsp != "/":
-            header = PyBytes_FromStringAndSize(head, 2) + nsp.encode("utf-8") + b","
-            n = PyBytes_GET_SIZE(header) + PyBytes_GET_SIZE(body)
+        if natt:
+            head[1] = CHAR_0 + SIO_BINARY_EVENT
+            p = _write_uint(head + 2, <uint64_t>natt, _udigits(<uint64_t>natt))
+            p[0] = 45  # '-'
+            hlen = p + 1 - head
         else:
-            header = None
-            n = 2 + PyBytes_GET_SIZE(body)
-        if self.max_send_size > 0 and n > self.max_send_size:
-            self._check_send_size(n, False)
+            head[1] = CHAR_0 + SIO_EVENT
+            hlen = 2
+        if nsp != _ROOT_NSP and nsp != "/":
+            header = PyBytes_FromStringAndSize(head, hlen) + nsp.encode("utf-8") + b","
+            hlen = PyBytes_GET_SIZE(header)
+        n = hlen + PyBytes_GET_SIZE(body)
+        if self.max_send_size > 0:
+            # Every frame of the packet is checked before any is queued.
+            if n > self.max_send_size:
+                self._check_send_size(n, False)
+            for i in range(natt):
+                self._check_send_size(PyBytes_GET_SIZE(<bytes>atts.items[i]), True)
         if PyThread_get_thread_ident() != self._ws._thread_id:
             raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
         if header is None:
-            self._writer.frame(WSMsgType.TEXT, head, 2, PyBytes_AS_STRING(body),
-                               PyBytes_GET_SIZE(body))
+            hp = &head[0]
         else:
-            self._writer.frame(WSMsgType.TEXT, PyBytes_AS_STRING(header),
-                               PyBytes_GET_SIZE(header), PyBytes_AS_STRING(body),
-                               PyBytes_GET_SIZE(body))
+            hp = PyBytes_AS_STRING(header)
+        self._writer.frame(WSMsgType.TEXT, hp, hlen, PyBytes_AS_STRING(body),
+                           PyBytes_GET_SIZE(body))
         self.packets_sent += 1
         self.bytes_sent += n
+        for i in range(natt):
+            att = atts.items[i]
+            # The caller's bytes, masked into the write buffer: the one copy a client makes.
+            if self.eio3:
+                self._writer.frame(WSMsgType.BINARY, PyBytes_AS_STRING(_EIO3_BINARY_TYPE), 1,
+                                   PyBytes_AS_STRING(att), PyBytes_GET_SIZE(att))
+            else:
+                self._writer.frame(WSMsgType.BINARY, NULL, 0, PyBytes_AS_STRING(att),
+                                   PyBytes_GET_SIZE(att))
+            self.packets_sent += 1
+            self.bytes_sent += PyBytes_GET_SIZE(att)
         return True
 
     cpdef bint send_call(self, str nsp, list payload, object future, object timeout,
@@ -946,6 +989,25 @@ cdef class Dispatcher:
 
 
 cdef bytes _PONG = eio_text(EIO_PONG)
+@cython.final
+cdef class _Attachments:
+    """orjson's ``default`` on the binary send path: each bytes-like value becomes a
+    ``{"_placeholder": true, "num": N}`` and is kept (bytes as they are, bytearray and
+    memoryview copied once, as _deconstruct does), in the order orjson writes them, which is
+    the order of the slow path's walk (lists in order, dicts in insertion order). Anything
+    else orjson does not know fails the fast path."""
+
+    cdef list items
+
+    def __call__(self, obj):
+        cdef Py_ssize_t num
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            num = len(self.items)
+            self.items.append(obj if type(obj) is bytes else bytes(obj))
+            return {"_placeholder": True, "num": num}
+        raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+
+
 cdef bytes _EIO3_BINARY_TYPE = bytes((EIO_MESSAGE,))  # the type as a byte, not a digit
 cdef double _INF = float("inf")
 from decimal import Decimal as _Decimal
