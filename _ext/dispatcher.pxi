@@ -820,12 +820,45 @@ cdef class Dispatcher:
         for frame, binary in frames:
             self._send(frame, binary)
 
+    cdef int _send_msgpack_ws(self, int t, str nsp, object data, object ack_id) except -1:
+        """A msgpack packet on the WebSocket, as _encode_msgpack() encodes it, but encoded
+        around the bytes values of ``data``: those are masked into the frame straight from the
+        caller's objects, so a payload is copied once (the masking a client must do)."""
+        cdef _MPBuf b
+        cdef const char* ptrs[2 * _MP_SEGS + 1]
+        cdef Py_ssize_t lens[2 * _MP_SEGS + 1]
+        cdef Py_ssize_t npieces, n = 0, i
+        if t == SIO_BINARY_EVENT:
+            t = SIO_EVENT
+        elif t == SIO_BINARY_ACK:
+            t = SIO_ACK
+        _mpb_init(&b)
+        b.nseg = 0
+        try:
+            _mp_pack_packet(&b, t, nsp, data, ack_id)
+            npieces = _mpb_pieces(&b, ptrs, lens)
+            for i in range(npieces):
+                n += lens[i]
+            if self.max_send_size > 0 and n > self.max_send_size:
+                self._check_send_size(n, True)
+            if PyThread_get_thread_ident() != self._ws._thread_id:
+                raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
+            self._writer.frame_pieces(WSMsgType.BINARY, ptrs, lens, <int>npieces)
+        finally:
+            _mpb_free(&b)
+        self.packets_sent += 1
+        self.bytes_sent += n
+        return 0
+
     cpdef send_packet(self, int t, str nsp, object data=None, object ack_id=None):
         """Encode and send a Socket.IO packet on the active transport."""
         cdef list parts
         if self.msgpack_mode:
             if self.eio3 and (t == SIO_CONNECT or t == SIO_DISCONNECT):
                 self._send(_mp2_control_text(t, nsp), False)
+                return
+            if self._ws is not None and not self.eio3:
+                self._send_msgpack_ws(t, nsp, data, ack_id)
                 return
             self._send(_encode_msgpack(t, nsp, data, ack_id), True)
             return

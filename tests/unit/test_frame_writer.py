@@ -23,7 +23,7 @@ from picows import (
 )
 from support.core_fakes import CoreRecorder
 
-from fastsio._ext._core import ACK, EVENT, Dispatcher, EngineListener
+from fastsio._ext._core import ACK, EVENT, Dispatcher, EngineListener, encode_msgpack
 from fastsio.delivery import args_of
 from fastsio.exceptions import DisconnectedError, PayloadTooLargeError
 
@@ -321,3 +321,44 @@ async def test_a_binary_emit_sends_the_callers_bytes_unaltered_and_keeps_them(
     assert args == {"a": blob, "b": [blob]}
     frames = await server.received(3)
     assert frames[1:] == [(WSMsgType.BINARY, blob), (WSMsgType.BINARY, blob)]
+
+
+_BLOB = bytes(range(256)) * 5
+MSGPACK_PACKETS: list[tuple[int, str, Any, int | None]] = [
+    (EVENT, "/", ["bin", _BLOB[:1024]], None),  # one payload, referenced
+    (EVENT, "/", ["small", b"abc", b""], None),  # small bytes are copied into the encoding
+    (EVENT, "/chat", ["ev", {"a": _BLOB, "b": [_BLOB[:64], 1.5, None], "c": "x"}], None),
+    (EVENT, "/", ["many", *[_BLOB[: 100 + i] for i in range(12)]], None),  # more than 8
+    (EVENT, "/", ["ack", _BLOB], 12345),  # the id after the data
+    (ACK, "/", [_BLOB[:70000]], 7),  # a 64-bit frame length
+    (EVENT, "/", ["mixed", bytearray(_BLOB), memoryview(_BLOB)], None),  # copied, as packb
+]
+
+
+@pytest.mark.parametrize("ptype,nsp,data,ack_id", MSGPACK_PACKETS)
+async def test_a_msgpack_packet_is_masked_around_its_bytes_into_exactly_the_encoders_frame(
+    link: Any, ptype: int, nsp: str, data: Any, ack_id: int | None
+) -> None:
+    conn, _, server = link
+    conn.msgpack_mode = True
+    expected = encode_msgpack(ptype, nsp, data, ack_id)
+    conn.send_packet(ptype, nsp, data, ack_id)
+    conn.send_event(nsp, "after", (_BLOB[:100],))
+    frames = await server.received(2)
+    assert frames == [
+        (WSMsgType.BINARY, expected),
+        (WSMsgType.BINARY, encode_msgpack(EVENT, nsp, ["after", _BLOB[:100]])),
+    ]
+
+
+async def test_a_msgpack_packet_over_max_payload_is_refused_before_it_is_queued(
+    link: Any,
+) -> None:
+    conn, _, server = link
+    conn.msgpack_mode = True
+    conn.max_send_size = 1000
+    with pytest.raises(PayloadTooLargeError):
+        conn.send_event("/", "big", _BLOB[:1000])
+    assert conn.writer.pending == 0
+    conn.send_event("/", "ok", 1)
+    assert await server.received(1) == [(WSMsgType.BINARY, encode_msgpack(EVENT, "/", ["ok", 1]))]
