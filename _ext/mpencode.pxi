@@ -209,7 +209,7 @@ cdef int _mp_pack(_MPBuf* b, object o, int depth) except -1:
     return _mp_pack_delegated(b, o)
 
 
-cdef int _mp_pack_packet(_MPBuf* b, int t, str nsp, object data, object ack_id) except -1:
+cdef inline int _mp_pack_packet(_MPBuf* b, int t, str nsp, object data, object ack_id) except -1:
     """{type, nsp[, data][, id]}: msgpack.packb of that dict, in that key order."""
     _mpb_head(b, 0x80 | (2 + (data is not None) + (ack_id is not None)), 0, 0)
     _mpb_put(b, b"\xa4type", 5)
