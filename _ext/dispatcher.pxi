@@ -91,6 +91,9 @@ cdef class Dispatcher:
     # layer adds a namespace once an emit found it so and discards it (or clears the set) on
     # every change that can close that path; a namespace not in it takes the full path.
     cdef public set emit_gate
+    # send_event()'s [event, arg] list, reused while no send_event is using it (one that runs
+    # inside another, from Python code orjson or an encoder calls, takes a list of its own).
+    cdef list _pair
 
     def __init__(self, client=None, engine=None, bint msgpack_mode=False, json=None,
                  Py_ssize_t max_attachments=DEFAULT_MAX_ATTACHMENTS,
@@ -128,6 +131,7 @@ cdef class Dispatcher:
         self._slice_start = 0
         self._slice_count = 0
         self.emit_gate = set()
+        self._pair = [None, None]
 
     def set_engine(self, engine):
         """Bind the EngineHooks of the session whose frames are dispatched (None: no session)."""
@@ -892,10 +896,18 @@ cdef class Dispatcher:
         (the caller should wait for wait_writable()).
         """
         cdef list payload
+        cdef list pair = None
         cdef bint binary = False
         cdef object t = type(data)
         if t is dict or t is str or t is int or t is float or t is list:
-            payload = [event, data]
+            if self._pair is not None:
+                pair = self._pair
+                self._pair = None
+                pair[0] = event
+                pair[1] = data
+                payload = pair
+            else:
+                payload = [event, data]
         elif isinstance(data, tuple):  # a namedtuple too: several arguments, as args_of()
             payload = [event]
             payload.extend(<tuple>data)
@@ -914,6 +926,11 @@ cdef class Dispatcher:
                 self.send_packet(SIO_EVENT, nsp, payload, None)
         except DisconnectedError:
             return 0
+        finally:
+            if pair is not None:  # encoded and framed (or failed): nothing keeps the list
+                pair[0] = None
+                pair[1] = None
+                self._pair = pair
         if self._writer is not None and self._writer.paused:
             return 2
         return 1

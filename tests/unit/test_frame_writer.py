@@ -362,3 +362,32 @@ async def test_a_msgpack_packet_over_max_payload_is_refused_before_it_is_queued(
     assert conn.writer.pending == 0
     conn.send_event("/", "ok", 1)
     assert await server.received(1) == [(WSMsgType.BINARY, encode_msgpack(EVENT, "/", ["ok", 1]))]
+
+
+async def test_an_emit_made_while_another_is_encoded_leaves_both_packets_intact(
+    link: Any,
+) -> None:
+    # A json= module is Python code run in the middle of send_event(): an emit from there
+    # must neither borrow nor clobber the outer emit's argument list.
+    import json as stdlib_json
+
+    conn, _, server = link
+
+    class Reentrant:
+        nested = False
+
+        def dumps(self, obj: Any, **kwargs: Any) -> str:
+            if not self.nested:
+                self.nested = True
+                conn.send_event("/", "inner", {"i": 1})
+            return stdlib_json.dumps(obj, **kwargs)
+
+    conn.json = Reentrant()
+    conn.send_event("/", "outer", {"o": 2})
+    conn.json = None
+    conn.send_event("/", "after", {"a": 3})
+    assert await server.received(3) == [
+        (WSMsgType.TEXT, b'42["inner",{"i":1}]'),
+        (WSMsgType.TEXT, b'42["outer",{"o":2}]'),
+        (WSMsgType.TEXT, b'42["after",{"a":3}]'),
+    ]
