@@ -164,6 +164,7 @@ class Dispatcher:
     events_received: int
     bytes_received: int
     packets_sent: int
+    emit_gate: set[str]
     bytes_sent: int
     def __init__(
         self, client: ClientHooks | None = None, engine: EngineHooks | None = None,
@@ -206,6 +207,7 @@ class Dispatcher:
         timeout: float | None,
         loop: asyncio.AbstractEventLoop,
     ) -> bool: ...
+    def emit_direct(self, namespace: str | None, event: Any, data: Any) -> int: ...
     def send_event(self, nsp: str, event: str, data: Any) -> int: ...
     def flush_writes(self) -> None: ...
     @property

@@ -86,6 +86,14 @@ cdef class Dispatcher:
     cdef public uint64_t bytes_received
     cdef public uint64_t packets_sent
     cdef public uint64_t bytes_sent
+    # emit()'s gate: the namespaces whose ack-less emits may go straight to the wire (connected
+    # on a live session, nothing buffered before them, no at-least-once queue). The Python
+    # layer adds a namespace once an emit found it so and discards it (or clears the set) on
+    # every change that can close that path; a namespace not in it takes the full path.
+    cdef public set emit_gate
+    # send_event()'s [event, arg] list, reused while no send_event is using it (one that runs
+    # inside another, from Python code orjson or an encoder calls, takes a list of its own).
+    cdef list _pair
 
     def __init__(self, client=None, engine=None, bint msgpack_mode=False, json=None,
                  Py_ssize_t max_attachments=DEFAULT_MAX_ATTACHMENTS,
@@ -122,6 +130,8 @@ cdef class Dispatcher:
         self.dispatch_budget = 0.02
         self._slice_start = 0
         self._slice_count = 0
+        self.emit_gate = set()
+        self._pair = [None, None]
 
     def set_engine(self, engine):
         """Bind the EngineHooks of the session whose frames are dispatched (None: no session)."""
@@ -139,6 +149,7 @@ cdef class Dispatcher:
 
     def attach_websocket(self, WSTransport transport):
         self._drop_writer()
+        self.emit_gate.clear()
         self._ws = transport
         self._writer = FrameWriter(transport)
         self.poll_sender = None
@@ -146,6 +157,7 @@ cdef class Dispatcher:
     cdef int _drop_writer(self) except -1:
         # The link is given up: what is queued is written if the transport still takes it, then
         # emitters waiting are released.
+        self.emit_gate.clear()
         if self._writer is not None:
             # What was sent before the link was given up still goes out (picows's send()
             # wrote at once); flush() writes nothing once the link is closed or a CLOSE left.
@@ -812,12 +824,45 @@ cdef class Dispatcher:
         for frame, binary in frames:
             self._send(frame, binary)
 
+    cdef int _send_msgpack_ws(self, int t, str nsp, object data, object ack_id) except -1:
+        """A msgpack packet on the WebSocket, as _encode_msgpack() encodes it, but encoded
+        around the bytes values of ``data``: those are masked into the frame straight from the
+        caller's objects, so a payload is copied once (the masking a client must do)."""
+        cdef _MPBuf b
+        cdef const char* ptrs[2 * _MP_SEGS + 1]
+        cdef Py_ssize_t lens[2 * _MP_SEGS + 1]
+        cdef Py_ssize_t npieces, n = 0, i
+        if t == SIO_BINARY_EVENT:
+            t = SIO_EVENT
+        elif t == SIO_BINARY_ACK:
+            t = SIO_ACK
+        _mpb_init(&b)
+        b.nseg = 0
+        try:
+            _mp_pack_packet(&b, t, nsp, data, ack_id)
+            npieces = _mpb_pieces(&b, ptrs, lens)
+            for i in range(npieces):
+                n += lens[i]
+            if self.max_send_size > 0 and n > self.max_send_size:
+                self._check_send_size(n, True)
+            if PyThread_get_thread_ident() != self._ws._thread_id:
+                raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
+            self._writer.frame_pieces(WSMsgType.BINARY, ptrs, lens, <int>npieces)
+        finally:
+            _mpb_free(&b)
+        self.packets_sent += 1
+        self.bytes_sent += n
+        return 0
+
     cpdef send_packet(self, int t, str nsp, object data=None, object ack_id=None):
         """Encode and send a Socket.IO packet on the active transport."""
         cdef list parts
         if self.msgpack_mode:
             if self.eio3 and (t == SIO_CONNECT or t == SIO_DISCONNECT):
                 self._send(_mp2_control_text(t, nsp), False)
+                return
+            if self._ws is not None and not self.eio3:
+                self._send_msgpack_ws(t, nsp, data, ack_id)
                 return
             self._send(_encode_msgpack(t, nsp, data, ack_id), True)
             return
@@ -826,6 +871,21 @@ cdef class Dispatcher:
             self._send(<bytes>parts[0], False)
         else:
             self.send_frames([(parts[0], False)] + [(a, True) for a in parts[1:]])
+
+    def emit_direct(self, object namespace, object event, object data):
+        """AsyncClient.emit()'s hot path: ``send_event`` when ``namespace`` (None or "" is
+        ``"/"``) is in ``emit_gate`` and ``event`` is a str; 0, having done nothing, otherwise.
+        """
+        cdef object nsp = namespace
+        if nsp is None:
+            nsp = _ROOT_NSP
+        elif type(nsp) is not str:
+            return 0
+        elif PyUnicode_GET_LENGTH(nsp) == 0:
+            nsp = _ROOT_NSP
+        if type(event) is not str or not PySet_Contains(self.emit_gate, nsp):
+            return 0
+        return self.send_event(<str>nsp, <str>event, data)
 
     cpdef int send_event(self, str nsp, str event, object data) except -1:
         """emit()'s hot path: an ack-less EVENT ``[event, *args]`` (a tuple ``data`` is several
@@ -836,59 +896,115 @@ cdef class Dispatcher:
         (the caller should wait for wait_writable()).
         """
         cdef list payload
-        if isinstance(data, tuple):  # a namedtuple too: several arguments, as args_of()
+        cdef list pair = None
+        cdef bint binary = False
+        cdef object t = type(data)
+        if t is dict or t is str or t is int or t is float or t is list:
+            if self._pair is not None:
+                pair = self._pair
+                self._pair = None
+                pair[0] = event
+                pair[1] = data
+                payload = pair
+            else:
+                payload = [event, data]
+        elif isinstance(data, tuple):  # a namedtuple too: several arguments, as args_of()
             payload = [event]
             payload.extend(<tuple>data)
+            for item in <tuple>data:
+                if type(item) is bytes:
+                    binary = True
+                    break
         elif data is None:
             payload = [event]
         else:
             payload = [event, data]
+            binary = t is bytes or t is bytearray or t is memoryview
         try:
             if self._ws is None or self.msgpack_mode or self.json is not None \
-                    or not self._send_json_event(nsp, payload):
+                    or not self._send_json_event(nsp, payload, binary):
                 self.send_packet(SIO_EVENT, nsp, payload, None)
         except DisconnectedError:
             return 0
+        finally:
+            if pair is not None:  # encoded and framed (or failed): nothing keeps the list
+                pair[0] = None
+                pair[1] = None
+                self._pair = pair
         if self._writer is not None and self._writer.paused:
             return 2
         return 1
 
-    cdef bint _send_json_event(self, str nsp, list payload) except -1:
+    cdef bint _send_json_event(self, str nsp, list payload, bint binary) except -1:
         """``42[<nsp>,]<json>`` framed straight from the header and orjson's bytes (no copy
-        into a packet first), on the WebSocket.
+        into a packet first), on the WebSocket; with bytes in the arguments,
+        ``45<n>-[<nsp>,]<json>`` and the n attachments framed from the callers' bytes objects.
 
-        Returns False, having sent nothing, when orjson declines the payload: binary data
-        (bytes become attachments), non-str keys, big integers; send_packet() decides then.
+        ``binary``: the arguments hold bytes (orjson is asked with placeholders at once).
+        Returns False, having sent nothing, when orjson declines the payload (non-str keys,
+        big integers, types it does not know); send_packet() decides then.
         """
-        cdef char head[2]
-        cdef Py_ssize_t n
+        cdef char head[32]
+        cdef char* p
+        cdef const char* hp
+        cdef Py_ssize_t n, hlen, i, natt = 0
         cdef bytes body
-        cdef bytes header
-        try:
-            body = _orjson_dumps(payload)
-        except orjson.JSONEncodeError:
-            return False
+        cdef bytes header = None
+        cdef _Attachments atts = None
+        cdef object att
+        if not binary:
+            try:
+                body = _orjson_dumps(payload)
+            except orjson.JSONEncodeError:
+                binary = True
+        if binary:
+            atts = _Attachments.__new__(_Attachments)
+            atts.items = []
+            try:
+                body = _orjson_dumps(payload, atts)
+            except orjson.JSONEncodeError:
+                return False
+            natt = len(atts.items)
         head[0] = CHAR_0 + EIO_MESSAGE
-        head[1] = CHAR_0 + SIO_EVENT
-        if nsp != _ROOT_NSP and nsp != "/":
-            header = PyBytes_FromStringAndSize(head, 2) + nsp.encode("utf-8") + b","
-            n = PyBytes_GET_SIZE(header) + PyBytes_GET_SIZE(body)
+        if natt:
+            head[1] = CHAR_0 + SIO_BINARY_EVENT
+            p = _write_uint(head + 2, <uint64_t>natt, _udigits(<uint64_t>natt))
+            p[0] = 45  # '-'
+            hlen = p + 1 - head
         else:
-            header = None
-            n = 2 + PyBytes_GET_SIZE(body)
-        if self.max_send_size > 0 and n > self.max_send_size:
-            self._check_send_size(n, False)
+            head[1] = CHAR_0 + SIO_EVENT
+            hlen = 2
+        if nsp != _ROOT_NSP and nsp != "/":
+            header = PyBytes_FromStringAndSize(head, hlen) + nsp.encode("utf-8") + b","
+            hlen = PyBytes_GET_SIZE(header)
+        n = hlen + PyBytes_GET_SIZE(body)
+        if self.max_send_size > 0:
+            # Every frame of the packet is checked before any is queued.
+            if n > self.max_send_size:
+                self._check_send_size(n, False)
+            for i in range(natt):
+                self._check_send_size(PyBytes_GET_SIZE(<bytes>atts.items[i]), True)
         if PyThread_get_thread_ident() != self._ws._thread_id:
             raise RuntimeError("fastsio: a WebSocket send from a thread other than its loop's")
         if header is None:
-            self._writer.frame(WSMsgType.TEXT, head, 2, PyBytes_AS_STRING(body),
-                               PyBytes_GET_SIZE(body))
+            hp = &head[0]
         else:
-            self._writer.frame(WSMsgType.TEXT, PyBytes_AS_STRING(header),
-                               PyBytes_GET_SIZE(header), PyBytes_AS_STRING(body),
-                               PyBytes_GET_SIZE(body))
+            hp = PyBytes_AS_STRING(header)
+        self._writer.frame(WSMsgType.TEXT, hp, hlen, PyBytes_AS_STRING(body),
+                           PyBytes_GET_SIZE(body))
         self.packets_sent += 1
         self.bytes_sent += n
+        for i in range(natt):
+            att = atts.items[i]
+            # The caller's bytes, masked into the write buffer: the one copy a client makes.
+            if self.eio3:
+                self._writer.frame(WSMsgType.BINARY, PyBytes_AS_STRING(_EIO3_BINARY_TYPE), 1,
+                                   PyBytes_AS_STRING(att), PyBytes_GET_SIZE(att))
+            else:
+                self._writer.frame(WSMsgType.BINARY, NULL, 0, PyBytes_AS_STRING(att),
+                                   PyBytes_GET_SIZE(att))
+            self.packets_sent += 1
+            self.bytes_sent += PyBytes_GET_SIZE(att)
         return True
 
     cpdef bint send_call(self, str nsp, list payload, object future, object timeout,
@@ -923,6 +1039,25 @@ cdef class Dispatcher:
 
 
 cdef bytes _PONG = eio_text(EIO_PONG)
+@cython.final
+cdef class _Attachments:
+    """orjson's ``default`` on the binary send path: each bytes-like value becomes a
+    ``{"_placeholder": true, "num": N}`` and is kept (bytes as they are, bytearray and
+    memoryview copied once, as _deconstruct does), in the order orjson writes them, which is
+    the order of the slow path's walk (lists in order, dicts in insertion order). Anything
+    else orjson does not know fails the fast path."""
+
+    cdef list items
+
+    def __call__(self, obj):
+        cdef Py_ssize_t num
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            num = len(self.items)
+            self.items.append(obj if type(obj) is bytes else bytes(obj))
+            return {"_placeholder": True, "num": num}
+        raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+
+
 cdef bytes _EIO3_BINARY_TYPE = bytes((EIO_MESSAGE,))  # the type as a byte, not a digit
 cdef double _INF = float("inf")
 from decimal import Decimal as _Decimal

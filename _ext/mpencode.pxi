@@ -7,6 +7,8 @@
 cdef enum:
     _MP_SMALL = 512          # bytes encoded on the C stack before the buffer moves to the heap
     _MP_NATIVE_DEPTH = 256   # nesting written here; deeper values go to msgpack (its limit)
+    _MP_SEGS = 8             # bytes values referenced instead of copied (frame_pieces)
+    _MP_SEG_MIN = 64         # smaller ones are copied: a piece costs more than the copy
 
 
 cdef object _UINT64_MAX = 2 ** 64 - 1
@@ -17,17 +19,28 @@ cdef struct _MPBuf:
     Py_ssize_t len
     Py_ssize_t cap
     char small[_MP_SMALL]
+    # Segments (the WebSocket send path only; nseg == -1 elsewhere): the content of a bytes
+    # value that belongs at offset seg_at[i] of the encoding is left in the object (a
+    # reference held) instead of copied; frame_pieces() masks it into the frame from there.
+    int nseg
+    Py_ssize_t seg_at[_MP_SEGS]
+    PyObject* seg_obj[_MP_SEGS]
 
 
 cdef inline void _mpb_init(_MPBuf* b) noexcept:
     b.p = b.small
     b.len = 0
     b.cap = _MP_SMALL
+    b.nseg = -1
 
 
 cdef inline void _mpb_free(_MPBuf* b) noexcept:
+    cdef int i
     if b.p != b.small:
         PyMem_Free(b.p)
+    for i in range(b.nseg):
+        Py_XDECREF(b.seg_obj[i])
+    b.nseg = -1
 
 
 cdef int _mpb_grow(_MPBuf* b, Py_ssize_t extra) except -1:
@@ -186,31 +199,62 @@ cdef int _mp_pack(_MPBuf* b, object o, int depth) except -1:
         if n > <Py_ssize_t>0xffffffff:
             return _mp_pack_delegated(b, o)
         _mpb_len(b, n, 0, 0, 0xc4, 0xc5, 0xc6)
+        if 0 <= b.nseg < _MP_SEGS and n >= _MP_SEG_MIN:
+            Py_INCREF(o)
+            b.seg_obj[b.nseg] = <PyObject*>o
+            b.seg_at[b.nseg] = b.len
+            b.nseg += 1
+            return 0
         return _mpb_put(b, PyBytes_AS_STRING(o), n)
     return _mp_pack_delegated(b, o)
 
 
-cdef bytes _mp_encode_packet(int t, str nsp, object data, object ack_id):
+cdef inline int _mp_pack_packet(_MPBuf* b, int t, str nsp, object data, object ack_id) except -1:
     """{type, nsp[, data][, id]}: msgpack.packb of that dict, in that key order."""
+    _mpb_head(b, 0x80 | (2 + (data is not None) + (ack_id is not None)), 0, 0)
+    _mpb_put(b, b"\xa4type", 5)
+    _mpb_head(b, <unsigned char>t, 0, 0)  # 0..6: a positive fixint
+    _mpb_put(b, b"\xa3nsp", 4)
+    _mp_pack(b, nsp if nsp else _ROOT_NSP, 0)
+    if data is not None:
+        _mpb_put(b, b"\xa4data", 5)
+        _mp_pack(b, data, 0)
+    if ack_id is not None:
+        _mpb_put(b, b"\xa2id", 3)
+        _mp_pack(b, ack_id, 0)
+    return 0
+
+
+cdef bytes _mp_encode_packet(int t, str nsp, object data, object ack_id):
     cdef _MPBuf b
     cdef bytes out
     _mpb_init(&b)
     try:
-        _mpb_head(&b, 0x80 | (2 + (data is not None) + (ack_id is not None)), 0, 0)
-        _mpb_put(&b, b"\xa4type", 5)
-        _mpb_head(&b, <unsigned char>t, 0, 0)  # 0..6: a positive fixint
-        _mpb_put(&b, b"\xa3nsp", 4)
-        _mp_pack(&b, nsp if nsp else _ROOT_NSP, 0)
-        if data is not None:
-            _mpb_put(&b, b"\xa4data", 5)
-            _mp_pack(&b, data, 0)
-        if ack_id is not None:
-            _mpb_put(&b, b"\xa2id", 3)
-            _mp_pack(&b, ack_id, 0)
+        _mp_pack_packet(&b, t, nsp, data, ack_id)
         out = PyBytes_FromStringAndSize(b.p, b.len)
     finally:
         _mpb_free(&b)
     return out
+
+
+cdef Py_ssize_t _mpb_pieces(_MPBuf* b, const char** ptrs, Py_ssize_t* lens) noexcept:
+    """The encoding as pieces (at most 2 * _MP_SEGS + 1): the buffer's runs between the
+    segments, and the segments' bytes. Returns the number of pieces."""
+    cdef int i, k = 0
+    cdef Py_ssize_t at = 0
+    cdef object o
+    for i in range(b.nseg):
+        ptrs[k] = b.p + at
+        lens[k] = b.seg_at[i] - at
+        k += 1
+        o = <object>b.seg_obj[i]
+        ptrs[k] = PyBytes_AS_STRING(o)
+        lens[k] = PyBytes_GET_SIZE(o)
+        k += 1
+        at = b.seg_at[i]
+    ptrs[k] = b.p + at
+    lens[k] = b.len - at
+    return k + 1
 
 
 def msgpack_encode(obj):

@@ -98,12 +98,10 @@ cdef class FrameWriter:
         self._cap = cap
         return 0
 
-    cdef int frame(self, int opcode, const char* prefix, Py_ssize_t plen,
-                   const char* data, Py_ssize_t size) except -1:
-        """Queue one final frame whose payload is prefix + data (a packet header and its body)."""
-        cdef Py_ssize_t n = plen + size
+    cdef inline char* _begin(self, int opcode, Py_ssize_t n, uint32_t* mask) except NULL:
+        """Reserve and write the header of a final frame of n payload bytes and draw its
+        mask; returns where the masked payload goes."""
         cdef char* p
-        cdef uint32_t mask
         cdef Py_ssize_t i
         self._reserve(14 + n)
         p = self._buf + self._len
@@ -121,20 +119,47 @@ cdef class FrameWriter:
             for i in range(8):
                 p[2 + i] = <char>((<uint64_t>n >> (56 - 8 * i)) & 0xff)
             p += 10
-        mask = _next_mask(&self._rng)
-        memcpy(p, &mask, 4)
-        p += 4
-        if plen:
-            _mask_copy(p, prefix, plen, mask)
-            mask = _rotated_key(mask, plen)
-        _mask_copy(p + plen, data, size, mask)
-        self._len = (p + n) - self._buf
+        mask[0] = _next_mask(&self._rng)
+        memcpy(p, mask, 4)
+        return p + 4
+
+    cdef inline int _end(self, char* end) except -1:
+        """The frame ends at ``end``: flush at the flush size, else once the loop turns."""
+        self._len = end - self._buf
         if self._len >= self.flush_size:
             self.flush()
         elif not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush_cb)
         return 0
+
+    cdef int frame(self, int opcode, const char* prefix, Py_ssize_t plen,
+                   const char* data, Py_ssize_t size) except -1:
+        """Queue one final frame whose payload is prefix + data (a packet header and its body)."""
+        cdef uint32_t mask
+        cdef char* p = self._begin(opcode, plen + size, &mask)
+        if plen:
+            _mask_copy(p, prefix, plen, mask)
+            mask = _rotated_key(mask, plen)
+        _mask_copy(p + plen, data, size, mask)
+        return self._end(p + plen + size)
+
+    cdef int frame_pieces(self, int opcode, const char** ptrs, const Py_ssize_t* lens,
+                          int npieces) except -1:
+        """Queue one final frame whose payload is the pieces end to end (a packet encoded
+        around the caller's buffers: each piece is masked straight into the write buffer)."""
+        cdef uint32_t mask
+        cdef Py_ssize_t n = 0, off = 0
+        cdef int i
+        cdef char* p
+        for i in range(npieces):
+            n += lens[i]
+        p = self._begin(opcode, n, &mask)
+        for i in range(npieces):
+            if lens[i]:
+                _mask_copy(p + off, ptrs[i], lens[i], _rotated_key(mask, off))
+                off += lens[i]
+        return self._end(p + n)
 
     def _flush_soon(self):
         self._scheduled = False

@@ -65,14 +65,17 @@ COPIES = {
     "send_json": {
         "copies": 1,
         "forced": 1,
-        "where": "binary.pxi _deconstruct keeps a bytes object as is (bytearray/memoryview: one "
-        "bytes() copy); picows send() masks it into its write buffer (forced: a client masks)",
+        "where": "dispatcher.pxi _send_json_event: orjson writes the placeholders (its default "
+        "hook keeps each bytes object as is; bytearray/memoryview: one bytes() copy, as the slow "
+        "path); FrameWriter.frame masks the caller's bytes into the write buffer (forced: a "
+        "client masks every frame)",
     },
     "send_msgpack": {
-        "copies": 2,
+        "copies": 1,
         "forced": 1,
-        "where": "codec.pxi _encode_msgpack: msgpack.packb copies the bin into the packet; picows "
-        "send() masks that into its write buffer (forced)",
+        "where": "mpencode.pxi: a bytes value of 64 bytes or more is referenced by the encoding, "
+        "not copied (up to 8 per packet; smaller or further ones are copied into it); "
+        "FrameWriter.frame_pieces masks it from the caller's bytes into the write buffer (forced)",
     },
 }
 

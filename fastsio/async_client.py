@@ -556,22 +556,17 @@ class AsyncClient:
         When the WebSocket's write buffer is over its high-water mark, the emit waits until
         it drains (backpressure), so that a publisher faster than the link stays bounded.
         """
-        nsp = namespace or "/"
-        lifecycle, outbox = self.lifecycle, self.outbox
-        # The publishing path (connected, nothing buffered, no ack) goes straight to the core;
-        # the conditions are Outbox.emit's for a packet written at once (lifecycle.writable).
-        sent = (
-            callback is None
-            and timeout is None
-            and type(event) is str
-            and nsp in lifecycle.namespaces
-            and lifecycle.eio is not None
-            and nsp not in outbox.buffered_per_nsp
-            and not outbox.retries
-            and self._conn.send_event(nsp, event, data)
-        )
+        # The publishing path: an ack-less emit on a namespace whose gate is open (connected,
+        # nothing buffered, no retries: Outbox.open_gate) goes straight to the core.
+        if callback is None and timeout is None:
+            sent = self._conn.emit_direct(namespace, event, data)
+            if sent == 1:
+                return
+        else:
+            sent = 0
         if not sent:
             self._emit(event, data, namespace, callback, timeout, volatile, None)
+            self.outbox.open_gate(namespace or "/")
             sent = 2 if self._conn.writing_paused else 1
         if sent == 2:
             # Backpressure: the link takes less than we emit; wait for its buffer to drain.

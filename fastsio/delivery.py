@@ -236,6 +236,13 @@ class Outbox:
             raise
         return ack_id
 
+    def open_gate(self, nsp: str) -> None:
+        """Let the next ack-less emits of ``nsp`` go straight to the wire (the core's
+        ``emit_gate``) if they would be written at once: connected, nothing buffered before
+        them, no at-least-once queue. Whatever closes that path closes the gate."""
+        if not self.retries and nsp not in self.buffered_per_nsp and self.writable(nsp):
+            self.conn.emit_gate.add(nsp)
+
     async def call(
         self, nsp: str, payload: list[Any], timeout: float | None, bufferable: bool
     ) -> tuple[Any, ...]:
@@ -290,6 +297,8 @@ class Outbox:
         self._put(next(self._seq), item)
 
     def _put(self, seq: int, item: _Buffered, front: bool = False) -> None:
+        # Later emits of the namespace must queue behind this one: close its direct path.
+        self.conn.emit_gate.discard(item.nsp)
         if front:
             rest = self._buffer
             self._buffer = {seq: item}

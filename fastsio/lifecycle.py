@@ -66,6 +66,9 @@ class NamespaceLifecycle:
     :param session_ended: called when a kept session ends (before the ``disconnect`` events).
     """
 
+    _eio: Session | None
+    _namespaces: dict[str, str | None]
+
     def __init__(
         self,
         conn: Dispatcher,
@@ -97,7 +100,7 @@ class NamespaceLifecycle:
         self.early_connects: list[tuple[str, Any]] | None = None
         self._early: list[tuple[str, Any]] = []
 
-        self.eio: Session | None = None
+        self.eio = None
         # The Engine.IO session on which every namespace got connected; a session lost before
         # that is a failed connection attempt (reported by connect()), not a disconnection.
         self.established: Session | None = None
@@ -105,8 +108,7 @@ class NamespaceLifecycle:
         self.sid: str | None = None
         #: The namespaces to (re)connect, in order.
         self.connection_namespaces: list[str] = []
-        #: The namespaces connected on the kept session, with their sids.
-        self.namespaces: dict[str, str | None] = {}
+        self.namespaces = {}
         self.failed_namespaces: list[str] = []
         #: per namespace: did the last connect restore the session (connection-state recovery)?
         self.recovered_namespaces: dict[str, bool] = {}
@@ -120,6 +122,31 @@ class NamespaceLifecycle:
         self.final = False
         self.connect_event: Flag | None = None
         self.stopped: Flag | None = None
+
+    # -- emit()'s gate ------------------------------------------------------------------
+    # The core's emit_gate lists the namespaces whose emits go straight to the wire (filled
+    # by the Outbox when an emit finds the path open). A new or lost session, and a namespace
+    # leaving ``namespaces``, close it here; the Outbox closes it when it buffers a packet.
+
+    @property
+    def eio(self) -> Session | None:
+        return self._eio
+
+    @eio.setter
+    def eio(self, eio: Session | None) -> None:
+        self._eio = eio
+        self.conn.emit_gate.clear()
+
+    @property
+    def namespaces(self) -> dict[str, str | None]:
+        """The namespaces connected on the kept session, with their sids (a namespace leaves
+        it through ``del``, which must be followed by closing its gate)."""
+        return self._namespaces
+
+    @namespaces.setter
+    def namespaces(self, namespaces: dict[str, str | None]) -> None:
+        self._namespaces = namespaces
+        self.conn.emit_gate.clear()
 
     # -- the state other parts ask about ------------------------------------------------
 
@@ -452,6 +479,7 @@ class NamespaceLifecycle:
             return
         reason = Reason.SERVER_DISCONNECT
         del self.namespaces[nsp]
+        self.conn.emit_gate.discard(nsp)
         # The server closed this namespace: it is not reconnected (not even after a later
         # transport loss) until the application connects it again.
         self.outbox.link_lost(reason, nsp)

@@ -173,3 +173,29 @@ def test_the_sync_clients_emit_blocks_while_the_link_is_frozen(
         assert done == total
     finally:
         sio.disconnect()
+
+
+async def test_a_namespace_the_server_closed_takes_no_more_direct_emits(node_server: Any) -> None:
+    # The first emits open the namespace's direct path (the core's emit gate); once the server
+    # closes /chat on a link that stays up, an emit to it must fail as not connected instead
+    # of reaching the wire, while "/" keeps publishing.
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False)
+    closed = asyncio.Event()
+    sio.on("disconnect", lambda *reason: closed.set(), namespace="/chat")
+    await sio.connect(server.url, namespaces=["/", "/chat"], transports=["websocket"])
+    try:
+        for i in range(3):
+            await sio.emit("published", i, namespace="/chat")
+            await sio.emit("published", i)
+        assert sio._conn.emit_gate == {"/", "/chat"}
+        await sio.emit("disconnect_me", namespace="/chat")
+        await asyncio.wait_for(closed.wait(), 10)
+        with pytest.raises(fastsio.exceptions.BadNamespaceError):
+            await sio.emit("published", 99, namespace="/chat")
+        await sio.emit("published", 3)
+        assert await sio.call("ack", "still up", timeout=10) == "still up"
+        counts = await server_counts(server.url)
+        assert counts["events"]["published"] == 3 + 4
+    finally:
+        await sio.disconnect()

@@ -23,9 +23,9 @@ from picows import (
 )
 from support.core_fakes import CoreRecorder
 
-from fastsio._ext._core import ACK, EVENT, Dispatcher, EngineListener
+from fastsio._ext._core import ACK, EVENT, Dispatcher, EngineListener, encode_msgpack
 from fastsio.delivery import args_of
-from fastsio.exceptions import DisconnectedError
+from fastsio.exceptions import DisconnectedError, PayloadTooLargeError
 
 
 class Point(NamedTuple):
@@ -269,3 +269,125 @@ async def test_losing_the_link_releases_emitters_waiting_for_it() -> None:
     finally:
         transport.disconnect(False)
         srv.close()
+
+
+BINARY_EMITS: list[tuple[str, Any]] = [
+    ("/", b"\x00\x01" * 600),  # one bytes argument
+    ("/", bytearray(b"ba")),
+    ("/", memoryview(b"0123456789")[2:8]),
+    ("/", ("a", b"x", 2, b"", [b"y"])),  # several arguments, bytes at several places
+    ("/chat", {"k": b"v", "n": [1, {"deep": b"z"}], "s": "t"}),  # bytes inside a dict
+    ("/", [b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9", b"10", b"11"]),  # 2 digits
+    ("/", {1: b"x"}),  # a non-str key: orjson declines, the slow path encodes it
+    ("/", {"big": 2**70, "b": b"x"}),  # beyond orjson's integers: the slow path too
+    ("/", Point(1, 2)),  # a namedtuple: several arguments
+]
+
+
+@pytest.mark.parametrize("nsp,data", BINARY_EMITS)
+@pytest.mark.parametrize("eio3", [False, True])
+async def test_a_binary_emit_puts_on_the_wire_exactly_the_frames_of_the_full_path(
+    link: Any, nsp: str, data: Any, eio3: bool
+) -> None:
+    conn, _, server = link
+    conn.eio3 = eio3
+    expected = [
+        (WSMsgType.BINARY if binary else WSMsgType.TEXT, (b"\x04" if binary and eio3 else b"") + f)
+        for f, binary in conn.encode(EVENT, nsp, ["ev", *args_of(data)])
+    ]
+    sent = conn.packets_sent
+    assert conn.send_event(nsp, "ev", data) == 1
+    assert conn.packets_sent - sent == len(expected)
+    assert await server.received(len(expected)) == expected
+
+
+async def test_a_binary_emit_over_max_payload_queues_none_of_its_frames(link: Any) -> None:
+    conn, _, server = link
+    conn.max_send_size = 100
+    with pytest.raises(PayloadTooLargeError):
+        conn.send_event("/", "ev", ("small", b"y" * 101))
+    assert conn.writer.pending == 0
+    conn.send_event("/", "after", 1)
+    assert await server.received(1) == [(WSMsgType.TEXT, b'42["after",1]')]
+
+
+async def test_a_binary_emit_sends_the_callers_bytes_unaltered_and_keeps_them(
+    link: Any,
+) -> None:
+    conn, _, server = link
+    blob = bytes(range(256)) * 4
+    args = {"a": blob, "b": [blob]}
+    conn.send_event("/", "ev", args)
+    assert args == {"a": blob, "b": [blob]}
+    frames = await server.received(3)
+    assert frames[1:] == [(WSMsgType.BINARY, blob), (WSMsgType.BINARY, blob)]
+
+
+_BLOB = bytes(range(256)) * 5
+MSGPACK_PACKETS: list[tuple[int, str, Any, int | None]] = [
+    (EVENT, "/", ["bin", _BLOB[:1024]], None),  # one payload, referenced
+    (EVENT, "/", ["small", b"abc", b""], None),  # small bytes are copied into the encoding
+    (EVENT, "/chat", ["ev", {"a": _BLOB, "b": [_BLOB[:64], 1.5, None], "c": "x"}], None),
+    (EVENT, "/", ["many", *[_BLOB[: 100 + i] for i in range(12)]], None),  # more than 8
+    (EVENT, "/", ["ack", _BLOB], 12345),  # the id after the data
+    (ACK, "/", [_BLOB[:70000]], 7),  # a 64-bit frame length
+    (EVENT, "/", ["mixed", bytearray(_BLOB), memoryview(_BLOB)], None),  # copied, as packb
+]
+
+
+@pytest.mark.parametrize("ptype,nsp,data,ack_id", MSGPACK_PACKETS)
+async def test_a_msgpack_packet_is_masked_around_its_bytes_into_exactly_the_encoders_frame(
+    link: Any, ptype: int, nsp: str, data: Any, ack_id: int | None
+) -> None:
+    conn, _, server = link
+    conn.msgpack_mode = True
+    expected = encode_msgpack(ptype, nsp, data, ack_id)
+    conn.send_packet(ptype, nsp, data, ack_id)
+    conn.send_event(nsp, "after", (_BLOB[:100],))
+    frames = await server.received(2)
+    assert frames == [
+        (WSMsgType.BINARY, expected),
+        (WSMsgType.BINARY, encode_msgpack(EVENT, nsp, ["after", _BLOB[:100]])),
+    ]
+
+
+async def test_a_msgpack_packet_over_max_payload_is_refused_before_it_is_queued(
+    link: Any,
+) -> None:
+    conn, _, server = link
+    conn.msgpack_mode = True
+    conn.max_send_size = 1000
+    with pytest.raises(PayloadTooLargeError):
+        conn.send_event("/", "big", _BLOB[:1000])
+    assert conn.writer.pending == 0
+    conn.send_event("/", "ok", 1)
+    assert await server.received(1) == [(WSMsgType.BINARY, encode_msgpack(EVENT, "/", ["ok", 1]))]
+
+
+async def test_an_emit_made_while_another_is_encoded_leaves_both_packets_intact(
+    link: Any,
+) -> None:
+    # A json= module is Python code run in the middle of send_event(): an emit from there
+    # must neither borrow nor clobber the outer emit's argument list.
+    import json as stdlib_json
+
+    conn, _, server = link
+
+    class Reentrant:
+        nested = False
+
+        def dumps(self, obj: Any, **kwargs: Any) -> str:
+            if not self.nested:
+                self.nested = True
+                conn.send_event("/", "inner", {"i": 1})
+            return stdlib_json.dumps(obj, **kwargs)
+
+    conn.json = Reentrant()
+    conn.send_event("/", "outer", {"o": 2})
+    conn.json = None
+    conn.send_event("/", "after", {"a": 3})
+    assert await server.received(3) == [
+        (WSMsgType.TEXT, b'42["inner",{"i":1}]'),
+        (WSMsgType.TEXT, b'42["outer",{"o":2}]'),
+        (WSMsgType.TEXT, b'42["after",{"a":3}]'),
+    ]

@@ -22,6 +22,7 @@ class FakeCore:
         self.slots: dict[str, Any] = {}
         self.engine: Any = None
         self.eio3 = False
+        self.emit_gate: set[str] = set()
 
     def send_packet(self, ptype: int, nsp: str, data: Any = None, ack_id: Any = None) -> None:
         self.sent.append((ptype, nsp, data))
@@ -239,3 +240,20 @@ async def test_a_2x_server_shown_before_connect_without_wait_returns_is_a_versio
         await rig.life.wait_kept(eio, False, 1.0)  # type: ignore[arg-type]
     assert info.value.server_version == 3
     assert eio.closed and rig.life.established is not eio and not rig.life.connected
+
+
+def test_a_new_or_lost_session_and_a_closed_namespace_close_the_emit_gate() -> None:
+    rig = Rig("/", "/chat")
+    rig.attempt()
+    rig.life.handle_connect("/", {"sid": "a"})
+    rig.life.handle_connect("/chat", {"sid": "b"})
+    gate = rig.core.emit_gate
+    gate.update({"/", "/chat"})
+    rig.life.handle_server_disconnect("/chat")
+    assert gate == {"/"}
+    gate.add("/chat")
+    rig.life.end_session("transport close")
+    assert gate == set()
+    gate.add("/")
+    rig.attempt()
+    assert gate == set()

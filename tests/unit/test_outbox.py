@@ -160,3 +160,57 @@ async def test_newer_emits_queue_behind_buffered_ones_of_their_namespace() -> No
     assert link.sent == []
     link.outbox.flush("/")
     assert link.events() == ['42["old"]', '42["new"]']
+
+
+# -- emit()'s gate (Dispatcher.emit_gate) ----------------------------------------------------
+
+
+def test_the_emit_gate_opens_only_for_a_writable_namespace_with_nothing_buffered() -> None:
+    link = Link()
+    link.outbox.open_gate("/")
+    assert link.conn.emit_gate == set()  # not connected
+    link.outbox.emit("/", ["ev", 0], None, None, None, False, True)  # buffered
+    link.connect()
+    link.outbox.open_gate("/")
+    assert link.conn.emit_gate == set()  # a packet is still buffered before it
+    link.outbox.flush("/")
+    link.outbox.open_gate("/")
+    link.outbox.open_gate("/other")
+    assert link.conn.emit_gate == {"/"}
+
+
+def test_the_emit_gate_stays_closed_with_retries() -> None:
+    link = Link(retries=1, ack_timeout=5)
+    link.connect()
+    link.outbox.open_gate("/")
+    assert link.conn.emit_gate == set()
+
+
+async def test_buffering_a_packet_closes_the_emit_gate_so_later_emits_queue_behind_it() -> None:
+    link = Link()
+    link.connect("/", "/chat")
+    link.outbox.open_gate("/")
+    link.outbox.open_gate("/chat")
+    link.drop()  # the link went down under the outbox: the next emit is buffered
+    link.up = True  # ... while the namespace still looks writable
+    link.outbox.emit("/", ["ev", 0], None, None, None, False, True)
+    assert link.outbox.buffered == 1
+    assert link.conn.emit_gate == {"/chat"}
+    # The direct path now declines "/": emit() takes the full path, behind the buffer.
+    assert link.conn.emit_direct("/", "ev", 1) == 0
+    assert link.conn.emit_direct("/chat", "ev", 1) == 0  # no transport: not sent either
+
+
+def test_emit_direct_sends_only_through_an_open_gate() -> None:
+    link = Link()
+    link.connect("/", "/chat")
+    conn = link.conn
+    assert conn.emit_direct(None, "tick", {"a": 1}) == 0  # gate closed: nothing sent
+    assert link.sent == []
+    conn.emit_gate.update({"/", "/chat"})
+    assert conn.emit_direct(None, "tick", {"a": 1}) == 1
+    assert conn.emit_direct("", "tick", (1, 2)) == 1
+    assert conn.emit_direct("/chat", "tick", None) == 1
+    assert conn.emit_direct("/chat", 7, "x") == 0  # not a str event: the full path decides
+    assert conn.emit_direct(b"/", "tick", "x") == 0
+    assert link.events() == ['42["tick",{"a":1}]', '42["tick",1,2]', '42/chat,["tick"]']
