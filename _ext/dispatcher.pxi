@@ -49,6 +49,10 @@ cdef class Dispatcher:
     cdef public Py_ssize_t max_send_size      # the server's maxPayload; 0 = unknown
     cdef public Py_ssize_t max_message_size   # the largest message we accept
     cdef public object poll_sender            # callable(bytes, binary) while on polling
+    # Backpressure on polling: poll_sender returned True (its queue is over its high-water
+    # mark); emitters wait on _poll_resumed until the engine calls poll_writable().
+    cdef bint _poll_full
+    cdef object _poll_resumed
     # Engine.IO v3 (Socket.IO 2.x servers): binary WebSocket frames carry a leading 0x04 (the
     # message type) both ways, and the server's pong refreshes the heartbeat clock.
     cdef public bint eio3
@@ -117,6 +121,8 @@ cdef class Dispatcher:
         self.max_send_size = 0
         self.max_message_size = max_message_size
         self.poll_sender = None
+        self._poll_full = False
+        self._poll_resumed = None
         self.eio3 = False
         self._ws = None
         self._writer = None
@@ -150,6 +156,7 @@ cdef class Dispatcher:
     def attach_websocket(self, WSTransport transport):
         self._drop_writer()
         self.emit_gate.clear()
+        self.poll_writable()
         self._ws = transport
         self._writer = FrameWriter(transport)
         self.poll_sender = None
@@ -173,14 +180,27 @@ cdef class Dispatcher:
 
     @property
     def writing_paused(self):
-        """The WebSocket's write buffer is over its high-water mark (emitters should wait)."""
-        return self._writer is not None and self._writer.paused
+        """The WebSocket's write buffer, or the polling queue, is over its high-water mark
+        (emitters should wait)."""
+        return self._poll_full or (self._writer is not None and self._writer.paused)
 
     def wait_writable(self):
-        """A future done once the WebSocket takes writes again (None when it does now)."""
+        """A future done once the link takes writes again (None when it does now)."""
+        if self._poll_full:
+            if self._poll_resumed is None:
+                self._poll_resumed = asyncio.get_running_loop().create_future()
+            return self._poll_resumed
         if self._writer is None:
             return None
         return self._writer.wait_writable()
+
+    def poll_writable(self):
+        """The polling queue is back under its low-water mark, or gone: emitters go on."""
+        cdef object waiter = self._poll_resumed
+        self._poll_full = False
+        self._poll_resumed = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @property
     def writer(self):
@@ -199,6 +219,7 @@ cdef class Dispatcher:
         self._drop_writer()
         self._ws = None
         self.poll_sender = None
+        self.poll_writable()
         self.reset_stream()
         # Frames of a dead session are not dispatched into the next one.
         self.holding = False
@@ -213,6 +234,7 @@ cdef class Dispatcher:
         self._drop_writer()
         self._ws = None
         self.poll_sender = None
+        self.poll_writable()
 
     def discard_held(self):
         """Drop the frames still held (a protocol error or a CLOSE ended the stream in them).
@@ -793,7 +815,8 @@ cdef class Dispatcher:
                 self._writer.frame(WSMsgType.BINARY if binary else WSMsgType.TEXT, NULL, 0,
                                    PyBytes_AS_STRING(data), n)
         elif self.poll_sender is not None:
-            self.poll_sender(data, binary)
+            if self.poll_sender(data, binary):
+                self._poll_full = True
         else:
             raise DisconnectedError("not connected")
         self.packets_sent += 1
@@ -931,7 +954,7 @@ cdef class Dispatcher:
                 pair[0] = None
                 pair[1] = None
                 self._pair = pair
-        if self._writer is not None and self._writer.paused:
+        if self._poll_full or (self._writer is not None and self._writer.paused):
             return 2
         return 1
 

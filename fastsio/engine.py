@@ -382,6 +382,7 @@ class EngineIO:
             opened.sid,
             opened.max_payload,
             (opened.ping_interval + opened.ping_timeout) / 1000 + 5,
+            opened.counts_packets,
         )
         polling.attach()
         self._became_open(opened, "polling")

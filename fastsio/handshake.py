@@ -46,7 +46,14 @@ def version_refusal(body: bytes) -> str | None:
 class OpenPacket:
     """The parsed Engine.IO open packet."""
 
-    __slots__ = ("sid", "upgrades", "ping_interval", "ping_timeout", "max_payload")
+    __slots__ = (
+        "sid",
+        "upgrades",
+        "ping_interval",
+        "ping_timeout",
+        "max_payload",
+        "counts_packets",
+    )
 
     def __init__(self, raw: bytes) -> None:
         try:
@@ -75,6 +82,13 @@ class OpenPacket:
         self.ping_interval: int = values[0]
         self.ping_timeout: int = values[1]
         self.max_payload: int = max_payload
+        # python-engineio's server (it drops a POST of more than 16 packets) writes pingTimeout
+        # before pingInterval, Node's engine.io and its ports the other way round; a server that
+        # does not announce maxPayload is not trusted with more either.
+        keys = list(info)
+        self.counts_packets: bool = not max_payload or (
+            keys.index("pingTimeout") < keys.index("pingInterval")
+        )
 
 
 def build_urls(url: str, path: str, eio: int = 4) -> tuple[str, str]:

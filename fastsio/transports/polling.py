@@ -4,8 +4,10 @@ Engine.IO v4 payloads are records separated by ``\\x1e`` (a binary message as ``
 Engine.IO v3 (``PollingTransport3``) frames each record as ``<length>:<packet>``. Records read
 are fed to the core's ``Dispatcher`` as they arrive (``feed_poll_record``: the bytes as they
 came, no str round trip); records to send are encoded once, when the core hands a packet over
-(``_enqueue``, the core's ``poll_sender``), and POSTed in order, one POST at a time, at most
-``MAX_PACKETS_PER_POST`` records and the server's maxPayload per POST.
+(``_enqueue``, the core's ``poll_sender``), and POSTed in order, one POST at a time, each
+filled up to the server's maxPayload (at most ``MAX_PACKETS_PER_POST`` records to a server that
+counts them); emitters wait while more than ``POLL_OUTBOX_HIGH_WATER`` (or twice maxPayload)
+is queued (backpressure, through the core's ``poll_writable()``).
 
 It owns the aiohttp session (unless the user gave one), the URL of each request, and stopping
 and resuming its loops around the upgrade; it knows nothing of the handshake's meaning, the
@@ -18,8 +20,10 @@ import asyncio
 import base64
 import time
 import urllib.parse
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping
+from itertools import accumulate, islice
 from typing import TYPE_CHECKING, Any
 
 from .._ext._core import (
@@ -42,14 +46,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PACKETS_PER_POST",
+    "POLL_OUTBOX_HIGH_WATER",
     "PollStatusError",
     "PollingTransport",
     "PollingTransport3",
     "poll_url",
 ]
 
-#: Packets per polling POST: python-engineio servers silently drop a POST of more than 16.
+#: Packets per polling POST to a server that counts them: python-engineio servers silently drop
+#: a POST of more than 16 (``Payload.max_decode_packets``), and so may a server that does not
+#: announce its maxPayload. Any other POST is bounded by maxPayload only, as engine.io-client's.
 MAX_PACKETS_PER_POST = 16
+
+#: Bytes queued for POST over which emitters wait (backpressure on polling), at least; twice the
+#: server's maxPayload when larger, so that the next POST is full when the one in flight ends.
+#: They go on once a POST has taken the queue down to half of it.
+POLL_OUTBOX_HIGH_WATER = 256 * 1024
 
 _OPEN_TYPE = eio_text(EIO_TYPES["open"])
 
@@ -109,6 +121,7 @@ class PollingTransport:
         "http_session",
         "sid",
         "max_payload",
+        "counts_packets",
         "poll_timeout",
         "read_gate",
         "_session",
@@ -116,11 +129,16 @@ class PollingTransport:
         "_poll_task",
         "_post_task",
         "_outbox",
+        "_outbox_bytes",
+        "_outbox_high",
         "_outbox_ready",
         "_post_stopping",
         "_poll_paused",
         "_get_in_flight",
         "_flush_lock",
+        "_url_parts",
+        "_timeouts",
+        "_post_headers",
     )
 
     name = "polling"
@@ -151,6 +169,7 @@ class PollingTransport:
         self.http_session = http_session
         self.sid: str | None = None
         self.max_payload = 0
+        self.counts_packets = True
         self.poll_timeout = request_timeout
         #: The session's read gate: no GET starts while it is clear (backpressure); a GET in
         #: flight is read to its end, its packets held by the core.
@@ -161,19 +180,31 @@ class PollingTransport:
         self._post_task: asyncio.Task[None] | None = None
         # Records encoded once (_enqueue), taken from the left by each POST.
         self._outbox: deque[bytes] = deque()
+        self._outbox_bytes = 0  # their sizes, for the high-water mark (backpressure)
+        self._outbox_high = POLL_OUTBOX_HIGH_WATER
         self._outbox_ready = Flag()
         self._post_stopping = False
         self._poll_paused = False
         self._get_in_flight = False  # the poll loop is inside a GET (not parked on the gate)
         self._flush_lock = asyncio.Lock()  # one POST at a time (servers refuse overlaps)
+        # Per-request pieces made once (_request_url, _timeout): a polling request costs
+        # aiohttp's own work only.
+        self._url_parts: tuple[str, str, str, str] | None = None
+        self._timeouts: dict[float, Any] = {}
+        self._post_headers: dict[str, str] | None = None
 
     # -- the session's life -----------------------------------------------------------------
 
-    def opened(self, sid: str, max_payload: int, poll_timeout: float) -> None:
-        """The handshake succeeded: requests name ``sid`` from now on."""
+    def opened(
+        self, sid: str, max_payload: int, poll_timeout: float, counts_packets: bool = True
+    ) -> None:
+        """The handshake succeeded: requests name ``sid`` from now on. ``counts_packets``: the
+        server drops a POST of more than MAX_PACKETS_PER_POST (OpenPacket.counts_packets)."""
         self.sid = sid
         self.max_payload = max_payload
         self.poll_timeout = poll_timeout
+        self.counts_packets = counts_packets or not max_payload
+        self._outbox_high = max(POLL_OUTBOX_HIGH_WATER, 2 * max_payload)
 
     def attach(self) -> None:
         self.dispatcher.poll_sender = self._enqueue
@@ -225,7 +256,7 @@ class PollingTransport:
             return
         try:
             await self._stop_post_loop()
-            self._outbox.append(self.encode_record(EIO_CLOSE_PACKET, False))
+            self._enqueue(EIO_CLOSE_PACKET, False)
             await self._flush_outbox()
         except Exception:
             pass
@@ -266,16 +297,35 @@ class PollingTransport:
     def _poll_url(self) -> str:
         return poll_url(self.http_url, self.sid)
 
+    def _request_url(self) -> Any:
+        """``_poll_url()`` as a yarl URL built from parts parsed once: parsing the string each
+        time was the largest share of our own work per request."""
+        import yarl
+
+        parts = self._url_parts
+        if parts is None:
+            u = yarl.URL(self.http_url, encoded=True)
+            parts = self._url_parts = (u.scheme, u.raw_authority, u.raw_path, u.raw_query_string)
+        query = parts[3] + "&transport=polling&t=" + format(time.time_ns() // 1000, "x")
+        if self.sid is not None:
+            query += "&sid=" + urllib.parse.quote(self.sid)
+        return yarl.URL.build(
+            scheme=parts[0], authority=parts[1], path=parts[2], query_string=query, encoded=True
+        )
+
+    def _timeout(self, total: float) -> Any:
+        timeout = self._timeouts.get(total)
+        if timeout is None:
+            import aiohttp
+
+            timeout = self._timeouts[total] = aiohttp.ClientTimeout(total=total)
+        return timeout
+
     async def _poll_request(self, timeout: float) -> Any:
         """A long-poll GET (an aiohttp response context manager)."""
-        import aiohttp
-
         session = await self._ensure_session()
         return session.get(
-            self._poll_url(),
-            headers=self.headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            ssl=self.ssl,
+            self._request_url(), headers=self.headers, timeout=self._timeout(timeout), ssl=self.ssl
         )
 
     async def get(self, timeout: float) -> bytes:
@@ -341,29 +391,37 @@ class PollingTransport:
 
         A server sends everything it buffered in one response (Node has no limit), so the body
         is not bounded: each packet is, by max_message_size, and memory holds one packet and
-        one chunk. Packets before a bad one are dispatched before the error is raised.
+        one chunk (split into its records). Packets before a bad one are dispatched before the
+        error is raised.
         """
         mms = self.max_message_size
+        hooks = self.hooks
         self._get_in_flight = True
         try:
             async with await self._poll_request(timeout) as resp:
                 if resp.status != 200:
                     raise PollStatusError(resp.status)
-                pending = bytearray()
+                feed = self.dispatcher.feed_poll_record
+                pending = bytearray()  # the start of a record the next chunk ends
                 records = 0
                 async for chunk in resp.content.iter_any():
-                    start = 0
-                    while (end := chunk.find(b"\x1e", start)) >= 0:
+                    # Split in C, one record after another to the core: a Python-level scan
+                    # per record cost as much as dispatching it.
+                    parts = chunk.split(b"\x1e")
+                    if len(parts) > 1:
                         if pending:
-                            pending += chunk[start:end]
-                            record = bytes(pending)
+                            pending += parts[0]
+                            parts[0] = bytes(pending)
                             pending.clear()
-                        else:
-                            record = chunk[start:end]
-                        self._feed_record(record)
-                        records += 1
-                        start = end + 1
-                    pending += chunk[start:]
+                        last = parts.pop()
+                        records += len(parts)
+                        for record in parts:
+                            if hooks.state != "connected":
+                                break  # closed by a packet or a handler: the rest is dropped
+                            feed(record, mms)
+                        pending += last
+                    else:
+                        pending += chunk
                     if 0 < mms < len(pending):
                         _check_partial_record(pending, mms)
                 if pending or records:
@@ -398,10 +456,19 @@ class PollingTransport:
         """A packet as a record of the POST body: a text packet as is, binary as b + base64."""
         return b"b" + base64.b64encode(data) if binary else data
 
-    def _enqueue(self, data: bytes, binary: bool) -> None:
+    def _enqueue(self, data: bytes, binary: bool) -> bool:
+        """The core's poll_sender: queue one record for POST. True when the queue is over its
+        high-water mark: the core then has emitters wait until poll_writable()."""
         # The core checked the record's size (base64 included) against maxPayload already.
-        self._outbox.append(self.encode_record(data, binary))
-        self._outbox_ready.set()
+        record = self.encode_record(data, binary)
+        outbox = self._outbox
+        if not outbox:
+            # Only an empty outbox needs a wake-up: the POST loop takes the whole outbox once
+            # woken, so records added meanwhile go with it.
+            self._outbox_ready.set()
+        outbox.append(record)
+        self._outbox_bytes += len(record)
+        return self._outbox_bytes > self._outbox_high
 
     def _next_post(self) -> int:
         """How many records of the outbox go in the next POST.
@@ -409,41 +476,53 @@ class PollingTransport:
         The server refuses a whole body larger than its maxPayload (Node answers HTTP 413 and
         the session dies), so records are taken while the body, separators included, still
         fits, as engine.io-client does; the first always goes (the core refused any record
-        that cannot fit alone). python-engineio drops a POST of more than 16 packets.
+        that cannot fit alone). A server that counts packets (python-engineio drops a POST of
+        more than 16) gets at most MAX_PACKETS_PER_POST.
         """
         limit = self.max_payload
         outbox = self._outbox
-        n = min(len(outbox), MAX_PACKETS_PER_POST)
+        n = len(outbox)
+        if self.counts_packets:
+            n = min(n, MAX_PACKETS_PER_POST)
         if not limit:
             return n
         sep = len(self.separator)
-        size = len(outbox[0])
-        for i in range(1, n):
-            size += sep + len(outbox[i])
-            if size > limit:
-                return i
-        return n
+        if n == len(outbox) and self._outbox_bytes + (n - 1) * sep <= limit:
+            return n  # everything fits (the common case, known without a look at each record)
+        # Body size of the first i records: the running sum of (size + sep), minus sep. No
+        # more than limit // (1 + sep) + 1 records can fit (one byte and a separator each).
+        sizes = map(len, islice(outbox, min(n, limit // (1 + sep) + 1)))
+        ends = list(accumulate(map(sep.__add__, sizes)))
+        return max(1, bisect_right(ends, limit + sep))
 
     async def _flush_outbox(self) -> None:
         async with self._flush_lock:
-            outbox = self._outbox
-            while outbox:
+            while self._outbox:
                 n = self._next_post()
-                records = [outbox.popleft() for _ in range(n)]
+                outbox = self._outbox
+                records: list[bytes]
+                if n == len(outbox):
+                    records, self._outbox = list(outbox), deque()
+                    self._outbox_bytes = 0
+                else:
+                    records = [outbox.popleft() for _ in range(n)]
+                    self._outbox_bytes -= sum(map(len, records))
+                if self._outbox_bytes <= self._outbox_high // 2:
+                    self.dispatcher.poll_writable()
                 await self._post(records)
 
     async def _post(self, records: list[bytes]) -> None:
-        import aiohttp
-
         session = await self._ensure_session()
         body = self.separator.join(records)
-        headers = dict(self.headers)
-        headers["Content-Type"] = "text/plain;charset=UTF-8"
+        headers = self._post_headers
+        if headers is None:
+            headers = self._post_headers = dict(self.headers)
+            headers["Content-Type"] = "text/plain;charset=UTF-8"
         async with session.post(
-            self._poll_url(),
+            self._request_url(),
             data=body,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            timeout=self._timeout(self.request_timeout),
             ssl=self.ssl,
         ) as resp:
             if resp.status != 200:

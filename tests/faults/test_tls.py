@@ -26,6 +26,7 @@ class TLSProxy:
         self.backend_port = backend_port
         self.server_ctx = server_ctx
         self.tasks: set[asyncio.Task[None]] = set()
+        self.accepted = 0  # TLS connections accepted
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0,
@@ -43,6 +44,7 @@ class TLSProxy:
             writer.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.backend_port)
         except OSError:
@@ -115,6 +117,32 @@ async def test_ssl_verify_false_connects_and_warns(
             await sio.connect(f"wss://127.0.0.1:{proxy.port}", transports=transports)
             assert await sio.call("ack", 1, timeout=5) == 1
             await sio.disconnect()
+
+
+@pytest.mark.parametrize("verify", [True, False])
+async def test_polling_over_tls_keeps_its_connections(
+    node_server: Any, ca: trustme.CA, verify: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One SSL context for the session's requests: aiohttp pools connections by it, so a new
+    # context per request would mean a TLS handshake per GET and POST.
+    if verify:  # the default context (the system's CA store), made to trust the test CA
+        original = ssl.create_default_context
+
+        def trusting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+            ctx = original(*args, **kwargs)
+            ca.configure_trust(ctx)
+            return ctx
+
+        monkeypatch.setattr(ssl, "create_default_context", trusting)
+    async with tls_front(node_server, ca) as proxy:
+        sio = fastsio.AsyncClient(reconnection=False, ssl_verify=verify)
+        await sio.connect(f"https://127.0.0.1:{proxy.port}", transports=["polling"])
+        try:
+            for i in range(20):  # 20 POSTs, and the GETs that bring the acks
+                assert await sio.call("ack", i, timeout=5) == i
+        finally:
+            await sio.disconnect()
+        assert proxy.accepted <= 4
 
 
 async def test_client_certificate(node_server: Any, ca: trustme.CA) -> None:

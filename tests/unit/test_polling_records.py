@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from support.core_fakes import CoreRecorder
 
 from fastsio._ext import _core
+from fastsio._flag import Flag
 from fastsio.exceptions import PayloadTooLargeError, ProtocolError
+from fastsio.transports.polling import PollingTransport
 
 
 def seen(rec: CoreRecorder) -> list[tuple[Any, ...]]:
@@ -177,3 +179,106 @@ def test_bytes_in_are_bytes_out_through_polling_records(
     for record in poll_records(frames):
         conn.feed_poll_record(record)
     assert seen(rec) == [("event", "/", None, [name, *args])]
+# -- a GET body arriving in chunks (EngineIO._poll_once) ------------------------------------------
+
+
+class _Body:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def iter_any(self) -> Any:
+        for c in self.chunks:
+            yield c
+
+
+class _Response:
+    status = 200
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.content = _Body(chunks)
+
+    async def __aenter__(self) -> _Response:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Session:
+    """TransportHooks: ``state`` is what the feeding loop looks at."""
+
+    state = "connected"
+
+    def on_transport_error(self, transport: object, exc: BaseException) -> None:
+        raise AssertionError(f"unexpected transport error {exc!r}")
+
+    def on_transport_closed(self, transport: object, reason: str, exc: object) -> None:
+        raise AssertionError(f"unexpected transport close {reason}")
+
+
+class _ChunkedPolling(PollingTransport):
+    """A GET whose body arrives in the given chunks."""
+
+    __slots__ = ("chunks",)
+
+    async def _poll_request(self, timeout: float) -> Any:
+        return _Response(self.chunks)
+
+
+def _poll_engine(chunks: list[bytes]) -> tuple[Any, CoreRecorder]:
+    rec = CoreRecorder()
+    session = _Session()
+    t = _ChunkedPolling(_core.Dispatcher(rec, rec), session, "http://h/?EIO=4", read_gate=Flag())
+    t.chunks = chunks
+    t.opened("s", 0, 50)
+    t.attach()
+    return t, rec
+
+
+BODY_RECORDS = [
+    b'42["a",1]',
+    b"2",
+    b'42["b","\xc3\xa9t\xc3\xa9"]',
+    b'451-["e",{"_placeholder":true,"num":0}]',
+    b"b" + base64.b64encode(b"\x00\x01\x02"),
+    b'42["c",{"k":[1,2,3]}]',
+    b"6",
+    b'42["d"]',
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(0, len(b"\x1e".join(BODY_RECORDS))), max_size=12))
+async def test_a_poll_body_cut_anywhere_gives_the_same_packets_in_order(cuts: list[int]) -> None:
+    body = b"\x1e".join(BODY_RECORDS)
+    bounds = [0, *sorted(cuts), len(body)]
+    chunks = [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    eio, rec = _poll_engine(chunks)
+    await eio._poll_once(5)
+    whole, expected = _poll_engine([body])
+    await whole._poll_once(5)
+    assert seen(rec) == seen(expected)
+    assert [e[2][0] for e in rec.events] == ["a", "b", "e", "c", "d"]
+    assert rec.events[2][2][1] == b"\x00\x01\x02"
+
+
+async def test_records_after_a_close_in_the_same_body_are_dropped() -> None:
+    body = b"\x1e".join([b'42["a"]', b"1", b'42["b"]'])
+    t, rec = _poll_engine([body[:5], body[5:]])
+
+    class Engine:
+        def on_eio_open(self, raw: bytes) -> None:
+            pass
+
+        def on_eio_close(self) -> None:
+            t.hooks.state = "closed"
+
+        def on_eio_noop(self) -> None:
+            pass
+
+        def on_dispatch_yield(self) -> None:
+            pass
+
+    t.dispatcher.set_engine(Engine())
+    await t._poll_once(5)
+    assert [e[2][0] for e in rec.events] == ["a"]
