@@ -553,8 +553,9 @@ class AsyncClient:
         namespace is connected again; a ``volatile`` emit is dropped instead. A buffered
         packet whose timeout expires leaves the buffer: it is never sent after the callback
         was told ``TimeoutError``.
-        When the WebSocket's write buffer is over its high-water mark, the emit waits until
-        it drains (backpressure), so that a publisher faster than the link stays bounded.
+        When the WebSocket's write buffer (on polling, the queue of the POSTs) is over its
+        high-water mark, the emit waits until it drains (backpressure), so that a publisher
+        faster than the link stays bounded.
         """
         # The publishing path: an ack-less emit on a namespace whose gate is open (connected,
         # nothing buffered, no retries: Outbox.open_gate) goes straight to the core.

@@ -377,8 +377,9 @@ class Client:
     ) -> None:
         """Emit an event without waiting; see :meth:`AsyncClient.emit` (callbacks run on the client's thread).
 
-        Outside the client's thread, blocks while the WebSocket's write buffer is over its
-        high-water mark (backpressure), as ``await AsyncClient.emit`` waits.
+        Outside the client's thread, blocks while the WebSocket's write buffer (on polling, the
+        queue of the POSTs) is over its high-water mark (backpressure), as
+        ``await AsyncClient.emit`` waits.
         """
         thread = self._loop_thread()
         thread.call(self._client._emit, event, data, namespace, callback, timeout, volatile, None)
