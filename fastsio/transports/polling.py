@@ -294,11 +294,8 @@ class PollingTransport:
                 self._own_session = True
         return self._session
 
-    def _poll_url(self) -> str:
-        return poll_url(self.http_url, self.sid)
-
     def _request_url(self) -> Any:
-        """``_poll_url()`` as a yarl URL built from parts parsed once: parsing the string each
+        """``poll_url()`` as a yarl URL built from parts parsed once: parsing the string each
         time was the largest share of our own work per request."""
         import yarl
 
