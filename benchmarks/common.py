@@ -18,7 +18,8 @@ It owns:
   2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its client name);
 - reports: ``machine_info``, ``installed_fastsio_is_stale``, ``results_path``,
   ``command_line``, ``write_results`` (the JSON layout ``run.py`` reads: ``benchmark``,
-  ``started``, ``duration_s``, ``command``, ``config``, ``machine``, then the parts);
+  ``started``, ``duration_s``, ``command``, ``config``, ``machine``, then the parts), ``finish``
+  (targets printed, results, targets and runs written);
 - columns: ``median``, ``find_row``, ``fmt``, ``print_columns``, ``print_rows``,
   ``print_targets``;
 - server processes' side: ``serve_forever`` (the ``LISTENING <port>`` line).
@@ -510,6 +511,34 @@ def write_results(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out}")
+
+
+def finish(
+    args: argparse.Namespace,
+    benchmark: str,
+    started: float,
+    config: dict[str, Any],
+    results: list[dict[str, Any]],
+    targets: dict[str, dict[str, Any]],
+    runs: list[dict[str, Any]],
+    **parts: Any,
+) -> int:
+    """The end of a script that checks its results against targets: print the targets, write
+    ``<benchmark>.json`` (``results``, ``targets``, then ``parts``, then every run) and give
+    the exit status."""
+    print_targets(targets)
+    write_results(
+        args,
+        f"{benchmark}.json",
+        benchmark,
+        started,
+        config,
+        results=results,
+        targets=targets,
+        **parts,
+        runs=runs,
+    )
+    return 0
 
 
 #: A column of ``print_rows``: header, the row's key (or a function of the row), format spec

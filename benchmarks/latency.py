@@ -328,23 +328,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"{r['rate']:>8} {r['client']:<16} {r.get('error')}")
-    common.print_targets(targets)
-    common.write_results(
-        args,
-        "latency.json",
-        "latency",
-        started,
-        {
-            "rates": rates,
-            "rounds": args.rounds,
-            "duration_s": args.duration,
-            "warmup_fraction": WARMUP,
-        },
-        results=results,
-        targets=targets,
-        runs=all_runs,
-    )
-    return 0
+    config = {
+        "rates": rates,
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "warmup_fraction": WARMUP,
+    }
+    return common.finish(args, "latency", started, config, results, targets, all_runs)
 
 
 if __name__ == "__main__":

@@ -434,24 +434,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"{r['direction']:<5} {r['client']:<16} {r.get('error')}")
-    common.print_targets(targets)
-    common.write_results(
-        args,
-        "polling.json",
-        "polling",
-        started,
-        {
-            "count": args.count,
-            "slow_count": args.slow_count,
-            "batch": args.batch,
-            "big_batch": BIG_BATCH,
-            "rounds": args.rounds,
-        },
-        results=results,
-        targets=targets,
-        runs=all_runs,
-    )
-    return 0
+    config = {
+        "count": args.count,
+        "slow_count": args.slow_count,
+        "batch": args.batch,
+        "big_batch": BIG_BATCH,
+        "rounds": args.rounds,
+    }
+    return common.finish(args, "polling", started, config, results, targets, all_runs)
 
 
 if __name__ == "__main__":

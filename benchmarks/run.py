@@ -62,7 +62,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -471,20 +471,18 @@ def _rate_label(rate: float) -> str:
 
 def _latency_rows(step: Step, report: dict[str, Any]) -> list[Row]:
     results = report.get("results", [])
-    out: list[Row] = []
-    for rate in sorted({r["rate"] for r in results if "rate" in r}):
-        at_rate = [r for r in results if r.get("rate") == rate]
-        out += _keyed_rows(
-            step,
-            at_rate,
-            f"latency at {_rate_label(rate)}",
-            (
-                ("p50_us", "p50 us", "lower", "us"),
-                ("p99_us", "p99 us", "lower", "us"),
-                ("p999_us", "p99.9 us", "lower", "us"),
-            ),
-        )
-    return out
+    return _grouped_rows(
+        step,
+        results,
+        "rate",
+        sorted({r["rate"] for r in results if "rate" in r}),
+        lambda rate: f"latency at {_rate_label(rate)}",
+        (
+            ("p50_us", "p50 us", "lower", "us"),
+            ("p99_us", "p99 us", "lower", "us"),
+            ("p999_us", "p99.9 us", "lower", "us"),
+        ),
+    )
 
 
 def _size_label(size: int) -> str:
@@ -516,19 +514,32 @@ def _binary_rows(step: Step, report: dict[str, Any]) -> list[Row]:
 
 
 def _polling_rows(step: Step, report: dict[str, Any]) -> list[Row]:
-    results = report.get("results", [])
+    return _grouped_rows(
+        step,
+        report.get("results", []),
+        "direction",
+        ("recv", "send"),
+        lambda direction: f"polling {direction}",
+        (
+            ("events_per_s", "events/s", "higher", "rate"),
+            ("cpu_us_per_event", "CPU us/event", "lower", "us"),
+        ),
+    )
+
+
+def _grouped_rows(
+    step: Step,
+    results: list[dict[str, Any]],
+    key: str,
+    values: Iterable[Any],
+    label: Callable[[Any], str],
+    metrics: tuple[tuple[str, str, str, str], ...],
+) -> list[Row]:
+    """``_keyed_rows`` for each value of ``results``' ``key`` in ``values``, labelled ``label(value)``."""
     out: list[Row] = []
-    for direction in ("recv", "send"):
-        rows = [r for r in results if r.get("direction") == direction]
-        out += _keyed_rows(
-            step,
-            rows,
-            f"polling {direction}",
-            (
-                ("events_per_s", "events/s", "higher", "rate"),
-                ("cpu_us_per_event", "CPU us/event", "lower", "us"),
-            ),
-        )
+    for value in values:
+        rows = [r for r in results if r.get(key) == value]
+        out += _keyed_rows(step, rows, label(value), metrics)
     return out
 
 
@@ -632,11 +643,7 @@ def fmt_value(value: float | None, kind: str) -> str:
     if kind in ("us", "ms", "s", "float"):
         if value == 0 or (kind == "float" and value.is_integer()):
             return f"{value:,.0f}"
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        if abs(value) >= 10:
-            return f"{value:.1f}"
-        return f"{value:.2f}"
+        return _three_digits(value, ",.0f")
     if kind in ("ns", "kb", "count"):
         return f"{value:,.0f}"
     if kind == "mb":
@@ -653,11 +660,16 @@ def fmt_ratio(ratio: float | None) -> str:
         return "<0.001x"
     if ratio < 0.1:
         return f"{ratio:.3f}x"
-    if ratio >= 100:
-        return f"{ratio:.0f}x"
-    if ratio >= 10:
-        return f"{ratio:.1f}x"
-    return f"{ratio:.2f}x"
+    return f"{_three_digits(ratio, '.0f')}x"
+
+
+def _three_digits(value: float, whole: str) -> str:
+    """About three significant digits: 12.3, 1.23; from 100 on, no decimals (format ``whole``)."""
+    if abs(value) >= 100:
+        return format(value, whole)
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
 
 
 def table_cells(rows: list[Row]) -> tuple[list[str], list[list[str]]]:

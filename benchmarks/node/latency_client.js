@@ -8,27 +8,10 @@
 // same keys as latency.py's Python workers. On failure: {"error": "..."}.
 "use strict";
 
-const path = require("path");
-const { createRequire } = require("module");
+const { peers, peerRequire, fail, parseArgs } = require("./common");
 
-const peers = process.env.FASTSIO_NODE_PEERS || path.resolve(__dirname, "..", "..", "tests", "peers");
-const peerRequire = createRequire(path.join(peers, "package.json"));
 const WARMUP = 0.2;
-
-function fail(msg) {
-  process.stdout.write(JSON.stringify({ error: msg }) + "\n");
-  process.exit(1);
-}
-
-let url = null;
-let timeout = 30;
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === "--timeout") timeout = Number(argv[++i]);
-  else if (!url) url = argv[i];
-  else fail(`unknown argument ${argv[i]}`);
-}
-if (!url) fail("URL is required");
+const { url, timeout } = parseArgs(process.argv.slice(2), { timeout: 30 }, "latency_client.js URL [--timeout S]");
 
 let io;
 try {

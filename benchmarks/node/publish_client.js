@@ -10,30 +10,14 @@
 // cpu_percent, peak_rss_mb, rss_before_mb. On failure: {"error": "..."}.
 "use strict";
 
-const path = require("path");
-const { createRequire } = require("module");
 const { performance } = require("perf_hooks");
+const { peerRequire, fail, parseArgs, cpuSeconds } = require("./common");
 
-const peers = process.env.FASTSIO_NODE_PEERS || path.resolve(__dirname, "..", "..", "tests", "peers");
-const peerRequire = createRequire(path.join(peers, "package.json"));
-
-function fail(msg) {
-  process.stdout.write(JSON.stringify({ error: msg }) + "\n");
-  process.exit(1);
-}
-
-const opts = { url: null, scenario: "emit-json-dict", count: 100000, window: 100, chunk: 1000 };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  if (a === "--scenario") opts.scenario = argv[++i];
-  else if (a === "--count") opts.count = Number(argv[++i]);
-  else if (a === "--window") opts.window = Number(argv[++i]);
-  else if (a === "--chunk") opts.chunk = Number(argv[++i]);
-  else if (!opts.url && !a.startsWith("--")) opts.url = a;
-  else fail(`unknown argument ${a}`);
-}
-if (!opts.url) fail("URL is required");
+const opts = parseArgs(
+  process.argv.slice(2),
+  { scenario: "emit-json-dict", count: 100000, window: 100, chunk: 1000 },
+  "publish_client.js URL --scenario S --count N [--window W] [--chunk C]",
+);
 
 const { io } = peerRequire("socket.io-client");
 const clientOptions = { transports: ["websocket"], reconnection: false, forceNew: true };
@@ -42,10 +26,6 @@ const DICT_ARG = { sym: "AAPL", price: 101.25, qty: 300, seq: 123456 };
 const ARGS = ["AAPL", 101.25, 300, true];
 const args = opts.scenario.endsWith("-args") ? ARGS : [DICT_ARG];
 
-function cpuSeconds() {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-}
 const rssMb = () => process.resourceUsage().maxRSS / 1024;
 
 const socket = io(opts.url, clientOptions);

@@ -13,23 +13,14 @@
 // keys as rtt.py's Python workers: samples_ns (one round trip per measured call), cpu_s (this
 // process's user+sys CPU over the measured calls), maxrss_kb, loop ("node"). On failure:
 // {"error": "..."}.
-//
-// socket.io-client is resolved from tests/peers/node_modules (`npm ci --prefix tests/peers`); set
-// FASTSIO_NODE_PEERS to another directory holding a package.json with it installed.
+// Peers are resolved as common.js says (tests/peers, or FASTSIO_NODE_PEERS).
 "use strict";
 
-const path = require("path");
-const { createRequire } = require("module");
+const { peerRequire, fail } = require("./common");
 
-const peers = process.env.FASTSIO_NODE_PEERS || path.resolve(__dirname, "..", "..", "tests", "peers");
 const clientModule = process.argv[6] || "socket.io-client";
-const loaded = createRequire(path.join(peers, "package.json"))(clientModule);
+const loaded = peerRequire(clientModule);
 const io = loaded.io || loaded; // 2.x exports the function itself
-
-function fail(msg) {
-  process.stdout.write(JSON.stringify({ error: String(msg) }) + "\n");
-  process.exit(1);
-}
 
 const [url, warmupArg, countArg, timeoutArg] = process.argv.slice(2);
 const warmup = Number(warmupArg);

@@ -10,47 +10,21 @@
 // stream.py: received, done_count, elapsed_s, events_per_s (first tick -> done), cpu_s,
 // cpu_us_per_event, cpu_percent (this process's user+sys CPU over that window), maxrss_kb
 // (this process's peak RSS), loop ("node"), versions. On failure: {"error": "..."}.
-//
-// socket.io-client and socket.io-msgpack-parser are resolved from tests/peers/node_modules
-// (`npm ci --prefix tests/peers`); set FASTSIO_NODE_PEERS to another directory holding a
-// package.json with those dependencies installed.
+// Peers are resolved as common.js says (tests/peers, or FASTSIO_NODE_PEERS).
 "use strict";
 
-const path = require("path");
-const { createRequire } = require("module");
 const { performance } = require("perf_hooks");
+const { peers, peerRequire, fail, parseArgs, cpuSeconds } = require("./common");
 
-const peers = process.env.FASTSIO_NODE_PEERS || path.resolve(__dirname, "..", "..", "tests", "peers");
-const peerRequire = createRequire(path.join(peers, "package.json"));
-
-function fail(msg) {
-  process.stdout.write(JSON.stringify({ error: msg }) + "\n");
-  process.exit(1);
-}
-
-function parseArgs(argv) {
-  const opts = { url: null, parser: "json", timeout: 300, client: "socket.io-client" };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--parser") opts.parser = argv[++i];
-    else if (a === "--timeout") opts.timeout = Number(argv[++i]);
-    else if (a === "--client") opts.client = argv[++i];
-    else if (a === "--help" || a === "-h") {
-      process.stderr.write(
-        "usage: stream_client.js URL [--parser json|msgpack] [--timeout S] [--client M]\n");
-      process.exit(0);
-    } else if (!opts.url && !a.startsWith("--")) opts.url = a;
-    else fail(`unknown argument ${a}`);
-  }
-  if (!opts.url) fail("URL is required");
+function checkedArgs(argv) {
+  const opts = parseArgs(
+    argv,
+    { parser: "json", timeout: 300, client: "socket.io-client" },
+    "stream_client.js URL [--parser json|msgpack] [--timeout S] [--client M]",
+  );
   if (opts.parser !== "json" && opts.parser !== "msgpack") fail(`unknown parser ${opts.parser}`);
   if (!(opts.timeout > 0)) fail("--timeout needs a positive number of seconds");
   return opts;
-}
-
-function cpuSeconds() {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
 }
 
 function pkgVersion(name) {
@@ -61,7 +35,7 @@ function pkgVersion(name) {
   }
 }
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = checkedArgs(process.argv.slice(2));
 let io;
 try {
   const loaded = peerRequire(opts.client);
