@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -114,19 +115,15 @@ def port_of(target: int | ServerHandle) -> int:
 async def fault_proxy() -> AsyncIterator[Callable[..., Awaitable[FaultProxy]]]:
     """``await make(target, host="127.0.0.1") -> FaultProxy`` (started); ``target`` is a port or
     anything with ``.port`` (a ServerHandle). All proxies are stopped at teardown."""
-    proxies: list[FaultProxy] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def make(target: int | ServerHandle, host: str = "127.0.0.1") -> FaultProxy:
-        proxy = FaultProxy(host, port_of(target))
-        await proxy.start()
-        proxies.append(proxy)
-        return proxy
+        async def make(target: int | ServerHandle, host: str = "127.0.0.1") -> FaultProxy:
+            proxy = FaultProxy(host, port_of(target))
+            await proxy.start()
+            stack.push_async_callback(proxy.stop)
+            return proxy
 
-    try:
         yield make
-    finally:
-        for proxy in proxies:
-            await proxy.stop()
 
 
 @pytest.fixture
@@ -147,15 +144,11 @@ def proxied_node(
 def fault_proxy_sync() -> Iterator[Callable[..., ThreadedFaultProxy]]:
     """``make(target) -> ThreadedFaultProxy``: a fault proxy on a thread of its own, for tests
     of the sync clients (no running loop in the test). Stopped at teardown."""
-    proxies: list[ThreadedFaultProxy] = []
+    with contextlib.ExitStack() as stack:
 
-    def make(target: int | ServerHandle) -> ThreadedFaultProxy:
-        proxy = ThreadedFaultProxy(port_of(target))
-        proxies.append(proxy)
-        return proxy
+        def make(target: int | ServerHandle) -> ThreadedFaultProxy:
+            proxy = ThreadedFaultProxy(port_of(target))
+            stack.callback(proxy.close)
+            return proxy
 
-    try:
         yield make
-    finally:
-        for proxy in proxies:
-            proxy.close()

@@ -203,15 +203,12 @@ async def test_without_recovery_on_server_recovered_is_false(proxied_node: Any) 
     await sio.disconnect()
 
 
-@pytest.mark.parametrize("fault", ["chunk1", "delay", "throttle"])
-async def test_stream_intact_over_degraded_links(proxied_node: Any, fault: str) -> None:
+@pytest.mark.parametrize(("fault", "amount"), [("chunk", 1), ("delay", 0.05), ("throttle", 200_000)])
+async def test_stream_intact_over_degraded_links(
+    proxied_node: Any, fault: str, amount: float
+) -> None:
     server, proxy = await proxied_node()
-    if fault == "chunk1":
-        proxy.chunk(1)
-    elif fault == "delay":
-        proxy.delay(0.05)
-    else:
-        proxy.throttle(200_000)
+    getattr(proxy, fault)(amount)  # FaultProxy.chunk(bytes) / .delay(s) / .throttle(bytes/s)
     sio = fastsio.AsyncClient(reconnection=False)
     got: list[Any] = []
     sio.on("bin_tick", lambda n, b: got.append((n, b)))

@@ -82,22 +82,19 @@ async def test_one_minute_stream_with_faults_loses_nothing(proxied_node: Any) ->
     fds0, tasks0, rss0 = open_fds(), tasks(), rss_mb()
     loop = asyncio.get_running_loop()
     end = loop.time() + duration
-    faults = ["cut", "chunk", "delay", "throttle"]
+    # FaultProxy.cut() / .chunk(bytes) / .delay(s) / .throttle(bytes/s), in turn
+    faults = [("cut", None), ("chunk", 7), ("delay", 0.02), ("throttle", 100_000)]
     i = 0
     while loop.time() < end:
-        fault = faults[i % len(faults)]
+        fault, amount = faults[i % len(faults)]
         i += 1
         if fault == "cut":
             expected = len(reconnects) + 1
             proxy.cut()
             while len(reconnects) < expected:
                 await asyncio.sleep(0.05)
-        elif fault == "chunk":
-            proxy.chunk(7)
-        elif fault == "delay":
-            proxy.delay(0.02)
         else:
-            proxy.throttle(100_000)
+            getattr(proxy, fault)(amount)
         await asyncio.sleep(min(3.0, max(0.0, end - loop.time())))
         proxy.heal()
     await sio.emit("stream_stop")

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from support.aio import connected_sync, wait_until
+from support.aio import connected_sync, on_with_threads, wait_until
 
 import fastsio
 from fastsio import ClientNamespace
@@ -36,12 +36,9 @@ def test_handler_thread_handlers_block_on_call_in_arrival_order(node_server: Any
     server = node_server()
     sio = fastsio.Client(reconnection=False, handler_thread=True)
     answers: list[Any] = []
-    threads: set[int] = set()
-
-    @sio.on("tick")
-    def tick(i: int) -> None:
-        threads.add(threading.get_ident())
-        answers.append(sio.call("ack", i * 10, timeout=5))
+    threads = on_with_threads(
+        sio, "tick", lambda i: answers.append(sio.call("ack", i * 10, timeout=5))
+    )
 
     with connected_sync(sio, server.url):
         assert sio.call("burst", 30, timeout=10) == 30

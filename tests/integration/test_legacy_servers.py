@@ -64,6 +64,11 @@ class Legacy:
         options = {"reconnection": False, **options}
         return fastsio.AsyncClient(eio_version=self.eio_version, **options)
 
+    def started(self, *events: str, **options: Any) -> tuple[Any, fastsio.AsyncClient, EventLog]:
+        """A server started, a ``client(**options)`` for it, and a log of its ``events``."""
+        sio = self.client(**options)
+        return self.start(), sio, EventLog.of(sio, *events)
+
 
 @pytest.fixture(params=SERVERS)
 def legacy(request: pytest.FixtureRequest, node_server: Any) -> Legacy:
@@ -85,9 +90,7 @@ async def _connect(
 
 
 async def test_connect_speaks_the_servers_protocol(legacy: Legacy, transports: list[str]) -> None:
-    server = legacy.start()
-    sio = legacy.client()
-    log = EventLog()
+    server, sio, log = legacy.started()
     sio.on("connect", log.handler("connect"))
     sio.on("connect", log.handler("connect_chat"), namespace="/chat")
     await _connect(sio, server, transports, namespaces=["/", "/chat"])
@@ -104,9 +107,7 @@ async def test_connect_speaks_the_servers_protocol(legacy: Legacy, transports: l
 async def test_events_with_every_argument_kind_round_trip(
     legacy: Legacy, transports: list[str]
 ) -> None:
-    server = legacy.start()
-    sio = legacy.client()
-    log = EventLog()
+    server, sio, log = legacy.started()
     sio.on("echo", log.handler("echo"))
     sio.on("echo", log.handler("echo_chat"), namespace="/chat")
     sio.on("*", lambda event, *args: log.record("any", event, *args), namespace="/chat")
@@ -127,9 +128,7 @@ async def test_events_with_every_argument_kind_round_trip(
 
 
 async def test_acks_both_ways_with_binary(legacy: Legacy, transports: list[str]) -> None:
-    server = legacy.start()
-    sio = legacy.client()
-    log = EventLog()
+    server, sio, log = legacy.started()
 
     @sio.on("question", namespace="/chat")
     async def question(payload: Any) -> Any:
@@ -207,9 +206,7 @@ async def test_refusals_surface_as_connect_error(legacy: Legacy, transports: lis
 
 
 async def test_server_disconnect_is_final(legacy: Legacy, transports: list[str]) -> None:
-    server = legacy.start()
-    sio = legacy.client(reconnection=True, reconnection_delay=0.05)
-    log = EventLog()
+    server, sio, log = legacy.started(reconnection=True, reconnection_delay=0.05)
     sio.on("disconnect", log.handler("disconnect"), namespace="/chat")
     sio.on("disconnect", log.handler("disconnect_root"))
     await _connect(sio, server, transports, namespaces=["/", "/chat"])
@@ -226,11 +223,10 @@ async def test_server_disconnect_is_final(legacy: Legacy, transports: list[str])
 async def test_reconnects_after_a_server_restart_in_the_same_protocol(
     legacy: Legacy, transports: list[str]
 ) -> None:
-    server = legacy.start()
-    sio = legacy.client(reconnection=True, reconnection_delay=0.05, reconnection_delay_max=0.2)
-    log = EventLog()
-    sio.on("disconnect", log.handler("disconnect"))
-    sio.on("reconnect", log.handler("reconnect"))
+    server, sio, log = legacy.started(
+        "disconnect", "reconnect", reconnection=True, reconnection_delay=0.05,
+        reconnection_delay_max=0.2,
+    )
     await _connect(sio, server, transports, namespaces=["/", "/chat"])
     await server.arestart()
     await log.wait("reconnect", timeout=20)
@@ -341,9 +337,7 @@ async def test_rooms_and_a_namespace_without_the_default_one(
     legacy: Legacy, transports: list[str]
 ) -> None:
     # A 2.x server connects "/" whether or not it is asked for; the client only uses /chat.
-    server = legacy.start()
-    sio = legacy.client()
-    log = EventLog()
+    server, sio, log = legacy.started()
     sio.on("room_msg", log.handler("room_msg"), namespace="/chat")
     await _connect(sio, server, transports, namespaces=["/chat"])
     assert sio.protocol == legacy.expected and list(sio.namespaces) == ["/chat"]
@@ -358,11 +352,9 @@ async def test_rooms_and_a_namespace_without_the_default_one(
 async def test_emits_while_reconnecting_are_delivered_after_the_restart(
     legacy: Legacy, transports: list[str]
 ) -> None:
-    server = legacy.start()
-    sio = legacy.client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5)
-    log = EventLog()
-    sio.on("disconnect", log.handler("disconnect"))
-    sio.on("echo", log.handler("echo"))
+    server, sio, log = legacy.started(
+        "disconnect", "echo", reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5
+    )
     await sio.connect(server.url, transports=transports)
     await server.astop()
     await log.wait("disconnect", timeout=10)

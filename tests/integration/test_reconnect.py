@@ -101,11 +101,21 @@ async def test_server_closing_transport_triggers_reconnect(node_server: Any) -> 
     await sio.disconnect()
 
 
-async def test_reconnection_disabled_stays_down(proxied_node: Any) -> None:
+async def cut_after_connect(
+    proxied_node: Any, refuse: bool = False, **kwargs: Any
+) -> tuple[fastsio.AsyncClient, dict[str, list[Any]]]:
+    """A ``recording_client(**kwargs)`` connected through a fault proxy whose link is then cut
+    (``refuse``: and every new connection refused)."""
     server, proxy = await proxied_node()
-    sio, log = recording_client(reconnection=False)
+    sio, log = recording_client(**kwargs)
     await sio.connect(proxy.url)
+    proxy.refuse(refuse)
     proxy.cut()
+    return sio, log
+
+
+async def test_reconnection_disabled_stays_down(proxied_node: Any) -> None:
+    sio, log = await cut_after_connect(proxied_node, reconnection=False)
     await asyncio.wait_for(sio.wait(), 5)
     await asyncio.sleep(0.3)
     assert log["disconnect"] == ["transport close"] and log["reconnect_attempt"] == []
@@ -113,12 +123,8 @@ async def test_reconnection_disabled_stays_down(proxied_node: Any) -> None:
 
 
 async def test_reconnection_attempts_exhausted_is_reported(proxied_node: Any) -> None:
-    server, proxy = await proxied_node()
-    sio, log = recording_client(reconnection_attempts=3, reconnection_delay=0.05,
-                                reconnection_delay_max=0.1)
-    await sio.connect(proxy.url)
-    proxy.refuse(True)
-    proxy.cut()
+    sio, log = await cut_after_connect(proxied_node, refuse=True, reconnection_attempts=3,
+                                       reconnection_delay=0.05, reconnection_delay_max=0.1)
     await asyncio.wait_for(sio.wait(), 10)  # wait() returns once attempts are exhausted
     assert log["reconnect_attempt"] == [1, 2, 3]
     assert log["reconnect_failed"] == [True]
@@ -126,11 +132,8 @@ async def test_reconnection_attempts_exhausted_is_reported(proxied_node: Any) ->
 
 
 async def test_disconnect_cancels_reconnect_loop(proxied_node: Any) -> None:
-    server, proxy = await proxied_node()
-    sio, log = recording_client(reconnection_delay=5, reconnection_delay_max=5,
-                                randomization_factor=0)
-    await sio.connect(proxy.url)
-    proxy.cut()
+    sio, log = await cut_after_connect(proxied_node, reconnection_delay=5,
+                                       reconnection_delay_max=5, randomization_factor=0)
     await until(lambda: log["disconnect"])
     t0 = time.monotonic()
     await sio.disconnect()

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from support.aio import connected_sync, wait_until
+from support.aio import connected_sync, on_with_threads, wait_until
 
 import fastsio
 from fastsio import exceptions
@@ -21,12 +21,7 @@ def test_sync_client_handlers_in_arrival_order_on_one_thread(
     server = node_server()
     sio = fastsio.Client(reconnection=False, use_uvloop=use_uvloop)
     seen: list[int] = []
-    threads: set[int] = set()
-
-    @sio.on("tick")
-    def tick(seq: int) -> None:
-        seen.append(seq)
-        threads.add(threading.get_ident())
+    threads = on_with_threads(sio, "tick", seen.append)
 
     with connected_sync(sio, server.url):
         assert sio.connected and sio.sid

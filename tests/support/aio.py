@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -57,6 +58,14 @@ class EventLog:
 
         return record
 
+    @classmethod
+    def of(cls, client: Any, *names: str) -> EventLog:
+        """A log of ``client``'s events ``names``, each recorded under its own name."""
+        log = cls()
+        for name in names:
+            client.on(name, log.handler(name))
+        return log
+
     def record(self, name: str, *args: Any) -> None:
         self.events[name].append(args)
 
@@ -104,6 +113,18 @@ async def connected(sio: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         yield sio
     finally:
         await sio.disconnect()
+
+
+def on_with_threads(client: Any, event: str, handler: Callable[..., Any]) -> set[int]:
+    """``client.on(event, handler)``; returns the set of the threads the handler runs on."""
+    threads: set[int] = set()
+
+    def recorded(*args: Any) -> None:
+        threads.add(threading.get_ident())
+        handler(*args)
+
+    client.on(event, recorded)
+    return threads
 
 
 @contextlib.contextmanager

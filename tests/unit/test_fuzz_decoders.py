@@ -147,29 +147,29 @@ def check_text_packet(p: _core.Packet, max_attachments: int) -> None:
 
 # --- decode_packet ----------------------------------------------------------------------------
 
-REJECTED = object()
-
-
-def decoded_or_rejected(decode: Any, *args: Any, **kwargs: Any) -> Any:
-    """``decode(*args, **kwargs)``, or REJECTED when it refuses its input with ProtocolError (the
-    one error a decoder may raise); hypothesis counts how many inputs were refused."""
+def check_decoded(check: Any, decode: Any, *args: Any, **kwargs: Any) -> None:
+    """``decode(*args, **kwargs)`` either refuses its input with ProtocolError (the one error a
+    decoder may raise) or returns what ``check`` accepts; hypothesis counts either outcome (and
+    the type of each packet accepted)."""
     try:
-        return decode(*args, **kwargs)
+        out = decode(*args, **kwargs)
     except ProtocolError:
         event("rejected")
-        return REJECTED
+        return
+    event(f"accepted type {out.type}" if isinstance(out, _core.Packet) else "accepted")
+    check(out)
 
 
 @FUZZ
 @given(SIO_TEXT_INPUT, st.sampled_from([None, stdlib_json]), st.sampled_from([0, 1, 2, 1000]))
 def test_decode_packet_fuzz(data, json_module, max_attachments):
-    p = decoded_or_rejected(
-        _core.decode_packet, data, json=json_module, max_attachments=max_attachments
+    check_decoded(
+        lambda p: check_text_packet(p, max_attachments),
+        _core.decode_packet,
+        data,
+        json=json_module,
+        max_attachments=max_attachments,
     )
-    if p is REJECTED:
-        return
-    event(f"accepted type {p.type}")
-    check_text_packet(p, max_attachments)
 
 
 # --- reconstruct ------------------------------------------------------------------------------
@@ -187,6 +187,10 @@ TREE = st.recursive(
 )
 
 
+def _no_placeholders_left(out: Any) -> None:
+    assert not _placeholders_left(out)
+
+
 def _placeholders_left(obj: Any) -> bool:
     if isinstance(obj, dict):
         if obj.get("_placeholder") is True and "num" in obj:
@@ -200,11 +204,7 @@ def _placeholders_left(obj: Any) -> bool:
 @settings(FUZZ, max_examples=int(500 * SCALE))
 @given(TREE, st.lists(st.binary(max_size=4), max_size=4))
 def test_reconstruct_fuzz(data, attachments):
-    out = decoded_or_rejected(_core.reconstruct, data, attachments)
-    if out is REJECTED:
-        return
-    event("accepted")
-    assert not _placeholders_left(out)
+    check_decoded(_no_placeholders_left, _core.reconstruct, data, attachments)
 
 
 # --- decode_msgpack ---------------------------------------------------------------------------
@@ -261,11 +261,7 @@ def check_msgpack_packet(p: _core.Packet) -> None:
 @FUZZ
 @given(MSGPACK_INPUT)
 def test_decode_msgpack_fuzz(data):
-    p = decoded_or_rejected(_core.decode_msgpack, data)
-    if p is REJECTED:
-        return
-    event(f"accepted type {p.type}")
-    check_msgpack_packet(p)
+    check_decoded(check_msgpack_packet, _core.decode_msgpack, data)
 
 
 # --- decode_eio_payload -----------------------------------------------------------------------
@@ -280,13 +276,7 @@ EIO_INPUT = st.one_of(
 )
 
 
-@FUZZ
-@given(EIO_INPUT)
-def test_decode_eio_payload_fuzz(data):
-    out = decoded_or_rejected(_core.decode_eio_payload, data)
-    if out is REJECTED:
-        return
-    event("accepted")
+def check_eio_payload(out: Any) -> None:
     assert type(out) is list and out
     for t, d in out:
         assert type(t) is int and 0 <= t <= 6
@@ -294,6 +284,12 @@ def test_decode_eio_payload_fuzz(data):
         if type(d) is bytes:
             assert t == 4
         assert "\x1e" not in (d if type(d) is str else "")
+
+
+@FUZZ
+@given(EIO_INPUT)
+def test_decode_eio_payload_fuzz(data):
+    check_decoded(check_eio_payload, _core.decode_eio_payload, data)
 
 
 # --- the Dispatcher ---------------------------------------------------------------------------
