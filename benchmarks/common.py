@@ -12,15 +12,18 @@ It owns:
   finished children (``children_cpu_s``), of the whole machine (``system_busy_s``), RSS
   (``rss_kb``, ``peak_rss_kb``), CPU pinning (``pinner``);
 - workers: client names (``split_client``), running one client on a fresh loop and printing its
-  result as one JSON line (``run_worker``), and the parent's side of it (``worker_argv``,
-  ``run_json_worker``,
-  ``parse_worker_output``); the venv of python-socketio 4.x, the line that talks to Socket.IO
-  2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its client name);
+  result as one JSON line (``run_worker``), the worker's hidden options
+  (``add_worker_options``), the parent's side of it (``worker_argv``, ``run_json_worker``,
+  ``parse_worker_output``, ``keep_run``); the venv of python-socketio 4.x, the line that talks
+  to Socket.IO 2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its client name);
+- options: ``add_common_options`` (``--quick``, ``--json-out``), ``add_client_options`` and
+  ``chosen_clients`` (``--clients``, ``--timeout``, ``--server-version``), ``comma_list``,
+  ``comma_ints``;
 - reports: ``machine_info``, ``installed_fastsio_is_stale``, ``results_path``,
   ``command_line``, ``write_results`` (the JSON layout ``run.py`` reads: ``benchmark``,
   ``started``, ``duration_s``, ``command``, ``config``, ``machine``, then the parts), ``finish``
   (targets printed, results, targets and runs written);
-- columns: ``median``, ``find_row``, ``fmt``, ``print_columns``, ``print_rows``,
+- columns: ``median``, ``median_row``, ``find_row``, ``fmt``, ``print_columns``, ``print_rows``,
   ``print_targets``;
 - server processes' side: ``serve_forever`` (the ``LISTENING <port>`` line).
 
@@ -485,6 +488,83 @@ def add_common_options(parser: argparse.ArgumentParser, name: str, quick_help: s
     )
 
 
+def comma_list(text: str) -> list[str]:
+    """A comma-separated option's values, blanks dropped (an argparse ``type``)."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def comma_ints(text: str) -> list[int]:
+    """``comma_list`` of whole numbers (an argparse ``type``)."""
+    return [int(v) for v in comma_list(text)]
+
+
+def add_client_options(
+    parser: argparse.ArgumentParser, clients: str, timeout: float, server_versions: str
+) -> None:
+    """``--clients`` (comma-separated, default ``clients``), ``--timeout`` (seconds per client
+    run) and ``--server-version`` 4 (default) or 2, as ``server_versions`` explains;
+    ``chosen_clients`` reads them back."""
+    parser.add_argument("--clients", default=clients, help=f"comma-separated (default {clients})")
+    parser.add_argument("--timeout", type=float, default=timeout, help="per client run, seconds")
+    parser.add_argument(
+        "--server-version",
+        type=int,
+        choices=(2, 4),
+        default=4,
+        help=server_versions,
+    )
+
+
+def chosen_clients(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    defaults: tuple[str, str],
+    known: tuple[Sequence[str], Sequence[str]],
+    no_asyncio: Sequence[str],
+) -> list[str]:
+    """``--clients`` (see ``add_client_options``) as a list, for ``--server-version`` 4 or 2:
+    the first or second of ``defaults`` (the default for that version) and of ``known`` (the
+    clients that version may run). A client may end in ``-asyncio`` (the asyncio loop instead
+    of uvloop) unless it is one of ``no_asyncio``; anything else is a usage error."""
+    v2 = args.server_version == 2
+    text = defaults[1] if v2 and args.clients == defaults[0] else args.clients
+    allowed = known[1] if v2 else known[0]
+    clients = comma_list(text)
+    unknown = [
+        c
+        for c in clients
+        if split_client(c)[0] not in allowed
+        or (c.endswith("-asyncio") and split_client(c)[0] in no_asyncio)
+    ]
+    if unknown:
+        parser.error(
+            f"unknown client(s) {unknown}; known: {', '.join(allowed)} "
+            f"(each except {', '.join(no_asyncio)} optionally suffixed with -asyncio)"
+        )
+    return clients
+
+
+def add_worker_options(parser: argparse.ArgumentParser, timeout: float) -> None:
+    """The hidden options by which a script runs one client in a subprocess of its own
+    (``worker_argv``): ``--worker CLIENT``, ``--url`` of the server, ``--timeout`` in seconds."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=timeout, help=argparse.SUPPRESS)
+
+
+def keep_run(
+    runs: dict[str, list[dict[str, Any]]],
+    all_runs: list[dict[str, Any]],
+    client: str,
+    result: dict[str, Any],
+    **tags: Any,
+) -> None:
+    """One run of ``client``: its ``result`` under the client (for the medians) and, after the
+    client's name and ``tags`` (e.g. ``round``), in the list of every run of the report."""
+    runs[client].append(result)
+    all_runs.append({"client": client, **tags, **result})
+
+
 def write_results(
     args: argparse.Namespace,
     file_name: str,
@@ -617,6 +697,19 @@ def median(values: Sequence[float | None]) -> float | None:
     """The median of the values that are not None (None when there are none)."""
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
+
+
+def median_row(runs: Sequence[dict[str, Any]], keys: Sequence[str], **tags: Any) -> dict[str, Any]:
+    """A results row of one client's ``runs``: ``tags``, how many runs succeeded (``runs_ok``:
+    no error, the first of ``keys`` set), then the median of each of ``keys`` over those; the
+    last run's error when none did."""
+    ok = [r for r in runs if "error" not in r and r.get(keys[0])]
+    row: dict[str, Any] = {**tags, "runs_ok": len(ok)}
+    if not ok:
+        row["error"] = runs[-1].get("error") if runs else "not run"
+    for key in keys if ok else ():
+        row[key] = statistics.median(r[key] for r in ok)
+    return row
 
 
 def find_row(

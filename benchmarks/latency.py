@@ -226,16 +226,16 @@ def median_row(client: str, rate: int, runs: list[dict[str, Any]]) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)))
-    parser.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
+    parser.add_argument(
+        "--rates", type=common.comma_ints, default=",".join(map(str, DEFAULT_RATES))
+    )
+    parser.add_argument("--clients", type=common.comma_list, default=",".join(DEFAULT_CLIENTS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of stream per run")
     common.add_common_options(parser, "latency.json", "1 round of 1 s")
     parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
+    common.add_worker_options(parser, 30.0)
     args = parser.parse_args(argv)
     if args.server:
         return server_main(args.rate, args.duration)
@@ -243,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args.worker, args.url, args.timeout)
     if args.quick:
         args.rounds, args.duration = 1, 1.0
-    rates = [int(r) for r in args.rates.split(",")]
-    clients = [c for c in args.clients.split(",") if c]
+    rates, clients = args.rates, args.clients
     started = time.time()
     results: list[dict[str, Any]] = []
     all_runs: list[dict[str, Any]] = []

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from typing import Any
@@ -313,8 +312,8 @@ def instructions_main() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
-    parser.add_argument("--directions", default="recv,send")
+    parser.add_argument("--clients", type=common.comma_list, default=",".join(DEFAULT_CLIENTS))
+    parser.add_argument("--directions", type=common.comma_list, default="recv,send")
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--slow-count", type=int, default=20_000, help="python-socketio's count")
     parser.add_argument("--batch", type=int, default=16, help="events per GET response")
@@ -327,10 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--feed-records", help=argparse.SUPPRESS)
     parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--direction", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
+    common.add_worker_options(parser, 120.0)
     args = parser.parse_args(argv)
     if args.feed_records:
         return feed_records(args.feed_records, args.count)
@@ -342,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args)
     if args.quick:
         args.rounds, args.count, args.slow_count = 1, 20_000, 5_000
-    clients = [c for c in args.clients.split(",") if c]
+    clients = args.clients
     started = time.time()
     server = common.ServerProcess(
         [sys.executable, __file__, "--server", "--batch", str(args.batch)], "polling server"
@@ -351,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     all_runs: list[dict[str, Any]] = []
     try:
-        for direction in args.directions.split(","):
+        for direction in args.directions:
             dclients = clients + ["fastsio-big"] if "fastsio" in clients else clients
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in dclients}
             for rnd in range(args.rounds):
@@ -365,15 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                         batch=args.batch,
                         url=url,
                     )
-                    runs[client].append(r)
-                    all_runs.append(
-                        {
-                            "client": client,
-                            "direction": direction,
-                            "round": rnd,
-                            "count": count,
-                            **r,
-                        }
+                    common.keep_run(
+                        runs, all_runs, client, r, direction=direction, round=rnd, count=count
                     )
                     if "error" in r:
                         print(f"{direction} {client:<16} ERROR {r['error']}", flush=True)
@@ -383,20 +373,17 @@ def main(argv: list[str] | None = None) -> int:
                             f"{r['cpu_us_per_event']:7.2f} CPU us/event",
                             flush=True,
                         )
-            for client in dclients:
-                ok = [r for r in runs[client] if "error" not in r and r.get("events_per_s")]
-                row: dict[str, Any] = {"client": client, "direction": direction, "runs_ok": len(ok)}
-                if ok:
-                    row["events_per_s"] = statistics.median(r["events_per_s"] for r in ok)
-                    row["cpu_us_per_event"] = statistics.median(r["cpu_us_per_event"] for r in ok)
-                else:
-                    row["error"] = runs[client][-1].get("error")
-                results.append(row)
+            results += [
+                common.median_row(
+                    runs[c], ("events_per_s", "cpu_us_per_event"), client=c, direction=direction
+                )
+                for c in dclients
+            ]
     finally:
         server.stop()
 
     targets: dict[str, Any] = {}
-    for direction in args.directions.split(","):
+    for direction in args.directions:
         fs = common.find_row(results, "fastsio", "events_per_s", direction=direction)
         ps = common.find_row(results, "python-socketio", "events_per_s", direction=direction)
         big = common.find_row(results, "fastsio-big", "events_per_s", direction=direction)

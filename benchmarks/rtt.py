@@ -461,13 +461,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a run during which other processes used more than this %% of a CPU is disturbed: "
         "it is run again in a later round (default 25; 0 disables the check)",
     )
-    parser.add_argument(
-        "--clients", default=DEFAULT_CLIENTS, help=f"comma-separated (default {DEFAULT_CLIENTS})"
-    )
     common.add_common_options(
         parser, "rtt.json", "smoke run: 500 calls after 100, 1 round (rtt-v2.json with a v2 server)"
     )
-    parser.add_argument("--timeout", type=float, default=120.0, help="per client run, seconds")
     parser.add_argument(
         "--pin",
         choices=("none", "same", "split"),
@@ -476,12 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         "cross-CPU wake-ups, the round trip is the two processes' CPU work), split (one CPU "
         "each), none",
     )
-    parser.add_argument(
-        "--server-version",
-        type=int,
-        choices=(2, 4),
-        default=4,
-        help="4 (default): socket.io 4.8; 2: socket.io 2.5 (Engine.IO 3), clients "
+    common.add_client_options(
+        parser,
+        DEFAULT_CLIENTS,
+        120.0,
+        "4 (default): socket.io 4.8; 2: socket.io 2.5 (Engine.IO 3), clients "
         f"{', '.join(V2_CLIENTS)} (fastsio negotiates; node is socket.io-client 2.x)",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -496,21 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args)
 
-    if args.server_version == 2 and args.clients == DEFAULT_CLIENTS:
-        args.clients = V2_DEFAULT_CLIENTS
-    known = V2_CLIENTS if args.server_version == 2 else BASE_CLIENTS
-    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = [
-        c
-        for c in clients
-        if split_client(c)[0] not in known
-        or (c.endswith("-asyncio") and split_client(c)[0] in ("node", "node-v2", LEGACY_PSIO))
-    ]
-    if unknown:
-        parser.error(
-            f"unknown client(s) {unknown}; known: {', '.join(known)} "
-            "(fastsio, raw and python-socketio optionally suffixed with -asyncio)"
-        )
+    clients = common.chosen_clients(
+        parser,
+        args,
+        (DEFAULT_CLIENTS, V2_DEFAULT_CLIENTS),
+        (BASE_CLIENTS, V2_CLIENTS),
+        ("node", "node-v2", LEGACY_PSIO),
+    )
     pythons, legacy = common.worker_pythons(clients)
     clients = [c for c in clients if pythons[c] is not None]
 

@@ -639,21 +639,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=None, help="default 5; --quick: 1")
     parser.add_argument("--serializer", choices=("json", "msgpack"), default="json")
-    parser.add_argument(
-        "--clients", default=DEFAULT_CLIENTS, help=f"comma-separated (default {DEFAULT_CLIENTS})"
-    )
-    parser.add_argument("--timeout", type=float, default=300.0, help="per client run, seconds")
     common.add_common_options(
         parser,
         "stream-<serializer>.json",
         "smoke run (< 30 s): fewer events and 1 round unless given explicitly",
     )
-    parser.add_argument(
-        "--server-version",
-        type=int,
-        choices=(2, 4),
-        default=4,
-        help="4 (default): fastsio's embedded firehose; 2: the Node socket.io 2.5 peer "
+    common.add_client_options(
+        parser,
+        DEFAULT_CLIENTS,
+        300.0,
+        "4 (default): fastsio's embedded firehose; 2: the Node socket.io 2.5 peer "
         "(Engine.IO 3) with --firehose, JSON only, clients "
         f"{', '.join(V2_CLIENTS)} (default {V2_DEFAULT_CLIENTS}); results in "
         "stream-json-v2.json",
@@ -674,21 +669,13 @@ def main(argv: list[str] | None = None) -> int:
     v2 = args.server_version == 2
     if v2 and args.serializer != "json":
         parser.error("--server-version 2 streams JSON only")
-    if v2 and args.clients == DEFAULT_CLIENTS:
-        args.clients = V2_DEFAULT_CLIENTS
-    known = V2_CLIENTS if v2 else BASE_CLIENTS
-    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = [
-        c
-        for c in clients
-        if split_client(c)[0] not in known
-        or (c.endswith("-asyncio") and split_client(c)[0] in NO_ASYNCIO_VARIANT)
-    ]
-    if unknown:
-        parser.error(
-            f"unknown client(s) {unknown}; known: {', '.join(known)} "
-            f"(each except {', '.join(NO_ASYNCIO_VARIANT)} optionally suffixed with -asyncio)"
-        )
+    clients = common.chosen_clients(
+        parser,
+        args,
+        (DEFAULT_CLIENTS, V2_DEFAULT_CLIENTS),
+        (BASE_CLIENTS, V2_CLIENTS),
+        NO_ASYNCIO_VARIANT,
+    )
     slow_count = args.slow_count if args.slow_count is not None else min(args.count, 100_000)
     sync_slow_count = (
         args.sync_slow_count if args.sync_slow_count is not None else min(args.count, 20_000)
