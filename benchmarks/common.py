@@ -15,8 +15,10 @@ It owns:
   result as one JSON line (``run_worker``), the worker's hidden options
   (``add_worker_options``), the parent's side of it (``worker_argv``, ``run_json_worker``,
   ``parse_worker_output``, ``keep_run``); the venv of python-socketio 4.x, the line that talks
-  to Socket.IO 2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its client name);
-- options: ``add_common_options`` (``--quick``, ``--json-out``), ``add_client_options`` and
+  to Socket.IO 2.x servers (``legacy_psio_python``, ``worker_pythons``, ``LEGACY_PSIO``: its
+  client name);
+- options: ``add_common_options`` (``--quick``, ``--json-out``), ``add_sized_options`` and
+  ``fill_sized_options`` (defaults that depend on ``--quick``), ``add_client_options`` and
   ``chosen_clients`` (``--clients``, ``--timeout``, ``--server-version``), ``comma_list``,
   ``comma_ints``;
 - reports: ``machine_info``, ``installed_fastsio_is_stale``, ``results_path``,
@@ -486,6 +488,35 @@ def add_common_options(parser: argparse.ArgumentParser, name: str, quick_help: s
         default=None,
         help=f"default benchmarks/results/{name} (--quick: benchmarks/results/quick/{name})",
     )
+
+
+#: An option whose default depends on ``--quick``: flag, type, default, default with
+#: ``--quick``, help (which gains both defaults). See ``add_sized_options``.
+SizedOption = tuple[str, Callable[[str], Any], float, float, str]
+
+
+def add_sized_options(parser: argparse.ArgumentParser, options: Sequence[SizedOption]) -> None:
+    """The options that size a run, whose defaults depend on ``--quick``; after parsing,
+    ``fill_sized_options`` with the same table puts in the defaults of those not given."""
+
+    def shown(value: float) -> str:
+        return str(int(value)) if value == int(value) else str(value)
+
+    for flag, kind, normal, quick, text in options:
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            help=f"{text} (default {shown(normal)}; --quick: {shown(quick)})",
+        )
+
+
+def fill_sized_options(args: argparse.Namespace, options: Sequence[SizedOption]) -> None:
+    """The default (or ``--quick`` one) of each of ``options`` that was not given."""
+    for flag, _, normal, quick, _ in options:
+        key = flag.lstrip("-").replace("-", "_")
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else normal)
 
 
 def comma_list(text: str) -> list[str]:

@@ -63,6 +63,12 @@ import common
 from common import FirehoseProcess, fmt, median, print_rows, proc_cpu_s, rss_kb
 
 CLIENTS = ("raw", "fastsio", "python-socketio")
+#: What sizes a run (``common.add_sized_options``).
+SIZES: list[common.SizedOption] = [
+    ("--conns", int, 5000, 500, "connections per run"),
+    ("--hold", float, 2.0, 0.5, "seconds all stay connected"),
+    ("--rounds", int, 3, 1, "rounds"),
+]
 #: File descriptors kept free besides one per connection (imports, pipes, the loop, ...).
 FD_MARGIN = 200
 
@@ -434,19 +440,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="See the module docstring (benchmarks/conns.py) for what is measured.",
     )
-    parser.add_argument(
-        "--conns", type=int, default=None, help="connections per run (default 5000)"
-    )
+    common.add_sized_options(parser, SIZES)
     parser.add_argument(
         "--servers", type=int, default=1, help="firehose server processes (default 1)"
     )
     parser.add_argument(
         "--concurrency", type=int, default=50, help="connects in flight at once (default 50)"
     )
-    parser.add_argument(
-        "--hold", type=float, default=None, help="seconds all stay connected (default 2)"
-    )
-    parser.add_argument("--rounds", type=int, default=None, help="default 3")
     parser.add_argument(
         "--clients", default=",".join(CLIENTS), help=f"comma-separated, of {', '.join(CLIENTS)}"
     )
@@ -471,9 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--urls", help=argparse.SUPPRESS)
     parser.add_argument("--server-pids", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for key, normal, quick in (("conns", 5000, 500), ("hold", 2.0, 0.5), ("rounds", 3, 1)):
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else normal)
+    common.fill_sized_options(args, SIZES)
     if args.worker:
         return worker_main(args)
 

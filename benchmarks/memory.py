@@ -72,6 +72,13 @@ from common import FirehoseProcess, fmt, median, peak_rss_kb, print_rows, rss_kb
 
 CLIENTS = ("fastsio", "python-socketio")
 SLOW_HANDLERS = ("sync-sleep", "async-sleep", "async-serial")
+#: What sizes a run (``common.add_sized_options``).
+SIZES: list[common.SizedOption] = [
+    ("--count", int, 2_000_000, 50_000, "(a) events per run"),
+    ("--budget", float, 90.0, 10.0, "(a) seconds a client may stream before it is stopped"),
+    ("--duration", float, 10.0, 1.5, "(b) seconds per run"),
+    ("--rounds", int, 3, 1, "rounds"),
+]
 #: A worker whose RSS passes this is killed (a runaway backlog must not take the machine down).
 RSS_KILL_KB = 4 * 1024 * 1024
 
@@ -517,18 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="See the module docstring (benchmarks/memory.py) for what is measured.",
     )
     parser.add_argument("--part", choices=("stream", "slow", "all"), default="all")
-    parser.add_argument(
-        "--count", type=int, default=None, help="(a) events per run (default 2000000)"
-    )
-    parser.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        help="(a) seconds a client may stream before it is stopped (default 90)",
-    )
-    parser.add_argument(
-        "--duration", type=float, default=None, help="(b) seconds per run (default 10)"
-    )
+    common.add_sized_options(parser, SIZES)
     parser.add_argument("--interval", type=float, default=0.5, help="(b) RSS sampling, seconds")
     parser.add_argument(
         "--ping-interval",
@@ -537,7 +533,6 @@ def main(argv: list[str] | None = None) -> int:
         help="the server's Engine.IO ping interval, seconds (default 600: no heartbeat during "
         "a run, see the module docstring)",
     )
-    parser.add_argument("--rounds", type=int, default=None, help="default 3")
     parser.add_argument(
         "--clients", default=",".join(CLIENTS), help=f"comma-separated, of {', '.join(CLIENTS)}"
     )
@@ -556,13 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--handler", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    quick = args.quick
-    defaults = {"count": 2_000_000, "budget": 90.0, "duration": 10.0, "rounds": 3}
-    quick_defaults = {"count": 50_000, "budget": 10.0, "duration": 1.5, "rounds": 1}
-    for key, value in (quick_defaults if quick else defaults).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    common.fill_sized_options(args, SIZES)
     if args.worker:
         return worker_main(args)
 

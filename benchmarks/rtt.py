@@ -90,6 +90,12 @@ DEFAULT_CLIENTS = "raw,raw-await,fastsio,fastsio-asyncio,python-socketio,node"
 # python-socketio 5 cannot talk to 2.x servers; `node` is then socket.io-client 2.x.
 V2_CLIENTS = ("fastsio", LEGACY_PSIO, "node-v2")
 V2_DEFAULT_CLIENTS = f"fastsio,fastsio-asyncio,{LEGACY_PSIO},node-v2"
+#: What sizes a run (``common.add_sized_options``).
+SIZES: list[common.SizedOption] = [
+    ("--count", int, 5000, 500, "measured calls"),
+    ("--warmup", int, 500, 100, "unmeasured calls first"),
+    ("--rounds", int, 7, 1, "undisturbed runs wanted per client"),
+]
 BASE_CLIENTS = ("raw", "raw-await", "fastsio", "python-socketio", "node")
 TARGETS = {"p50_us": 1.3, "p99_us": 1.5}  # fastsio / raw must not exceed these
 
@@ -443,11 +449,7 @@ def print_table(rows: list[dict[str, Any]], warmup: int, rounds: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=None, help="measured calls (default 5000)")
-    parser.add_argument("--warmup", type=int, default=None, help="unmeasured calls first (500)")
-    parser.add_argument(
-        "--rounds", type=int, default=None, help="undisturbed runs wanted per client (default 7)"
-    )
+    common.add_sized_options(parser, SIZES)
     parser.add_argument(
         "--max-rounds",
         type=int,
@@ -482,9 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for key, normal, quick in (("count", 5000, 500), ("warmup", 500, 100), ("rounds", 7, 1)):
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else normal)
+    common.fill_sized_options(args, SIZES)
     if args.max_rounds is None:
         args.max_rounds = args.rounds if args.quick else 4 * args.rounds
     args.max_rounds = max(args.max_rounds, args.rounds)

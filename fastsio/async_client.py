@@ -28,7 +28,7 @@ from .connector import Connector, transports_of
 from .delivery import Outbox, ack_result, args_of
 from .eio3 import Protocol, protocol_for
 from .engine import EngineIO
-from .handlers import Handler, HandlerTable, event_decorator
+from .handlers import Handler, HandlerTable, event_decorator, register_or_decorate
 from .lifecycle import NamespaceLifecycle
 from .reasons import Reason
 from .reconnection import Reconnector
@@ -395,10 +395,7 @@ class AsyncClient:
                 self._sync_slot(nsp)
             return h
 
-        if handler is None:
-            return set_handler
-        set_handler(handler)
-        return None
+        return register_or_decorate(set_handler, handler)
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler named after the function."""

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from . import _green
 from .async_client import AsyncClient, Handler
-from .handlers import call_handler, event_decorator
+from .handlers import call_handler, event_decorator, register_or_decorate
 from .namespace import ClientNamespace
 
 T = TypeVar("T")
@@ -301,10 +301,7 @@ class Client:
             self._client.on(event, target, namespace, batch=batch)
             return h
 
-        if handler is None:
-            return register
-        register(handler)
-        return None
+        return register_or_decorate(register, handler)
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler named after the function."""

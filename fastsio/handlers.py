@@ -51,6 +51,15 @@ def event_decorator(on: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
     return set_handler
 
 
+def register_or_decorate(register: Callable[[H], H], handler: H | None) -> Any:
+    """python-socketio's ``on``: ``register(handler)`` now (returning None), or without a
+    handler, ``register`` itself as the decorator."""
+    if handler is None:
+        return register
+    register(handler)
+    return None
+
+
 def call_handler(handler: Handler, args: tuple[Any, ...], event: str) -> Any:
     """Call ``handler(*args)``; a ``disconnect`` handler written for python-socketio < 5.12
     takes no reason argument, so it is called again without it."""

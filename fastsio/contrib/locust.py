@@ -59,7 +59,7 @@ from locust.env import Environment
 from .. import exceptions
 from ..async_client import AsyncClient
 from ..delivery import ack_result
-from ..handlers import event_decorator
+from ..handlers import event_decorator, register_or_decorate
 from ..reasons import Reason
 from ._locust_loop import MAX_QUEUED_OPS, CallOp, worker_loop
 from ._locust_loop import bytes_totals as bytes_totals  # public: README's byte totals
@@ -339,10 +339,7 @@ class LocustClient:
             self._wl.submit(lambda: self._install_shim(nsp, event))
             return h
 
-        if handler is None:
-            return register
-        register(handler)
-        return None
+        return register_or_decorate(register, handler)
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler under the function's name, as python-socketio's."""
