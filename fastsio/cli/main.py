@@ -62,24 +62,29 @@ def _count(p: Any, flag: str, help: str, default: int | None = None) -> None:
     p.add_argument(flag, type=_positive_int, default=default, metavar="N", help=help)
 
 
+def _repeatable(p: Any, *flags: str, metavar: str, help: str) -> None:
+    """An option that may be given several times; its values are collected in a list."""
+    p.add_argument(*flags, action="append", metavar=metavar, help=help)
+
+
+def _switch(p: Any, *flags: str, help: str) -> None:
+    """An option without a value (``True`` when given)."""
+    p.add_argument(*flags, action="store_true", help=help)
+
+
 def _add_connection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
     g.add_argument("--auth", metavar="JSON", help="auth payload sent with CONNECT (a JSON object)")
-    g.add_argument(
-        "--header",
-        action="append",
-        metavar="K:V",
-        help="extra HTTP header for the handshake (repeatable)",
+    _repeatable(
+        g, "--header", metavar="K:V", help="extra HTTP header for the handshake (repeatable)"
     )
     g.add_argument(
         "--transport",
         choices=["websocket", "polling"],
         help="use only this transport (default: websocket, falling back to polling)",
     )
-    g.add_argument(
-        "--msgpack",
-        action="store_true",
-        help="use the msgpack parser (the server must use socket.io-msgpack-parser)",
+    _switch(
+        g, "--msgpack", help="use the msgpack parser (the server must use socket.io-msgpack-parser)"
     )
     g.add_argument(
         "--eio-version",
@@ -147,20 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_LISTEN_EPILOG,
     )
     p.add_argument("url", help="server URL, e.g. http://localhost:3000")
-    p.add_argument(
-        "--namespace",
-        "-n",
-        action="append",
-        metavar="NS",
-        help="namespace to join (repeatable, default /)",
+    _repeatable(
+        p, "--namespace", "-n", metavar="NS", help="namespace to join (repeatable, default /)"
     )
-    p.add_argument(
-        "--event",
-        "-e",
-        action="append",
-        metavar="NAME",
-        help="only print these events (repeatable)",
-    )
+    _repeatable(p, "--event", "-e", metavar="NAME", help="only print these events (repeatable)")
     p.add_argument(
         "--format",
         choices=["pretty", "jsonl"],
@@ -168,10 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _count(p, "--count", "exit after N events")
     _seconds(p, "--duration", "exit after S seconds")
-    p.add_argument(
-        "--no-reconnect", action="store_true", help="exit (code 1) when the link is lost"
-    )
-    p.add_argument("--quiet", "-q", action="store_true", help="no status lines on stderr")
+    _switch(p, "--no-reconnect", help="exit (code 1) when the link is lost")
+    _switch(p, "--quiet", "-q", help="no status lines on stderr")
     _add_connection_args(p)
 
     for name, summary in (
@@ -190,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("args", nargs="*", metavar="ARG", help="event argument (JSON)")
         p.add_argument("--namespace", "-n", default="/", metavar="NS", help="namespace (default /)")
         if name == "emit":
-            p.add_argument("--ack", action="store_true", help="wait for the ack and print it")
+            _switch(p, "--ack", help="wait for the ack and print it")
         with_ack = ", with --ack" if name == "emit" else ""
         _seconds(p, "--timeout", f"seconds to wait for the ack (default: 10){with_ack}", 10.0)
         _add_connection_args(p)
@@ -215,16 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="measure ack round trips by calling this event (embedded server: always, default rtt)",
     )
-    p.add_argument(
-        "--batch",
-        action="store_true",
-        help="count with a batch handler (on(..., batch=True)) instead of a plain one",
+    _switch(
+        p, "--batch", help="count with a batch handler (on(..., batch=True)) instead of a plain one"
     )
-    p.add_argument(
-        "--compare",
-        action="store_true",
-        help="also run python-socketio (when installed) and print the ratio",
-    )
+    _switch(p, "--compare", help="also run python-socketio (when installed) and print the ratio")
     p.add_argument("--namespace", "-n", default="/", metavar="NS", help="namespace (default /)")
     _add_connection_args(p)
     return parser

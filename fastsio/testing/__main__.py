@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -30,18 +31,37 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+#: FirehoseServer's options on the command line, each passed on under its own name:
+#: flag -> argparse keywords (``--payload`` is parsed as JSON first).
+_SERVER_OPTIONS: dict[str, dict[str, Any]] = {
+    "--count": {
+        "type": int,
+        "default": 1_000_000,
+        "help": "events per connection, 0 for none (default 1000000)",
+    },
+    "--serializer": {"choices": ("json", "msgpack"), "default": "json"},
+    "--event": {"default": DEFAULT_EVENT},
+    "--payload": {"help": "the event argument as JSON (default: a small tick object)"},
+    "--namespace": {"help": "stream only on this namespace (default: the first one joined)"},
+    "--ack-echo": {
+        "action": "store_true",
+        "help": "answer client events that request an ack with their arguments",
+    },
+    "--rate": {
+        "type": float,
+        "help": "events per second to each client, paced (default: as fast as possible)",
+    },
+    "--ping-interval": {"type": float, "default": 25.0, "help": "seconds"},
+    "--ping-timeout": {"type": float, "default": 20.0, "help": "seconds"},
+}
+
+
 async def _serve(args: argparse.Namespace) -> None:
-    payload = DEFAULT_PAYLOAD if args.payload is None else orjson.loads(args.payload)
+    names = [flag[2:].replace("-", "_") for flag in _SERVER_OPTIONS]
+    options = {name: getattr(args, name) for name in names}
+    payload = options.pop("payload")
     server = FirehoseServer(
-        count=args.count,
-        serializer=args.serializer,
-        event=args.event,
-        payload=payload,
-        namespace=args.namespace,
-        ack_echo=args.ack_echo,
-        rate=args.rate,
-        ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout,
+        payload=DEFAULT_PAYLOAD if payload is None else orjson.loads(payload), **options
     )
     await server.start(args.host, args.port)
     print(f"LISTENING {server.port}", flush=True)
@@ -64,35 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument(
-        "--count",
-        type=int,
-        default=1_000_000,
-        help="events per connection, 0 for none (default 1000000)",
-    )
-    parser.add_argument("--serializer", choices=("json", "msgpack"), default="json")
-    parser.add_argument("--event", default=DEFAULT_EVENT)
-    parser.add_argument(
-        "--payload", default=None, help="the event argument as JSON (default: a small tick object)"
-    )
-    parser.add_argument(
-        "--namespace",
-        default=None,
-        help="stream only on this namespace (default: the first one joined)",
-    )
-    parser.add_argument(
-        "--ack-echo",
-        action="store_true",
-        help="answer client events that request an ack with their arguments",
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        help="events per second to each client, paced (default: as fast as possible)",
-    )
-    parser.add_argument("--ping-interval", type=float, default=25.0, help="seconds")
-    parser.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
+    for flag, keywords in _SERVER_OPTIONS.items():
+        parser.add_argument(flag, **keywords)
     parser.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
