@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from . import exceptions
 from ._ext._core import AckTable, Dispatcher, Packet
+from ._forwarded import Forwarded
 from .connector import Connector, transports_of
 from .delivery import Outbox, ack_result, args_of
 from .eio3 import Protocol, protocol_for
@@ -309,58 +310,32 @@ class AsyncClient:
         """The Engine.IO session in use (None when there is none)."""
         return self.lifecycle.eio  # type: ignore[return-value]
 
-    @property
-    def connected(self) -> bool:
-        """True while a session is kept (python-socketio's attribute)."""
-        return self.lifecycle.connected
-
-    @property
-    def sid(self) -> str | None:
-        """The Engine.IO session id (None when not connected)."""
-        return self.lifecycle.sid
-
-    @property
-    def namespaces(self) -> dict[str, str | None]:
-        """The connected namespaces and their sids."""
-        return self.lifecycle.namespaces
-
-    @property
-    def connection_namespaces(self) -> list[str]:
-        """The namespaces to (re)connect; one the server closes or refuses leaves it."""
-        return self.lifecycle.connection_namespaces
-
-    @property
-    def failed_namespaces(self) -> list[str]:
-        """The namespaces the server refused in the last attempt."""
-        return self.lifecycle.failed_namespaces
-
-    @property
-    def recovered_namespaces(self) -> dict[str, bool]:
-        """Per namespace: did the last connect restore the session (connection-state recovery)?"""
-        return self.lifecycle.recovered_namespaces
-
-    @property
-    def strip_offsets(self) -> bool:
-        """The ``strip_offsets`` option (see the class)."""
-        return self.lifecycle.strip_offsets
-
-    @strip_offsets.setter
-    def strip_offsets(self, value: bool) -> None:
-        self.lifecycle.strip_offsets = value
-
-    @property
-    def buffer_when_disconnected(self) -> bool:
-        """The ``buffer_when_disconnected`` option (see the class)."""
-        return self.lifecycle.buffer_when_disconnected
-
-    @buffer_when_disconnected.setter
-    def buffer_when_disconnected(self, value: bool) -> None:
-        self.lifecycle.buffer_when_disconnected = value
-
-    @property
-    def eio_version(self) -> int | None:
-        """The Engine.IO version asked for (None: negotiated)."""
-        return self.lifecycle.eio_version
+    connected = Forwarded[bool](
+        "lifecycle", "True while a session is kept (python-socketio's attribute)."
+    )
+    sid = Forwarded[str | None]("lifecycle", "The Engine.IO session id (None when not connected).")
+    namespaces = Forwarded[dict[str, str | None]](
+        "lifecycle", "The connected namespaces and their sids."
+    )
+    connection_namespaces = Forwarded[list[str]](
+        "lifecycle", "The namespaces to (re)connect; one the server closes or refuses leaves it."
+    )
+    failed_namespaces = Forwarded[list[str]](
+        "lifecycle", "The namespaces the server refused in the last attempt."
+    )
+    recovered_namespaces = Forwarded[dict[str, bool]](
+        "lifecycle",
+        "Per namespace: did the last connect restore the session (connection-state recovery)?",
+    )
+    strip_offsets = Forwarded[bool](
+        "lifecycle", "The ``strip_offsets`` option (see the class).", writable=True
+    )
+    buffer_when_disconnected = Forwarded[bool](
+        "lifecycle", "The ``buffer_when_disconnected`` option (see the class).", writable=True
+    )
+    eio_version = Forwarded[int | None](
+        "lifecycle", "The Engine.IO version asked for (None: negotiated)."
+    )
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -626,21 +601,10 @@ class AsyncClient:
 
     # -- python-socketio-compatible views of the outbox's settings -------------------------
 
-    @property
-    def max_buffer(self) -> int:
-        return self.outbox.max_buffer
-
-    @property
-    def buffer_policy(self) -> str:
-        return self.outbox.buffer_policy
-
-    @property
-    def retries(self) -> int:
-        return self.outbox.retries
-
-    @property
-    def ack_timeout(self) -> float | None:
-        return self.outbox.ack_timeout
+    max_buffer = Forwarded[int]("outbox")
+    buffer_policy = Forwarded[str]("outbox")
+    retries = Forwarded[int]("outbox")
+    ack_timeout = Forwarded[float | None]("outbox")
 
     # -- loss, reconnection, disconnect --------------------------------------------------
 

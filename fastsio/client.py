@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from . import _green
+from ._forwarded import Forwarded
 from .async_client import AsyncClient, Handler
 from .handlers import call_handler, event_decorator, register_or_decorate
 from .namespace import ClientNamespace
@@ -270,13 +271,8 @@ class Client:
         # handlers, namespaces, sid, connected, logger, reason, recovered, ...
         return getattr(self._client, name)
 
-    @property
-    def connected(self) -> bool:
-        return self._client.connected
-
-    @property
-    def sid(self) -> str | None:
-        return self._client.sid
+    connected = Forwarded[bool]("_client")
+    sid = Forwarded[str | None]("_client")
 
     def is_asyncio_based(self) -> bool:
         """False: the synchronous client (python-socketio's API)."""

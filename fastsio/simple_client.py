@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from . import exceptions
+from ._forwarded import Forwarded
 from .async_client import AsyncClient
 from .client import _LoopThread
 
@@ -184,17 +185,9 @@ class SimpleClient:
             "connect",
         )
 
-    @property
-    def sid(self) -> str | None:
-        return self._client.sid
-
-    @property
-    def transport(self) -> str:
-        return self._client.transport
-
-    @property
-    def connected(self) -> bool:
-        return self._client.connected
+    sid = Forwarded[str | None]("_client")
+    transport = Forwarded[str]("_client")
+    connected = Forwarded[bool]("_client")
 
     def emit(self, event: str, data: Any = None) -> None:
         """Emit an event; waits through a reconnection as :meth:`AsyncSimpleClient.emit`."""

@@ -57,6 +57,7 @@ from locust import User
 from locust.env import Environment
 
 from .. import exceptions
+from .._forwarded import Forwarded
 from ..async_client import AsyncClient
 from ..delivery import ack_result
 from ..handlers import event_decorator, register_or_decorate
@@ -110,13 +111,8 @@ class LocustClient:
 
     # -- state ----------------------------------------------------------------------------------
 
-    @property
-    def connected(self) -> bool:
-        return self._client.connected
-
-    @property
-    def sid(self) -> str | None:
-        return self._client.sid
+    connected = Forwarded[bool]("_client")
+    sid = Forwarded[str | None]("_client")
 
     def get_sid(self, namespace: str | None = None) -> str | None:
         """The Socket.IO sid of ``namespace`` (the default one when None), None if not connected."""
