@@ -48,7 +48,7 @@ def test_on_the_class_the_descriptor_carries_its_doc() -> None:
 
 
 def test_async_client_options_forward_to_its_parts() -> None:
-    sio = fastsio.AsyncClient(strip_offsets=True, retries=2)
+    sio = fastsio.AsyncClient(strip_offsets=True, retries=2, ack_timeout=1.0)
     assert sio.strip_offsets is True and sio.retries == 2 and sio.connected is False
     sio.strip_offsets = False
     assert sio.lifecycle.strip_offsets is False
