@@ -140,8 +140,10 @@ def test_the_cli_is_not_imported_by_the_library() -> None:
 
 
 def _graph_of(tmp_path: Path, files: dict[str, str]) -> dict[str, set[str]]:
+    """The import graph of a package ``fastsio`` made of ``files`` (an empty ``__init__.py``
+    unless given)."""
     root = tmp_path / "fastsio"
-    for rel, text in files.items():
+    for rel, text in {"__init__.py": "", **files}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     modules = {}
@@ -157,12 +159,11 @@ def _graph_of(tmp_path: Path, files: dict[str, str]) -> dict[str, set[str]]:
     "files",
     [
         pytest.param(
-            {"__init__.py": "", "a.py": "from .b import x\n", "b.py": "from .a import y\n"},
+            {"a.py": "from .b import x\n", "b.py": "from .a import y\n"},
             id="relative",
         ),
         pytest.param(
             {
-                "__init__.py": "",
                 "cli/__init__.py": "",
                 "cli/main.py": "def f():\n    from ..bench import run\n",
                 "bench.py": "from .cli import main\n",
@@ -170,7 +171,7 @@ def _graph_of(tmp_path: Path, files: dict[str, str]) -> dict[str, set[str]]:
             id="lazy-and-package",
         ),
         pytest.param(
-            {"__init__.py": "", "a.py": "import fastsio.b\n", "b.py": "from fastsio import a\n"},
+            {"a.py": "import fastsio.b\n", "b.py": "from fastsio import a\n"},
             id="absolute",
         ),
         pytest.param(
@@ -187,7 +188,6 @@ def test_imports_under_type_checking_are_not_edges(tmp_path: Path) -> None:
     graph = _graph_of(
         tmp_path,
         {
-            "__init__.py": "",
             "a.py": "from .b import x\n",
             "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import y\n",
         },
@@ -227,7 +227,6 @@ def test_a_transport_importing_the_engine_is_found(tmp_path: Path) -> None:
     graph = _graph_of(
         tmp_path,
         {
-            "__init__.py": "",
             "reasons.py": "",
             "engine.py": "from .transports import x\n",
             "transports/__init__.py": "from .polling import x\n",
