@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import pathlib
 import re
@@ -79,6 +80,29 @@ class SphinxRoles(griffe.Extension):
         if obj.docstring is not None:
             text = _ROLE.sub(r"``\1``", obj.docstring.value)
             obj.docstring.value = fence_literal_blocks(text)
+
+
+class ForwardedAttributes(griffe.Extension):
+    """``name = Forwarded[T](part, doc)`` (fastsio/_forwarded.py) is rendered as the property
+    it stands for: ``doc`` as its docstring, ``T`` as its type, no value."""
+
+    def on_attribute_instance(self, *, node: Any, attr: griffe.Attribute, **kwargs: Any) -> None:
+        call = getattr(node, "value", None)
+        func = getattr(call, "func", None)
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(func, ast.Subscript)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "Forwarded"
+        ):
+            return
+        docs = [k.value for k in call.keywords if k.arg == "doc"] + call.args[1:2]
+        if docs and isinstance(docs[0], ast.Constant) and isinstance(docs[0].value, str):
+            attr.docstring = griffe.Docstring(docs[0].value, parent=attr)
+        attr.annotation = ast.unparse(func.slice)
+        attr.value = None
+        attr.labels -= {"class-attribute", "instance-attribute"}
+        attr.labels.add("property")
 
 
 def _documented(obj: griffe.Object | griffe.Alias) -> bool:
