@@ -8,9 +8,10 @@ It owns:
 - the servers a benchmark runs against, each its own process that prints ``LISTENING <port>``:
   ``ServerProcess`` (any such command), ``FirehoseProcess`` (fastsio's embedded firehose) and
   ``NodeServer`` (``tests/peers/server.js``, socket.io 4.8, 3.1 or 2.5);
-- measuring: CPU time of this process (``cpu_s``), of another one (``proc_cpu_s``), of the
-  finished children (``children_cpu_s``), of the whole machine (``system_busy_s``), RSS
-  (``rss_kb``, ``peak_rss_kb``), CPU pinning (``pinner``);
+- measuring: instructions under callgrind (``callgrind_dumps``), CPU time of this process
+  (``cpu_s``), of another one (``proc_cpu_s``), of the finished children (``children_cpu_s``),
+  of the whole machine (``system_busy_s``), RSS (``rss_kb``, ``peak_rss_kb``), CPU pinning
+  (``pinner``);
 - workers: client names (``split_client``), running one client on a fresh loop and printing its
   result as one JSON line (``run_worker``), the worker's hidden options
   (``add_worker_options``), the parent's side of it (``worker_argv``, ``run_json_worker``,
@@ -517,6 +518,38 @@ def fill_sized_options(args: argparse.Namespace, options: Sequence[SizedOption])
         key = flag.lstrip("-").replace("-", "_")
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else normal)
+
+
+def callgrind_dumps(script_argv: Sequence[str]) -> tuple[str, list[int]]:
+    """Run ``python *script_argv`` under callgrind with a dump before each ``os.getppid()``
+    call (the marks a script's child sets), from outside the source tree (a source fastsio/
+    would shadow the compiled one): the child's stdout, and the instructions each dump counted,
+    in order (dump k holds what ran before the k-th mark)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out_file = Path(tmp) / "cg.out"
+        cmd = [
+            *("valgrind", "--tool=callgrind", "--dump-before=os_getppid"),
+            f"--callgrind-out-file={out_file}",
+            sys.executable,
+            *script_argv,
+        ]
+        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
+        if run.returncode != 0:
+            raise SystemExit(f"callgrind run failed:\n{run.stderr[-3000:]}")
+        dumps = sorted(
+            (int(p.name.rsplit(".", 1)[1]), p)
+            for p in Path(tmp).iterdir()
+            if re.fullmatch(r"cg\.out\.\d+", p.name)
+        )
+        return run.stdout, [_callgrind_total(p) for _, p in dumps]
+
+
+def _callgrind_total(path: Path) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {path}")
 
 
 def comma_list(text: str) -> list[str]:

@@ -29,8 +29,9 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+import common
 
 HERE = Path(__file__).resolve().parent
 CASES = ("json-dict", "msgpack-dict", "bin-json", "bin-msgpack")
@@ -99,35 +100,11 @@ def _server(case: str) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{match.group(1)}"
 
 
-def _total(path: Path) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
-    raise SystemExit(f"no totals in {path}")
-
-
 def measure(case: str, n: int) -> float:
     proc, url = _server(case)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "cg.out"
-            cmd = [
-                *("valgrind", "--tool=callgrind", "--dump-before=os_getppid"),
-                f"--callgrind-out-file={out}",
-                *(sys.executable, str(Path(__file__).resolve())),
-                *("--child", case, "--url", url, "--n", str(n)),
-            ]
-            env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
-            # From outside the source tree: a source fastsio/ would shadow the compiled one.
-            run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
-            if run.returncode != 0:
-                raise SystemExit(f"callgrind run failed:\n{run.stderr[-3000:]}")
-            dumps = sorted(
-                (int(p.name.rsplit(".", 1)[1]), p)
-                for p in Path(tmp).iterdir()
-                if re.fullmatch(r"cg\.out\.\d+", p.name)
-            )
-            totals = [_total(p) for _, p in dumps]
+        argv = [str(Path(__file__).resolve()), "--child", case, "--url", url, "--n", str(n)]
+        _, totals = common.callgrind_dumps(argv)
         if len(totals) < 3:
             raise SystemExit(f"expected 3 dumps, got {len(totals)}")
         return round((totals[2] - totals[1]) / n, 1)

@@ -28,13 +28,13 @@ import gc
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+import common
 
 HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "results" / "instructions.json"
@@ -89,25 +89,8 @@ def measure() -> dict[str, float]:
     """Instructions per packet for every case, from one callgrind run of the child."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    with tempfile.TemporaryDirectory() as tmp:
-        out_file = Path(tmp) / "cg.out"
-        cmd = [
-            *("valgrind", "--tool=callgrind", "--dump-before=os_getppid"),
-            f"--callgrind-out-file={out_file}",
-            *(sys.executable, str(Path(__file__).resolve()), "--child"),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
-        # Run from outside the source tree: a source fastsio/ would shadow the compiled one.
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
-        if proc.returncode != 0:
-            raise SystemExit(f"callgrind run failed:\n{proc.stderr[-3000:]}")
-        names = json.loads(proc.stdout.strip().splitlines()[-1])
-        dumps = sorted(
-            (int(p.name.rsplit(".", 1)[1]), p)
-            for p in Path(tmp).iterdir()
-            if re.fullmatch(r"cg\.out\.\d+", p.name)
-        )
-        totals = [_total(p) for _, p in dumps]
+    stdout, totals = common.callgrind_dumps([str(Path(__file__).resolve()), "--child"])
+    names = json.loads(stdout.strip().splitlines()[-1])
     # Dump k (from 1, totals[k - 1]) holds what ran before the k-th mark; three marks per case.
     if len(totals) < 3 * len(names):
         raise SystemExit(f"expected {3 * len(names)} dumps, got {len(totals)}")
@@ -116,13 +99,6 @@ def measure() -> dict[str, float]:
         ir_n, ir_2n = totals[3 * i + 1], totals[3 * i + 2]
         result[name] = round((ir_2n - ir_n) / N, 1)
     return result
-
-
-def _total(path: Path) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
-    raise SystemExit(f"no totals in {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
