@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.core_fakes import CoreRecorder
+from support.transport_fakes import SteadySession
 
 from fastsio._ext import _core
 from fastsio._flag import Flag
@@ -204,18 +205,6 @@ class _Response:
         return None
 
 
-class _Session:
-    """TransportHooks: ``state`` is what the feeding loop looks at."""
-
-    state = "connected"
-
-    def on_transport_error(self, transport: object, exc: BaseException) -> None:
-        raise AssertionError(f"unexpected transport error {exc!r}")
-
-    def on_transport_closed(self, transport: object, reason: str, exc: object) -> None:
-        raise AssertionError(f"unexpected transport close {reason}")
-
-
 class _ChunkedPolling(PollingTransport):
     """A GET whose body arrives in the given chunks."""
 
@@ -227,7 +216,7 @@ class _ChunkedPolling(PollingTransport):
 
 def _poll_engine(chunks: list[bytes]) -> tuple[Any, CoreRecorder]:
     rec = CoreRecorder()
-    session = _Session()
+    session = SteadySession()
     t = _ChunkedPolling(_core.Dispatcher(rec, rec), session, "http://h/?EIO=4", read_gate=Flag())
     t.chunks = chunks
     t.opened("s", 0, 50)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.transport_fakes import SteadySession
 
 from fastsio._ext import _core
 from fastsio._flag import Flag
@@ -27,24 +28,12 @@ PY_ENGINEIO_OPEN = (
 )
 
 
-class Session:
-    """The TransportHooks of a session that never fails."""
-
-    state = "connected"
-
-    def on_transport_error(self, transport: object, exc: BaseException) -> None:
-        raise AssertionError(f"unexpected transport error {exc!r}")
-
-    def on_transport_closed(self, transport: object, reason: str, exc: object) -> None:
-        raise AssertionError(f"unexpected transport close {reason}")
-
-
 def polling(
     max_payload: int,
     cls: type[PollingTransport] = PollingTransport,
     open_packet: bytes = NODE_OPEN,
 ) -> PollingTransport:
-    transport = cls(_core.Dispatcher(), Session(), "http://h/socket.io/?EIO=4", read_gate=Flag())
+    transport = cls(_core.Dispatcher(), SteadySession(), "http://h/socket.io/?EIO=4", read_gate=Flag())
     opened = OpenPacket(open_packet % max_payload)
     transport.opened("s", max_payload, 50, opened.counts_packets)
     transport.attach()
