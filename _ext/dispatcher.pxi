@@ -988,6 +988,10 @@ cdef class Dispatcher:
             except orjson.JSONEncodeError:
                 return False
             natt = len(atts.items)
+            if natt != _count_binary(payload, 0):
+                # Bytes where the full path does not look (a dataclass field, an enum value):
+                # it refuses them, so must this path.
+                return False
         head[0] = CHAR_0 + EIO_MESSAGE
         if natt:
             head[1] = CHAR_0 + SIO_BINARY_EVENT
