@@ -424,3 +424,32 @@ async def test_bytes_the_full_path_cannot_encode_are_refused_by_the_direct_path_
     assert conn.writer.pending == 0
     conn.send_event("/", "after", 1)
     assert await server.received(1) == [(WSMsgType.TEXT, b'42["after",1]')]
+
+
+async def test_a_bytes_conversion_runs_once_per_emit_when_the_direct_path_gives_the_emit_up(
+    link: Any,
+) -> None:
+    # bytes(x) of a bytes subclass runs its __bytes__; if the direct path ran it and then
+    # handed the emit to the full path (here for the integer beyond 64 bits), the full path
+    # ran it again: an emit made from there went out twice.
+    conn, _, server = link
+    calls = []
+
+    class Tagged(bytes):
+        def __bytes__(self) -> bytes:
+            calls.append(1)
+            conn.send_event("/", "inner", len(calls))
+            return b"T" * 80
+
+    conn.send_event("/", "outer", (Tagged(b"t" * 80), 2**70))
+    conn.send_event("/", "after", 1)
+    frames = await server.received(4)
+    await asyncio.sleep(0.05)
+    assert calls == [1]
+    assert server.frames == [
+        (WSMsgType.TEXT, b'42["inner",1]'),
+        (WSMsgType.TEXT, b'451-["outer",{"_placeholder":true,"num":0},' + b"%d]" % 2**70),
+        (WSMsgType.BINARY, b"T" * 80),
+        (WSMsgType.TEXT, b'42["after",1]'),
+    ]
+    assert frames == server.frames
