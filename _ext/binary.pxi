@@ -72,6 +72,49 @@ cdef bint _has_binary(object obj, int depth) except -1:
     return False
 
 
+cdef Py_ssize_t _count_binary(object obj, int depth) except -2:
+    """How many attachments _deconstruct() would make of ``obj`` (-1: nested too deeply).
+
+    The direct send path has orjson find the bytes (its ``default`` hook); orjson also walks
+    dataclasses and enum values, where this walk (python-socketio's) does not look, so the
+    direct path compares the counts to send only what the full path would send."""
+    cdef object t = type(obj)
+    cdef Py_ssize_t n = 0, c, i
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* v
+    if t is str or t is int or t is float or obj is None or t is bool:
+        return 0
+    if depth > MAX_NESTING:
+        return -1
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return 1
+    # What orjson walked, read as orjson reads it (the storage, no __iter__ or values() of a
+    # subclass: no Python code runs here); a tuple subclass made orjson fail already.
+    if isinstance(obj, list):
+        for i in range(PyList_GET_SIZE(obj)):
+            c = _count_binary((<list>obj)[i], depth + 1)
+            if c < 0:
+                return -1
+            n += c
+        return n
+    if isinstance(obj, tuple):
+        for i in range(PyTuple_GET_SIZE(obj)):
+            c = _count_binary((<tuple>obj)[i], depth + 1)
+            if c < 0:
+                return -1
+            n += c
+        return n
+    if isinstance(obj, dict):
+        while PyDict_Next(obj, &pos, &k, &v):
+            c = _count_binary(<object>v, depth + 1)
+            if c < 0:
+                return -1
+            n += c
+        return n
+    return 0
+
+
 cdef object _deconstruct(object obj, list attachments, int depth):
     if depth > MAX_NESTING:
         raise ValueError("data nested too deeply")

@@ -988,6 +988,10 @@ cdef class Dispatcher:
             except orjson.JSONEncodeError:
                 return False
             natt = len(atts.items)
+            if natt != _count_binary(payload, 0):
+                # Bytes where the full path does not look (a dataclass field, an enum value):
+                # it refuses them, so must this path.
+                return False
         head[0] = CHAR_0 + EIO_MESSAGE
         if natt:
             head[1] = CHAR_0 + SIO_BINARY_EVENT
@@ -1068,17 +1072,20 @@ cdef class _Attachments:
     ``{"_placeholder": true, "num": N}`` and is kept (bytes as they are, bytearray and
     memoryview copied once, as _deconstruct does), in the order orjson writes them, which is
     the order of the slow path's walk (lists in order, dicts in insertion order). Anything
-    else orjson does not know fails the fast path."""
+    else orjson does not know (subclasses of those too) fails the fast path."""
 
     cdef list items
 
     def __call__(self, obj):
         cdef Py_ssize_t num
-        if isinstance(obj, (bytes, bytearray, memoryview)):
+        cdef object t = type(obj)
+        # Exact types only: bytes() of a subclass can run its __bytes__, Python code that
+        # must run once per emit, and this path may still give the emit up to the full path.
+        if t is bytes or t is bytearray or t is memoryview:
             num = len(self.items)
-            self.items.append(obj if type(obj) is bytes else bytes(obj))
+            self.items.append(obj if t is bytes else bytes(obj))
             return {"_placeholder": True, "num": num}
-        raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+        raise TypeError(f"Type is not JSON serializable: {t.__name__}")
 
 
 cdef bytes _EIO3_BINARY_TYPE = bytes((EIO_MESSAGE,))  # the type as a byte, not a digit

@@ -226,6 +226,12 @@ class Outbox:
                     return ack_id
                 except exceptions.DisconnectedError:
                     # The link went down under us; the client learns it in a moment.
+                    if volatile:
+                        # Dropped, as while disconnected: never sent after a reconnection.
+                        self.logger.debug("Dropping volatile event %r: link lost", payload[0])
+                        if ack_id is not None:
+                            self.acks.pop(ack_id)
+                        return None
                     if not bufferable or self.max_buffer <= 0:
                         raise
             frames = self.conn.encode(EVENT, nsp, payload, ack_id)
@@ -240,7 +246,12 @@ class Outbox:
         """Let the next ack-less emits of ``nsp`` go straight to the wire (the core's
         ``emit_gate``) if they would be written at once: connected, nothing buffered before
         them, no at-least-once queue. Whatever closes that path closes the gate."""
-        if not self.retries and nsp not in self.buffered_per_nsp and self.writable(nsp):
+        if (
+            not self.retries
+            and nsp not in self.buffered_per_nsp
+            and self.writable(nsp)
+            and self.conn.has_transport  # not while a lost link's frames are drained
+        ):
             self.conn.emit_gate.add(nsp)
 
     async def call(

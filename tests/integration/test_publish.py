@@ -4,6 +4,7 @@ and a publisher faster than the link waits instead of queueing without bound."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -197,5 +198,31 @@ async def test_a_namespace_the_server_closed_takes_no_more_direct_emits(node_ser
         assert await sio.call("ack", "still up", timeout=10) == "still up"
         counts = await server_counts(server.url)
         assert counts["events"]["published"] == 3 + 4
+    finally:
+        await sio.disconnect()
+
+
+@dataclasses.dataclass
+class _Blob:
+    data: bytes
+
+
+async def test_an_emit_the_full_path_refuses_is_refused_on_an_open_gate_too(
+    node_server: Any,
+) -> None:
+    # The same emit must have the same outcome whether the namespace's direct path is open or
+    # not: a dataclass holding bytes is not encodable by the full path (nor python-socketio).
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False)
+    await sio.connect(server.url, transports=["websocket"])
+    try:
+        with pytest.raises(TypeError):
+            await sio.emit("published", _Blob(b"x"))  # the gate is still closed
+        await sio.emit("published", 0)
+        assert sio._conn.emit_gate == {"/"}
+        with pytest.raises(TypeError):
+            await sio.emit("published", _Blob(b"x"))
+        counts = await server_counts(server.url)
+        assert counts["events"]["published"] == 1
     finally:
         await sio.disconnect()

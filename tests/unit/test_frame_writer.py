@@ -8,6 +8,8 @@ mask or length shows as a wrong payload or a protocol error).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
@@ -31,6 +33,15 @@ from fastsio.exceptions import DisconnectedError, PayloadTooLargeError
 class Point(NamedTuple):
     x: int
     y: int
+
+
+@dataclasses.dataclass
+class Blob:
+    data: bytes
+
+
+class Kind(enum.Enum):
+    RAW = b"raw"
 
 
 pytestmark = pytest.mark.timeout(60)
@@ -391,3 +402,54 @@ async def test_an_emit_made_while_another_is_encoded_leaves_both_packets_intact(
         (WSMsgType.TEXT, b'42["outer",{"o":2}]'),
         (WSMsgType.TEXT, b'42["after",{"a":3}]'),
     ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [Blob(b"x"), [1, {"b": Blob(b"x")}], Kind.RAW, (b"ok", Blob(b"x"))],
+    ids=["dataclass", "nested-dataclass", "enum", "with-bytes-beside"],
+)
+async def test_bytes_the_full_path_cannot_encode_are_refused_by_the_direct_path_too(
+    link: Any, data: Any
+) -> None:
+    # orjson walks dataclasses and enum values and hands their bytes to the attachments hook;
+    # the full path (encode(), the offline buffer, polling, python-socketio) only looks for
+    # bytes in lists, tuples and dicts and refuses these. An emit must not succeed or fail
+    # depending on which path it took.
+    conn, _, server = link
+    with pytest.raises(TypeError):
+        conn.encode(EVENT, "/", ["ev", *args_of(data)])
+    with pytest.raises(TypeError):
+        conn.send_event("/", "ev", data)
+    assert conn.writer.pending == 0
+    conn.send_event("/", "after", 1)
+    assert await server.received(1) == [(WSMsgType.TEXT, b'42["after",1]')]
+
+
+async def test_a_bytes_conversion_runs_once_per_emit_when_the_direct_path_gives_the_emit_up(
+    link: Any,
+) -> None:
+    # bytes(x) of a bytes subclass runs its __bytes__; if the direct path ran it and then
+    # handed the emit to the full path (here for the integer beyond 64 bits), the full path
+    # ran it again: an emit made from there went out twice.
+    conn, _, server = link
+    calls = []
+
+    class Tagged(bytes):
+        def __bytes__(self) -> bytes:
+            calls.append(1)
+            conn.send_event("/", "inner", len(calls))
+            return b"T" * 80
+
+    conn.send_event("/", "outer", (Tagged(b"t" * 80), 2**70))
+    conn.send_event("/", "after", 1)
+    frames = await server.received(4)
+    await asyncio.sleep(0.05)
+    assert calls == [1]
+    assert server.frames == [
+        (WSMsgType.TEXT, b'42["inner",1]'),
+        (WSMsgType.TEXT, b'451-["outer",{"_placeholder":true,"num":0},' + b"%d]" % 2**70),
+        (WSMsgType.BINARY, b"T" * 80),
+        (WSMsgType.TEXT, b'42["after",1]'),
+    ]
+    assert frames == server.frames

@@ -214,3 +214,27 @@ def test_emit_direct_sends_only_through_an_open_gate() -> None:
     assert conn.emit_direct("/chat", 7, "x") == 0  # not a str event: the full path decides
     assert conn.emit_direct(b"/", "tick", "x") == 0
     assert link.events() == ['42["tick",{"a":1}]', '42["tick",1,2]', '42/chat,["tick"]']
+
+
+def test_a_volatile_emit_the_link_refuses_is_dropped_not_buffered() -> None:
+    # The link went down under the outbox (the session has not ended yet): a volatile emit
+    # is dropped as it is while disconnected, never sent after the reconnection.
+    link = Link()
+    link.connect()
+    link.drop()
+    link.up = True  # the namespace still looks writable
+    assert link.outbox.emit("/", ["tick", 1], None, None, None, True, True) is None
+    assert link.outbox.buffered == 0
+    link.connect()
+    link.outbox.flush("/")
+    assert link.sent == []
+
+
+def test_the_emit_gate_stays_closed_while_the_link_is_gone() -> None:
+    link = Link()
+    link.connect()
+    link.drop()
+    link.up = True  # the session has not ended yet: the namespace still looks writable
+    link.outbox.emit("/", ["tick", 1], None, None, None, True, True)
+    link.outbox.open_gate("/")
+    assert link.conn.emit_gate == set()
