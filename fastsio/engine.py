@@ -60,6 +60,10 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+#: What a failed attempt to open a link raises (besides its transport library's own errors).
+_LINK_ERRORS = (ProtocolError, PayloadTooLargeError, ConnectionError, OSError, asyncio.TimeoutError)
+
+
 class EngineIO:
     """One Engine.IO session. Create, ``await connect()``, then it reports loss to ``on_lost``.
 
@@ -139,14 +143,7 @@ class EngineIO:
             try:
                 await self._connect_websocket()
                 return
-            except (
-                ProtocolError,
-                PayloadTooLargeError,
-                ConnectionError,
-                OSError,
-                asyncio.TimeoutError,
-                picows.WSError,
-            ) as exc:
+            except (*_LINK_ERRORS, picows.WSError) as exc:
                 refused = await self._websocket_refusal(exc, transports)
                 if refused is not None:
                     await self._teardown()
@@ -167,14 +164,7 @@ class EngineIO:
         except ProtocolVersionError:
             await self._teardown()
             raise
-        except (
-            ProtocolError,
-            PayloadTooLargeError,
-            ConnectionError,
-            OSError,
-            asyncio.TimeoutError,
-            aiohttp.ClientError,
-        ) as exc:
+        except (*_LINK_ERRORS, aiohttp.ClientError) as exc:
             await self._teardown()
             errors.append(f"polling: {exc!r}")
             raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc

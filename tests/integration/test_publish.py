@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from support.aio import connected
+from support.aio import client, connected
 
 import fastsio
 
@@ -213,9 +213,7 @@ async def test_an_emit_the_full_path_refuses_is_refused_on_an_open_gate_too(
     # The same emit must have the same outcome whether the namespace's direct path is open or
     # not: a dataclass holding bytes is not encodable by the full path (nor python-socketio).
     server = node_server()
-    sio = fastsio.AsyncClient(reconnection=False)
-    await sio.connect(server.url, transports=["websocket"])
-    try:
+    async with connected(client(), server.url, transports=["websocket"]) as sio:
         with pytest.raises(TypeError):
             await sio.emit("published", _Blob(b"x"))  # the gate is still closed
         await sio.emit("published", 0)
@@ -224,5 +222,3 @@ async def test_an_emit_the_full_path_refuses_is_refused_on_an_open_gate_too(
             await sio.emit("published", _Blob(b"x"))
         counts = await server_counts(server.url)
         assert counts["events"]["published"] == 1
-    finally:
-        await sio.disconnect()

@@ -312,14 +312,19 @@ async def test_a_binary_emit_puts_on_the_wire_exactly_the_frames_of_the_full_pat
     assert await server.received(len(expected)) == expected
 
 
+async def nothing_queued_and_the_next_emit_goes_out(conn: Any, server: Any) -> None:
+    """A refused emit left nothing in the writer, and the link still carries the next one."""
+    assert conn.writer.pending == 0
+    conn.send_event("/", "after", 1)
+    assert await server.received(1) == [(WSMsgType.TEXT, b'42["after",1]')]
+
+
 async def test_a_binary_emit_over_max_payload_queues_none_of_its_frames(link: Any) -> None:
     conn, _, server = link
     conn.max_send_size = 100
     with pytest.raises(PayloadTooLargeError):
         conn.send_event("/", "ev", ("small", b"y" * 101))
-    assert conn.writer.pending == 0
-    conn.send_event("/", "after", 1)
-    assert await server.received(1) == [(WSMsgType.TEXT, b'42["after",1]')]
+    await nothing_queued_and_the_next_emit_goes_out(conn, server)
 
 
 async def test_a_binary_emit_sends_the_callers_bytes_unaltered_and_keeps_them(
@@ -421,9 +426,7 @@ async def test_bytes_the_full_path_cannot_encode_are_refused_by_the_direct_path_
         conn.encode(EVENT, "/", ["ev", *args_of(data)])
     with pytest.raises(TypeError):
         conn.send_event("/", "ev", data)
-    assert conn.writer.pending == 0
-    conn.send_event("/", "after", 1)
-    assert await server.received(1) == [(WSMsgType.TEXT, b'42["after",1]')]
+    await nothing_queued_and_the_next_emit_goes_out(conn, server)
 
 
 async def test_a_bytes_conversion_runs_once_per_emit_when_the_direct_path_gives_the_emit_up(
