@@ -12,7 +12,6 @@ import base64
 import hashlib
 from typing import Any
 
-import orjson
 import pytest
 from support.aio import close_server
 from support.hostile import open_packet, ws_header
@@ -106,3 +105,58 @@ async def test_bad_open_packet_in_the_handshake_read_fails_before_the_request_ti
         with pytest.raises(exceptions.ConnectionError) as info:
             await sio.connect(server.url, transports=["websocket"])
         assert "no Engine.IO open packet received" not in repr(info.value.__cause__)
+
+
+async def test_failed_post_while_the_upgrade_drains_polling_ends_the_session(
+    node_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upgrade POSTs what is queued for polling before it switches links. When that POST
+    # fails, its packets are gone (taken out of the outbox): the session must end as when the
+    # POST loop fails (engine.io-client closes the socket), so that the call waiting for its
+    # ack fails with DisconnectedError, instead of staying on polling with the packet lost and
+    # the call left waiting for an ack that never comes.
+    import aiohttp
+
+    from fastsio.engine import EngineIO
+    from fastsio.transports.polling import PollingTransport
+
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False)
+    armed: list[bool] = []
+    calls: list[asyncio.Future[Any]] = []
+    upgrade, drain, post = EngineIO._upgrade, PollingTransport.drain, PollingTransport._post
+
+    async def upgrade_once_connected(self: EngineIO) -> None:
+        while not sio.connected:  # the namespace first, so that the call below is sent
+            await asyncio.sleep(0.01)
+        await upgrade(self)
+
+    async def drain_with_a_call_queued(self: PollingTransport) -> None:
+        # The POST loop stops first (drain() waits for it: other tasks run meanwhile); a call
+        # made then is left in the outbox for drain()'s own POST.
+        await self._stop_post_loop()
+        calls.append(asyncio.ensure_future(sio.call("ack", 7, timeout=60)))
+        await asyncio.sleep(0)  # the call's packet is in the polling outbox now
+        armed.append(True)
+        await drain(self)
+
+    async def post_failing_once(self: PollingTransport, records: list[bytes]) -> None:
+        if armed:
+            armed.clear()
+            raise aiohttp.ClientOSError(104, "connection reset by peer (test)")
+        await post(self, records)
+
+    monkeypatch.setattr(EngineIO, "_upgrade", upgrade_once_connected)
+    monkeypatch.setattr(PollingTransport, "drain", drain_with_a_call_queued)
+    monkeypatch.setattr(PollingTransport, "_post", post_failing_once)
+    reasons: list[str] = []
+    sio.on("disconnect", lambda reason: reasons.append(reason))
+    await sio.connect(server.url, transports=["polling", "websocket"])
+    try:
+        while not calls:
+            await asyncio.sleep(0.01)
+        with pytest.raises(exceptions.DisconnectedError):
+            await asyncio.wait_for(calls[0], 30)  # 60 s ack timeout: far longer than a loss
+        assert reasons == ["transport error"]
+    finally:
+        await sio.disconnect()
