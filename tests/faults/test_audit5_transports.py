@@ -160,3 +160,38 @@ async def test_failed_post_while_the_upgrade_drains_polling_ends_the_session(
         assert reasons == ["transport error"]
     finally:
         await sio.disconnect()
+
+
+async def test_cancelled_disconnect_still_tears_the_session_down(
+    node_server: Any, fault_proxy: Any
+) -> None:
+    # disconnect() over WebSocket waits (up to request_timeout) for the write buffer to reach
+    # the server. When that wait is cancelled (the caller's own timeout), the session must
+    # still be torn down: link aborted, core detached, no watchdog left; before the wait
+    # existed nothing awaited between the CLOSE and the teardown.
+    server = node_server()
+    proxy = await fault_proxy(server)
+    sio = fastsio.AsyncClient(reconnection=False, request_timeout=30)
+    await sio.connect(proxy.url, transports=["websocket"])
+    eio = sio.lifecycle.eio
+    assert eio is not None
+    proxy.freeze()  # a partition: what the client writes stays in its buffers
+
+    async def flood() -> None:
+        blob = "x" * 500_000
+        for _ in range(40):
+            await sio.emit("echo", blob)
+
+    flooding = asyncio.ensure_future(flood())
+    try:
+        while not sio._conn.writing_paused:  # the transport's buffer is over its high water
+            await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(sio.disconnect(), 0.5)
+        assert not sio.connected
+        assert eio.state == "closed"
+        assert sio._conn.writer is None  # the core no longer writes to that link
+    finally:
+        flooding.cancel()
+        await asyncio.gather(flooding, return_exceptions=True)
+        proxy.heal()
