@@ -177,14 +177,14 @@ async def test_cancelled_disconnect_still_tears_the_session_down(
     assert eio is not None
     proxy.freeze()  # a partition: what the client writes stays in its buffers
 
-    async def flood() -> None:
-        blob = "x" * 500_000
-        for _ in range(40):
-            await sio.emit("echo", blob)
-
-    flooding = asyncio.ensure_future(flood())
+    # 30 MB sent at once (each emit writes before it waits for the buffer to drain): more
+    # than the kernel's socket buffers and the frozen proxy's take, so the rest stays in the
+    # transport's write buffer and the graceful close cannot finish.
+    blob = "x" * 500_000
+    flooding = [asyncio.ensure_future(sio.emit("echo", blob)) for _ in range(60)]
+    raw = eio._transport.ws.underlying_transport
     try:
-        while not sio._conn.writing_paused:  # the transport's buffer is over its high water
+        while raw.get_write_buffer_size() < 10_000_000:
             await asyncio.sleep(0.01)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(sio.disconnect(), 0.5)
@@ -192,6 +192,7 @@ async def test_cancelled_disconnect_still_tears_the_session_down(
         assert eio.state == "closed"
         assert sio._conn.writer is None  # the core no longer writes to that link
     finally:
-        flooding.cancel()
-        await asyncio.gather(flooding, return_exceptions=True)
+        for task in flooding:
+            task.cancel()
+        await asyncio.gather(*flooding, return_exceptions=True)
         proxy.heal()
