@@ -196,3 +196,60 @@ async def test_cancelled_disconnect_still_tears_the_session_down(
             task.cancel()
         await asyncio.gather(*flooding, return_exceptions=True)
         proxy.heal()
+
+
+@pytest.mark.parametrize("stage", ["probing", "polling_stopped", "draining"])
+async def test_disconnect_during_the_upgrade_delivers_what_was_emitted(
+    node_server: Any, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    # Events emitted right before disconnect(), at each step of polling -> websocket, all
+    # reach the server (over polling, or the websocket), and disconnect() returns.
+    from fastsio.engine import EngineIO
+    from fastsio.transports.polling import PollingTransport
+    from fastsio.transports.websocket import WebSocketTransport
+
+    server = node_server()
+    sio = fastsio.AsyncClient(reconnection=False)
+    event = f"audit5_{stage}"
+    closing: list[asyncio.Future[Any]] = []
+    upgrade = EngineIO._upgrade
+
+    async def upgrade_once_connected(self: EngineIO) -> None:
+        while not sio.connected:
+            await asyncio.sleep(0.01)
+        await upgrade(self)
+
+    def emit_then_disconnect() -> None:
+        if closing:
+            return
+        for i in range(20):
+            sio._emit(event, i, None, None, None, False, None)
+        closing.append(asyncio.ensure_future(sio.disconnect()))
+
+    def after(cls: Any, name: str, when: str) -> None:
+        original = getattr(cls, name)
+
+        async def wrapped(self: Any, *args: Any) -> Any:
+            if stage == when:
+                emit_then_disconnect()
+            return await original(self, *args)
+
+        monkeypatch.setattr(cls, name, wrapped)
+
+    monkeypatch.setattr(EngineIO, "_upgrade", upgrade_once_connected)
+    after(WebSocketTransport, "probe", "probing")
+    after(PollingTransport, "stop_polling", "polling_stopped")
+    after(PollingTransport, "drain", "draining")
+    await sio.connect(server.url, transports=["polling", "websocket"])
+    while not closing:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(closing[0], 20)
+    assert not sio.connected
+
+    probe = fastsio.AsyncClient(reconnection=False)
+    await probe.connect(server.url)
+    try:
+        counts = await probe.call("server_counts", timeout=5)
+    finally:
+        await probe.disconnect()
+    assert counts["events"].get(event) == 20
