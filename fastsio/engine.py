@@ -177,12 +177,15 @@ class EngineIO:
         if self.state == "closed":
             return
         self._closing = True
-        if self._transport is not None:
-            # Polling: what is queued (the namespaces' DISCONNECT packets, last emits) goes
-            # out, then a CLOSE packet. WebSocket: a graceful close flushes what picows
-            # still buffers; an abort would drop it.
-            await self._transport.close(self.request_timeout)
-        await self._teardown()
+        try:
+            if self._transport is not None:
+                # Polling: what is queued (the namespaces' DISCONNECT packets, last emits) goes
+                # out, then a CLOSE packet. WebSocket: a graceful close flushes what picows
+                # still buffers; an abort would drop it.
+                await self._transport.close(self.request_timeout)
+        finally:
+            # Also when that wait is cancelled: the links are aborted, the core detached.
+            await self._teardown()
 
     def transport(self) -> str | None:
         return self.transport_name

@@ -242,7 +242,14 @@ class PollingTransport:
     async def drain(self) -> None:
         """Stop the POST loop and POST what is queued (before the upgrade switches links)."""
         await self._stop_post_loop()
-        await self._flush_outbox()
+        try:
+            await self._flush_outbox()
+        except Exception as exc:
+            # The failed POST's packets were taken out of the outbox: the session ends, as when
+            # the POST loop fails (engine.io-client closes on a failed write during the
+            # upgrade too), rather than staying on polling with them silently lost.
+            self.hooks.on_transport_closed(self, Reason.TRANSPORT_ERROR, exc)
+            raise
 
     @property
     def paused(self) -> bool:

@@ -30,7 +30,7 @@ from .._ext._core import (
     EngineListener,
     ReadCap,
 )
-from ..exceptions import ConnectionError
+from ..exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
 from ..reasons import Reason
 from .base import TransportHooks
 
@@ -66,7 +66,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 class WebSocketTransport:
     """One WebSocket link of a session (``Transport``; the listener's ``ListenerHooks``)."""
 
-    __slots__ = ("dispatcher", "hooks", "ws", "listener", "_probe_waiter")
+    __slots__ = ("dispatcher", "hooks", "ws", "listener", "_probe_waiter", "_handshake_error")
 
     name = "websocket"
 
@@ -76,6 +76,9 @@ class WebSocketTransport:
         self.ws: Any = None  # picows WSTransport, once connected
         self.listener: EngineListener | None = None
         self._probe_waiter: asyncio.Future[bool] | None = None
+        # An error the listener reported before ws_connect() returned (frames that came in the
+        # handshake's own read): connect_websocket() raises it, the link is dropped.
+        self._handshake_error: BaseException | None = None
 
     @property
     def is_disconnected(self) -> bool:
@@ -149,6 +152,14 @@ class WebSocketTransport:
             waiter.set_result(True)
 
     def on_listener_error(self, listener: EngineListener, exc: BaseException) -> None:
+        if self.ws is None:
+            # Still inside ws_connect(): the session does not know this link yet, and the
+            # listener reads nothing more of it. Drop it; connect_websocket() raises the error.
+            if self._handshake_error is None:
+                self._handshake_error = exc
+            if listener.transport is not None:
+                listener.transport.disconnect(False)
+            return
         self.hooks.on_transport_error(self, exc)
 
     def on_ws_disconnected(self, listener: EngineListener) -> None:
@@ -203,6 +214,12 @@ async def connect_websocket(
         picows.ws_connect(lambda: EngineListener(dispatcher, transport, probing), url, **options),
         request_timeout,
     )
+    error = transport._handshake_error
+    if error is not None:
+        ws.disconnect(False)
+        if isinstance(error, (ProtocolError, PayloadTooLargeError)):
+            raise error
+        raise ConnectionError(f"reading the WebSocket failed: {error!r}") from error
     if ws.is_disconnected or not isinstance(listener, EngineListener):
         # picows completes the handshake future when the link drops mid-handshake.
         raise HandshakeClosed("connection closed during the WebSocket handshake")
