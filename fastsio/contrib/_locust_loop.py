@@ -10,6 +10,7 @@ the master. It must not know the user-facing API (``locust.LocustClient``) nor p
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import os
@@ -158,11 +159,11 @@ class WorkerLoop:
             _worker = None
 
         async def close_all() -> None:
-            for c in list(self.clients):
-                try:
-                    await c.disconnect()
-                except Exception:
-                    pass
+            # All at once: a disconnect can wait (up to request_timeout) for a stuck link's
+            # write buffer, and one user's stuck link must not hold up the others' closes.
+            await asyncio.gather(
+                *(c.disconnect() for c in list(self.clients)), return_exceptions=True
+            )
             self.loop.stop()
 
         try:

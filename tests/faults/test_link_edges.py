@@ -1,4 +1,5 @@
-"""Audit 5: the transports split out of engine.py (websocket.py, polling.py).
+"""Links that fail at their edges: frames in the handshake's own read, a POST failing during the
+upgrade's flush, a disconnect() cancelled while the write buffer drains.
 
 A server may write its first frames in the same TCP write as its answer to the WebSocket
 upgrade (Node's engine.io writes the open packet right behind the 101): picows then reads them
