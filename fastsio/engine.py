@@ -315,12 +315,12 @@ class EngineIO:
         # A session of its own: the failed link's teardown closes the engine's, maybe meanwhile.
         session = self.http_session or aiohttp.ClientSession()
         try:
-            async with session.get(
-                poll_url(self._http_url, None),
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-                ssl=self._ssl_context(self._http_url) or True,
-            ) as resp:
+            options: dict[str, Any] = {
+                "headers": self._headers,
+                "timeout": aiohttp.ClientTimeout(total=self.request_timeout),
+                "ssl": self._ssl_context(self._http_url) or True,
+            }
+            async with session.get(poll_url(self._http_url, None), **options) as resp:
                 body = await resp.content.read(4096)
                 if resp.status != 200:
                     return self._version_refused(resp.status, body[:512])
@@ -329,11 +329,9 @@ class EngineIO:
             sid = SID_IN_OPEN.search(body)
             if sid is not None:
                 async with session.post(
-                    self._http_url + "&transport=polling&sid=" + sid.group(1).decode("ascii"),
+                    poll_url(self._http_url, sid.group(1).decode("ascii")),
                     data=self.polling_class.encode_record(EIO_CLOSE_PACKET, False),
-                    headers=self._headers,
-                    timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-                    ssl=self._ssl_context(self._http_url) or True,
+                    **options,
                 ):
                     pass
             return None
