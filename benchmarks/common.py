@@ -362,6 +362,39 @@ def run_json_worker(cmd: Sequence[str], timeout: float, **popen: Any) -> dict[st
     return parse_worker_output(proc.returncode, proc.stdout, proc.stderr)
 
 
+def pin_plan(mode: str) -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, client CPUs) for a ``--pin`` option: ``none``, ``same`` (both on the last
+    usable CPU) or ``split`` (the server on the first, the client on the second)."""
+    if mode == "none":
+        return None, None
+    usable = sorted(os.sched_getaffinity(0))
+    if mode == "same":
+        return {usable[-1]}, {usable[-1]}
+    if len(usable) < 2:
+        raise SystemExit("--pin split needs two usable CPUs")
+    return {usable[0]}, {usable[1]}
+
+
+def run_watched_worker(
+    cmd: Sequence[str],
+    timeout: float,
+    server: ServerProcess | None = None,
+    cpus: set[int] | None = None,
+) -> dict[str, Any]:
+    """``run_json_worker`` pinned to ``cpus``, its result with ``other_cpu_percent``: the CPU
+    other processes used meanwhile, over the run's wall time, in % of one CPU (the busy time of
+    the client's and the server's CPUs when both are pinned, of all CPUs otherwise, less the
+    client's and the server's own CPU time)."""
+    watched = (cpus | server.cpus) if cpus and server and server.cpus else None
+    t0, busy0, kids0 = time.perf_counter(), system_busy_s(watched), children_cpu_s()
+    server0 = server.cpu_seconds() if server else 0.0
+    result = run_json_worker(cmd, timeout, preexec_fn=pinner(cpus))
+    wall = time.perf_counter() - t0
+    ours = children_cpu_s() - kids0 + (server.cpu_seconds() - server0 if server else 0.0)
+    result["other_cpu_percent"] = max(0.0, system_busy_s(watched) - busy0 - ours) / wall * 100
+    return result
+
+
 # ==============================================================================================
 # Reports
 # ==============================================================================================

@@ -72,14 +72,11 @@ from common import (
     LEGACY_PSIO,
     NODE_DIR,
     NodeServer,
-    children_cpu_s,
     cpu_s,
     median,
-    pinner,
     print_rows,
     run_worker,
     split_client,
-    system_busy_s,
 )
 
 NODE_CLIENT = NODE_DIR / "rtt_client.js"
@@ -266,18 +263,6 @@ def worker_main(args: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-def pin_plan(mode: str) -> tuple[set[int] | None, set[int] | None]:
-    """(server CPUs, client CPUs) for ``--pin``."""
-    if mode == "none":
-        return None, None
-    usable = sorted(os.sched_getaffinity(0))
-    if mode == "same":
-        return {usable[-1]}, {usable[-1]}
-    if len(usable) < 2:
-        raise SystemExit("--pin split needs two usable CPUs")
-    return {usable[0]}, {usable[1]}
-
-
 def _client_cmd(
     name: str, url: str, warmup: int, count: int, timeout: float, python: str
 ) -> list[str]:
@@ -302,17 +287,9 @@ def run_client(
     """One client run; ``other_cpu_percent``: CPU other processes used meanwhile (on the CPUs
     of the client and the server when they are pinned); ``python``: the interpreter of a Python
     client's worker."""
-    watched = (cpus | server.cpus) if cpus and server and server.cpus else None
-    t0, busy0, kids0 = time.perf_counter(), system_busy_s(watched), children_cpu_s()
-    server0 = server.cpu_seconds() if server else 0.0
-    result = common.run_json_worker(
-        _client_cmd(name, url, warmup, count, timeout, python),
-        timeout + 30,
-        preexec_fn=pinner(cpus),
+    result = common.run_watched_worker(
+        _client_cmd(name, url, warmup, count, timeout, python), timeout + 30, server, cpus
     )
-    wall = time.perf_counter() - t0
-    ours = children_cpu_s() - kids0 + (server.cpu_seconds() - server0 if server else 0.0)
-    other_cpu_percent = max(0.0, system_busy_s(watched) - busy0 - ours) / wall * 100
     if "error" in result:
         return result
     samples = result.pop("samples_ns")
@@ -320,7 +297,6 @@ def run_client(
         return {"error": f"got {len(samples)} samples (min {min(samples, default=0)}), not {count}"}
     result.update(latency_stats(samples))
     result["cpu_us_per_call"] = result["cpu_s"] / count * 1e6
-    result["other_cpu_percent"] = other_cpu_percent
     return result
 
 
@@ -506,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     started = time.time()
     load_before = os.getloadavg()
-    server_cpus, client_cpus = pin_plan(args.pin)
+    server_cpus, client_cpus = common.pin_plan(args.pin)
     server = NodeServer(server_cpus, args.server_version)
     try:
         # One unmeasured pass so that V8 has optimized the server's ack path before round 1
