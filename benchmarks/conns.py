@@ -223,18 +223,69 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _stream_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """fastsio on ``--conns`` connections, each receiving a paced stream: CPU per event."""
-    import fastsio
+class _RawStreamClient:
+    """The ``raw`` floor of the stream part: a bare picows listener that counts the frames of
+    the stream (every text frame longer than a ping) and answers pings, on the same picows
+    options as fastsio's (plain asyncio transport, 2 KiB first read buffer)."""
 
+    def __init__(self, received: list[int]) -> None:
+        self.received = received
+        self.connected = False
+        self.transport: Any = None
+
+    async def connect(self, url: str, transports: Any = None, wait_timeout: float = 10) -> None:
+        from picows import WSListener, WSMsgType, ws_connect
+
+        joined = asyncio.get_running_loop().create_future()
+        received = self.received
+
+        class Counter(WSListener):  # type: ignore[misc]
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                if frame.payload_size > 2:  # a tick (a ping is "2", the reply to CONNECT longer)
+                    if joined.done():
+                        received[0] += 1
+                        return
+                data = frame.get_payload_as_bytes()
+                if data[:2] == b"40":
+                    if not joined.done():
+                        joined.set_result(None)
+                elif data[:1] == b"0":
+                    transport.send(WSMsgType.TEXT, b"40")
+                elif data[:1] == b"2":
+                    transport.send(WSMsgType.TEXT, b"3")
+
+        ws_url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
+        self.transport, _ = await ws_connect(
+            Counter, ws_url, use_aiofastnet=False, read_buffer_init_size=2048
+        )
+        await asyncio.wait_for(joined, wait_timeout)
+        self.connected = True
+
+    async def disconnect(self) -> None:
+        from picows import WSCloseCode
+
+        self.transport.send_close(WSCloseCode.OK)
+        self.transport.disconnect()
+        await self.transport.wait_disconnected()
+        self.connected = False
+
+
+async def _stream_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """``--conns`` connections, each receiving a paced stream: CPU per event (fastsio, or the
+    ``raw`` picows frame counter)."""
     urls = args.urls.split(",")
     received = [0]
 
     def tick(_data: Any) -> None:
         received[0] += 1
 
-    clients = []
+    clients: list[Any] = []
     for _ in range(args.conns):
+        if args.worker == "raw":
+            clients.append(_RawStreamClient(received))
+            continue
+        import fastsio
+
         sio = fastsio.AsyncClient(reconnection=False)
         sio.on("tick", tick)
         clients.append(sio)
@@ -248,8 +299,10 @@ async def _stream_worker(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(1.0)  # every stream up to its pace
     gc.collect()
     n0, cpu0, t0 = received[0], time.process_time(), time.perf_counter()
+    csw0 = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
     await asyncio.sleep(args.stream_seconds)
     n1, cpu1, t1 = received[0], time.process_time(), time.perf_counter()
+    csw1 = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
     still = sum(1 for sio in clients if sio.connected)
     await asyncio.gather(*(sio.disconnect() for sio in clients))
     events = n1 - n0
@@ -261,10 +314,13 @@ async def _stream_worker(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s": cpu1 - cpu0,
         "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / events if events else None,
         "cpu_percent": (cpu1 - cpu0) / (t1 - t0) * 100,
+        # The process slept in epoll this often: each wake-up costs a context switch.
+        "wakeups_per_s": (csw1 - csw0) / (t1 - t0),
+        "events_per_wakeup": events / (csw1 - csw0) if csw1 > csw0 else None,
     }
 
 
-def run_stream(conns: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_stream(conns: int, args: argparse.Namespace, client: str = "fastsio") -> dict[str, Any]:
     """One stream run: ``conns`` connections sharing ``--stream-rate`` events/s."""
     per_conn = args.stream_rate / conns
     count = int(per_conn * (args.stream_seconds + 30))  # outlasts connecting and the window
@@ -274,7 +330,7 @@ def run_stream(conns: int, args: argparse.Namespace) -> dict[str, Any]:
     try:
         cmd = common.worker_argv(
             __file__,
-            "fastsio",
+            client,
             stream=True,
             urls=",".join(s.url for s in servers),
             conns=conns,
@@ -290,19 +346,19 @@ def run_stream(conns: int, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def stream_part(args: argparse.Namespace) -> dict[str, Any]:
+def stream_part(args: argparse.Namespace, client: str = "fastsio") -> dict[str, Any]:
     """K paced streams vs one at the same total rate: the median CPU per event of each."""
     many: list[dict[str, Any]] = []
     one: list[dict[str, Any]] = []
     for rnd in range(1, args.rounds + 1):
         for conns, runs in ((args.stream_conns, many), (1, one)):
-            r = run_stream(conns, args)
+            r = run_stream(conns, args, client)
             runs.append(r)
             msg = r.get("error") or (
                 f"{r['events_per_s']:,.0f} events/s, {r['cpu_us_per_event']:.2f} us CPU/event, "
-                f"CPU {r['cpu_percent']:.0f}%"
+                f"CPU {r['cpu_percent']:.0f}%, {r['wakeups_per_s']:,.0f} wake-ups/s"
             )
-            print(f"round {rnd} stream x{conns:<5} {msg}", file=sys.stderr, flush=True)
+            print(f"round {rnd} {client} stream x{conns:<5} {msg}", file=sys.stderr, flush=True)
 
     def med(runs: list[dict[str, Any]], key: str) -> float | None:
         vals = [r[key] for r in runs if "error" not in r and r.get(key) is not None]
@@ -325,7 +381,7 @@ def stream_part(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(
         f"\nstreams: {args.stream_conns} connections x {args.stream_rate / args.stream_conns:,.0f}"
-        f" events/s vs 1 x {args.stream_rate:,.0f} (fastsio, median of {args.rounds}):"
+        f" events/s vs 1 x {args.stream_rate:,.0f} ({client}, median of {args.rounds}):"
     )
     print(
         f"  {args.stream_conns} connections: {fmt(out['many']['events_per_s'], ',.0f')} events/s, "
@@ -335,8 +391,11 @@ def stream_part(args: argparse.Namespace) -> dict[str, Any]:
         f"  1 connection: {fmt(out['one']['events_per_s'], ',.0f')} events/s, "
         f"{fmt(us_one, '.2f')} us CPU/event"
     )
-    verdict = "met" if out["target_met"] else "NOT met"
-    print(f"  CPU per event, many / one: {fmt(ratio, '.2f')}x (target <= 1.2x: {verdict})")
+    if client == "fastsio":
+        verdict = "met" if out["target_met"] else "NOT met"
+        print(f"  CPU per event, many / one: {fmt(ratio, '.2f')}x (target <= 1.2x: {verdict})")
+    else:  # the floor: what picows, the loop and the kernel cost per read
+        print(f"  CPU per event, many / one: {fmt(ratio, '.2f')}x (the floor)")
     return out
 
 
@@ -466,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
         "--stream-rate", type=float, default=200_000, help="events/s in total (default 200000)"
     )
     parser.add_argument("--stream-seconds", type=float, default=5.0, help="measured window")
+    parser.add_argument(
+        "--stream-floor",
+        action="store_true",
+        help="also run the stream part with the raw picows frame counter (the floor)",
+    )
     parser.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
@@ -548,7 +612,20 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, args.conns, args.rounds, args.servers)
     if capped:
         print(f"note: {capped}")
-    streams = stream_part(args) if args.stream_conns > 0 else None
+    streams = None
+    if args.stream_conns > 0:
+        floor = stream_part(args, "raw") if args.stream_floor else None
+        streams = stream_part(args)
+        if floor is not None:
+            streams["raw"] = floor
+            r_raw, r_fast = (
+                floor["ratio_cpu_per_event_many_vs_one"],
+                streams["ratio_cpu_per_event_many_vs_one"],
+            )
+            streams["ratio_vs_raw_ratio"] = r_fast / r_raw if r_fast and r_raw else None
+            print(
+                f"  fastsio's ratio / the raw floor's: {fmt(streams['ratio_vs_raw_ratio'], '.2f')}x"
+            )
     targets: dict[str, dict[str, Any]] = {}
     fast = next((r for r in rows if r["client"] == "fastsio"), None)
     if fast is not None and fast["kb_per_conn"]:
