@@ -194,13 +194,15 @@ cdef class ReadCap(_ProtocolBase, asyncio.BufferedProtocol):
         self._ws = ws
         self._listener = listener
 
-    def get_buffer(self, Py_ssize_t sizehint):
+    # Both run once per socket read, around picows's own: the loop's arguments are passed on
+    # as the objects they are (no unboxing and boxing again: an int allocated per read).
+    def get_buffer(self, sizehint):
         cdef object mv = self._get_buffer(sizehint)
         if self.cap and len(mv) > self.cap:
             return mv[:self.cap]
         return mv
 
-    def buffer_updated(self, Py_ssize_t nbytes):
+    def buffer_updated(self, nbytes):
         self._buffer_updated(nbytes)
         if self._ws is not None and self._ws.is_close_frame_sent:
             # Once a CLOSE went out nothing more is wanted from this link; picows keeps reading

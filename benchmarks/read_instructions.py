@@ -107,7 +107,7 @@ def child(client: str, url: str, frame_counts: list[int]) -> None:
         for _ in range(n):
             done = 0
             while done < size:
-                buf = get_buffer(-1)
+                buf = get_buffer(65536)  # what uvloop passes (libuv's suggested size)
                 chunk = min(len(buf), size - done)
                 buf[:chunk] = whole[done : done + chunk]
                 buffer_updated(chunk)

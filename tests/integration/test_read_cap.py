@@ -84,6 +84,17 @@ def test_read_cap_slices_large_buffers_and_forwards_everything() -> None:
     ]
 
 
+def test_read_cap_hands_the_loops_arguments_on_as_they_are() -> None:
+    # Once per socket read: no int converted and built again on the way to picows.
+    inner = _Inner(100)
+    cap = ReadCap(inner, 8192)
+    hint, nbytes = int("65536"), int("70000")  # not among the interpreter's shared small ints
+    cap.get_buffer(hint)
+    cap.buffer_updated(nbytes)
+    assert inner.calls[0][1] is hint
+    assert inner.calls[1][1] is nbytes
+
+
 def test_cap_zero_passes_whole_buffers_through() -> None:
     assert len(ReadCap(_Inner(100_000), 0).get_buffer(65536)) == 100_000
 
