@@ -243,6 +243,9 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.keep_alive = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionError("HTTP connection aborted"))
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
