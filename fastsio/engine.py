@@ -251,14 +251,16 @@ class EngineIO:
     def _ssl_context(self, url: str) -> ssl.SSLContext | None:
         return ssl_context_for(url, self.ssl_context, self.ssl_verify)
 
-    async def _ws_open(self, url: str, probing: bool) -> WebSocketTransport:
+    async def _ws_open(
+        self, url: str, probing: bool, headers: Mapping[str, str] | None = None
+    ) -> WebSocketTransport:
         return await connect_websocket(
             url,
             self.dispatcher,
             self,
             probing=probing,
             ssl_context=self._ssl_context(url),
-            headers=self._headers,
+            headers=self._headers if headers is None else headers,
             request_timeout=self.request_timeout,
             max_message_size=self.max_message_size,
             max_read_size=self.max_read_size,
@@ -390,8 +392,15 @@ class EngineIO:
         polling = self._polling
         url = self._ws_url + "&transport=websocket&sid=" + urllib.parse.quote(self.open.sid)
         ws: WebSocketTransport | None = None
+        # The cookies polling was given (a load balancer's sticky session) go with the
+        # upgrade's request, so that it reaches the server that holds the session.
+        headers = self._headers
+        cookie = polling.cookie_header(url)
+        if cookie is not None:
+            headers = {k: v for k, v in headers.items() if k.lower() != "cookie"}
+            headers["Cookie"] = cookie
         try:
-            ws = await self._ws_open(url, probing=True)
+            ws = await self._ws_open(url, probing=True, headers=headers)
             await ws.probe(self.request_timeout)
             # Stop polling; the server answers the in-flight GET with a noop once probed.
             await polling.stop_polling(self.request_timeout)

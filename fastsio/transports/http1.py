@@ -709,12 +709,16 @@ class AiohttpClient:
         return 200, b""
 
     def cookie_header(self, url: str) -> str | None:
-        if self._session is None:
-            return None
-        import yarl
+        user = next((v for k, v in self._headers.items() if k.lower() == "cookie"), None)
+        cookies = None
+        if self._session is not None:
+            import yarl
 
-        cookies = self._session.cookie_jar.filter_cookies(yarl.URL(url))
-        return "; ".join(f"{m.key}={m.coded_value}" for m in cookies.values()) or None
+            jar = self._session.cookie_jar.filter_cookies(yarl.URL(url))
+            cookies = "; ".join(f"{m.key}={m.coded_value}" for m in jar.values()) or None
+        if user is None or cookies is None:
+            return user or cookies
+        return f"{user}; {cookies}"
 
     def abort(self) -> None:
         """Nothing to drop: cancelling a request releases its connection."""
