@@ -190,15 +190,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
-            # Bytes outside any response: the connection is no longer in step.
-            self.keep_alive = False
-            if self.transport is not None:
-                self.transport.abort()
+            self.abort()  # bytes outside any response: the connection is out of step
             return
         self._received = True
         try:
             self._feed(data)
-        except BaseException as exc:
+        except Exception as exc:
             self._fail(exc)
 
     # -- one request ---------------------------------------------------------------------
