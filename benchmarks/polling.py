@@ -137,6 +137,7 @@ def server_main(batch: int) -> int:
             self.waiting = False  # a parked GET: later requests wait behind it
             self.close_after = False
             self.processing = False
+            self.need = 0  # bytes the request being read needs in buf, once its head is known
             self.transport: asyncio.Transport | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -170,6 +171,8 @@ def server_main(batch: int) -> int:
         def process_requests(self) -> None:
             buf = self.buf
             while not self.waiting and self.transport is not None:
+                if len(buf) < self.need:
+                    return  # a body still coming: no scan of the whole buffer per read
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(buf) > 65536:
@@ -191,7 +194,9 @@ def server_main(batch: int) -> int:
                         self.transport.close()
                         return
                 if len(buf) < end + 4 + length:
+                    self.need = end + 4 + length
                     return
+                self.need = 0
                 body = bytes(buf[end + 4 : end + 4 + length])
                 del buf[: end + 4 + length]
                 self.handle(method, target, body)
