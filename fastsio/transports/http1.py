@@ -15,8 +15,9 @@ aiohttp's ``CookieJar``, made at the first cookie); TLS with ``server_hostname``
 hosts; a total timeout per request. A kept-alive connection the server closed is replaced
 before use, and a request whose reused connection closes before any byte of the response is
 sent again on a new one (the server dropped an idle connection as the request went out).
-Malformed responses raise ``ProtocolError``, a response cut short ``ConnectionError``, a
-request over time ``asyncio.TimeoutError``; the connection is then dropped.
+Malformed responses raise ``MalformedResponseError`` (a ``ProtocolError``), a response cut
+short ``ConnectionError``, a request over time ``asyncio.TimeoutError``; the connection is then
+dropped.
 
 ``AiohttpClient`` makes the same requests through an ``aiohttp.ClientSession``: the user's own
 (``http_session=``, its proxy, auth and cookies honoured), or one of ours for a URL with
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_HEAD_SIZE",
     "AiohttpClient",
     "HTTP1Client",
+    "MalformedResponseError",
     "PollHTTP",
     "Sink",
     "make_poll_http",
@@ -104,6 +106,10 @@ def make_poll_http(
 
 # Parser states of a connection.
 _IDLE, _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE = range(8)
+
+
+class MalformedResponseError(ProtocolError):
+    """The server's HTTP response is not valid HTTP/1.1 (its framing, not its payload)."""
 
 
 class _StaleConnection(Exception):
@@ -306,7 +312,7 @@ class _Connection(asyncio.Protocol):
                 buf.clear()
                 if state == _CHUNK_END:
                     if line:
-                        raise ProtocolError("HTTP chunk not followed by CRLF", line)
+                        raise MalformedResponseError("HTTP chunk not followed by CRLF", line)
                     self._state = _CHUNK_SIZE
                     continue
                 size = line.partition(b";")[0].strip()
@@ -315,7 +321,7 @@ class _Connection(asyncio.Protocol):
                         raise ValueError
                     self._remaining = int(size, 16)
                 except ValueError:
-                    raise ProtocolError("bad HTTP chunk size", line) from None
+                    raise MalformedResponseError("bad HTTP chunk size", line) from None
                 self._state = _CHUNK_DATA if self._remaining else _TRAILER
             elif state == _TRAILER:
                 buf += data
@@ -341,7 +347,7 @@ class _Connection(asyncio.Protocol):
     @staticmethod
     def _check_size(data: bytes | bytearray, what: str) -> None:
         if len(data) > MAX_HEAD_SIZE:
-            raise ProtocolError(f"HTTP {what} larger than {MAX_HEAD_SIZE} bytes", bytes(data[:200]))
+            raise MalformedResponseError(f"HTTP {what} larger than {MAX_HEAD_SIZE} bytes", bytes(data[:200]))
 
     def _head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
@@ -353,7 +359,7 @@ class _Connection(asyncio.Protocol):
             or not code.isdigit()
             or line[12:13] not in (b"", b" ")
         ):
-            raise ProtocolError("bad HTTP status line", line)
+            raise MalformedResponseError("bad HTTP status line", line)
         status = int(code)
         length = chunked = encoding = None
         keep_alive = version == b"HTTP/1.1 "
@@ -361,16 +367,16 @@ class _Connection(asyncio.Protocol):
         for header in lines[1:]:
             name, sep, value = header.partition(b":")
             if not sep or not name or name[-1:] in b" \t" or header[:1] in b" \t":
-                raise ProtocolError("bad HTTP header line", header)
+                raise MalformedResponseError("bad HTTP header line", header)
             name = name.lower()
             value = value.strip()
             if name == b"content-length":
                 if not value.isdigit() or (length is not None and int(value) != length):
-                    raise ProtocolError("bad HTTP Content-Length", header)
+                    raise MalformedResponseError("bad HTTP Content-Length", header)
                 length = int(value)
             elif name == b"transfer-encoding":
                 if value.lower() != b"chunked":
-                    raise ProtocolError("unsupported HTTP Transfer-Encoding", header)
+                    raise MalformedResponseError("unsupported HTTP Transfer-Encoding", header)
                 chunked = True
             elif name == b"connection":
                 tokens = value.lower()
@@ -386,7 +392,7 @@ class _Connection(asyncio.Protocol):
                 cookies.append(value.decode("latin-1"))
         if 100 <= status < 200:
             if status == 101:
-                raise ProtocolError("unexpected HTTP 101 Switching Protocols", line)
+                raise MalformedResponseError("unexpected HTTP 101 Switching Protocols", line)
             return  # informational (103 Early Hints...): the real response follows
         if cookies is not None:
             self.client._store_cookies(cookies)
@@ -400,7 +406,7 @@ class _Connection(asyncio.Protocol):
             elif encoding == b"deflate":
                 self._inflate = zlib.decompressobj()
             else:
-                raise ProtocolError("unsupported HTTP Content-Encoding", encoding)
+                raise MalformedResponseError("unsupported HTTP Content-Encoding", encoding)
         if status == 204 or status == 304:
             self._end_body()
         elif chunked:
@@ -427,7 +433,7 @@ class _Connection(asyncio.Protocol):
                 self._deliver(inflate.decompress(data, _INFLATE_PIECE))
                 data = inflate.unconsumed_tail
         except zlib.error as exc:
-            raise ProtocolError(f"bad compressed HTTP body: {exc}") from None
+            raise MalformedResponseError(f"bad compressed HTTP body: {exc}") from None
 
     def _flush_inflate(self) -> None:
         if self._inflate is not None:
@@ -453,7 +459,7 @@ class _Connection(asyncio.Protocol):
     def _end_body(self) -> None:
         if self._inflate is not None:
             if not self._inflate.eof:
-                raise ProtocolError("compressed HTTP body ends before its compressed stream")
+                raise MalformedResponseError("compressed HTTP body ends before its compressed stream")
             self._deliver(self._inflate.flush())
         self._finish()
         if not self.keep_alive and self.transport is not None:

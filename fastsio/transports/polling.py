@@ -39,7 +39,7 @@ from .._flag import Flag
 from ..exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
 from ..reasons import Reason
 from .base import TransportHooks
-from .http1 import PollHTTP, make_poll_http
+from .http1 import MalformedResponseError, PollHTTP, make_poll_http
 
 if TYPE_CHECKING:
     import ssl
@@ -425,7 +425,11 @@ class PollingTransport:
         except asyncio.CancelledError:
             raise
         except (ProtocolError, PayloadTooLargeError) as exc:
-            self.hooks.on_transport_closed(self, Reason.PARSE_ERROR, exc)
+            # Broken HTTP is the request failing (engine.io-client: "transport error"); a
+            # broken payload in a sound response is a parse error.
+            bad_http = isinstance(exc, MalformedResponseError)
+            reason = Reason.TRANSPORT_ERROR if bad_http else Reason.PARSE_ERROR
+            self.hooks.on_transport_closed(self, reason, exc)
         except Exception as exc:
             self.hooks.on_transport_closed(self, Reason.TRANSPORT_ERROR, exc)
 
