@@ -347,7 +347,9 @@ class _Connection(asyncio.Protocol):
     @staticmethod
     def _check_size(data: bytes | bytearray, what: str) -> None:
         if len(data) > MAX_HEAD_SIZE:
-            raise MalformedResponseError(f"HTTP {what} larger than {MAX_HEAD_SIZE} bytes", bytes(data[:200]))
+            raise MalformedResponseError(
+                f"HTTP {what} larger than {MAX_HEAD_SIZE} bytes", bytes(data[:200])
+            )
 
     def _head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
@@ -459,7 +461,9 @@ class _Connection(asyncio.Protocol):
     def _end_body(self) -> None:
         if self._inflate is not None:
             if not self._inflate.eof:
-                raise MalformedResponseError("compressed HTTP body ends before its compressed stream")
+                raise MalformedResponseError(
+                    "compressed HTTP body ends before its compressed stream"
+                )
             self._deliver(self._inflate.flush())
         self._finish()
         if not self.keep_alive and self.transport is not None:
