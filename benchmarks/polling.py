@@ -357,16 +357,25 @@ RECORD = b'42["tick",{"s":"AAPL","p":123.45,"q":100,"t":1700000000123}]'
 
 
 def feed_records(path: str, n: int) -> int:
-    """Feed ``n`` event records to a Connection, by ``path``: ``record`` (what the polling
-    transport does now, ``feed_poll_record``) or ``decoded`` (what it did before: the record
-    through ``decode_eio_payload``, then ``feed_text(chr(48 + type) + str)``)."""
+    """Feed ``n`` event records to the core's Dispatcher, by ``path``: ``record`` (what the
+    polling transport does now, ``feed_poll_record``) or ``decoded`` (what it did before: the
+    record through ``decode_eio_payload``, then ``feed_text(chr(48 + type) + str)``)."""
     from fastsio._ext import _core
 
-    class Client:
-        def _on_event(self, nsp: str, ack_id: Any, data: Any) -> None:
+    class Client:  # the core's ClientHooks, doing nothing
+        def on_event(self, nsp: str, ack_id: Any, data: Any) -> None:
             pass
 
-    conn = _core.Connection(Client(), None)
+        def on_control_packet(self, packet: Any) -> None:
+            pass
+
+        def on_unknown_ack(self, nsp: str, ack_id: int) -> None:
+            pass
+
+        def on_handler_error(self, event: str, nsp: str, exc: BaseException) -> None:
+            pass
+
+    conn = _core.Dispatcher(Client(), None)
     conn.poll_sender = lambda data, binary: None
     decode = _core.decode_eio_payload
     for _ in range(n):
