@@ -209,6 +209,13 @@ class _Connection(asyncio.Protocol):
     async def exchange(
         self, request: bytes, sink: Sink | None, error_limit: int, deadline: float
     ) -> tuple[int, bytes]:
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            # Closed by the server since it was opened or last used (uvloop refuses a write
+            # to a closed handle).
+            if self.reused:
+                raise _StaleConnection()
+            raise ConnectionError("the HTTP server closed the connection before the request")
         loop = self.client._loop
         self._waiter = waiter = loop.create_future()
         self._sink = sink
@@ -219,9 +226,8 @@ class _Connection(asyncio.Protocol):
         self._error_body = None
         self._inflate = None
         self._timer = loop.call_at(deadline, self._expire)
-        assert self.transport is not None
         try:
-            self.transport.write(request)
+            transport.write(request)
             status = await waiter
         except BaseException:
             # Timed out, cancelled, or the response failed: the connection is out of step.

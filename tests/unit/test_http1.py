@@ -475,3 +475,18 @@ async def test_the_aiohttp_path_makes_the_same_requests(serve: Serve) -> None:
         assert await client.request("POST", "&t=2", timeout=5, body=b"42") == (200, b"")
         assert b"\r\nCookie: lb=n1\r\n" in server.requests[1]
         assert client.cookie_header(f"http://127.0.0.1:{server.port}/socket.io/") == "lb=n1"
+
+
+async def test_a_connection_the_server_drops_at_once_is_a_connection_error() -> None:
+    # Accepted, then reset before the request is written: uvloop refuses writes to the
+    # closed handle (a RuntimeError), which must not escape as anything but a link error.
+    server = await asyncio.start_server(lambda r, w: w.transport.abort(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HTTP1Client(f"http://127.0.0.1:{port}/socket.io/?EIO=4", {})
+    try:
+        for _ in range(5):
+            with pytest.raises((ConnectionError, OSError)):
+                await get(client)
+    finally:
+        await client.close()
+        server.close()
