@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -157,14 +158,16 @@ class EngineIO:
                 await self._teardown()
                 if "polling" not in transports:
                     raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
-        import aiohttp
-
+        # aiohttp's errors too when it is in use (the user's http_session): polling imports it
+        # only then.
+        aiohttp = sys.modules.get("aiohttp")
+        client_errors = (aiohttp.ClientError,) if aiohttp is not None else ()
         try:
             await self._connect_polling(upgrade="websocket" in transports)
         except ProtocolVersionError:
             await self._teardown()
             raise
-        except (*_LINK_ERRORS, aiohttp.ClientError) as exc:
+        except (*_LINK_ERRORS, *client_errors) as exc:
             await self._teardown()
             errors.append(f"polling: {exc!r}")
             raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc

@@ -609,7 +609,7 @@ class HTTP1Client:
             if cookie:
                 request += f"Cookie: {cookie}\r\n".encode("latin-1")
         if body or method == "POST":
-            return request + b"Content-Length: %d\r\n\r\n" % len(body) + body
+            return b"".join((request, b"Content-Length: %d\r\n\r\n" % len(body), body))
         return request + b"\r\n"
 
     def _take_idle(self) -> _Connection | None:
