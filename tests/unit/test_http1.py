@@ -123,6 +123,15 @@ async def get(client: HTTP1Client, timeout: float = 5, **options: Any) -> tuple[
     return status, b"".join(pieces) if status == 200 else error
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition`` (a hang guard of 10 s, far over what it takes)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never met")
+
+
 # -- requests ----------------------------------------------------------------------------------
 
 
@@ -345,11 +354,7 @@ async def test_a_request_over_its_timeout_fails_and_its_connection_is_closed(
     server, client = await serve([HANG])
     with pytest.raises(asyncio.TimeoutError):
         await get(client, timeout=0.2)
-    for _ in range(100):
-        if server.eofs:
-            break
-        await asyncio.sleep(0.01)
-    assert server.eofs == 1
+    await until(lambda: server.eofs == 1)
 
 
 async def test_abort_drops_every_connection_and_fails_the_request_in_flight(
@@ -375,11 +380,7 @@ async def test_a_cancelled_request_closes_its_connection(serve: Serve) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not client._conns
-    for _ in range(100):
-        if server.eofs:
-            break
-        await asyncio.sleep(0.01)
-    assert server.eofs == 1
+    await until(lambda: server.eofs == 1)
 
 
 # -- cookies -----------------------------------------------------------------------------------
