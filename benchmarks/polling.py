@@ -32,6 +32,15 @@ queued into one POST (which a python-socketio server would drop). ``fastsio-big`
 
 Targets: fastsio >= 5x python-socketio, both directions, events/s.
 
+Placement: receiving is a strict ping-pong (one GET outstanding, the client idle while the
+server answers), so each GET costs a wake-up of the other process. On a VM, a wake-up across
+CPUs can cost more than fastsio's whole work per GET: a bare reader that only counts records
+(no decoding) did 58k-141k events/s with the server on the other CPU and 365k-585k with both
+on one CPU. python-socketio's client, busy the whole time, barely notices. ``--same-cpu N``
+pins the server and the clients to CPU N, which removes that cost for both clients (nothing
+runs in parallel while receiving anyway); sending overlaps the client's encoding with the
+server's counting, so pinning it to one CPU takes that overlap away.
+
 Usage::
 
     python benchmarks/polling.py                 # 3 rounds, 50k events (python-socketio 20k)
@@ -355,9 +364,11 @@ def worker_main(args: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-def run_worker(client: str, timeout: float, **options: Any) -> dict[str, Any]:
+def run_worker(
+    client: str, timeout: float, cpus: set[int] | None = None, **options: Any
+) -> dict[str, Any]:
     cmd = common.worker_argv(__file__, client, **options, timeout=timeout)
-    return common.run_json_worker(cmd, timeout + 30)
+    return common.run_json_worker(cmd, timeout + 30, preexec_fn=common.pinner(cpus))
 
 
 # ==============================================================================================
@@ -446,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-count", type=int, default=20_000, help="python-socketio's count")
     parser.add_argument("--batch", type=int, default=16, help="events per GET response")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--same-cpu",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="pin the server and every client to this one CPU (see 'Placement' above)",
+    )
     common.add_common_options(parser, "polling.json", "1 round, 20k events (5k slow)")
     parser.add_argument(
         "--instructions",
@@ -469,8 +487,11 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.count, args.slow_count = 1, 20_000, 5_000
     clients = args.clients
     started = time.time()
+    cpus = None if args.same_cpu is None else {args.same_cpu}
     server = common.ServerProcess(
-        [sys.executable, __file__, "--server", "--batch", str(args.batch)], "polling server"
+        [sys.executable, __file__, "--server", "--batch", str(args.batch)],
+        "polling server",
+        cpus=cpus,
     )
     url = server.url
     results: list[dict[str, Any]] = []
@@ -485,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_worker(
                         client,
                         args.timeout,
+                        cpus,
                         direction=direction,
                         count=count,
                         batch=args.batch,
@@ -555,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "big_batch": BIG_BATCH,
         "rounds": args.rounds,
+        "same_cpu": args.same_cpu,
     }
     return common.finish(args, "polling", started, config, results, targets, all_runs)
 
