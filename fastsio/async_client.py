@@ -76,7 +76,9 @@ class AsyncClient:
         and orjson (python-socketio's ``json`` option).
     :param handle_sigint: accepted for compatibility; fastsio installs no signal handler.
     :param request_timeout: seconds for HTTP requests and the WebSocket handshake.
-    :param http_session: an ``aiohttp.ClientSession`` for the polling transport.
+    :param http_session: an ``aiohttp.ClientSession`` for the polling transport's requests
+        (its proxy, auth and cookies); without one, polling uses fastsio's own keep-alive
+        HTTP/1.1 client, which keeps the server's cookies too.
     :param ssl_verify: verify TLS certificates (default ``True``).
     :param ssl_context: an ``ssl.SSLContext`` (custom CA, client certificates).
     :param websocket_extra_options: extra keyword arguments for ``picows.ws_connect``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -157,14 +158,16 @@ class EngineIO:
                 await self._teardown()
                 if "polling" not in transports:
                     raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
-        import aiohttp
-
+        # aiohttp's errors too when it is in use (the user's http_session): polling imports it
+        # only then.
+        aiohttp = sys.modules.get("aiohttp")
+        client_errors = (aiohttp.ClientError,) if aiohttp is not None else ()
         try:
             await self._connect_polling(upgrade="websocket" in transports)
         except ProtocolVersionError:
             await self._teardown()
             raise
-        except (*_LINK_ERRORS, aiohttp.ClientError) as exc:
+        except (*_LINK_ERRORS, *client_errors) as exc:
             await self._teardown()
             errors.append(f"polling: {exc!r}")
             raise ConnectionError(f"Connection error: {'; '.join(errors)}") from exc
@@ -251,14 +254,16 @@ class EngineIO:
     def _ssl_context(self, url: str) -> ssl.SSLContext | None:
         return ssl_context_for(url, self.ssl_context, self.ssl_verify)
 
-    async def _ws_open(self, url: str, probing: bool) -> WebSocketTransport:
+    async def _ws_open(
+        self, url: str, probing: bool, headers: Mapping[str, str] | None = None
+    ) -> WebSocketTransport:
         return await connect_websocket(
             url,
             self.dispatcher,
             self,
             probing=probing,
             ssl_context=self._ssl_context(url),
-            headers=self._headers,
+            headers=self._headers if headers is None else headers,
             request_timeout=self.request_timeout,
             max_message_size=self.max_message_size,
             max_read_size=self.max_read_size,
@@ -390,8 +395,15 @@ class EngineIO:
         polling = self._polling
         url = self._ws_url + "&transport=websocket&sid=" + urllib.parse.quote(self.open.sid)
         ws: WebSocketTransport | None = None
+        # The cookies polling was given (a load balancer's sticky session) go with the
+        # upgrade's request, so that it reaches the server that holds the session.
+        headers = self._headers
+        cookie = polling.cookie_header(url)
+        if cookie is not None:
+            headers = {k: v for k, v in headers.items() if k.lower() != "cookie"}
+            headers["Cookie"] = cookie
         try:
-            ws = await self._ws_open(url, probing=True)
+            ws = await self._ws_open(url, probing=True, headers=headers)
             await ws.probe(self.request_timeout)
             # Stop polling; the server answers the in-flight GET with a noop once probed.
             await polling.stop_polling(self.request_timeout)

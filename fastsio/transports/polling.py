@@ -1,4 +1,4 @@
-"""The HTTP long-polling transport (aiohttp): GETs that read, POSTs that write.
+"""The HTTP long-polling transport: GETs that read, POSTs that write.
 
 Engine.IO v4 payloads are records separated by ``\\x1e`` (a binary message as ``b`` + base64);
 Engine.IO v3 (``PollingTransport3``) frames each record as ``<length>:<packet>``. Records read
@@ -9,8 +9,9 @@ filled up to the server's maxPayload (at most ``MAX_PACKETS_PER_POST`` records t
 counts them); emitters wait while more than ``POLL_OUTBOX_HIGH_WATER`` (or twice maxPayload)
 is queued (backpressure, through the core's ``poll_writable()``).
 
-It owns the aiohttp session (unless the user gave one), the URL of each request, and stopping
-and resuming its loops around the upgrade; it knows nothing of the handshake's meaning, the
+Requests go through ``http1.HTTP1Client`` (keep-alive connections of its own), or through
+aiohttp when the user gave an ``http_session``; this module owns the query of each request and
+stopping and resuming its loops around the upgrade; it knows nothing of the handshake's meaning, the
 heartbeat or the upgrade's WebSocket, and never imports ``fastsio.engine``.
 """
 
@@ -24,7 +25,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping
 from itertools import accumulate, islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._ext._core import (
     EIO_CLOSE_PACKET,
@@ -38,6 +39,7 @@ from .._flag import Flag
 from ..exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
 from ..reasons import Reason
 from .base import TransportHooks
+from .http1 import MalformedResponseError, PollHTTP, make_poll_http
 
 if TYPE_CHECKING:
     import ssl
@@ -124,8 +126,7 @@ class PollingTransport:
         "counts_packets",
         "poll_timeout",
         "read_gate",
-        "_session",
-        "_own_session",
+        "_http",
         "_poll_task",
         "_post_task",
         "_outbox",
@@ -136,9 +137,6 @@ class PollingTransport:
         "_poll_paused",
         "_get_in_flight",
         "_flush_lock",
-        "_url_parts",
-        "_timeouts",
-        "_post_headers",
     )
 
     name = "polling"
@@ -163,7 +161,7 @@ class PollingTransport:
         self.loop = asyncio.get_running_loop()
         self.http_url = http_url
         self.headers = dict(headers or {})
-        self.ssl: ssl.SSLContext | bool = ssl_context or True
+        self.ssl = ssl_context
         self.request_timeout = request_timeout
         self.max_message_size = max_message_size
         self.http_session = http_session
@@ -174,8 +172,7 @@ class PollingTransport:
         #: The session's read gate: no GET starts while it is clear (backpressure); a GET in
         #: flight is read to its end, its packets held by the core.
         self.read_gate = read_gate
-        self._session: aiohttp.ClientSession | None = None
-        self._own_session = False
+        self._http: PollHTTP | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._post_task: asyncio.Task[None] | None = None
         # Records encoded once (_enqueue), taken from the left by each POST.
@@ -187,11 +184,6 @@ class PollingTransport:
         self._poll_paused = False
         self._get_in_flight = False  # the poll loop is inside a GET (not parked on the gate)
         self._flush_lock = asyncio.Lock()  # one POST at a time (servers refuse overlaps)
-        # Per-request pieces made once (_request_url, _timeout): a polling request costs
-        # aiohttp's own work only.
-        self._url_parts: tuple[str, str, str, str] | None = None
-        self._timeouts: dict[float, Any] = {}
-        self._post_headers: dict[str, str] | None = None
 
     # -- the session's life -----------------------------------------------------------------
 
@@ -273,9 +265,11 @@ class PollingTransport:
         for task in (self._poll_task, self._post_task):
             if task is not None and task is not current and not task.done():
                 task.cancel()
+        if self._http is not None:
+            self._http.abort()
 
     async def wait_closed(self) -> None:
-        """Wait for the loops ``abort()`` cancelled; close the aiohttp session if it is ours."""
+        """Wait for the loops ``abort()`` cancelled, then close the connections."""
         current = asyncio.current_task()
         for task in (self._poll_task, self._post_task):
             if task is not None and task is not current:
@@ -284,53 +278,31 @@ class PollingTransport:
                 except BaseException:
                     pass
         self._poll_task = self._post_task = None
-        if self._own_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.close()
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            if self.http_session is not None:
-                self._session = self.http_session
-            else:
-                import aiohttp
+    def _client(self) -> PollHTTP:
+        http = self._http
+        if http is None:
+            http = self._http = make_poll_http(
+                self.http_url, self.headers, self.ssl, self.http_session
+            )
+        return http
 
-                self._session = aiohttp.ClientSession()
-                self._own_session = True
-        return self._session
-
-    def _request_url(self) -> Any:
-        """``poll_url()`` as a yarl URL built from parts parsed once: parsing the string each
-        time was the largest share of our own work per request."""
-        import yarl
-
-        parts = self._url_parts
-        if parts is None:
-            u = yarl.URL(self.http_url, encoded=True)
-            parts = self._url_parts = (u.scheme, u.raw_authority, u.raw_path, u.raw_query_string)
-        query = parts[3] + "&transport=polling&t=" + format(time.time_ns() // 1000, "x")
+    def _query(self) -> str:
+        """What ``poll_url()`` adds to the URL (a fresh ``t`` each, as engine.io-client)."""
+        query = "&transport=polling&t=" + format(time.time_ns() // 1000, "x")
         if self.sid is not None:
             query += "&sid=" + urllib.parse.quote(self.sid)
-        return yarl.URL.build(
-            scheme=parts[0], authority=parts[1], path=parts[2], query_string=query, encoded=True
-        )
+        return query
 
-    def _timeout(self, total: float) -> Any:
-        timeout = self._timeouts.get(total)
-        if timeout is None:
-            import aiohttp
-
-            timeout = self._timeouts[total] = aiohttp.ClientTimeout(total=total)
-        return timeout
-
-    async def _poll_request(self, timeout: float) -> Any:
-        """A long-poll GET (an aiohttp response context manager)."""
-        session = await self._ensure_session()
-        return session.get(
-            self._request_url(), headers=self.headers, timeout=self._timeout(timeout), ssl=self.ssl
-        )
+    def cookie_header(self, url: str) -> str | None:
+        """The ``Cookie`` header polling's requests would send to ``url`` (a load balancer's
+        sticky-session cookie, for the upgrade's WebSocket request)."""
+        return self._http.cookie_header(url) if self._http is not None else None
 
     async def get(self, timeout: float) -> bytes:
         """One poll (the handshake's): the body, read no further than poll_body_limit().
@@ -338,24 +310,23 @@ class PollingTransport:
         Raises PollStatusError for an HTTP error, with the start of the body before the
         session is open (a refusal of our Engine.IO version says so there)."""
         limit = poll_body_limit(self.max_message_size)
-        async with await self._poll_request(timeout) as resp:
-            if resp.status != 200:
-                body = await resp.content.read(512) if self.sid is None else b""
-                raise PollStatusError(resp.status, body)
-            if not limit:
-                return await resp.read()
-            length = resp.content_length
-            if length is not None and length > limit:
-                raise self._body_too_large(f"announced {length} bytes")
-            # Chunks joined once at the end: a growing bytearray would copy as it grows.
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := await resp.content.read(limit + 1 - size):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    # The rest is never read: the connection is released, not reused.
-                    raise self._body_too_large(f"more than {limit} bytes")
+        # Chunks joined once at the end: a growing bytearray would copy as it grows.
+        chunks: list[bytes] = []
+        size = 0
+
+        def sink(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if limit and size > limit:
+                # The rest is never read: the connection is dropped, not reused.
+                raise self._body_too_large(f"more than {limit} bytes")
+            chunks.append(chunk)
+
+        status, body = await self._client().request(
+            "GET", self._query(), timeout=timeout, sink=sink
+        )
+        if status != 200:
+            raise PollStatusError(status, body if self.sid is None else b"")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _body_too_large(self, what: str) -> PayloadTooLargeError:
@@ -400,38 +371,43 @@ class PollingTransport:
         """
         mms = self.max_message_size
         hooks = self.hooks
+        feed = self.dispatcher.feed_poll_record
+        pending = bytearray()  # the start of a record the next chunk ends
+        records = 0
+
+        def sink(chunk: bytes) -> None:
+            nonlocal records
+            # Split in C, one record after another to the core: a Python-level scan per
+            # record cost as much as dispatching it.
+            parts = chunk.split(b"\x1e")
+            if len(parts) > 1:
+                if pending:
+                    pending.extend(parts[0])
+                    parts[0] = bytes(pending)
+                    pending.clear()
+                last = parts.pop()
+                records += len(parts)
+                for record in parts:
+                    if hooks.state != "connected":
+                        break  # closed by a packet or a handler: the rest is dropped
+                    feed(record, mms)
+                pending.extend(last)
+            else:
+                pending.extend(chunk)
+            if 0 < mms < len(pending):
+                _check_partial_record(pending, mms)
+
         self._get_in_flight = True
         try:
-            async with await self._poll_request(timeout) as resp:
-                if resp.status != 200:
-                    raise PollStatusError(resp.status)
-                feed = self.dispatcher.feed_poll_record
-                pending = bytearray()  # the start of a record the next chunk ends
-                records = 0
-                async for chunk in resp.content.iter_any():
-                    # Split in C, one record after another to the core: a Python-level scan
-                    # per record cost as much as dispatching it.
-                    parts = chunk.split(b"\x1e")
-                    if len(parts) > 1:
-                        if pending:
-                            pending += parts[0]
-                            parts[0] = bytes(pending)
-                            pending.clear()
-                        last = parts.pop()
-                        records += len(parts)
-                        for record in parts:
-                            if hooks.state != "connected":
-                                break  # closed by a packet or a handler: the rest is dropped
-                            feed(record, mms)
-                        pending += last
-                    else:
-                        pending += chunk
-                    if 0 < mms < len(pending):
-                        _check_partial_record(pending, mms)
-                if pending or records:
-                    self._feed_record(bytes(pending))
-                else:
-                    raise ProtocolError("empty polling payload", b"")
+            status, _ = await self._client().request(
+                "GET", self._query(), timeout=timeout, sink=sink
+            )
+            if status != 200:
+                raise PollStatusError(status)
+            if pending or records:
+                self._feed_record(bytes(pending))
+            else:
+                raise ProtocolError("empty polling payload", b"")
         finally:
             self._get_in_flight = False
             self.dispatcher.flush_batch()
@@ -449,7 +425,11 @@ class PollingTransport:
         except asyncio.CancelledError:
             raise
         except (ProtocolError, PayloadTooLargeError) as exc:
-            self.hooks.on_transport_closed(self, Reason.PARSE_ERROR, exc)
+            # Broken HTTP is the request failing (engine.io-client: "transport error"); a
+            # broken payload in a sound response is a parse error.
+            bad_http = isinstance(exc, MalformedResponseError)
+            reason = Reason.TRANSPORT_ERROR if bad_http else Reason.PARSE_ERROR
+            self.hooks.on_transport_closed(self, reason, exc)
         except Exception as exc:
             self.hooks.on_transport_closed(self, Reason.TRANSPORT_ERROR, exc)
 
@@ -516,25 +496,14 @@ class PollingTransport:
                 await self._post(records)
 
     async def _post(self, records: list[bytes]) -> None:
-        session = await self._ensure_session()
         body = self.separator.join(records)
-        headers = self._post_headers
-        if headers is None:
-            headers = self._post_headers = dict(self.headers)
-            headers["Content-Type"] = "text/plain;charset=UTF-8"
-        async with session.post(
-            self._request_url(),
-            data=body,
-            headers=headers,
-            timeout=self._timeout(self.request_timeout),
-            ssl=self.ssl,
-        ) as resp:
-            if resp.status != 200:
-                raise ConnectionError(
-                    f"polling POST of {len(records)} packets ({len(body)} bytes) returned "
-                    f"HTTP {resp.status}"
-                )
-            await resp.read()
+        status, _ = await self._client().request(
+            "POST", self._query(), timeout=self.request_timeout, body=body
+        )
+        if status != 200:
+            raise ConnectionError(
+                f"polling POST of {len(records)} packets ({len(body)} bytes) returned HTTP {status}"
+            )
 
     async def _post_loop(self) -> None:
         try:

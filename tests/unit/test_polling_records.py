@@ -183,42 +183,29 @@ def test_bytes_in_are_bytes_out_through_polling_records(
 # -- a GET body arriving in chunks (EngineIO._poll_once) ------------------------------------------
 
 
-class _Body:
+class _ChunkedHTTP:
+    """A GET whose 200 body arrives in the given chunks (a PollHTTP)."""
+
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks
 
-    async def iter_any(self) -> Any:
+    async def request(self, method: str, query: str, *, sink: Any, **options: Any) -> Any:
         for c in self.chunks:
-            yield c
+            sink(c)
+        return 200, b""
 
+    def abort(self) -> None:
+        pass
 
-class _Response:
-    status = 200
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.content = _Body(chunks)
-
-    async def __aenter__(self) -> _Response:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-class _ChunkedPolling(PollingTransport):
-    """A GET whose body arrives in the given chunks."""
-
-    __slots__ = ("chunks",)
-
-    async def _poll_request(self, timeout: float) -> Any:
-        return _Response(self.chunks)
+    async def close(self) -> None:
+        pass
 
 
 def _poll_engine(chunks: list[bytes]) -> tuple[Any, CoreRecorder]:
     rec = CoreRecorder()
     session = SteadySession()
-    t = _ChunkedPolling(_core.Dispatcher(rec, rec), session, "http://h/?EIO=4", read_gate=Flag())
-    t.chunks = chunks
+    t = PollingTransport(_core.Dispatcher(rec, rec), session, "http://h/?EIO=4", read_gate=Flag())
+    t._http = _ChunkedHTTP(chunks)
     t.opened("s", 0, 50)
     t.attach()
     return t, rec
