@@ -39,7 +39,8 @@ from .._flag import Flag
 from ..exceptions import ConnectionError, PayloadTooLargeError, ProtocolError
 from ..reasons import Reason
 from .base import TransportHooks
-from .http1 import MalformedResponseError, PollHTTP, make_poll_http
+from .http import PollHTTP, make_poll_http
+from .http1 import MalformedResponseError
 
 if TYPE_CHECKING:
     import ssl

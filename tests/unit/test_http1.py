@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from fastsio.exceptions import ConnectionError, ProtocolError
-from fastsio.transports.http1 import MAX_HEAD_SIZE, AiohttpClient, HTTP1Client, make_poll_http
+from fastsio.transports.http import AiohttpClient, make_poll_http
+from fastsio.transports.http1 import MAX_HEAD_SIZE, HTTP1Client
 
 #: What the server does with one request: the bytes to write (a list: written one piece at a
 #: time, with a pause between), CLOSE (close without answering), HANG (never answer).
