@@ -668,6 +668,15 @@ def main(argv: list[str] | None = None) -> int:
             "limit": 1.2,
             "met": streams["target_met"],
         }
+        floor = streams.get("raw")
+        if floor and floor.get("ratio_cpu_per_event_many_vs_one"):
+            vs_raw = streams["cpu_per_event_vs_raw"]
+            targets[f"CPU per event, {args.stream_conns} paced streams / one"]["note"] = (
+                f"the raw picows counter's own ratio (the floor: kernel, loop and picows per "
+                f"read and wake-up) is {floor['ratio_cpu_per_event_many_vs_one']:.2f}x; fastsio "
+                f"/ raw per event: {fmt(vs_raw['many'], '.2f')}x on {args.stream_conns} "
+                f"connections, {fmt(vs_raw['one'], '.2f')}x on one"
+            )
     common.print_targets(targets, "target: fastsio ")
     common.write_results(
         args,

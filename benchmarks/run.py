@@ -132,14 +132,14 @@ def make_steps() -> list[Step]:
         Step(
             "conns",
             "conns.py",
-            ["--conns", "10000", "--servers", "2", "--stream-conns", "200"],
+            ["--conns", "10000", "--servers", "2", "--stream-conns", "200", "--stream-floor"],
             "conns.json",
             "conns",
         ),
         Step("publish", "publish.py", [], "publish.json", "publish"),
         Step("latency", "latency.py", [], "latency.json", "latency"),
         Step("binary", "binary.py", [], "binary.json", "binary"),
-        Step("polling", "polling.py", [], "polling.json", "polling"),
+        Step("polling", "polling.py", ["--same-cpu", "1"], "polling.json", "polling"),
     ]
 
 
