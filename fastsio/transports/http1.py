@@ -13,8 +13,9 @@ by Content-Length, ``Transfer-Encoding: chunked`` or the connection's close; gzi
 bodies (never asked for); 1xx responses skipped; cookies kept (``Set-Cookie`` -> ``Cookie``,
 aiohttp's ``CookieJar``, made at the first cookie); TLS with ``server_hostname``; IPv6 literal
 hosts; a total timeout per request. A kept-alive connection the server closed is replaced
-before use, and a request whose reused connection closes before any byte of the response is
-sent again on a new one (the server dropped an idle connection as the request went out).
+before use, and a GET whose reused connection closes before any byte of the response is
+sent again on a new one (the server dropped an idle connection as the request went out); a
+POST is not (it is not idempotent: the server may have taken its packets).
 Malformed responses raise ``MalformedResponseError`` (a ``ProtocolError``), a response cut
 short ``ConnectionError``, a request over time ``asyncio.TimeoutError``; the connection is then
 dropped.
@@ -84,6 +85,7 @@ class _Connection(asyncio.Protocol):
         "_error_body",
         "_inflate",
         "_received",
+        "_retry",
         "_timer",
     )
 
@@ -104,6 +106,7 @@ class _Connection(asyncio.Protocol):
         self._error_body: bytearray | None = None  # the start of a non-200's body
         self._inflate: Any = None  # zlib decompressor of a gzip/deflate body
         self._received = False  # a byte of the current response came
+        self._retry = False  # the request may be sent again (idempotent: not a POST)
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -124,7 +127,7 @@ class _Connection(asyncio.Protocol):
             except Exception as exc_in_flush:
                 self._fail(exc_in_flush)
             return
-        if not self._received and self.reused:
+        if not self._received and self.reused and self._retry:
             self._fail(_StaleConnection())
             return
         state, got = self._state, self._got
@@ -155,7 +158,7 @@ class _Connection(asyncio.Protocol):
     # -- one request ---------------------------------------------------------------------
 
     async def exchange(
-        self, request: bytes, sink: Sink | None, error_limit: int, deadline: float
+        self, request: bytes, sink: Sink | None, error_limit: int, deadline: float, retry: bool
     ) -> tuple[int, bytes]:
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
@@ -170,6 +173,7 @@ class _Connection(asyncio.Protocol):
         self._error_limit = error_limit
         self._state = _HEAD
         self._received = False
+        self._retry = retry
         self._got = 0
         self._error_body = None
         self._inflate = None
@@ -444,6 +448,7 @@ class HTTP1Client:
         "_jar",
         "_idle",
         "_conns",
+        "_aborts",
     )
 
     def __init__(
@@ -489,6 +494,7 @@ class HTTP1Client:
         self._jar: Any = None  # aiohttp.CookieJar, once the server set a cookie
         self._idle: list[_Connection] = []
         self._conns: set[_Connection] = set()
+        self._aborts = 0  # abort() calls: a request connecting meanwhile fails
 
     # -- PollHTTP ------------------------------------------------------------------------
 
@@ -505,12 +511,21 @@ class HTTP1Client:
         loop = self._loop
         deadline = loop.time() + timeout
         request = self._request(method, query, body)
+        # A POST that went out is never sent again (not idempotent, RFC 9112 9.3.1): the
+        # server may have taken its packets before it closed.
+        retry = method != "POST"
+        aborts = self._aborts
         while True:
             conn = self._take_idle()
             if conn is None:
                 conn = await self._open(deadline)
+                if self._aborts != aborts:
+                    conn.abort()  # abort() came while it was connecting
+                    raise ConnectionError("HTTP connection aborted")
             try:
-                status, error_body = await conn.exchange(request, sink, error_limit, deadline)
+                status, error_body = await conn.exchange(
+                    request, sink, error_limit, deadline, retry
+                )
             except _StaleConnection:
                 continue  # a new connection next (only a reused one raises this)
             if conn.keep_alive and not conn.closed:
@@ -533,6 +548,7 @@ class HTTP1Client:
         return self._user_cookie + ("; " + cookies if cookies else "")
 
     def abort(self) -> None:
+        self._aborts += 1
         self._idle.clear()
         for conn in list(self._conns):
             conn.abort()

@@ -264,6 +264,30 @@ async def test_a_request_is_sent_again_when_a_reused_connection_closes_before_an
     assert len(server.requests) == 3 and server.connections == 2
 
 
+async def test_a_post_whose_reused_connection_closes_before_any_byte_is_not_sent_again(
+    serve: Serve,
+) -> None:
+    # The server may have taken the POST's packets before closing: a POST is not idempotent
+    # (RFC 9112 9.3.1, engine.io-client never resends one), so it fails instead of going twice.
+    server, client = await serve([ok(b"a"), CLOSE, ok()])
+    assert await get(client) == (200, b"a")
+    with pytest.raises(ConnectionError, match="before responding"):
+        await client.request("POST", "&t=2", timeout=5, body=b"4hello")
+    assert len(server.requests) == 2
+
+
+async def test_abort_while_connecting_fails_the_request_without_sending_it(
+    serve: Serve,
+) -> None:
+    server, client = await serve([HANG])
+    task = asyncio.ensure_future(get(client, timeout=30))
+    await asyncio.sleep(0)  # the request is opening its connection
+    client.abort()
+    with pytest.raises(ConnectionError, match="aborted"):
+        await asyncio.wait_for(task, 10)  # a hang guard, far over what it takes
+    assert not server.requests and not client._conns
+
+
 async def test_a_fresh_connection_closed_before_any_byte_is_an_error(serve: Serve) -> None:
     server, client = await serve([CLOSE, ok()])
     with pytest.raises(ConnectionError, match="before responding"):
