@@ -53,6 +53,8 @@ _INFLATE_PIECE = 64 * 1024
 # The lean client
 # ------------------------------------------------------------------------------------------
 
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
 # Parser states of a connection.
 _IDLE, _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE = range(8)
 
@@ -275,7 +277,8 @@ class _Connection(asyncio.Protocol):
                     continue
                 size = line.partition(b";")[0].strip()
                 try:
-                    if not size or size[:1] in b"+-" or size[:2].lower() == b"0x":
+                    # Hex digits only (int() would take a sign, 0x or an underscore).
+                    if not size or size.strip(_HEX_DIGITS):
                         raise ValueError
                     self._remaining = int(size, 16)
                 except ValueError:
