@@ -107,3 +107,31 @@ async def test_a_broken_poll_response_ends_the_session_with_a_reason(
         await server.stop()
     assert reasons == [reason]
     assert ticks[:1] == [1]
+
+
+async def test_a_cut_poll_dispatches_its_whole_records_once_and_ends_the_session() -> None:
+    # The body announces 80 bytes; two whole records and the start of a third come, then the
+    # connection closes: the two are dispatched (once), the third is not, the session ends.
+    cut = b'HTTP/1.1 200 OK\r\nContent-Length: 80\r\n\r\n42["tick",2]\x1e42["tick",3]\x1e42["ti'
+    server = RawPollingServer(cut)
+    await server.start()
+    sio = fastsio.AsyncClient(reconnection=False)
+    ticks: list[int] = []
+    reasons: list[str] = []
+    gone = asyncio.Event()
+    sio.on("tick", ticks.append)
+
+    @sio.on("disconnect")
+    def disconnect(why: str) -> None:
+        reasons.append(why)
+        gone.set()
+
+    try:
+        await sio.connect(server.url, transports=["polling"])
+        await asyncio.wait_for(gone.wait(), 30)  # a hang guard, far over a loss's time
+    finally:
+        await sio.disconnect()
+        await server.stop()
+    assert reasons == ["transport error"]
+    assert ticks == [1, 2, 3]
+    assert server.gets == 2  # the cut GET was not sent again
