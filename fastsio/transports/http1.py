@@ -122,7 +122,8 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._state == _UNTIL_CLOSE:
+        if self._state == _UNTIL_CLOSE and exc is None:
+            # An orderly close ends a body framed by it; a reset cuts it (RFC 9112 8).
             try:
                 self._flush_inflate()
                 self._finish()
@@ -137,6 +138,8 @@ class _Connection(asyncio.Protocol):
             what = "in its response head" if self._received else "before responding"
         elif state == _LENGTH:
             what = f"after {got} of {got + self._remaining} body bytes"
+        elif state == _UNTIL_CLOSE:
+            what = f"abortively, after {got} body bytes"
         else:
             what = f"in a chunked body, after {got} bytes"
         error = ConnectionError(f"the HTTP server closed the connection {what}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -201,6 +202,29 @@ async def test_a_body_without_length_is_read_until_the_server_closes(serve: Serv
     assert await get(client) == (200, b"until close")
     assert await get(client) == (200, b"again")
     assert server.connections == 2
+
+
+async def test_a_body_until_close_cut_by_a_reset_is_an_error_not_a_whole_body() -> None:
+    # Only an orderly close ends a body framed by the connection (RFC 9112 8): after a reset
+    # the body is incomplete, and its last record must not be dispatched cut.
+    async def serve_and_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\n4hello wor")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the bytes reach the client before the reset
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # closed with SO_LINGER 0: a reset
+
+    server = await asyncio.start_server(serve_and_reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HTTP1Client(f"http://127.0.0.1:{port}/socket.io/?EIO=4", {})
+    try:
+        with pytest.raises(ConnectionError):
+            await get(client)
+    finally:
+        await client.close()
+        server.close()
 
 
 async def test_a_response_head_split_across_reads(serve: Serve) -> None:
