@@ -5,6 +5,7 @@ responses before the broken one are all dispatched."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import orjson
 import pytest
@@ -14,6 +15,10 @@ import fastsio
 OPEN = b"0" + orjson.dumps(
     {"sid": "s1", "upgrades": [], "pingInterval": 60000, "pingTimeout": 60000, "maxPayload": 100000}
 )
+
+
+#: As ``broken``: the second GET is never answered (a long-poll held open).
+HANG = b"hang"
 
 
 def ok(body: bytes, extra: bytes = b"") -> bytes:
@@ -60,6 +65,9 @@ class RawPollingServer:
                     self.gets += 1
                     if self.gets == 1:
                         writer.write(ok(b'40{"sid":"x"}\x1e42["tick",1]'))
+                    elif self.broken == HANG:
+                        await reader.read()  # the long-poll held until the client closes
+                        return
                     else:
                         writer.write(self.broken)
                         await writer.drain()
@@ -135,3 +143,27 @@ async def test_a_cut_poll_dispatches_its_whole_records_once_and_ends_the_session
     assert reasons == ["transport error"]
     assert ticks == [1, 2, 3]
     assert server.gets == 2  # the cut GET was not sent again
+
+
+async def test_disconnect_during_a_long_poll_leaves_no_socket_open() -> None:
+    server = RawPollingServer(HANG)
+    await server.start()
+    fds = len(os.listdir("/proc/self/fd"))
+    sio = fastsio.AsyncClient(reconnection=False)
+    try:
+        await sio.connect(server.url, transports=["polling"])
+        for _ in range(1000):  # a hang guard of 10 s
+            if server.gets == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert server.gets == 2  # the second GET is held by the server
+        await sio.disconnect()
+        # Both ends of every connection closed (the server's once it reads the client's close).
+        for _ in range(1000):
+            if len(os.listdir("/proc/self/fd")) <= fds:
+                break
+            await asyncio.sleep(0.01)
+        assert len(os.listdir("/proc/self/fd")) <= fds
+    finally:
+        await sio.disconnect()
+        await server.stop()
