@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .http1 import HTTP1Client, Sink
+from .http1 import HTTP1Client, Sink, cookie_header_of
 
 if TYPE_CHECKING:
     import aiohttp
@@ -125,15 +125,8 @@ class AiohttpClient:
 
     def cookie_header(self, url: str) -> str | None:
         user = next((v for k, v in self._headers.items() if k.lower() == "cookie"), None)
-        cookies = None
-        if self._session is not None:
-            import yarl
-
-            jar = self._session.cookie_jar.filter_cookies(yarl.URL(url))
-            cookies = "; ".join(f"{m.key}={m.coded_value}" for m in jar.values()) or None
-        if user is None or cookies is None:
-            return user or cookies
-        return f"{user}; {cookies}"
+        jar = self._session.cookie_jar if self._session is not None else None
+        return cookie_header_of(jar, user, url)
 
     def abort(self) -> None:
         """Nothing to drop: cancelling a request releases its connection."""

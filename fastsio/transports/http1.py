@@ -35,7 +35,7 @@ from typing import Any
 
 from ..exceptions import ConnectionError, ProtocolError
 
-__all__ = ["MAX_HEAD_SIZE", "HTTP1Client", "MalformedResponseError", "Sink"]
+__all__ = ["MAX_HEAD_SIZE", "HTTP1Client", "MalformedResponseError", "Sink", "cookie_header_of"]
 
 #: Bytes of a response head (status line and headers), or of a chunk-size line or trailers,
 #: over which the response is refused (ProtocolError).
@@ -434,6 +434,20 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def cookie_header_of(jar: Any, user: str | None, url: str) -> str | None:
+    """The ``Cookie`` header for a request to ``url``: the user's own ``Cookie`` header (if
+    any), then the cookies ``jar`` (an aiohttp cookie jar, or None) keeps for ``url``."""
+    cookies = None
+    if jar is not None and len(jar):
+        import yarl
+
+        filtered = jar.filter_cookies(yarl.URL(url))
+        cookies = "; ".join(f"{m.key}={m.coded_value}" for m in filtered.values()) or None
+    if not user:
+        return cookies
+    return user + ("; " + cookies if cookies else "")
+
+
 class HTTP1Client:
     """Keep-alive HTTP/1.1 connections to one origin, for the requests of a polling session:
     an idle connection is reused, a new one opened when none is (the GET loop and the POST
@@ -542,16 +556,7 @@ class HTTP1Client:
             return status, error_body
 
     def cookie_header(self, url: str) -> str | None:
-        jar = self._jar
-        cookies = None
-        if jar is not None and len(jar):
-            import yarl
-
-            filtered = jar.filter_cookies(yarl.URL(url))
-            cookies = "; ".join(f"{m.key}={m.coded_value}" for m in filtered.values()) or None
-        if self._user_cookie is None:
-            return cookies
-        return self._user_cookie + ("; " + cookies if cookies else "")
+        return cookie_header_of(self._jar, self._user_cookie, url)
 
     def abort(self) -> None:
         self._aborts += 1
